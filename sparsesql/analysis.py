@@ -1,0 +1,77 @@
+"""The text analyzer shared by ingest and query, so both sides of BM25 see the same terms.
+
+The rules are those of bm25s's default tokenizer (bm25s, Apache-2.0/MIT, ``bm25s.tokenize`` with
+``stopwords="en"`` and a PyStemmer English stemmer), so that BM25 computed in SQL over these terms
+reproduces bm25s scores:
+
+1. lowercase the whole text;
+2. take every run of two or more word characters, ``\\b\\w\\w+\\b`` (the scikit-learn
+   CountVectorizer pattern; one-character tokens are dropped);
+3. drop tokens in the English stopword list below (checked before stemming, so a stem that
+   happens to be a stopword is kept);
+4. stem with the Snowball English stemmer (PyStemmer).
+
+bm25s is deliberately not imported here: it is a benchmark dependency, not a runtime one.
+tests/test_analysis.py checks that the two agree token for token on a whole corpus.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+
+import Stemmer
+
+# bm25s.stopwords.STOPWORDS_EN (the same 33 words as Lucene's classic English stop set).
+STOPWORDS_EN: frozenset[str] = frozenset(
+    """
+    a an and are as at be but by for if in into is it no not of on or such that the their
+    then there these they this to was will with
+    """.split()
+)
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+# Words seen so far -> stem. Stemming dominates analysis time and vocabularies are Zipfian, so
+# the cache hit rate is high; it is dropped wholesale if it grows past this many entries.
+_STEM_CACHE_LIMIT = 2_000_000
+_stem_cache: dict[str, str] = {}
+# A PyStemmer Stemmer is not thread-safe; the lock also guards the cache while it is filled.
+_stem_lock = threading.Lock()
+_stemmer = Stemmer.Stemmer("english")
+
+
+def _stems(words: list[str]) -> list[str]:
+    """Stem `words`, calling the stemmer once for all words not seen before."""
+    local: dict[str, str] = {}
+    missing: list[str] = []
+    for word in set(words):
+        stem = _stem_cache.get(word)
+        if stem is None:
+            missing.append(word)
+        else:
+            local[word] = stem
+    if missing:
+        with _stem_lock:
+            stems = _stemmer.stemWords(missing)
+            if len(_stem_cache) + len(missing) > _STEM_CACHE_LIMIT:
+                _stem_cache.clear()
+            _stem_cache.update(zip(missing, stems))
+        local.update(zip(missing, stems))
+    return [local[w] for w in words]
+
+
+def analyze(text: str) -> list[str]:
+    """Return the terms of `text` in order, repeats kept (they are term frequencies)."""
+    words = [w for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS_EN]
+    return _stems(words) if words else []
+
+
+def term_counts(text: str) -> tuple[dict[str, int], int]:
+    """Return (term -> frequency, document length) where length counts terms after stopwords.
+
+    The length is what BM25's length normalisation uses (bm25s counts the same tokens).
+    """
+    terms = analyze(text)
+    return dict(Counter(terms)), len(terms)

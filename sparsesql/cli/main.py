@@ -1,0 +1,181 @@
+"""The `sparsesql` command: thin over the library; library errors become click errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from sparsesql.errors import Error
+
+
+def _fail_cleanly(fn):
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Error as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _db(ctx: click.Context):
+    from sparsesql.database import connect
+
+    if ctx.obj.get("db") is None:
+        ctx.obj["db"] = connect(ctx.obj.get("dsn"))
+        ctx.call_on_close(ctx.obj["db"].close)
+    return ctx.obj["db"]
+
+
+def _param(text: str) -> tuple[str, object]:
+    """`name=value`; the value is parsed as JSON when it is valid JSON, else kept as text."""
+    if "=" not in text:
+        raise click.BadParameter(f"{text!r} is not name=value")
+    name, value = text.split("=", 1)
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
+def print_rows(rows: list, as_json: bool) -> None:
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(dict(row), default=str))
+        return
+    if not rows:
+        click.echo("(0 rows)")
+        return
+    columns = list(rows[0].keys())
+    cells = [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    click.echo(" | ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    click.echo("-+-".join("-" * w for w in widths))
+    for r in cells:
+        click.echo(" | ".join(v.ljust(w) for v, w in zip(r, widths)))
+    click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    text = json.dumps(value) if isinstance(value, dict) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@click.group()
+@click.option("--dsn", envvar="SPARSESQL_DSN", help="PostgreSQL DSN; default: the embedded server in SPARSESQL_HOME.")
+@click.pass_context
+def cli(ctx: click.Context, dsn: str | None) -> None:
+    """sparsesql: hybrid sparse + dense retrieval in PostgreSQL."""
+    ctx.ensure_object(dict)
+    ctx.obj["dsn"] = dsn
+
+
+@cli.command()
+@click.pass_context
+@_fail_cleanly
+def dsn(ctx: click.Context) -> None:
+    """Print the connection string (starts the embedded server if needed): psql "$(sparsesql dsn)"."""
+    click.echo(_db(ctx).dsn)
+
+
+@cli.command()
+@_fail_cleanly
+def stop() -> None:
+    """Stop the embedded server in SPARSESQL_HOME."""
+    from sparsesql.db import embedded
+
+    click.echo("stopped" if embedded.stop() else f"no embedded server runs in {embedded.home()}")
+
+
+@cli.command()
+@click.argument("statement")
+@click.option("-p", "--param", "params", multiple=True, help="Bind :name, as name=value (JSON or text).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+@click.pass_context
+@_fail_cleanly
+def query(ctx: click.Context, statement: str, params: tuple[str, ...], as_json: bool) -> None:
+    """Run one dialect statement, e.g. "SELECT id, score FROM docs SEARCH SPARSE(:q) LIMIT 5" -p q=text."""
+    bound = dict(_param(p) for p in params)
+    print_rows(_db(ctx).query(statement, **bound), as_json)
+
+
+@cli.command()
+@click.argument("collection")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--batch-size", default=500, show_default=True)
+@click.pass_context
+@_fail_cleanly
+def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int) -> None:
+    """Add documents from a JSONL file or a BEIR folder (its corpus.jsonl).
+
+    A BEIR folder creates the collection (title text, text text) when it does not exist;
+    for a JSONL file, create the collection first with CREATE COLLECTION.
+    """
+    from sparsesql.eval.beir import load_corpus, read_jsonl
+
+    db = _db(ctx)
+    if path.is_dir():
+        if collection.lower() not in {c.name for c in db.collections()}:
+            from sparsesql.eval.run import BEIR_FIELDS
+
+            db.create_collection(collection, BEIR_FIELDS)
+        docs = load_corpus(path)
+    else:
+        docs = ({("id" if k == "_id" else k): v for k, v in d.items()} for d in read_jsonl(path))
+    report = db.collection(collection).add(docs, batch_size=batch_size, progress=sys.stderr.isatty())
+    click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}")
+
+
+@cli.command("eval")
+@click.argument("beir_dir", type=click.Path(path_type=Path))
+@click.option("--search", default="HYBRID(SPARSE(:q), DENSE(:q))", show_default=True, help="Any SEARCH clause of the dialect.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the metrics.")
+@click.pass_context
+@_fail_cleanly
+def eval_(ctx: click.Context, beir_dir: Path, search: str, limit: int, as_json: bool) -> None:
+    """Load BEIR_DIR (once), run every test query, print nDCG@10, Recall@100 and latency."""
+    from sparsesql.eval.run import evaluate
+
+    result = evaluate(_db(ctx), beir_dir, search, limit=limit, progress=sys.stderr.isatty())
+    s = result.summary()
+    click.echo(f"collection  {result.collection}   search  {search}")
+    click.echo(f"queries     {s['queries']}")
+    click.echo(f"nDCG@10     {s['ndcg@10']:.4f}")
+    click.echo(f"Recall@100  {s['recall@100']:.4f}")
+    click.echo(f"latency     p50 {s['p50_ms']:.1f} ms   p95 {s['p95_ms']:.1f} ms")
+    if as_json:
+        click.echo(json.dumps(s))
+
+
+@cli.command()
+@click.argument("revision", default="head")
+@click.option("--down", is_flag=True, help="Downgrade to REVISION instead (e.g. base).")
+@click.pass_context
+@_fail_cleanly
+def migrate(ctx: click.Context, revision: str, down: bool) -> None:
+    """Upgrade (or downgrade) sparsesql's catalog with its Alembic history."""
+    from sparsesql.db import migrate as m
+    from sparsesql.db.connect import resolve_dsn
+
+    dsn = resolve_dsn(ctx.obj.get("dsn"))
+    (m.downgrade if down else m.upgrade)(dsn, revision)
+    click.echo(f"catalog {'downgraded' if down else 'upgraded'} to {revision}")
+
+
+@cli.command()
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="BEIR folder to load (default: the shipped CISI copy).")
+@click.pass_context
+@_fail_cleanly
+def demo(ctx: click.Context, data: Path | None) -> None:
+    """Load a small public corpus, run sparse, dense, hybrid and filtered queries, and evaluate."""
+    from sparsesql.cli.demo import run_demo
+
+    run_demo(_db(ctx), data)

@@ -1,0 +1,170 @@
+"""The Python API: `Database` runs dialect statements and manages collections; `Collection`
+writes documents. Both are thin: the work is in lang/, plan/, exec/ and db/."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import psycopg
+from psycopg import sql
+
+from sparsesql.db import ingest, schema
+from sparsesql.db.catalog import CollectionInfo, get_collection, list_collections
+from sparsesql.db.connect import open_connection, resolve_dsn
+from sparsesql.errors import CheckError
+from sparsesql.exec.row import Row
+from sparsesql.exec.run import database_error, run_plan
+from sparsesql.lang import check as chk
+from sparsesql.lang.parse import parse_statement
+from sparsesql.plan.build import build_plan
+from sparsesql.plan.explain import explain_text
+
+
+class Database:
+    """A connection to one PostgreSQL database holding sparsesql collections.
+
+    `trace` receives (sql, params) for every statement a query runs, like sqlite-utils' tracer.
+    """
+
+    def __init__(self, dsn: str | None = None, *, trace: Callable[[str, dict], None] | None = None) -> None:
+        self.dsn = resolve_dsn(dsn)
+        self.trace = trace
+        self._conn = open_connection(self.dsn)
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        """The live psycopg connection, reopened when the previous one was lost."""
+        if self._conn.closed or self._conn.broken:
+            self._conn = open_connection(self.dsn)
+        return self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ dialect
+
+    def check(self, text: str, **params: object) -> chk.Checked:
+        """Parse and check a statement against this database's catalog, running nothing."""
+        statement = parse_statement(text)
+        return chk.check(statement, lambda name: get_collection(self.conn, name), params, text)
+
+    def query(self, text: str, **params: object) -> list[Row]:
+        """Run one dialect statement; `:name` placeholders are bound from keyword arguments."""
+        return self._guard(lambda: self._query(text, params))
+
+    def _query(self, text: str, params: dict) -> list[Row]:
+        checked = self.check(text, **params)
+        if isinstance(checked, chk.CheckedSelect):
+            if checked.explain:
+                return [Row({"plan": line}) for line in self._explain(checked).splitlines()]
+            rows, _ = run_plan(self.conn, build_plan(checked), self.trace)
+            return rows
+        if isinstance(checked, chk.CheckedCreate):
+            schema.create_collection(
+                self.conn, checked.name, list(checked.fields), checked.options, if_not_exists=checked.if_not_exists
+            )
+            return []
+        if isinstance(checked, chk.CheckedDrop):
+            schema.drop_collection(self.conn, checked.name, if_exists=checked.if_exists)
+            return []
+        return [
+            Row({
+                "name": c.name,
+                "documents": c.n_docs,
+                "fields": ", ".join(f"{f.name} {f.type}" for f in c.fields),
+                "sparse": c.settings.sparse,
+                "dense": c.settings.dense,
+                "dim": c.settings.dim,
+            })
+            for c in self.collections()
+        ]
+
+    def explain(self, text: str, *, analyze: bool = False, **params: object) -> str:
+        """The plan of a SELECT as text; with analyze=True it runs and shows rows and times."""
+        checked = self._guard(lambda: self.check(text, **params))
+        if not isinstance(checked, chk.CheckedSelect):
+            raise CheckError("EXPLAIN applies to SELECT statements")
+        return self._guard(lambda: self._explain(checked, analyze=analyze or checked.analyze))
+
+    def _explain(self, checked: chk.CheckedSelect, analyze: bool | None = None) -> str:
+        plan = build_plan(checked)
+        records = run_plan(self.conn, plan, self.trace)[1] if (checked.analyze if analyze is None else analyze) else None
+        return explain_text(self.conn, plan, records)
+
+    def _guard(self, action: Callable[[], object]) -> object:
+        try:
+            return action()
+        except psycopg.Error as exc:
+            raise database_error(exc, "query") from exc
+
+    # ------------------------------------------------------------------ collections
+
+    def collections(self) -> list[CollectionInfo]:
+        return list_collections(self.conn)
+
+    def create_collection(
+        self, name: str, fields: dict[str, str] | list[tuple[str, str]] | None = None, *, if_not_exists: bool = False, **options: object
+    ) -> "Collection":
+        """Create a collection: `fields` maps names to types; options as in CREATE COLLECTION ... WITH."""
+        info = self._guard(lambda: schema.create_collection(self.conn, name, fields or {}, options, if_not_exists=if_not_exists))
+        return Collection(self, info.name)
+
+    def drop_collection(self, name: str, *, if_exists: bool = False) -> bool:
+        return self._guard(lambda: schema.drop_collection(self.conn, name, if_exists=if_exists))
+
+    def collection(self, name: str) -> "Collection":
+        schema.require_collection(self.conn, name)
+        return Collection(self, name.lower())
+
+
+class Collection:
+    """Writes to one collection; reads go through `Database.query`."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = name
+
+    @property
+    def info(self) -> CollectionInfo:
+        return schema.require_collection(self.db.conn, self.name)
+
+    def add(self, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False) -> ingest.IngestReport:
+        """Add or update documents: {"id", declared fields..., "metadata", "vector", "sparse"}."""
+        try:
+            return ingest.add(self.db.conn, self.info, docs, batch_size=batch_size, progress=progress)
+        except psycopg.Error as exc:
+            raise database_error(exc, "ingest") from exc
+
+    def delete(self, ids: Iterable[str]) -> int:
+        try:
+            return ingest.delete(self.db.conn, self.info, ids)
+        except psycopg.Error as exc:
+            raise database_error(exc, "delete") from exc
+
+    def count(self) -> int:
+        return self.info.n_docs
+
+    def get(self, id: str) -> Row | None:
+        info = self.info
+        cols = ["id", *(f.name for f in info.fields), "metadata"]
+        row = self.db.conn.execute(
+            sql.SQL("SELECT {} FROM {} WHERE id = %s").format(sql.SQL(", ").join(map(sql.Identifier, cols)), info.table("docs")),
+            (str(id),),
+        ).fetchone()
+        return Row(dict(zip(cols, row))) if row else None
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r})"
+
+
+def connect(dsn: str | None = None, *, trace: Callable[[str, dict], None] | None = None) -> Database:
+    """Open a database: `dsn`, else SPARSESQL_DSN, else the embedded server in SPARSESQL_HOME."""
+    return Database(dsn, trace=trace)
+
+

@@ -1,0 +1,158 @@
+"""The catalog: one row per collection with its fields, settings and exact statistics.
+
+`n_docs` and `sum_len` (the sum of document lengths) are kept exact by every write in the same
+transaction as the write, so BM25's N and avgdl computed at query time are never stale.
+`version` counts committed writes; in-memory tiers compare it to know when to refresh.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from sparsesql.errors import CheckError, ConfigError
+
+SCHEMA = "sparsesql"
+CATALOG_REVISION = "0001_catalog"
+
+# Declared field types: the names a user may write -> the PostgreSQL type stored.
+FIELD_TYPES = {
+    "text": "text",
+    "int": "integer",
+    "integer": "integer",
+    "bigint": "bigint",
+    "real": "real",
+    "float": "double precision",
+    "double": "double precision",
+    "double precision": "double precision",
+    "numeric": "numeric",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+}
+NUMERIC_TYPES = {"integer", "bigint", "real", "double precision", "numeric"}
+RESERVED = {"id", "metadata", "score", "doc_id", "doc_len", "content_hash", "terms"}
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+DENSE_MODELS = {"minilm-l6": 384}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a collection analyses and embeds; fixed at creation."""
+
+    sparse: str = "bm25"
+    dense: str = "minilm-l6"
+    dim: int = 384
+    k1: float = 0.9
+    b: float = 0.4
+    text_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    fields: tuple[Field, ...]
+    settings: Settings
+    n_docs: int = 0
+    sum_len: int = 0
+    version: int = 0
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def table(self, kind: str) -> sql.Identifier:
+        """The schema-qualified table `sparsesql.<name>__<kind>` (docs, postings, vocab, dense)."""
+        return sql.Identifier(SCHEMA, f"{self.name}__{kind}")
+
+    def field_type(self, name: str) -> str | None:
+        """The PostgreSQL type of a selectable column, or None when the name is unknown."""
+        if name == "id":
+            return "text"
+        if name == "metadata":
+            return "jsonb"
+        for f in self.fields:
+            if f.name == name:
+                return f.type
+        return None
+
+    @property
+    def avgdl(self) -> float:
+        return self.sum_len / self.n_docs if self.n_docs else 0.0
+
+
+def check_name(name: str, what: str = "collection") -> str:
+    """Fold to lowercase and require a plain identifier, so table names need no guessing."""
+    folded = name.lower()
+    if not NAME_RE.match(folded) or "__" in folded:
+        raise CheckError(
+            f"invalid {what} name {name!r}: use letters, digits and single underscores, "
+            "starting with a letter or underscore, at most 48 characters"
+        )
+    return folded
+
+
+def _row_to_info(row: tuple) -> CollectionInfo:
+    name, fields, settings, n_docs, sum_len, version, extra = row
+    settings = dict(settings)
+    settings["text_fields"] = tuple(settings.get("text_fields", ()))
+    return CollectionInfo(
+        name=name,
+        fields=tuple(Field(f["name"], f["type"]) for f in fields),
+        settings=Settings(**settings),
+        n_docs=n_docs,
+        sum_len=sum_len,
+        version=version,
+        extra=extra or {},
+    )
+
+
+_SELECT = "SELECT name, fields, settings, n_docs, sum_len, version, extra FROM sparsesql.collections"
+
+
+def get_collection(conn: psycopg.Connection, name: str) -> CollectionInfo | None:
+    row = conn.execute(_SELECT + " WHERE name = %s", (name.lower(),)).fetchone()
+    return _row_to_info(row) if row else None
+
+
+def list_collections(conn: psycopg.Connection) -> list[CollectionInfo]:
+    return [_row_to_info(r) for r in conn.execute(_SELECT + " ORDER BY name").fetchall()]
+
+
+def settings_json(settings: Settings) -> dict:
+    data = asdict(settings)
+    data["text_fields"] = list(settings.text_fields)
+    return data
+
+
+def set_extra(conn: psycopg.Connection, name: str, key: str, value: object) -> None:
+    """Record a free-form fact about a collection (e.g. the fingerprint of its source corpus)."""
+    from psycopg.types.json import Jsonb
+
+    conn.execute(
+        "UPDATE sparsesql.collections SET extra = extra || %s WHERE name = %s",
+        (Jsonb({key: value}), name),
+    )
+
+
+def ensure_catalog(conn: psycopg.Connection, dsn: str) -> None:
+    """Bring the catalog to CATALOG_REVISION, running Alembic only when it is behind."""
+    try:
+        row = conn.execute("SELECT version_num FROM sparsesql.alembic_version").fetchone()
+    except psycopg.errors.UndefinedTable:
+        row = None
+    except psycopg.Error as exc:
+        raise ConfigError(f"cannot read the sparsesql catalog: {exc}") from exc
+    if row and row[0] == CATALOG_REVISION:
+        return
+    from sparsesql.db.migrate import upgrade
+
+    upgrade(dsn)

@@ -1,0 +1,353 @@
+"""Writes documents: fields, BM25 postings, dense vectors, and the statistics they change.
+
+Each batch is one transaction holding the collection's catalog row lock, so a batch is all in or
+all out and N, sum of lengths and df stay exact however writers interleave. A document whose
+content hash is unchanged is skipped before any analysis or encoding, which makes re-ingesting
+the same input cheap and an interrupted ingest resumable by running it again. Bulk rows travel
+by binary COPY; document ids are drawn from the table's sequence first so postings can be
+copied in the same pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import islice
+from typing import Iterable, Iterator
+
+import numpy as np
+import psycopg
+from pgvector import SparseVector, Vector
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from sparsesql.analysis import term_counts
+from sparsesql.db.catalog import CollectionInfo, NUMERIC_TYPES
+from sparsesql.errors import IngestError
+
+SPARSEVEC_DIM = 1_000_000_000
+SPARSEVEC_MAX_NNZ = 16_000
+COPY_TYPES = {
+    "text": "text",
+    "integer": "int4",
+    "bigint": "int8",
+    "real": "float4",
+    "double precision": "float8",
+    "numeric": "numeric",
+    "boolean": "bool",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+}
+INT_RANGE = {"integer": 2**31, "bigint": 2**63}
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __iadd__(self, other: "IngestReport") -> "IngestReport":
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        return self
+
+
+@dataclass
+class _Doc:
+    id: str
+    values: dict
+    metadata: dict
+    vector: np.ndarray | None
+    sparse: dict[str, float] | None
+    hash: str
+
+
+def _where(position: int, doc: dict) -> str:
+    ident = doc.get("id") if isinstance(doc, dict) else None
+    return f"document {position}" + (f" (id {ident!r})" if ident is not None else "")
+
+
+def _field_value(info: CollectionInfo, name: str, type_name: str, value: object, where: str) -> object:
+    if value is None:
+        return None
+    bad = IngestError(f"{where}: field {name!r} expects {type_name}, got {type(value).__name__} {value!r:.60}")
+    if type_name == "text":
+        if not isinstance(value, str):
+            raise bad
+        if "\x00" in value:
+            raise IngestError(f"{where}: field {name!r} contains a NUL character, which PostgreSQL text cannot hold")
+        return value
+    if type_name in INT_RANGE:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        if not -INT_RANGE[type_name] <= value < INT_RANGE[type_name]:
+            raise IngestError(f"{where}: field {name!r} value {value} is out of range for {type_name}")
+        return value
+    if type_name in NUMERIC_TYPES:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if not math.isfinite(value):
+            raise IngestError(f"{where}: field {name!r} is {value}; only finite numbers are stored")
+        return Decimal(str(value)) if type_name == "numeric" else float(value)
+    if type_name == "boolean":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    parse = {"date": dt.date.fromisoformat, "timestamp": dt.datetime.fromisoformat, "timestamptz": dt.datetime.fromisoformat}
+    if isinstance(value, str):
+        try:
+            value = parse[type_name](value)
+        except ValueError:
+            raise bad from None
+    if type_name == "date" and isinstance(value, dt.datetime):
+        raise bad
+    if not isinstance(value, (dt.date, dt.datetime)):
+        raise bad
+    if type_name == "timestamptz" and isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _vector(info: CollectionInfo, value: object, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise IngestError(f"{where}: 'vector' must be a list of numbers") from None
+    if array.ndim != 1 or array.shape[0] != info.settings.dim:
+        raise IngestError(
+            f"{where}: 'vector' has {array.size} dimensions; collection {info.name!r} stores {info.settings.dim}"
+        )
+    if not np.isfinite(array).all():
+        raise IngestError(f"{where}: 'vector' holds NaN or infinite components")
+    return array.astype(np.float32)
+
+
+def _sparse(value: object, where: str) -> dict[str, float]:
+    if not isinstance(value, dict) or not value:
+        raise IngestError(f"{where}: 'sparse' must be a non-empty mapping of token -> weight")
+    out: dict[str, float] = {}
+    for token, weight in value.items():
+        if not isinstance(token, str) or not token or isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise IngestError(f"{where}: 'sparse' entry {token!r}: {weight!r} is not token -> number")
+        if not math.isfinite(weight) or weight < 0:
+            raise IngestError(f"{where}: 'sparse' weight of {token!r} is {weight}; weights must be finite and >= 0")
+        if weight > 0:
+            out[token] = float(weight)
+    return out
+
+
+def validate(info: CollectionInfo, doc: object, position: int) -> _Doc:
+    """Check one input document against the collection and compute its content hash."""
+    where = _where(position, doc if isinstance(doc, dict) else {})
+    if not isinstance(doc, dict):
+        raise IngestError(f"{where}: expected a mapping with an 'id', got {type(doc).__name__}")
+    allowed = {"id", "metadata", "vector", "sparse"} | {f.name for f in info.fields}
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise IngestError(
+            f"{where}: unknown field {unknown[0]!r}; collection {info.name!r} has fields "
+            f"{', '.join(f.name for f in info.fields) or '(none)'} plus id, metadata, vector, sparse"
+        )
+    ident = doc.get("id")
+    if isinstance(ident, bool) or not isinstance(ident, (str, int)) or str(ident) == "":
+        raise IngestError(f"{where}: every document needs an 'id' (a non-empty string or an integer)")
+    values = {f.name: _field_value(info, f.name, f.type, doc.get(f.name), where) for f in info.fields}
+    metadata = doc.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise IngestError(f"{where}: 'metadata' must be a mapping")
+    vector = _vector(info, doc["vector"], where) if doc.get("vector") is not None else None
+    if vector is None and info.settings.dense == "none":
+        raise IngestError(f"{where}: collection {info.name!r} has no dense model (dense => 'none'); supply 'vector'")
+    sparse = None
+    if info.settings.sparse == "precomputed":
+        if doc.get("sparse") is None:
+            raise IngestError(f"{where}: collection {info.name!r} stores precomputed sparse vectors; supply 'sparse'")
+        sparse = _sparse(doc["sparse"], where)
+    elif doc.get("sparse") is not None:
+        raise IngestError(f"{where}: collection {info.name!r} computes BM25 from text; 'sparse' is not accepted")
+    try:
+        canonical = json.dumps(
+            [values, metadata, None if vector is None else vector.tolist(), sparse], sort_keys=True, default=str
+        )
+    except (TypeError, ValueError) as exc:
+        raise IngestError(f"{where}: 'metadata' is not JSON-serialisable ({exc})") from None
+    return _Doc(str(ident), values, metadata, vector, sparse, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def document_text(info: CollectionInfo, values: dict) -> str:
+    """The text that BM25 analyses and the dense model embeds: the text fields, space-joined."""
+    return " ".join(values[name] for name in info.settings.text_fields if values.get(name))
+
+
+def _lock(conn: psycopg.Connection, info: CollectionInfo) -> None:
+    row = conn.execute("SELECT 1 FROM sparsesql.collections WHERE name = %s FOR UPDATE", (info.name,)).fetchone()
+    if row is None:
+        raise IngestError(f"collection {info.name!r} was dropped while writing to it")
+
+
+def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -> int:
+    """Delete documents by internal id inside the caller's transaction, keeping statistics exact."""
+    if not doc_ids:
+        return 0
+    docs, postings, vocab = info.table("docs"), info.table("postings"), info.table("vocab")
+    conn.execute(
+        sql.SQL(
+            "WITH gone AS (DELETE FROM {p} WHERE doc_id = ANY(%(ids)s) RETURNING term_id), "
+            "counts AS (SELECT term_id, count(*) AS n FROM gone GROUP BY term_id) "
+            "UPDATE {v} AS v SET df = v.df - counts.n FROM counts WHERE v.term_id = counts.term_id"
+        ).format(p=postings, v=vocab),
+        {"ids": doc_ids},
+    )
+    row = conn.execute(
+        sql.SQL(
+            "WITH gone AS (DELETE FROM {d} WHERE doc_id = ANY(%(ids)s) RETURNING doc_len) "
+            "SELECT count(*), coalesce(sum(doc_len), 0) FROM gone"
+        ).format(d=docs),
+        {"ids": doc_ids},
+    ).fetchone()
+    count, length = row
+    conn.execute(
+        "UPDATE sparsesql.collections SET n_docs = n_docs - %s, sum_len = sum_len - %s, version = version + 1 "
+        "WHERE name = %s",
+        (count, length, info.name),
+    )
+    return count
+
+
+def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -> int:
+    """Delete documents by external id in one transaction; returns how many existed."""
+    wanted = [str(i) for i in ids]
+    with conn.transaction():
+        _lock(conn, info)
+        rows = conn.execute(
+            sql.SQL("SELECT doc_id FROM {} WHERE id = ANY(%s)").format(info.table("docs")), (wanted,)
+        ).fetchall()
+        return remove(conn, info, [r[0] for r in rows])
+
+
+def _term_weights(info: CollectionInfo, doc: _Doc) -> tuple[dict[str, float], int]:
+    if doc.sparse is not None:
+        return doc.sparse, len(doc.sparse)
+    counts, length = term_counts(document_text(info, doc.values))
+    return {t: float(c) for t, c in counts.items()}, length
+
+
+def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc]) -> IngestReport:
+    ids = [d.id for d in batch]
+    known = dict(
+        conn.execute(
+            sql.SQL("SELECT id, content_hash FROM {} WHERE id = ANY(%s)").format(info.table("docs")), (ids,)
+        ).fetchall()
+    )
+    changed = [d for d in batch if known.get(d.id) != d.hash]
+    report = IngestReport(unchanged=len(batch) - len(changed))
+    if not changed:
+        return report
+    weights = [_term_weights(info, d) for d in changed]
+    missing = [i for i, d in enumerate(changed) if d.vector is None]
+    if missing:
+        from sparsesql.encoders.dense import load_dense_encoder
+
+        encoded = load_dense_encoder(info.settings.dense).encode([document_text(info, changed[i].values) for i in missing])
+        for i, vec in zip(missing, encoded):
+            changed[i].vector = vec
+    terms = sorted({t for w, _ in weights for t in w})
+    docs_t, postings_t, vocab_t, dense_t = (info.table(k) for k in ("docs", "postings", "vocab", "dense"))
+    with conn.transaction():
+        _lock(conn, info)
+        old = conn.execute(
+            sql.SQL("SELECT doc_id FROM {} WHERE id = ANY(%s)").format(docs_t), ([d.id for d in changed],)
+        ).fetchall()
+        remove(conn, info, [r[0] for r in old])
+        report.updated, report.added = len(old), len(changed) - len(old)
+        conn.execute(
+            sql.SQL("INSERT INTO {} (term) SELECT unnest(%s::text[]) ON CONFLICT (term) DO NOTHING").format(vocab_t),
+            (terms,),
+        )
+        term_ids = dict(
+            conn.execute(sql.SQL("SELECT term, term_id FROM {} WHERE term = ANY(%s)").format(vocab_t), (terms,)).fetchall()
+        )
+        doc_ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'doc_id')) FROM generate_series(1, %s)",
+                (f'sparsesql."{info.name}__docs"', len(changed)),
+            ).fetchall()
+        ]
+        field_names = [f.name for f in info.fields]
+        columns = sql.SQL(", ").join(
+            sql.Identifier(c) for c in ["doc_id", "id", *field_names, "metadata", "doc_len", "content_hash", "terms"]
+        )
+        df: Counter[int] = Counter()
+        with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
+            copy.set_types(["int8", "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text", "sparsevec"])
+            for doc_id, doc, (w, length) in zip(doc_ids, changed, weights):
+                by_id = {term_ids[t]: x for t, x in w.items()}
+                df.update(by_id.keys())
+                vec = SparseVector(by_id, SPARSEVEC_DIM) if len(by_id) <= SPARSEVEC_MAX_NNZ else None
+                copy.write_row([doc_id, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, vec])
+        with conn.cursor().copy(sql.SQL("COPY {} (term_id, doc_id, tf) FROM STDIN (FORMAT BINARY)").format(postings_t)) as copy:
+            copy.set_types(["int4", "int8", "float4"])
+            for doc_id, (w, _) in zip(doc_ids, weights):
+                for t, x in w.items():
+                    copy.write_row([term_ids[t], doc_id, x])
+        with conn.cursor().copy(sql.SQL("COPY {} (doc_id, embedding) FROM STDIN (FORMAT BINARY)").format(dense_t)) as copy:
+            copy.set_types(["int8", "vector"])
+            for doc_id, doc in zip(doc_ids, changed):
+                copy.write_row([doc_id, Vector(doc.vector)])
+        ids_sorted = sorted(df)
+        conn.execute(
+            sql.SQL(
+                "UPDATE {} AS v SET df = v.df + x.n FROM unnest(%s::int[], %s::int[]) AS x(term_id, n) "
+                "WHERE v.term_id = x.term_id"
+            ).format(vocab_t),
+            (ids_sorted, [df[i] for i in ids_sorted]),
+        )
+        conn.execute(
+            "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1 "
+            "WHERE name = %s",
+            (len(changed), sum(length for _, length in weights), info.name),
+        )
+    return report
+
+
+def _batches(docs: Iterable[object], size: int) -> Iterator[list[object]]:
+    it = iter(docs)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def add(
+    conn: psycopg.Connection,
+    info: CollectionInfo,
+    docs: Iterable[dict],
+    *,
+    batch_size: int = 500,
+    progress: bool = False,
+) -> IngestReport:
+    """Add or update documents in batches; each batch commits on its own, all or nothing."""
+    if batch_size < 1:
+        raise IngestError(f"batch_size must be at least 1, got {batch_size}")
+    total = len(docs) if hasattr(docs, "__len__") else None
+    report = IngestReport()
+    position = 0
+    from tqdm import tqdm
+
+    with tqdm(total=total, disable=not progress, unit="doc", desc=f"ingest {info.name}") as bar:
+        for raw in _batches(docs, batch_size):
+            checked = {}
+            for doc in raw:
+                position += 1
+                valid = validate(info, doc, position)
+                checked[valid.id] = valid
+            report += _write_batch(conn, info, list(checked.values()))
+            bar.update(len(raw))
+    return report

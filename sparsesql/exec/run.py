@@ -1,0 +1,129 @@
+"""Runs a plan on a connection: one function per stage kind, results passed through a context.
+
+A plan with more than one statement runs in one REPEATABLE READ, READ ONLY transaction, so its
+candidate and fetch statements see the same snapshot: a document deleted or replaced by a
+concurrent writer is either wholly there or wholly absent, never half of each.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import psycopg
+from pgvector import Vector
+
+from sparsesql.errors import DatabaseError
+from sparsesql.exec.row import Row
+from sparsesql.exec.trace import StageRecord, short
+from sparsesql.plan import stages as st
+from sparsesql.retrieval.fusion import fuse
+
+Tracer = Callable[[str, dict], None] | None
+
+
+class _Run:
+    def __init__(self, conn: psycopg.Connection, tracer: Tracer) -> None:
+        self.conn = conn
+        self.tracer = tracer
+        self.slots: dict[str, object] = {}
+        self.records: list[StageRecord] = []
+
+    def execute(self, record: StageRecord, statement, params: dict) -> list[tuple]:
+        text = statement.as_string(self.conn)
+        record.sql = text
+        record.params = {k: short(v) for k, v in params.items()}
+        if self.tracer:
+            self.tracer(text, params)
+        try:
+            return self.conn.execute(statement, params).fetchall()
+        except psycopg.Error as exc:
+            raise database_error(exc, record.stage) from exc
+
+    def bind_vector(self, params: dict, slot: str | None) -> dict:
+        if slot is None:
+            return params
+        return {**params, slot: Vector(np.asarray(self.slots[slot], dtype=np.float32))}
+
+    def encode(self, stage: st.EncodeQuery, record: StageRecord) -> None:
+        from sparsesql.encoders.dense import load_dense_encoder
+
+        self.slots[f"{stage.label}_vector"] = load_dense_encoder(stage.model).encode([stage.text])[0]
+        record.rows = 1
+
+    def candidates(self, stage: st.Candidates, record: StageRecord) -> None:
+        rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot))
+        self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
+        record.rows = len(rows)
+
+    def fuse(self, stage: st.Fuse, record: StageRecord) -> None:
+        lists = [self.slots[f"ranked:{label}"] for label in stage.labels]
+        f = stage.fusion
+        self.slots["ranked"] = fuse(lists, f.method, k=f.k, weights=f.weights, norm=f.norm)[: stage.limit]
+        record.rows = len(self.slots["ranked"])
+
+    def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
+        ranked = self.slots["ranked"]
+        rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}) if ranked else []
+        by_id = {r[0]: r[1:] for r in rows}
+        self.slots["rows"] = [(by_id[d], s) for d, s in ranked if d in by_id]
+        record.rows = len(self.slots["rows"])
+
+    def rows(self, stage: st.SqlRows, record: StageRecord) -> None:
+        rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot))
+        if stage.scored:
+            self.slots["rows"] = [(r[1:-1], float(r[-1])) for r in rows]
+        else:
+            self.slots["rows"] = [(r[1:], None) for r in rows]
+        record.rows = len(rows)
+
+
+_DISPATCH = {
+    st.EncodeQuery: _Run.encode,
+    st.Candidates: _Run.candidates,
+    st.Fuse: _Run.fuse,
+    st.FetchRows: _Run.fetch,
+    st.SqlRows: _Run.rows,
+}
+
+
+def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
+    """A server error as the user should read it: which stage, what the server said."""
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return DatabaseError(f"stage '{stage}' was cancelled by the server: {exc}".strip())
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseError(f"stage '{stage}' lost its connection to PostgreSQL: {exc}".strip())
+    return DatabaseError(f"stage '{stage}' failed in PostgreSQL: {exc}".strip())
+
+
+def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None) -> tuple[list[Row], list[StageRecord]]:
+    """Execute every stage in order; returns the rows and a record per stage."""
+    run = _Run(conn, tracer)
+    statements = sum(isinstance(s, (st.Candidates, st.SqlRows)) for s in plan.stages)
+
+    def go() -> None:
+        for stage in plan.stages:
+            record = StageRecord(stage.name, getattr(stage, "label", ""))
+            start = time.perf_counter()
+            _DISPATCH[type(stage)](run, stage, record)
+            record.ms = (time.perf_counter() - start) * 1000
+            run.records.append(record)
+
+    if statements > 1:
+        try:
+            with conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                go()
+        except psycopg.Error as exc:
+            raise database_error(exc, "transaction") from exc
+    else:
+        go()
+    names = list(plan.columns) + (["score"] if plan.with_score else [])
+    out = []
+    for values, score in run.slots.get("rows", []):
+        data = dict(zip(plan.columns, values))
+        if plan.with_score:
+            data["score"] = score
+        out.append(Row({k: data[k] for k in names}))
+    return out, run.records

@@ -1,0 +1,262 @@
+"""The dialect's syntax tree: plain frozen dataclasses, each with the source position it came from.
+
+Positions are 1-based (line, column) of the node's first token, so the checker can point a caret
+at the exact spot without keeping lark's tree around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+
+@dataclass(frozen=True)
+class Pos:
+    line: int
+    column: int
+
+
+# ----------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A constant: str, int, float, bool or None (SQL NULL)."""
+
+    value: str | int | float | bool | None
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Param:
+    """A bound parameter `:name`; its value never enters the SQL text."""
+
+    name: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class ListValue:
+    """A bracketed list `[a, b, c]` used as a named argument's value."""
+
+    items: tuple["ArgValue", ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Name:
+    """A bare identifier used as a value, e.g. `norm => minmax`."""
+
+    name: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A named argument `name => value`."""
+
+    name: str
+    value: "ArgValue"
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Call:
+    """A function-style value `rrf(k => 60)`; bare `rrf` parses as Name, not Call."""
+
+    name: str
+    args: tuple[Arg, ...]
+    pos: Pos
+
+
+ArgValue = Union[Literal, Param, ListValue, Name, Call]
+
+
+# ----------------------------------------------------------------------------- expressions (WHERE)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A collection field (`year`), the external id (`id`) or `metadata`."""
+
+    name: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class JsonPath:
+    """`metadata->'a'->>'b'`: keys in order; `as_text` when the last arrow is `->>`."""
+
+    column: Column
+    keys: tuple[str, ...]
+    as_text: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Cast:
+    """`expr::type` with type one of text, int, bigint, float, numeric, bool, date, timestamp."""
+
+    expr: "Operand"
+    type_name: str
+    pos: Pos
+
+
+Operand = Union[Column, JsonPath, Cast, Literal, Param]
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`left op right`, op one of = != <> < <= > >=."""
+
+    op: str
+    left: Operand
+    right: Operand
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class InList:
+    """`expr [NOT] IN (v1, v2, ...)`."""
+
+    expr: Operand
+    items: tuple[Operand, ...]
+    negated: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class IsNull:
+    """`expr IS [NOT] NULL`."""
+
+    expr: Operand
+    negated: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Like:
+    """`expr [NOT] LIKE|ILIKE pattern`."""
+
+    expr: Operand
+    pattern: Operand
+    negated: bool
+    case_insensitive: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple["Predicate", ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple["Predicate", ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Not:
+    item: "Predicate"
+    pos: Pos
+
+
+Predicate = Union[Compare, InList, IsNull, Like, And, Or, Not]
+
+
+# ----------------------------------------------------------------------------- search
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """`SPARSE(query, name => value, ...)`; query is a string literal or a parameter."""
+
+    query: Literal | Param
+    args: tuple[Arg, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Dense:
+    """`DENSE(query, ...)`; query is text or a parameter bound to text or a vector."""
+
+    query: Literal | Param
+    args: tuple[Arg, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Hybrid:
+    """`HYBRID(signal, signal, ..., fusion => ...)`: two or more SPARSE/DENSE inputs."""
+
+    inputs: tuple[Union[Sparse, Dense], ...]
+    args: tuple[Arg, ...]
+    pos: Pos
+
+
+Search = Union[Sparse, Dense, Hybrid]
+
+
+# ----------------------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True)
+class SelectItem:
+    """A selected column: a field, `id`, `metadata` or `score`."""
+
+    name: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Select:
+    """`SELECT items FROM collection [SEARCH s] [WHERE p] [LIMIT n]`; items empty means `*`."""
+
+    items: tuple[SelectItem, ...]
+    collection: Name
+    search: Search | None
+    where: Predicate | None
+    limit: Literal | Param | None
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Explain:
+    select: Select
+    analyze: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """A declared field `name type` in CREATE COLLECTION."""
+
+    name: str
+    type_name: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class CreateCollection:
+    name: Name
+    fields: tuple[FieldDef, ...]
+    options: tuple[Arg, ...]
+    if_not_exists: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class DropCollection:
+    name: Name
+    if_exists: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class ShowCollections:
+    pos: Pos
+
+
+Statement = Union[Select, Explain, CreateCollection, DropCollection, ShowCollections]

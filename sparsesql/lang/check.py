@@ -1,0 +1,474 @@
+"""AST -> checked query: names resolved against the catalog, arguments and parameters validated.
+
+Everything a user can get wrong is caught here, with the line and column of the offending token,
+before a single statement of the query reaches the database. The checked query carries plain
+Python values (bound parameters already looked up), so planning needs no further validation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Callable, Union
+
+import numpy as np
+
+from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, check_name
+from sparsesql.errors import CheckError, Error, ParameterError
+from sparsesql.lang import ast
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 10
+MAX_QUERY_TEXT = 100_000
+DEFAULT_CANDIDATES = 100
+MAX_CANDIDATES = 100_000
+
+
+# ----------------------------------------------------------------------------- checked query
+
+
+@dataclass(frozen=True)
+class SparseSignal:
+    """Text to analyse, or {term: weight} already in the collection's vocabulary."""
+
+    query: str | dict[str, float]
+    pos: ast.Pos
+    label: str = "sparse"
+
+
+@dataclass(frozen=True)
+class DenseSignal:
+    """Text to embed with the collection's model, or a vector of the collection's dimension."""
+
+    query: str | np.ndarray
+    pos: ast.Pos
+    label: str = "dense"
+
+
+Signal = Union[SparseSignal, DenseSignal]
+
+
+@dataclass(frozen=True)
+class Fusion:
+    method: str  # "rrf" | "linear"
+    k: int = 60
+    weights: tuple[float, ...] = (0.5, 0.5)
+    norm: str = "minmax"  # "minmax" | "zscore" | "none"
+
+
+@dataclass(frozen=True)
+class CheckedSearch:
+    signals: tuple[Signal, ...]
+    fusion: Fusion | None
+    candidates: int
+
+
+@dataclass(frozen=True)
+class CheckedSelect:
+    collection: CollectionInfo
+    columns: tuple[str, ...]
+    with_score: bool
+    search: CheckedSearch | None
+    where: ast.Predicate | None
+    limit: int
+    params: dict
+    explain: bool = False
+    analyze: bool = False
+
+
+@dataclass(frozen=True)
+class CheckedCreate:
+    name: str
+    fields: tuple[tuple[str, str], ...]
+    options: dict
+    if_not_exists: bool
+
+
+@dataclass(frozen=True)
+class CheckedDrop:
+    name: str
+    if_exists: bool
+
+
+@dataclass(frozen=True)
+class CheckedShow:
+    pass
+
+
+Checked = Union[CheckedSelect, CheckedCreate, CheckedDrop, CheckedShow]
+Catalog = Callable[[str], Union[CollectionInfo, None]]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+class _Checker:
+    def __init__(self, text: str, params: dict) -> None:
+        self.text = text
+        self.params = params
+
+    def error(self, message: str, pos: ast.Pos, kind: type[Error] = CheckError) -> Error:
+        return kind(message, line=pos.line, column=pos.column, query=self.text)
+
+    def param(self, p: ast.Param) -> object:
+        if p.name not in self.params:
+            given = ", ".join(f":{k}" for k in sorted(self.params)) or "none"
+            raise self.error(f"parameter :{p.name} is not bound (bound: {given})", p.pos, ParameterError)
+        return self.params[p.name]
+
+    def value(self, v: ast.ArgValue) -> object:
+        """A named argument's value as plain Python: Name -> str, ListValue -> list."""
+        if isinstance(v, ast.Literal):
+            return v.value
+        if isinstance(v, ast.Param):
+            return self.param(v)
+        if isinstance(v, ast.Name):
+            return v.name.lower()
+        if isinstance(v, ast.ListValue):
+            return [self.value(i) for i in v.items]
+        raise self.error(f"{v.name}(...) is not allowed here", v.pos)
+
+    def number(self, arg: ast.Arg, *, integer: bool, low: float, high: float) -> float | int:
+        value = self.value(arg.value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and integer and not float(value).is_integer():
+            ok = False
+        if not ok or not math.isfinite(value):
+            kind = "an integer" if integer else "a number"
+            raise self.error(f"{arg.name} => expects {kind}, got {value!r}", arg.value.pos)
+        if not low <= value <= high:
+            raise self.error(f"{arg.name} => {value} is out of range [{low}, {high}]", arg.value.pos)
+        return int(value) if integer else float(value)
+
+    def args(self, args: tuple[ast.Arg, ...], allowed: set[str], where: str) -> dict[str, ast.Arg]:
+        seen: dict[str, ast.Arg] = {}
+        for arg in args:
+            name = arg.name.lower()
+            if name not in allowed:
+                known = ", ".join(sorted(allowed)) or "none"
+                raise self.error(f"unknown argument {arg.name!r} for {where} (known: {known})", arg.pos)
+            if name in seen:
+                raise self.error(f"argument {arg.name!r} is given twice", arg.pos)
+            seen[name] = arg
+        return seen
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal:
+    c.args(node.args, set(), "SPARSE")
+    query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
+    if isinstance(query, dict):
+        bad = [t for t, w in query.items() if not isinstance(t, str) or isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)]
+        if bad or not query:
+            raise c.error("SPARSE(...) takes text or a non-empty {term: finite weight} mapping", node.query.pos)
+        return SparseSignal({t: float(w) for t, w in query.items()}, node.pos)
+    if not isinstance(query, str):
+        raise c.error(f"SPARSE(...) takes text, got {type(query).__name__}", node.query.pos)
+    if info.settings.sparse == "precomputed":
+        raise c.error(
+            f"collection {info.name!r} stores precomputed sparse vectors; bind SPARSE(:q) to a {{token: weight}} mapping",
+            node.query.pos,
+        )
+    if len(query) > MAX_QUERY_TEXT:
+        raise c.error(f"query text is too long ({len(query)} characters, limit {MAX_QUERY_TEXT})", node.query.pos)
+    return SparseSignal(query, node.pos)
+
+
+def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
+    c.args(node.args, set(), "DENSE")
+    query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
+    if isinstance(query, str):
+        if info.settings.dense == "none":
+            raise c.error(
+                f"collection {info.name!r} has no dense model (dense => 'none'); bind DENSE(:q) to a vector",
+                node.query.pos,
+            )
+        if len(query) > MAX_QUERY_TEXT:
+            raise c.error(f"query text is too long ({len(query)} characters, limit {MAX_QUERY_TEXT})", node.query.pos)
+        return DenseSignal(query, node.pos)
+    try:
+        vector = np.asarray(query, dtype=np.float64)
+    except (TypeError, ValueError):
+        vector = None
+    if vector is None or vector.ndim != 1 or isinstance(query, (bool, int, float)):
+        raise c.error(f"DENSE(...) takes text or a vector, got {type(query).__name__}", node.query.pos)
+    if vector.shape[0] != info.settings.dim:
+        raise c.error(
+            f"DENSE(...) vector has {vector.shape[0]} dimensions; collection {info.name!r} stores {info.settings.dim}",
+            node.query.pos,
+        )
+    if not np.isfinite(vector).all():
+        raise c.error("DENSE(...) vector holds NaN or infinite components", node.query.pos)
+    return DenseSignal(vector.astype(np.float32), node.pos)
+
+
+def _fusion(c: _Checker, arg: ast.Arg | None, n_inputs: int) -> Fusion:
+    if arg is None:
+        return Fusion("linear", weights=tuple([1.0 / n_inputs] * n_inputs), norm="minmax")
+    node = arg.value
+    if isinstance(node, ast.Name):
+        node = ast.Call(node.name, (), node.pos)
+    if not isinstance(node, ast.Call) or node.name.lower() not in ("rrf", "linear"):
+        raise c.error("fusion => expects rrf(k => 60) or linear(alpha => 0.5, norm => minmax)", arg.value.pos)
+    if node.name.lower() == "rrf":
+        got = c.args(node.args, {"k"}, "rrf")
+        k = c.number(got["k"], integer=True, low=0, high=1_000_000) if "k" in got else 60
+        return Fusion("rrf", k=int(k), weights=tuple([1.0] * n_inputs))
+    got = c.args(node.args, {"alpha", "weights", "norm"}, "linear")
+    if "alpha" in got and "weights" in got:
+        raise c.error("linear(...) takes alpha or weights, not both", got["weights"].pos)
+    if "alpha" in got:
+        if n_inputs != 2:
+            raise c.error(f"alpha => applies to two inputs; this HYBRID has {n_inputs}: use weights => [...]", got["alpha"].pos)
+        alpha = c.number(got["alpha"], integer=False, low=0.0, high=1.0)
+        weights: tuple[float, ...] = (alpha, 1.0 - alpha)
+    elif "weights" in got:
+        raw = c.value(got["weights"].value)
+        if (
+            not isinstance(raw, list)
+            or len(raw) != n_inputs
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in raw)
+        ):
+            raise c.error(f"weights => expects a list of {n_inputs} non-negative numbers", got["weights"].value.pos)
+        weights = tuple(float(w) for w in raw)
+    else:
+        weights = tuple([1.0 / n_inputs] * n_inputs)
+    norm = "minmax"
+    if "norm" in got:
+        norm = str(c.value(got["norm"].value)).lower()
+        if norm not in ("minmax", "zscore", "none"):
+            raise c.error(f"norm => {norm!r} is not one of minmax, zscore, none", got["norm"].value.pos)
+    return Fusion("linear", weights=weights, norm=norm)
+
+
+def _search(c: _Checker, node: ast.Search, info: CollectionInfo, limit: int) -> CheckedSearch:
+    if isinstance(node, ast.Sparse):
+        return CheckedSearch((_sparse(c, node, info),), None, limit)
+    if isinstance(node, ast.Dense):
+        return CheckedSearch((_dense(c, node, info),), None, limit)
+    got = c.args(node.args, {"fusion", "candidates"}, "HYBRID")
+    signals: list[Signal] = []
+    for item in node.inputs:
+        if isinstance(item, ast.Sparse):
+            signals.append(_sparse(c, item, info))
+        elif isinstance(item, ast.Dense):
+            signals.append(_dense(c, item, info))
+        else:
+            raise c.error("HYBRID(...) inputs are SPARSE(...) or DENSE(...), not a nested HYBRID", item.pos)
+    if len(signals) < 2:
+        raise c.error("HYBRID(...) needs at least two inputs", node.pos)
+    candidates = DEFAULT_CANDIDATES
+    if "candidates" in got:
+        candidates = int(c.number(got["candidates"], integer=True, low=1, high=MAX_CANDIDATES))
+    return CheckedSearch(tuple(signals), _fusion(c, got.get("fusion"), len(signals)), max(candidates, limit))
+
+
+# ----------------------------------------------------------------------------- WHERE
+
+
+def type_kind(pg_type: str) -> str:
+    """How a PostgreSQL type compares: number, bool, date, text or jsonb."""
+    if pg_type in NUMERIC_TYPES:
+        return "number"
+    return {"boolean": "bool", "date": "date", "timestamp": "date", "timestamptz": "date"}.get(pg_type, pg_type)
+
+
+def operand_kind(op: ast.Operand, info: CollectionInfo, params: dict) -> str:
+    """The comparison kind of an operand: text, number, bool, date, jsontext, jsonb or null."""
+    if isinstance(op, ast.Column):
+        return type_kind(info.field_type(op.name.lower()) or "text")
+    if isinstance(op, ast.JsonPath):
+        return "jsontext" if op.as_text else "jsonb"
+    if isinstance(op, ast.Cast):
+        return type_kind(CAST_TYPES[op.type_name.lower()])
+    value = params.get(op.name) if isinstance(op, ast.Param) else op.value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return "date"
+    return "text"
+
+
+CAST_TYPES = {
+    "text": "text",
+    "int": "integer",
+    "integer": "integer",
+    "bigint": "bigint",
+    "float": "double precision",
+    "double precision": "double precision",
+    "real": "real",
+    "numeric": "numeric",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+}
+
+
+_COMPATIBLE = {
+    ("text", "text"), ("number", "number"), ("bool", "bool"), ("date", "date"), ("date", "text"),
+    ("jsontext", "text"), ("jsontext", "number"), ("jsontext", "bool"), ("jsontext", "jsontext"),
+    ("jsonb", "text"), ("jsonb", "number"), ("jsonb", "bool"), ("jsonb", "jsonb"),
+}
+
+
+def _compatible(a: str, b: str) -> bool:
+    return (a, b) in _COMPATIBLE or (b, a) in _COMPATIBLE
+
+
+def _operand(c: _Checker, op: ast.Operand, info: CollectionInfo) -> None:
+    if isinstance(op, ast.Column):
+        if info.field_type(op.name.lower()) is None:
+            raise c.error(_unknown_field(op.name, info), op.pos)
+    elif isinstance(op, ast.JsonPath):
+        _operand(c, op.column, info)
+        if info.field_type(op.column.name.lower()) != "jsonb":
+            raise c.error(f"-> and ->> apply to metadata, not to {op.column.name!r}", op.pos)
+    elif isinstance(op, ast.Cast):
+        if op.type_name.lower() not in CAST_TYPES:
+            raise c.error(f"cannot cast to {op.type_name!r}; known: {', '.join(sorted(CAST_TYPES))}", op.pos)
+        _operand(c, op.expr, info)
+    elif isinstance(op, ast.Param):
+        value = c.param(op)
+        if not (value is None or isinstance(value, (str, int, float, bool, dt.date, dt.datetime))):
+            raise c.error(f"parameter :{op.name} must be a scalar here, got {type(value).__name__}", op.pos, ParameterError)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise c.error(f"parameter :{op.name} is {value}; comparisons need a finite number", op.pos, ParameterError)
+
+
+def _unknown_field(name: str, info: CollectionInfo) -> str:
+    known = ", ".join(["id", *(f.name for f in info.fields), "metadata"])
+    return f"unknown field {name!r} in collection {info.name!r} (fields: {known})"
+
+
+def _predicate(c: _Checker, node: ast.Predicate, info: CollectionInfo) -> None:
+    if isinstance(node, (ast.And, ast.Or)):
+        for item in node.items:
+            _predicate(c, item, info)
+    elif isinstance(node, ast.Not):
+        _predicate(c, node.item, info)
+    elif isinstance(node, ast.IsNull):
+        _operand(c, node.expr, info)
+    elif isinstance(node, ast.Compare):
+        _operand(c, node.left, info)
+        _operand(c, node.right, info)
+        left, right = operand_kind(node.left, info, c.params), operand_kind(node.right, info, c.params)
+        if "null" in (left, right):
+            raise c.error(f"comparing with NULL is never true; write IS {'NOT ' if node.op in ('!=', '<>') else ''}NULL", node.pos)
+        if not _compatible(left, right):
+            raise c.error(f"cannot compare {left} with {right}", node.pos)
+    elif isinstance(node, ast.InList):
+        _operand(c, node.expr, info)
+        left = operand_kind(node.expr, info, c.params)
+        for item in node.items:
+            _operand(c, item, info)
+            right = operand_kind(item, info, c.params)
+            if right == "null" or not _compatible(left, right):
+                raise c.error(f"IN list item of kind {right} does not match {left}", item.pos)
+    elif isinstance(node, ast.Like):
+        _operand(c, node.expr, info)
+        _operand(c, node.pattern, info)
+        for side in (node.expr, node.pattern):
+            if operand_kind(side, info, c.params) not in ("text", "jsontext"):
+                raise c.error("LIKE and ILIKE compare text", side.pos)
+
+
+# ----------------------------------------------------------------------------- statements
+
+
+def _limit(c: _Checker, node: ast.Literal | ast.Param | None) -> int:
+    if node is None:
+        return DEFAULT_LIMIT
+    value = c.param(node) if isinstance(node, ast.Param) else node.value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise c.error(f"LIMIT expects an integer, got {value!r}", node.pos)
+    if value < 0:
+        raise c.error(f"LIMIT must not be negative (got {value})", node.pos)
+    if value > MAX_LIMIT:
+        raise c.error(f"LIMIT {value} exceeds the maximum of {MAX_LIMIT}", node.pos)
+    return value
+
+
+def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
+    try:
+        name = check_name(node.collection.name)
+    except CheckError as exc:
+        raise c.error(exc.message, node.collection.pos) from None
+    info = catalog(name)
+    if info is None:
+        raise c.error(f"collection {node.collection.name!r} does not exist", node.collection.pos)
+    columns: list[str] = []
+    with_score = False
+    for item in node.items:
+        col = item.name.lower()
+        if col == "score":
+            if node.search is None:
+                raise c.error("score needs a SEARCH clause", item.pos)
+            with_score = True
+        elif info.field_type(col) is None:
+            raise c.error(_unknown_field(item.name, info), item.pos)
+        elif col not in columns:
+            columns.append(col)
+    if not node.items:
+        columns = ["id", *(f.name for f in info.fields), "metadata"]
+        with_score = node.search is not None
+    limit = _limit(c, node.limit)
+    search = _search(c, node.search, info, limit) if node.search is not None else None
+    if node.where is not None:
+        _predicate(c, node.where, info)
+    return CheckedSelect(info, tuple(columns), with_score, search, node.where, limit, c.params)
+
+
+def _option_value(c: _Checker, arg: ast.Arg) -> object:
+    value = c.value(arg.value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise c.error(f"{arg.name} => must be finite", arg.value.pos)
+    return value
+
+
+def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None, text: str = "") -> Checked:
+    """Validate a parsed statement; `catalog(name)` returns a collection's info or None."""
+    c = _Checker(text, dict(params or {}))
+    if isinstance(statement, ast.Explain):
+        checked = _select(c, statement.select, catalog)
+        return CheckedSelect(**{**checked.__dict__, "explain": True, "analyze": statement.analyze})
+    if isinstance(statement, ast.Select):
+        return _select(c, statement, catalog)
+    if isinstance(statement, ast.CreateCollection):
+        from sparsesql.db.schema import make_fields, make_settings
+
+        try:
+            name = check_name(statement.name.name)
+        except CheckError as exc:
+            raise c.error(exc.message, statement.name.pos) from None
+        for f in statement.fields:
+            try:
+                make_fields([(f.name, f.type_name)])
+            except CheckError as exc:
+                raise c.error(exc.message, f.pos) from None
+        options = {}
+        for arg in statement.options:
+            if arg.name.lower() in options:
+                raise c.error(f"option {arg.name!r} is given twice", arg.pos)
+            options[arg.name.lower()] = _option_value(c, arg)
+        pairs = tuple((f.name, f.type_name) for f in statement.fields)
+        try:
+            make_settings(make_fields(list(pairs)), options)
+        except CheckError as exc:
+            raise c.error(exc.message, statement.pos) from None
+        return CheckedCreate(name, pairs, options, statement.if_not_exists)
+    if isinstance(statement, ast.DropCollection):
+        try:
+            name = check_name(statement.name.name)
+        except CheckError as exc:
+            raise c.error(exc.message, statement.name.pos) from None
+        return CheckedDrop(name, statement.if_exists)
+    return CheckedShow()

@@ -1,0 +1,171 @@
+"""Parse tree -> `ast` dataclasses: one method per rule or alias of grammar/sparsesql.lark.
+
+Terminals become values here too (strings unescaped, numbers typed), so every rule method
+receives finished AST values and only has to assemble its node with the position lark recorded.
+Flag rules (`if_exists`, `[NOT]`, `[ANALYZE]`) need no method: present means not None.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lark import Token, Transformer, v_args
+from lark.tree import Meta
+
+from sparsesql.errors import QuerySyntaxError
+from sparsesql.lang import ast
+
+
+def _pos(where: Meta | Token) -> ast.Pos:
+    return ast.Pos(where.line, where.column)
+
+
+@v_args(meta=True)
+class ToAst(Transformer):
+    """Build the statement of one parse; `query` is the text, for errors that quote it."""
+
+    def __init__(self, query: str) -> None:
+        super().__init__()
+        self._query = query
+
+    # ------------------------------------------------------------------------- terminals
+
+    def STRING(self, token: Token) -> ast.Literal:
+        return ast.Literal(token.value[1:-1].replace("''", "'"), _pos(token))
+
+    def SIGNED_NUMBER(self, token: Token) -> ast.Literal:
+        text = token.value
+        try:
+            value = int(text) if text.lstrip("+-").isdigit() else float(text)
+        except ValueError:  # Python refuses int() of more than 4300 digits
+            value = math.inf
+        if not math.isfinite(value):
+            raise QuerySyntaxError(
+                f"number out of range: {text[:20]}", line=token.line, column=token.column, query=self._query
+            )
+        return ast.Literal(value, _pos(token))
+
+    def TRUE(self, token: Token) -> ast.Literal:
+        return ast.Literal(True, _pos(token))
+
+    def FALSE(self, token: Token) -> ast.Literal:
+        return ast.Literal(False, _pos(token))
+
+    def NULL(self, token: Token) -> ast.Literal:
+        return ast.Literal(None, _pos(token))
+
+    def PARAM(self, token: Token) -> ast.Param:
+        return ast.Param(token.value[1:], _pos(token))
+
+    def QUOTED_NAME(self, token: Token) -> Token:
+        return token.update(value=token.value[1:-1].replace('""', '"'))
+
+    # ------------------------------------------------------------------------- statements
+
+    def select(self, meta: Meta, children: list[Any]) -> ast.Select:
+        items, collection, search, where, limit = children
+        return ast.Select(items, ast.Name(collection.value, _pos(collection)), search, where, limit, _pos(meta))
+
+    def select_items(self, meta: Meta, names: list[Token]) -> tuple[ast.SelectItem, ...]:
+        return tuple(ast.SelectItem(name.value, _pos(name)) for name in names)
+
+    def explain(self, meta: Meta, children: list[Any]) -> ast.Explain:
+        analyze, select = children
+        return ast.Explain(select, analyze is not None, _pos(meta))
+
+    def create_collection(self, meta: Meta, children: list[Any]) -> ast.CreateCollection:
+        if_not_exists, name, fields, options = children
+        return ast.CreateCollection(
+            ast.Name(name.value, _pos(name)), fields, options or (), if_not_exists is not None, _pos(meta)
+        )
+
+    def field_list(self, meta: Meta, fields: list[ast.FieldDef]) -> tuple[ast.FieldDef, ...]:
+        return tuple(fields)
+
+    def field_def(self, meta: Meta, children: list[Any]) -> ast.FieldDef:
+        name, type_name = children
+        return ast.FieldDef(name.value, type_name, _pos(meta))
+
+    def type_name(self, meta: Meta, words: list[Token]) -> str:
+        return " ".join(word.value.lower() for word in words)
+
+    def options(self, meta: Meta, args: list[ast.Arg]) -> tuple[ast.Arg, ...]:
+        return tuple(args)
+
+    def drop_collection(self, meta: Meta, children: list[Any]) -> ast.DropCollection:
+        if_exists, name = children
+        return ast.DropCollection(ast.Name(name.value, _pos(name)), if_exists is not None, _pos(meta))
+
+    def show_collections(self, meta: Meta, children: list[Any]) -> ast.ShowCollections:
+        return ast.ShowCollections(_pos(meta))
+
+    # ------------------------------------------------------------------------- search
+
+    def sparse(self, meta: Meta, children: list[Any]) -> ast.Sparse:
+        query, *args = children
+        return ast.Sparse(query, tuple(args), _pos(meta))
+
+    def dense(self, meta: Meta, children: list[Any]) -> ast.Dense:
+        query, *args = children
+        return ast.Dense(query, tuple(args), _pos(meta))
+
+    def hybrid(self, meta: Meta, children: list[Any]) -> ast.Hybrid:
+        inputs = tuple(child for child in children if not isinstance(child, ast.Arg))
+        args = tuple(child for child in children if isinstance(child, ast.Arg))
+        return ast.Hybrid(inputs, args, _pos(meta))
+
+    # ------------------------------------------------------------------------- named arguments
+
+    def arg(self, meta: Meta, children: list[Any]) -> ast.Arg:
+        name, value = children
+        return ast.Arg(name.value, value, _pos(meta))
+
+    def name(self, meta: Meta, children: list[Token]) -> ast.Name:
+        return ast.Name(children[0].value, _pos(meta))
+
+    def call(self, meta: Meta, children: list[Any]) -> ast.Call:
+        name, *args = children
+        return ast.Call(name.value, tuple(args), _pos(meta))
+
+    def list_value(self, meta: Meta, items: list[ast.ArgValue]) -> ast.ListValue:
+        return ast.ListValue(tuple(items), _pos(meta))
+
+    # ------------------------------------------------------------------------- WHERE
+
+    def disjunction(self, meta: Meta, items: list[ast.Predicate]) -> ast.Or:
+        return ast.Or(tuple(items), _pos(meta))
+
+    def conjunction(self, meta: Meta, items: list[ast.Predicate]) -> ast.And:
+        return ast.And(tuple(items), _pos(meta))
+
+    def negation(self, meta: Meta, children: list[ast.Predicate]) -> ast.Not:
+        return ast.Not(children[0], _pos(meta))
+
+    def compare(self, meta: Meta, children: list[Any]) -> ast.Compare:
+        left, op, right = children
+        return ast.Compare(op.value, left, right, _pos(meta))
+
+    def in_list(self, meta: Meta, children: list[Any]) -> ast.InList:
+        expr, negated, *items = children
+        return ast.InList(expr, tuple(items), negated is not None, _pos(meta))
+
+    def is_null(self, meta: Meta, children: list[Any]) -> ast.IsNull:
+        expr, negated = children
+        return ast.IsNull(expr, negated is not None, _pos(meta))
+
+    def like(self, meta: Meta, children: list[Any]) -> ast.Like:
+        expr, negated, op, pattern = children
+        return ast.Like(expr, pattern, negated is not None, op.type == "ILIKE", _pos(meta))
+
+    def column(self, meta: Meta, children: list[Token]) -> ast.Column:
+        return ast.Column(children[0].value, _pos(meta))
+
+    def json_path(self, meta: Meta, children: list[Any]) -> ast.JsonPath:
+        column, *hops = children  # arrow, key, arrow, key, ...
+        keys = tuple(key.value for key in hops[1::2])
+        return ast.JsonPath(column, keys, hops[-2].value == "->>", _pos(meta))
+
+    def cast(self, meta: Meta, children: list[Any]) -> ast.Cast:
+        expr, type_name = children
+        return ast.Cast(expr, type_name, _pos(meta))

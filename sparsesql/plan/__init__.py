@@ -1,0 +1,1 @@
+"""Checked query -> plan: ordered stages, SQL with named placeholders, Python steps."""

@@ -1,0 +1,47 @@
+"""Plan -> EXPLAIN text: each stage, where it runs, its SQL and parameters; with ANALYZE, the
+rows it produced and the milliseconds it took."""
+
+from __future__ import annotations
+
+import psycopg
+
+from sparsesql.exec.trace import StageRecord, short
+from sparsesql.plan import stages as st
+
+
+def _where(stage: st.Stage) -> str:
+    return "SQL" if isinstance(stage, (st.Candidates, st.FetchRows, st.SqlRows)) else "Python"
+
+
+def _describe(stage: st.Stage) -> str:
+    if isinstance(stage, st.EncodeQuery):
+        return f"embed query text with {stage.model}"
+    if isinstance(stage, st.Candidates):
+        return f"top {stage.k} candidates"
+    if isinstance(stage, st.Fuse):
+        f = stage.fusion
+        how = f"rrf(k => {f.k})" if f.method == "rrf" else f"linear(weights => {list(f.weights)}, norm => {f.norm})"
+        return f"{how} over {', '.join(stage.labels)}, keep {stage.limit}"
+    if isinstance(stage, st.FetchRows):
+        return "fetch columns of the fused documents"
+    return "final rows" + (" with scores" if stage.scored else "")
+
+
+def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRecord] | None = None) -> str:
+    lines = [f"Plan on collection {plan.collection}"]
+    for i, stage in enumerate(plan.stages, start=1):
+        label = getattr(stage, "label", "")
+        head = f"{i}. {stage.name}{f' [{label}]' if label else ''} ({_where(stage)}): {_describe(stage)}"
+        record = records[i - 1] if records else None
+        if record is not None:
+            head += f"  (rows={record.rows}, time={record.ms:.2f} ms)"
+        lines.append(head)
+        statement = getattr(stage, "statement", None)
+        if statement is not None:
+            lines.append("     SQL: " + (record.sql if record and record.sql else statement.as_string(conn)))
+            params = record.params if record and record.params else {k: short(v) for k, v in getattr(stage, "params", {}).items()}
+            if params:
+                lines.append("     params: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+    if records:
+        lines.append(f"Total: {sum(r.ms or 0 for r in records):.2f} ms")
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""The stages a plan is made of. Each is plain data; `exec/run.py` has one function per kind.
+
+Stages communicate through named slots in the run's context: an encoder stage fills
+`vector:<label>`, a candidate stage fills `ranked:<label>`, fusion fills `ranked`, and the last
+stage produces the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+from sparsesql.lang.check import Fusion
+
+
+@dataclass
+class EncodeQuery:
+    """Embed a text query with the collection's dense model (runs in Python, no SQL)."""
+
+    label: str
+    text: str
+    model: str
+    name: str = "encode"
+
+
+@dataclass
+class Candidates:
+    """One signal's top-k (doc_id, score) from SQL; `vector_slot` names an encoded query to bind."""
+
+    label: str
+    statement: sql.Composed
+    params: dict
+    k: int
+    vector_slot: str | None = None
+    name: str = "candidates"
+
+
+@dataclass
+class Fuse:
+    """Combine the candidate lists in Python and keep the top `limit`."""
+
+    labels: list[str]
+    fusion: Fusion
+    limit: int
+    name: str = "fuse"
+
+
+@dataclass
+class FetchRows:
+    """Fetch the selected columns of the fused documents, in one round trip, in fused order."""
+
+    statement: sql.Composed
+    columns: tuple[str, ...]
+    name: str = "fetch"
+
+
+@dataclass
+class SqlRows:
+    """A single statement that yields the final rows (single-signal search, or no search)."""
+
+    statement: sql.Composed
+    params: dict
+    columns: tuple[str, ...]
+    scored: bool
+    vector_slot: str | None = None
+    name: str = "rows"
+
+
+Stage = EncodeQuery | Candidates | Fuse | FetchRows | SqlRows
+
+
+@dataclass
+class Plan:
+    """Ordered stages, and the columns a row of the result carries."""
+
+    collection: str
+    stages: list[Stage]
+    columns: tuple[str, ...]
+    with_score: bool
+    notes: dict = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Retrieval stages: sparse (BM25) and dense candidates in SQL, fusion in Python."""

@@ -1,0 +1,38 @@
+"""SQL-side dense retrieval through pgvector: cosine similarity, exact unless an index exists.
+
+Vectors are L2-normalised at ingest and query time, so `1 - (a <=> b)` is the cosine similarity.
+The filter is applied in the same statement as the ordering, so a selective WHERE still yields
+k rows whenever k matching documents exist (no post-filter truncation).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pgvector import Vector
+from psycopg import sql
+
+from sparsesql.db.catalog import CollectionInfo
+
+
+def candidates_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
+    """Top-k documents by cosine similarity; binds %(<prefix>vector)s and %(<prefix>k)s."""
+    vector, k = sql.Placeholder(prefix + "vector"), sql.Placeholder(prefix + "k")
+    return sql.SQL(
+        "SELECT d.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e "
+        "JOIN {docs} AS d ON d.doc_id = e.doc_id WHERE {where} "
+        "ORDER BY e.embedding <=> {vector}, d.doc_id LIMIT {k}"
+    ).format(vector=vector, k=k, dense=info.table("dense"), docs=info.table("docs"), where=where)
+
+
+def query_vector(info: CollectionInfo, query: str | np.ndarray) -> np.ndarray:
+    """The query's unit vector: embedded with the collection's model, or the one supplied."""
+    if isinstance(query, str):
+        from sparsesql.encoders.dense import load_dense_encoder
+
+        return load_dense_encoder(info.settings.dense).encode([query])[0]
+    norm = float(np.linalg.norm(query))
+    return query / norm if norm > 0 else query
+
+
+def bind(vector: np.ndarray, k: int, prefix: str) -> dict:
+    return {prefix + "vector": Vector(vector.astype(np.float32)), prefix + "k": k}

@@ -1,0 +1,62 @@
+"""SQL-side sparse retrieval: BM25 computed at query time from raw term frequencies.
+
+Lucene's BM25 (as Anserini and bm25s's "lucene" method):
+    idf(t)      = ln(1 + (N - df + 0.5) / (df + 0.5))
+    score(d, q) = sum over query terms t of  w_q(t) * idf(t) * tf / (tf + k1 * (1 - b + b * dl / avgdl))
+N and avgdl come from the catalog row and df from the vocabulary, all kept exact by ingest, so a
+score is never computed from stale statistics. Only the postings of the query's terms are read
+(the posting table's primary key starts with term_id), never the whole collection.
+For collections with precomputed (learned) sparse vectors the score is the dot product.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from psycopg import sql
+
+from sparsesql.analysis import analyze
+from sparsesql.db.catalog import CollectionInfo
+
+
+def query_terms(query: str | dict[str, float]) -> dict[str, float]:
+    """Query term weights: analysed text counts a repeated term once per occurrence."""
+    if isinstance(query, dict):
+        return dict(query)
+    return {t: float(n) for t, n in Counter(analyze(query)).items()}
+
+
+def candidates_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
+    """Top-k documents by sparse score; binds %(<prefix>terms)s, %(<prefix>weights)s, %(<prefix>k)s."""
+    p = {name: sql.Placeholder(prefix + name) for name in ("terms", "weights", "k")}
+    if info.settings.sparse == "bm25":
+        score = sql.SQL(
+            "sum(q.w * ln(1 + (s.n - q.df + 0.5) / (q.df + 0.5)) * p.tf "
+            "/ (p.tf + {k1} * (1 - {b} + {b} * d.doc_len / s.avgdl)))"
+        ).format(k1=sql.Literal(info.settings.k1), b=sql.Literal(info.settings.b))
+    else:
+        score = sql.SQL("sum(q.w * p.tf)")
+    return sql.SQL(
+        "WITH q AS (SELECT v.term_id, v.df, x.w FROM unnest({terms}::text[], {weights}::float8[]) AS x(term, w) "
+        "JOIN {vocab} AS v ON v.term = x.term WHERE v.df > 0), "
+        "s AS (SELECT n_docs::float8 AS n, sum_len::float8 / greatest(n_docs, 1) AS avgdl "
+        "FROM sparsesql.collections WHERE name = {name}) "
+        "SELECT d.doc_id, {score} AS score FROM q JOIN {postings} AS p ON p.term_id = q.term_id "
+        "JOIN {docs} AS d ON d.doc_id = p.doc_id CROSS JOIN s WHERE {where} "
+        "GROUP BY d.doc_id ORDER BY score DESC, d.doc_id LIMIT {k}"
+    ).format(
+        terms=p["terms"],
+        weights=p["weights"],
+        k=p["k"],
+        vocab=info.table("vocab"),
+        postings=info.table("postings"),
+        docs=info.table("docs"),
+        name=sql.Literal(info.name),
+        score=score,
+        where=where,
+    )
+
+
+def bind(query: str | dict[str, float], k: int, prefix: str) -> dict:
+    terms = query_terms(query)
+    return {prefix + "terms": list(terms), prefix + "weights": list(terms.values()), prefix + "k": k}

@@ -1,0 +1,170 @@
+"""Ingest against the real server: atomic batches, idempotent re-ingest, exact statistics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import sparsesql
+from sparsesql.analysis import term_counts
+
+DIM = 4
+
+
+def _docs(n: int, start: int = 0, word: str = "apple") -> list[dict]:
+    rng = np.random.default_rng(start)
+    return [
+        {
+            "id": f"d{i}",
+            "title": f"{word} number {i}",
+            "body": f"{word} pie recipe {'banana ' * (i % 3)} orchard {i}",
+            "year": 2000 + i % 20,
+            "metadata": {"venue": "SIGIR" if i % 2 else "ECIR"},
+            "vector": rng.normal(size=DIM).tolist(),
+        }
+        for i in range(start, start + n)
+    ]
+
+
+def _make(db, name: str):
+    return db.create_collection(name, {"title": "text", "body": "text", "year": "int"}, dense="none", dim=DIM)
+
+
+def assert_exact_stats(db, name: str) -> None:
+    """Catalog counters and df equal a recount from the stored rows."""
+    conn = db.conn
+    n_docs, sum_len = conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
+    count, total = conn.execute(f'SELECT count(*), coalesce(sum(doc_len), 0) FROM sparsesql."{name}__docs"').fetchone()
+    assert (n_docs, sum_len) == (count, total)
+    wrong = conn.execute(
+        f'SELECT count(*) FROM sparsesql."{name}__vocab" v LEFT JOIN '
+        f'(SELECT term_id, count(*) AS n FROM sparsesql."{name}__postings" GROUP BY term_id) p USING (term_id) '
+        "WHERE v.df <> coalesce(p.n, 0)"
+    ).fetchone()[0]
+    assert wrong == 0
+    orphans = conn.execute(
+        f'SELECT count(*) FROM sparsesql."{name}__postings" p LEFT JOIN sparsesql."{name}__docs" d USING (doc_id) WHERE d.doc_id IS NULL'
+    ).fetchone()[0]
+    assert orphans == 0
+
+
+def test_add_writes_fields_postings_and_stats(db, name):
+    coll = _make(db, name)
+    report = coll.add(_docs(10))
+    assert (report.added, report.updated, report.unchanged) == (10, 0, 0)
+    assert coll.count() == 10
+    doc = coll.get("d3")
+    assert doc.title == "apple number 3" and doc.year == 2003 and doc.metadata == {"venue": "SIGIR"}
+    counts, length = term_counts("apple number 3 apple pie recipe banana  orchard 3")
+    stored = db.conn.execute(f'SELECT doc_len FROM sparsesql."{name}__docs" WHERE id = %s', ("d3",)).fetchone()[0]
+    assert stored == length
+    assert_exact_stats(db, name)
+
+
+def test_reingest_is_idempotent(db, name):
+    coll = _make(db, name)
+    coll.add(_docs(10))
+    before = db.conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
+    report = coll.add(_docs(10))
+    assert (report.added, report.updated, report.unchanged) == (0, 0, 10)
+    after = db.conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
+    assert before == after
+    assert_exact_stats(db, name)
+
+
+def test_update_and_delete_keep_statistics_exact(db, name):
+    coll = _make(db, name)
+    coll.add(_docs(10))
+    changed = _docs(3, word="cherry")
+    report = coll.add(changed)
+    assert (report.added, report.updated) == (0, 3)
+    assert coll.get("d1").title == "cherry number 1"
+    assert_exact_stats(db, name)
+    apple_df = db.conn.execute(f"SELECT df FROM sparsesql.\"{name}__vocab\" WHERE term = 'appl'").fetchone()[0]
+    assert apple_df == 7
+    assert coll.delete(["d0", "d5", "missing"]) == 2
+    assert coll.count() == 8 and coll.get("d5") is None
+    assert_exact_stats(db, name)
+
+
+def test_bad_document_rejects_the_whole_batch(db, name):
+    coll = _make(db, name)
+    docs = _docs(4)
+    docs[3]["vector"] = [1.0, 2.0]
+    with pytest.raises(sparsesql.IngestError, match=r"document 4 \(id 'd3'\).*2 dimensions.*stores 4"):
+        coll.add(docs, batch_size=2)
+    assert coll.count() == 2  # the first batch committed, the second is wholly absent
+    assert coll.get("d2") is None
+    assert_exact_stats(db, name)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"vector": [math.nan, 0, 0, 0]}, "NaN or infinite"),
+        ({"year": "nineteen"}, "field 'year' expects integer"),
+        ({"colour": "red"}, "unknown field 'colour'"),
+        ({"id": ""}, "needs an 'id'"),
+        ({"metadata": [1]}, "'metadata' must be a mapping"),
+        ({"year": 2**40}, "out of range for integer"),
+        ({"title": "bad \x00 byte"}, "NUL character"),
+        ({"sparse": {"a": 1.0}}, "'sparse' is not accepted"),
+    ],
+)
+def test_invalid_documents_are_named_and_nothing_is_written(db, name, change, message):
+    coll = _make(db, name)
+    doc = {**_docs(1)[0], **change}
+    with pytest.raises(sparsesql.IngestError, match=message):
+        coll.add([_docs(1, start=5)[0], doc])
+    assert coll.count() == 0
+
+
+def test_server_side_failure_mid_batch_leaves_nothing(db, name):
+    coll = _make(db, name)
+    coll.add(_docs(2))
+    vocab_before = db.conn.execute(f'SELECT term, df FROM sparsesql."{name}__vocab" ORDER BY term').fetchall()
+    db.conn.execute(f'ALTER TABLE sparsesql."{name}__docs" ADD CONSTRAINT short CHECK (doc_len < 12)')
+    batch = _docs(2, start=10, word="zebra")
+    batch[1]["body"] = "zebra " * 20
+    with pytest.raises(sparsesql.DatabaseError, match="short"):
+        coll.add(batch)
+    assert coll.count() == 2
+    assert db.conn.execute(f'SELECT term, df FROM sparsesql."{name}__vocab" ORDER BY term').fetchall() == vocab_before
+    assert_exact_stats(db, name)
+
+
+def test_interrupted_ingest_resumes(db, name):
+    coll = _make(db, name)
+    docs = _docs(10)
+
+    def crashing():
+        for i, d in enumerate(docs):
+            if i == 7:
+                raise KeyboardInterrupt("killed")
+            yield d
+
+    with pytest.raises(KeyboardInterrupt):
+        coll.add(crashing(), batch_size=3)
+    assert coll.count() == 6
+    report = coll.add(docs, batch_size=3)
+    assert (report.added, report.unchanged) == (4, 6)
+    assert coll.count() == 10
+    assert_exact_stats(db, name)
+
+
+def test_precomputed_sparse_beyond_sparsevec_cap(db, name):
+    coll = db.create_collection(name, {"text": "text"}, sparse="precomputed", dense="none", dim=DIM)
+    wide = {f"tok{i}": 1.0 + i % 5 for i in range(20_000)}
+    coll.add([
+        {"id": "wide", "text": "w", "sparse": wide, "vector": [1, 0, 0, 0]},
+        {"id": "narrow", "text": "n", "sparse": {"tok3": 10.0}, "vector": [0, 1, 0, 0]},
+    ])
+    terms = db.conn.execute(f'SELECT id, terms IS NULL FROM sparsesql."{name}__docs" ORDER BY id').fetchall()
+    assert terms == [("narrow", False), ("wide", True)]
+    postings = db.conn.execute(f'SELECT count(*) FROM sparsesql."{name}__postings"').fetchone()[0]
+    assert postings == 20_001
+    rows = db.query(f"SELECT id, score FROM {name} SEARCH SPARSE(:q)", q={"tok19999": 2.0, "tok3": 1.0})
+    assert [r.id for r in rows] == ["narrow", "wide"]
+    assert rows[1].score == pytest.approx(2.0 * (1.0 + 19999 % 5) + 1.0 * (1.0 + 3 % 5))
