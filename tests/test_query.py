@@ -172,7 +172,7 @@ def test_values_are_bound_never_spliced(db, small):
     evil = "x'); DROP TABLE sparsesql.collections; --"
     traced = sparsesql.connect(db.dsn, trace=lambda text, params: statements.append(text))
     rows = traced.query(
-        f"SELECT id FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:v)) WHERE metadata->>'venue' = :q OR body = 'it''s' LIMIT 3",
+        f"SELECT id FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:v)) WHERE metadata->>'venue' = :q OR body <> 'it''s' LIMIT 3",
         q=evil,
         v=[1.0] * DIM,
     )
@@ -191,7 +191,7 @@ def test_errors_point_at_the_token_and_run_nothing(db, small):
         ("SELECT id FROM nowhere SEARCH SPARSE('x')", sparsesql.CheckError, 1, 16, "collection 'nowhere' does not exist"),
         (f"SELECT id FROM {name} WHERE year = 'abc'", sparsesql.CheckError, 1, None, "cannot compare number with text"),
         (f"SELECT id FROM {name} SEARCH DENSE(:v)", sparsesql.ParameterError, 1, None, "parameter :v is not bound"),
-        (f"SELECT id FROM {name} SEARCH HYBRID(SPARSE('a'), DENSE('b'), fusion => rrf(q => 1))", sparsesql.CheckError, 1, None, "unknown argument 'q' for rrf"),
+        (f"SELECT id FROM {name} SEARCH HYBRID(SPARSE('a'), SPARSE('b'), fusion => rrf(q => 1))", sparsesql.CheckError, 1, None, "unknown argument 'q' for rrf"),
         (f"SELECT id FROM {name} LIMIT 100000", sparsesql.CheckError, 1, None, "exceeds the maximum"),
         (f"SELECT id FROM {name} SEARCH DENSE('text')", sparsesql.CheckError, 1, None, "no dense model"),
     ]

@@ -6,6 +6,7 @@ The server outlives the process that started it (later processes connect to the 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import subprocess
@@ -68,5 +69,7 @@ def stop(folder: Path | None = None) -> bool:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
     except subprocess.CalledProcessError:
         return False
-    PostgresServer._instances.pop(pgdata.resolve(), None)
+    instance = PostgresServer._instances.pop(pgdata.resolve(), None)
+    if instance is not None:
+        atexit.unregister(instance._cleanup)
     return True
