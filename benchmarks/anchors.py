@@ -1,13 +1,15 @@
 """Reference systems measured in the same run as sparsesql, so comparisons share one machine.
 
 Each function returns a run: query id -> {doc id -> score}, at most TOP_K documents per query,
-over the judged queries of a BEIR folder. Documents are read as ``title + " " + text`` everywhere,
-which is what the reference numbers in shared/data/beir/README.md were measured on.
+over the judged queries of a BEIR folder; the Postgres recipe also returns its latency per query,
+since sparsesql's HYBRID is meant to replace it. Documents are read as ``title + " " + text``
+everywhere, which is what the reference numbers in shared/data/beir/README.md were measured on.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -228,8 +230,12 @@ def postgres_recipe_run(
     match: Literal["all", "any"] = "all",
     k: int = TOP_K,
     rrf_k: int = 60,
-) -> Run:
+) -> tuple[Run, list[float]]:
     """The plain Postgres hybrid recipe: tsvector/GIN + ts_rank_cd, pgvector HNSW, RRF in SQL.
+
+    Returns the run and each query's latency in ms. A query is timed as an application would
+    run it, and as sparsesql.eval times its searches: encode the text, execute the statement,
+    fetch the rows; one untimed warm-up query goes first.
 
     `match` picks the tsquery (see TSQUERY). Works in its own database, sparsesql_anchor, on the
     server at `dsn`, and replaces its table on every call. hnsw.ef_search is raised to k, since
@@ -243,15 +249,22 @@ def postgres_recipe_run(
     ids, texts = _documents(folder)
     vectors = corpus_vectors(folder, encoder)
     queries = test_queries(folder)
-    query_vectors = encoder.encode(list(queries.values()))
     with psycopg.connect(_anchor_database(dsn), autocommit=True) as conn:
         register_vector(conn)
         _load_table(conn, ids, texts, vectors)
         conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(k, 40)),))
+
+        def search(text: str) -> list[tuple[str, float]]:
+            vector = encoder.encode([text])[0]
+            params = {"text": text, "vector": vector, "k": k, "rrf_k": rrf_k}
+            return conn.execute(statement, params).fetchall()
+
+        search(next(iter(queries.values()), ""))
         run: Run = {}
-        for (qid, text), vector in zip(queries.items(), query_vectors):
-            rows = conn.execute(
-                statement, {"text": text, "vector": vector, "k": k, "rrf_k": rrf_k}
-            ).fetchall()
+        latencies: list[float] = []
+        for qid, text in queries.items():
+            start = time.perf_counter()
+            rows = search(text)
+            latencies.append((time.perf_counter() - start) * 1000)
             run[qid] = {doc: float(score) for doc, score in rows}
-    return run
+    return run, latencies

@@ -23,14 +23,15 @@ def evaluate_run(
     run: Run,
     qrels: Qrels,
     metrics: Iterable[str] = DEFAULT_METRICS,
-    ignore_identical_ids: bool = True,
+    ignore_identical_ids: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Return metric values per judged query.
 
-    As in BEIR's evaluation (same flag name and default), a retrieved document whose id equals
-    the query id is dropped before scoring: BEIR assumes such a hit is the query itself, as in
-    duplicate-question sets. Where query and document ids are unrelated numbers this drops real
-    hits (cisi has 7 judged pairs like query 23 / doc 23); pass False to keep them.
+    Every retrieved document counts, as in trec_eval. BEIR's evaluation can drop a document whose
+    id equals the query id (its `ignore_identical_ids`, meant for duplicate-question sets where
+    such a hit is the query itself); pass True for that. It is off by default because where query
+    and document ids are unrelated numbers it drops real hits (cisi has 7 judged pairs such as
+    query 23 / doc 23), and the shared sets' reference figures were computed without it.
 
     trec_eval only scores queries that appear in the run; a judged query that is missing (or whose
     run is empty) gets 0 for every metric here, so that a mean over the result is a mean over all

@@ -1,0 +1,64 @@
+"""Retrieval quality on the shared BEIR sets, against references measured in the same run.
+
+SPARSE must be within 0.01 nDCG@10 of bm25s (Lucene BM25, k1 0.9, b 0.4, same analyzer), DENSE
+within 0.005 of exact numpy search over the same MiniLM vectors, and the default HYBRID at
+least 0.44 on cisi and 0.98 on limit-small (where dense alone fails by construction).
+Skipped cleanly when ../shared is absent.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from sparsesql.encoders.dense import load_dense_encoder
+from sparsesql.eval import load_qrels, mean_metrics, evaluate_run, test_queries
+from sparsesql.eval.run import evaluate, load_beir
+from tests.conftest import REPO, beir_dir
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+HYBRID_FLOOR = {"cisi": 0.44, "limit-small": 0.98}
+
+
+@pytest.fixture(scope="module", params=["cisi", "limit-small"])
+def loaded(request, session_db):
+    folder = beir_dir(request.param)
+    return request.param, folder, load_beir(session_db, folder)
+
+
+def test_sparse_matches_bm25s(session_db, loaded):
+    from anchors import bm25s_run
+
+    set_name, folder, _ = loaded
+    reference = mean_metrics(evaluate_run(bm25s_run(folder), load_qrels(folder)))["ndcg@10"]
+    ours = evaluate(session_db, folder, "SPARSE(:q)").ndcg10
+    assert abs(ours - reference) <= 0.01, (set_name, ours, reference)
+
+
+def test_dense_matches_exact_numpy(session_db, loaded):
+    set_name, folder, name = loaded
+    rows = session_db.conn.execute(
+        f'SELECT d.id, e.embedding FROM sparsesql."{name}__dense" e JOIN sparsesql."{name}__docs" d USING (doc_id)'
+    ).fetchall()
+    ids = [r[0] for r in rows]
+    matrix = np.stack([np.asarray(r[1].to_list(), dtype=np.float32) for r in rows])
+    queries = test_queries(folder)
+    encoded = load_dense_encoder("minilm-l6").encode(list(queries.values()))
+    sims = encoded @ matrix.T
+    run = {}
+    for qid, row in zip(queries, sims):
+        top = np.argsort(-row)[:100]
+        run[qid] = {ids[i]: float(row[i]) for i in top}
+    reference = mean_metrics(evaluate_run(run, load_qrels(folder)))["ndcg@10"]
+    ours = evaluate(session_db, folder, "DENSE(:q)").ndcg10
+    assert abs(ours - reference) <= 0.005, (set_name, ours, reference)
+
+
+def test_default_hybrid_keeps_what_each_side_knows(session_db, loaded):
+    set_name, folder, _ = loaded
+    result = evaluate(session_db, folder, "HYBRID(SPARSE(:q), DENSE(:q))")
+    assert result.ndcg10 >= HYBRID_FLOOR[set_name], (set_name, result.ndcg10)
+    assert result.queries == len(test_queries(folder))
