@@ -128,7 +128,7 @@ def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int) -> 
             db.create_collection(collection, BEIR_FIELDS)
         docs = load_corpus(path)
     else:
-        docs = ({("id" if k == "_id" else k): v for k, v in d.items()} for d in read_jsonl(path))
+        docs = ({("id" if k == "_id" else k): v for k, v in d.items()} for _, d in read_jsonl(path, required=None))
     report = db.collection(collection).add(docs, batch_size=batch_size, progress=sys.stderr.isatty())
     click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}")
 

@@ -33,33 +33,35 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
+def server_problem(server: int, default: str | None, installed: str | None, host: str) -> str | None:
+    """What keeps this server from hosting sparsesql, as an instruction; None when nothing does."""
+    if server < MIN_SERVER:
+        return f"PostgreSQL {server // 10000} at {host} is too old: sparsesql needs PostgreSQL 14 or newer"
+    if default is None:
+        return (
+            f"the PostgreSQL server at {host} does not have pgvector: install pgvector >= 0.7 "
+            f"(for example `apt install postgresql-{server // 10000}-pgvector`), "
+            "or leave SPARSESQL_DSN unset to use the embedded server"
+        )
+    if installed is not None and _version(installed) < MIN_PGVECTOR:
+        return (
+            f"pgvector {installed} is installed in this database; sparsesql needs >= 0.7 (sparsevec): "
+            "upgrade the package, then run `ALTER EXTENSION vector UPDATE`"
+        )
+    if installed is None and _version(default) < MIN_PGVECTOR:
+        return f"the server at {host} offers pgvector {default}; sparsesql needs >= 0.7 (sparsevec): upgrade the pgvector package"
+    return None
+
+
 def check_server(conn: psycopg.Connection) -> None:
     """Fail with a ConfigError naming what to install when the server cannot host sparsesql."""
-    server = conn.info.server_version
-    if server < MIN_SERVER:
-        raise ConfigError(
-            f"PostgreSQL {server // 10000} is too old: sparsesql needs PostgreSQL 14 or newer"
-        )
     row = conn.execute(
         "SELECT default_version, installed_version FROM pg_available_extensions WHERE name = 'vector'"
     ).fetchone()
-    host = conn.info.host or "localhost"
-    if row is None:
-        raise ConfigError(
-            f"the PostgreSQL server at {host} does not have pgvector: install pgvector >= 0.7 "
-            f"(for example `apt install postgresql-{server // 10000}-pgvector`), "
-            "or use the embedded server by leaving SPARSESQL_DSN unset"
-        )
-    default, installed = row
-    if installed is not None and _version(installed) < MIN_PGVECTOR:
-        raise ConfigError(
-            f"pgvector {installed} is installed in this database; sparsesql needs >= 0.7 "
-            "(sparsevec): run `ALTER EXTENSION vector UPDATE` after upgrading the package"
-        )
-    if installed is None and _version(default) < MIN_PGVECTOR:
-        raise ConfigError(
-            f"the server's pgvector is {default}; sparsesql needs >= 0.7 (sparsevec): upgrade the pgvector package"
-        )
+    default, installed = row if row else (None, None)
+    problem = server_problem(conn.info.server_version, default, installed, conn.info.host or "localhost")
+    if problem:
+        raise ConfigError(problem)
 
 
 def open_connection(dsn: str) -> psycopg.Connection:

@@ -33,7 +33,7 @@ def _require(folder: str | Path, relative: str) -> Path:
     return path
 
 
-def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: Path, required: str | None = "_id") -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for each non-blank line of a JSON-lines file."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -43,15 +43,16 @@ def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise EvalError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or "_id" not in record:
-                raise EvalError(f"{path} line {number}: expected a JSON object with an _id")
+            if not isinstance(record, dict) or (required is not None and required not in record):
+                wanted = f" with an {required}" if required else ""
+                raise EvalError(f"{path} line {number}: expected a JSON object{wanted}")
             yield number, record
 
 
 def load_corpus(folder: str | Path) -> Iterator[dict[str, Any]]:
     """Stream the corpus as ``{"id", "title", "text", "metadata"}`` dicts in file order."""
     path = _require(folder, "corpus.jsonl")
-    for number, record in _json_lines(path):
+    for number, record in read_jsonl(path):
         metadata = record.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise EvalError(f"{path} line {number}: metadata must be a JSON object")
@@ -66,7 +67,7 @@ def load_corpus(folder: str | Path) -> Iterator[dict[str, Any]]:
 def load_queries(folder: str | Path) -> dict[str, str]:
     """Return every query as id -> text, in file order."""
     path = _require(folder, "queries.jsonl")
-    return {str(record["_id"]): record.get("text") or "" for _, record in _json_lines(path)}
+    return {str(record["_id"]): record.get("text") or "" for _, record in read_jsonl(path)}
 
 
 def load_qrels(folder: str | Path, split: str = "test") -> dict[str, dict[str, int]]:

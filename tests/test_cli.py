@@ -1,0 +1,70 @@
+"""The `sparsesql` command, in-process through click's runner, against the test server."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sparsesql.cli.main import cli
+
+
+def run(dsn: str, *args: str):
+    return CliRunner().invoke(cli, ["--dsn", dsn, *args], catch_exceptions=False)
+
+
+def _beir(folder, docs, queries, qrels):
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": i, "text": t}) + "\n" for i, t in queries))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in qrels))
+    return folder
+
+
+def test_dsn_prints_the_connection_string(dsn):
+    result = run(dsn, "dsn")
+    assert result.exit_code == 0 and result.output.strip() == dsn
+
+
+def test_ingest_jsonl_then_query(dsn, name, tmp_path):
+    assert run(dsn, "query", f"CREATE COLLECTION {name} (body text, year int) WITH (dense => 'none', dim => 2)").exit_code == 0
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        json.dumps({"_id": "a", "body": "postgres vector search", "year": 2024, "vector": [1, 0]}) + "\n"
+        + json.dumps({"id": "b", "body": "keyword search with bm25", "year": 2019, "vector": [0, 1]}) + "\n"
+    )
+    result = run(dsn, "ingest", name, str(path))
+    assert result.exit_code == 0 and "added 2" in result.output
+    result = run(dsn, "query", f"SELECT id, year, score FROM {name} SEARCH SPARSE(:q) WHERE year > :y", "-p", "q=search", "-p", "y=2020", "--json")
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["id"] for r in rows] == ["a"] and rows[0]["score"] > 0
+    table = run(dsn, "query", f"SELECT id FROM {name} SEARCH SPARSE('search')")
+    assert "(2 rows)" in table.output
+
+
+def test_errors_are_messages_not_tracebacks(dsn):
+    result = run(dsn, "query", "SELECT id FORM docs")
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "^" in result.output and "Traceback" not in result.output
+    missing = run(dsn, "eval", "/nonexistent/folder")
+    assert missing.exit_code == 1 and "corpus.jsonl" in missing.output
+
+
+def test_eval_json_contract(dsn, tmp_path, session_db):
+    folder = _beir(
+        tmp_path / "tiny-set",
+        [("d1", "Cats", "cats purr and sleep"), ("d2", "Dogs", "dogs bark at cats"), ("d3", "Birds", "birds sing in trees")],
+        [("q1", "why do cats purr"), ("q2", "singing birds")],
+        [("q1", "d1"), ("q2", "d3")],
+    )
+    session_db.drop_collection("tiny_set", if_exists=True)
+    for search in ("SPARSE(:q)", "HYBRID(SPARSE(:q), DENSE(:q), fusion => rrf(k => 60))"):
+        result = run(dsn, "eval", str(folder), "--search", search, "--json")
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.output.strip().splitlines()[-1])
+        assert set(summary) == {"ndcg@10", "recall@100", "p50_ms", "p95_ms", "queries"}
+        assert summary["queries"] == 2 and summary["ndcg@10"] == pytest.approx(1.0)
+    assert [c.name for c in session_db.collections()].count("tiny_set") == 1
+    session_db.drop_collection("tiny_set")
