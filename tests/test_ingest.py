@@ -110,6 +110,7 @@ def test_bad_document_rejects_the_whole_batch(db, name):
         ({"metadata": [1]}, "'metadata' must be a mapping"),
         ({"year": 2**40}, "out of range for integer"),
         ({"title": "bad \x00 byte"}, "NUL character"),
+        ({"title": "lone \ud800 surrogate"}, "not valid Unicode"),
         ({"sparse": {"a": 1.0}}, "'sparse' is not accepted"),
     ],
 )

@@ -203,6 +203,9 @@ def test_errors_point_at_the_token_and_run_nothing(db, small):
         if column is not None:
             assert info.value.column == column
         assert "^" in str(info.value)
+    for text, message in (("nul\x00", "NUL character"), ("\ud800", "not valid Unicode"), ("x" * 100_001, "too long")):
+        with pytest.raises(sparsesql.CheckError, match=message):
+            traced.query(f"SELECT id FROM {name} SEARCH SPARSE(:q) WHERE body <> :q", q=text)
     for bad in ([1.0] * (DIM - 1), [math.nan] * DIM):
         with pytest.raises(sparsesql.CheckError, match="dimensions|NaN"):
             traced.query(f"SELECT id FROM {name} SEARCH DENSE(:v)", v=bad)

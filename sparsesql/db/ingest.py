@@ -84,6 +84,10 @@ def _field_value(info: CollectionInfo, name: str, type_name: str, value: object,
             raise bad
         if "\x00" in value:
             raise IngestError(f"{where}: field {name!r} contains a NUL character, which PostgreSQL text cannot hold")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise IngestError(f"{where}: field {name!r} is not valid Unicode (it holds a lone surrogate)") from None
         return value
     if type_name in INT_RANGE:
         if isinstance(value, bool) or not isinstance(value, int):

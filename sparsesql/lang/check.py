@@ -129,6 +129,18 @@ class _Checker:
             return [self.value(i) for i in v.items]
         raise self.error(f"{v.name}(...) is not allowed here", v.pos)
 
+    def valid_text(self, value: str, pos: ast.Pos, what: str) -> str:
+        """Text PostgreSQL can store: no NUL character, valid Unicode, within the size limit."""
+        if len(value) > MAX_QUERY_TEXT:
+            raise self.error(f"{what} is too long ({len(value)} characters, limit {MAX_QUERY_TEXT})", pos)
+        if "\x00" in value:
+            raise self.error(f"{what} contains a NUL character, which PostgreSQL text cannot hold", pos)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.error(f"{what} is not valid Unicode (it holds a lone surrogate)", pos) from None
+        return value
+
     def number(self, arg: ast.Arg, *, integer: bool, low: float, high: float) -> float | int:
         value = self.value(arg.value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -172,9 +184,7 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
             f"collection {info.name!r} stores precomputed sparse vectors; bind SPARSE(:q) to a {{token: weight}} mapping",
             node.query.pos,
         )
-    if len(query) > MAX_QUERY_TEXT:
-        raise c.error(f"query text is too long ({len(query)} characters, limit {MAX_QUERY_TEXT})", node.query.pos)
-    return SparseSignal(query, node.pos)
+    return SparseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos)
 
 
 def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
@@ -186,9 +196,7 @@ def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
                 f"collection {info.name!r} has no dense model (dense => 'none'); bind DENSE(:q) to a vector",
                 node.query.pos,
             )
-        if len(query) > MAX_QUERY_TEXT:
-            raise c.error(f"query text is too long ({len(query)} characters, limit {MAX_QUERY_TEXT})", node.query.pos)
-        return DenseSignal(query, node.pos)
+        return DenseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos)
     try:
         vector = np.asarray(query, dtype=np.float64)
     except (TypeError, ValueError):
@@ -342,6 +350,10 @@ def _operand(c: _Checker, op: ast.Operand, info: CollectionInfo) -> None:
             raise c.error(f"parameter :{op.name} must be a scalar here, got {type(value).__name__}", op.pos, ParameterError)
         if isinstance(value, float) and not math.isfinite(value):
             raise c.error(f"parameter :{op.name} is {value}; comparisons need a finite number", op.pos, ParameterError)
+        if isinstance(value, str):
+            c.valid_text(value, op.pos, f"parameter :{op.name}")
+    elif isinstance(op, ast.Literal) and isinstance(op.value, str):
+        c.valid_text(op.value, op.pos, "string literal")
 
 
 def _unknown_field(name: str, info: CollectionInfo) -> str:
