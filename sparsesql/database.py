@@ -49,12 +49,12 @@ class Database:
 
     # ------------------------------------------------------------------ dialect
 
-    def check(self, text: str, **params: object) -> chk.Checked:
+    def check(self, text: str, /, **params: object) -> chk.Checked:
         """Parse and check a statement against this database's catalog, running nothing."""
         statement = parse_statement(text)
         return chk.check(statement, lambda name: get_collection(self.conn, name), params, text)
 
-    def query(self, text: str, **params: object) -> list[Row]:
+    def query(self, text: str, /, **params: object) -> list[Row]:
         """Run one dialect statement; `:name` placeholders are bound from keyword arguments."""
         return self._guard(lambda: self._query(text, params))
 
@@ -85,7 +85,7 @@ class Database:
             for c in self.collections()
         ]
 
-    def explain(self, text: str, *, analyze: bool = False, **params: object) -> str:
+    def explain(self, text: str, /, *, analyze: bool = False, **params: object) -> str:
         """The plan of a SELECT as text; with analyze=True it runs and shows rows and times."""
         checked = self._guard(lambda: self.check(text, **params))
         if not isinstance(checked, chk.CheckedSelect):

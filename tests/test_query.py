@@ -246,3 +246,9 @@ def test_lost_connection_is_reported_and_the_next_query_works(db, small):
     with pytest.raises(sparsesql.DatabaseError, match="connection"):
         db.query(f"SELECT id FROM {name} SEARCH SPARSE('fox')")
     assert db.query(f"SELECT id FROM {name} SEARCH SPARSE('fox') LIMIT 1")
+
+
+def test_any_parameter_name_can_be_bound(db, small):
+    name, _ = small
+    rows = db.query(f"SELECT id FROM {name} SEARCH SPARSE(:text) WHERE year > :self LIMIT 1", text="honey", self=2016)
+    assert [r.id for r in rows] == ["t7"]
