@@ -116,7 +116,7 @@ def sparsesql_rows(db: sparsesql.Database, folder: str, anchors: dict[str, Row])
 
 def _cells(row: Row) -> list[str]:
     """One set's cells of a table row: nDCG@10, R@100, p50 / p95 ms, comparison."""
-    latency = f"{row['p50_ms']:.1f} / {row['p95_ms']:.1f}" if "p50_ms" in row else ""
+    latency = f"{row['p50_ms']:.1f} / {row['p95_ms']:.1f}" if "p50_ms" in row else "–"
     if "anchor" in row:
         versus = f"{row['delta_ndcg@10']:+.3f} / {row['delta_recall@100']:+.3f} vs {row['anchor']}"
     elif "p50_vs_recipe" in row:
@@ -155,7 +155,8 @@ def main() -> None:
 
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+    load = os.getloadavg()[0]  # other work on the machine inflates every latency alike
+    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, load {load:.1f} at start"
     started = args.dsn is None and not (CACHE_DIR / "pgdata" / "postmaster.pid").exists()
     dsn = args.dsn or embedded.start(CACHE_DIR)
     try:

@@ -106,7 +106,7 @@ class Database:
     # ------------------------------------------------------------------ collections
 
     def collections(self) -> list[CollectionInfo]:
-        return list_collections(self.conn)
+        return self._guard(lambda: list_collections(self.conn))
 
     def create_collection(
         self, name: str, fields: dict[str, str] | list[tuple[str, str]] | None = None, *, if_not_exists: bool = False, **options: object
@@ -119,7 +119,7 @@ class Database:
         return self._guard(lambda: schema.drop_collection(self.conn, name, if_exists=if_exists))
 
     def collection(self, name: str) -> "Collection":
-        schema.require_collection(self.conn, name)
+        self._guard(lambda: schema.require_collection(self.conn, name))
         return Collection(self, name.lower())
 
 
@@ -132,7 +132,7 @@ class Collection:
 
     @property
     def info(self) -> CollectionInfo:
-        return schema.require_collection(self.db.conn, self.name)
+        return self.db._guard(lambda: schema.require_collection(self.db.conn, self.name))
 
     def add(self, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False) -> ingest.IngestReport:
         """Add or update documents: {"id", declared fields..., "metadata", "vector", "sparse"}."""
@@ -153,10 +153,10 @@ class Collection:
     def get(self, id: str) -> Row | None:
         info = self.info
         cols = ["id", *(f.name for f in info.fields), "metadata"]
-        row = self.db.conn.execute(
+        row = self.db._guard(lambda: self.db.conn.execute(
             sql.SQL("SELECT {} FROM {} WHERE id = %s").format(sql.SQL(", ").join(map(sql.Identifier, cols)), info.table("docs")),
             (str(id),),
-        ).fetchone()
+        ).fetchone())
         return Row(dict(zip(cols, row))) if row else None
 
     def __repr__(self) -> str:

@@ -49,7 +49,7 @@ class CheckError(Error):
 
 
 class ParameterError(Error):
-    """A bound parameter is missing, unused or of the wrong kind."""
+    """A bound parameter is missing or of the wrong kind (unused parameters are ignored)."""
 
 
 class ConfigError(Error):
@@ -57,7 +57,7 @@ class ConfigError(Error):
 
 
 class IngestError(Error):
-    """A document batch was rejected; nothing of it was written."""
+    """A document was rejected; nothing of its batch was written (earlier batches stay committed)."""
 
 
 class DatabaseError(Error):

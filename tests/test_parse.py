@@ -202,10 +202,6 @@ VALID = [
         where(ast.IsNull(ast.JsonPath(col("metadata"), ("a", "b"), True, P), False, P)),
     ),
     (
-        "SELECT * FROM docs WHERE metadata->>'a'->'b' = 'x'",
-        where(cmp("=", ast.JsonPath(col("metadata"), ("a", "b"), False, P), lit("x"))),
-    ),
-    (
         "SELECT * FROM docs WHERE (metadata->>'year')::int >= 2020",
         where(cmp(">=", ast.Cast(ast.JsonPath(col("metadata"), ("year",), True, P), "int", P), lit(2020))),
     ),
@@ -274,6 +270,7 @@ def test_positions_of_create_and_json_path() -> None:
 
 
 INVALID = [
+    ("SELECT * FROM docs WHERE metadata->>'a'->'b' = 'x'", "only the last arrow of a path can be ->>", 1, 34),
     # (query, message substring, line, column)
     ("", "empty query", 1, 1),
     ("  -- only a comment\n", "empty query", 1, 1),

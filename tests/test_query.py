@@ -252,3 +252,38 @@ def test_any_parameter_name_can_be_bound(db, small):
     name, _ = small
     rows = db.query(f"SELECT id FROM {name} SEARCH SPARSE(:text) WHERE year > :self LIMIT 1", text="honey", self=2016)
     assert [r.id for r in rows] == ["t7"]
+
+
+@pytest.mark.parametrize(
+    "statement, message, column",
+    [
+        ("CREATE COLLECTION c1 (t text) WITH (dense => 'none', dim => 'abc')", "dim => expects an integer", 54),
+        ("CREATE COLLECTION c1 (t text) WITH (dense => 'none', dim => 3.5)", "dim => expects an integer", 54),
+        ("CREATE COLLECTION c1 (t text) WITH (k1 => true)", "k1 => expects a number", 37),
+        ("CREATE COLLECTION c1 (t text) WITH (text_fields => 5)", "text_fields => expects a field name", 37),
+        ("CREATE COLLECTION c1 (t text) WITH (b => 1.5)", "b => is out of range", 37),
+        ("CREATE COLLECTION c1 (t text) WITH (colour => 'red')", "unknown option colour =>", 37),
+        ("CREATE COLLECTION c1 (t text, t int)", "field 't' is declared twice", 31),
+    ],
+)
+def test_collection_options_are_checked_where_written(db, statement, message, column):
+    with pytest.raises(sparsesql.CheckError, match=message) as info:
+        db.query(statement)
+    assert info.value.column == column
+    assert "c1" not in {c.name for c in db.collections()}
+
+
+def test_bad_values_in_search_and_metadata(db, small):
+    name, _ = small
+    with pytest.raises(sparsesql.CheckError, match="all zeros"):
+        db.query(f"SELECT id FROM {name} SEARCH DENSE(:v)", v=[0.0] * DIM)
+    with pytest.raises(sparsesql.CheckError, match="weight >= 0"):
+        db.query(f"SELECT id FROM {name} SEARCH SPARSE(:q)", q={"fox": -1.0})
+    with pytest.raises(sparsesql.CheckError, match="IN list mixes"):
+        db.query(f"SELECT id FROM {name} WHERE metadata->>'pages' IN (10, 'x')")
+    import datetime
+
+    coll = db.collection(name)
+    with pytest.raises(sparsesql.IngestError, match="'metadata' is not JSON"):
+        coll.add([{"id": "m", "body": "x", "vector": [1.0] * DIM, "metadata": {"when": datetime.date.today()}}])
+    assert coll.delete("t1") == 1 and coll.get("t1") is None and coll.count() == len(TEXTS) - 1

@@ -178,11 +178,12 @@ def validate(info: CollectionInfo, doc: object, position: int) -> _Doc:
     elif doc.get("sparse") is not None:
         raise IngestError(f"{where}: collection {info.name!r} computes BM25 from text; 'sparse' is not accepted")
     try:
-        canonical = json.dumps(
-            [values, metadata, None if vector is None else vector.tolist(), sparse], sort_keys=True, default=str
-        )
+        meta_json = json.dumps(metadata, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise IngestError(f"{where}: 'metadata' is not JSON-serialisable ({exc})") from None
+        raise IngestError(f"{where}: 'metadata' is not JSON ({exc})") from None
+    canonical = json.dumps(
+        [values, meta_json, None if vector is None else vector.tolist(), sparse], sort_keys=True, default=str
+    )
     return _Doc(str(ident), values, metadata, vector, sparse, hashlib.sha256(canonical.encode()).hexdigest())
 
 
@@ -228,7 +229,8 @@ def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -
 
 def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -> int:
     """Delete documents by external id in one transaction; returns how many existed."""
-    wanted = [str(i) for i in ids]
+    wanted = [ids] if isinstance(ids, (str, int)) else [str(i) for i in ids]
+    wanted = [str(i) for i in wanted]
     with conn.transaction():
         _lock(conn, info)
         rows = conn.execute(

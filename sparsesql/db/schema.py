@@ -53,44 +53,55 @@ def make_fields(fields: list[tuple[str, str]] | dict[str, str]) -> tuple[Field, 
     return tuple(out)
 
 
+def _option_number(options: dict, name: str, default: float, *, integer: bool = False) -> float:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        kind = "an integer" if integer else "a number"
+        raise CheckError(f"option {name} => expects {kind}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
 def make_settings(fields: tuple[Field, ...], options: dict) -> Settings:
     """Turn CREATE COLLECTION's WITH options into settings, refusing unknown or bad ones."""
     known = {"dense", "sparse", "dim", "k1", "b", "text_fields"}
     unknown = set(options) - known
     if unknown:
-        raise CheckError(f"unknown collection option {sorted(unknown)[0]!r}; known options: {', '.join(sorted(known))}")
+        raise CheckError(f"unknown option {sorted(unknown)[0]} => for a collection; known options: {', '.join(sorted(known))}")
     sparse = str(options.get("sparse", "bm25")).lower()
     if sparse not in SPARSE_KINDS:
-        raise CheckError(f"sparse => {sparse!r} is not supported; use one of {', '.join(SPARSE_KINDS)}")
+        raise CheckError(f"option sparse => {sparse!r} is not supported; use one of {', '.join(SPARSE_KINDS)}")
     dense = str(options.get("dense", "minilm-l6"))
     if dense.lower() in DENSE_MODELS:
         dense = dense.lower()
         dim = DENSE_MODELS[dense]
-        if "dim" in options and int(options["dim"]) != dim:
-            raise CheckError(f"dense model {dense!r} has dimension {dim}, not {options['dim']}")
+        if "dim" in options and _option_number(options, "dim", dim, integer=True) != dim:
+            raise CheckError(f"option dim => {options['dim']} does not match dense model {dense!r}, which has {dim}")
     elif dense.lower() == "none":
         dense = "none"
         if "dim" not in options:
-            raise CheckError("dense => 'none' (vectors supplied by you) needs dim => N")
-        dim = int(options["dim"])
+            raise CheckError("option dense => 'none' (vectors supplied by you) needs dim => N")
+        dim = _option_number(options, "dim", 0, integer=True)
     else:
         from sparsesql.encoders.dense import load_dense_encoder
 
         dim = load_dense_encoder(dense).dim
     if not 1 <= dim <= 16000:
-        raise CheckError(f"dim => {dim} is out of range: pgvector's vector holds 1 to 16000 dimensions")
-    k1, b = float(options.get("k1", 0.9)), float(options.get("b", 0.4))
+        raise CheckError(f"option dim => {dim} is out of range: pgvector's vector holds 1 to 16000 dimensions")
+    k1, b = _option_number(options, "k1", 0.9), _option_number(options, "b", 0.4)
     if k1 < 0 or not 0 <= b <= 1:
-        raise CheckError(f"BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1 => {k1}, b => {b})")
+        raise CheckError(f"option {'k1' if k1 < 0 else 'b'} => is out of range: BM25 needs k1 >= 0 and 0 <= b <= 1 (got k1 => {k1}, b => {b})")
     text_fields = options.get("text_fields")
     declared_text = tuple(f.name for f in fields if f.type == "text")
     if text_fields is None:
         text_fields = declared_text
     else:
-        text_fields = tuple(str(t).lower() for t in ([text_fields] if isinstance(text_fields, str) else text_fields))
+        listed = [text_fields] if isinstance(text_fields, str) else text_fields
+        if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
+            raise CheckError(f"option text_fields => expects a field name or a list of them, got {text_fields!r}")
+        text_fields = tuple(t.lower() for t in listed)
         for t in text_fields:
             if t not in declared_text:
-                raise CheckError(f"text_fields names {t!r}, which is not a declared text field")
+                raise CheckError(f"option text_fields => names {t!r}, which is not a declared text field")
     return Settings(sparse=sparse, dense=dense, dim=dim, k1=k1, b=b, text_fields=text_fields)
 
 

@@ -173,9 +173,9 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
     c.args(node.args, set(), "SPARSE")
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
     if isinstance(query, dict):
-        bad = [t for t, w in query.items() if not isinstance(t, str) or isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)]
+        bad = [t for t, w in query.items() if not isinstance(t, str) or isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0]
         if bad or not query:
-            raise c.error("SPARSE(...) takes text or a non-empty {term: finite weight} mapping", node.query.pos)
+            raise c.error("SPARSE(...) takes text or a non-empty {term: weight >= 0} mapping", node.query.pos)
         return SparseSignal({t: float(w) for t, w in query.items()}, node.pos)
     if not isinstance(query, str):
         raise c.error(f"SPARSE(...) takes text, got {type(query).__name__}", node.query.pos)
@@ -210,6 +210,8 @@ def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
         )
     if not np.isfinite(vector).all():
         raise c.error("DENSE(...) vector holds NaN or infinite components", node.query.pos)
+    if not np.any(vector):
+        raise c.error("DENSE(...) vector is all zeros, so it has no direction to compare", node.query.pos)
     return DenseSignal(vector.astype(np.float32), node.pos)
 
 
@@ -310,6 +312,7 @@ CAST_TYPES = {
     "integer": "integer",
     "bigint": "bigint",
     "float": "double precision",
+    "double": "double precision",
     "double precision": "double precision",
     "real": "real",
     "numeric": "numeric",
@@ -380,6 +383,9 @@ def _predicate(c: _Checker, node: ast.Predicate, info: CollectionInfo) -> None:
     elif isinstance(node, ast.InList):
         _operand(c, node.expr, info)
         left = operand_kind(node.expr, info, c.params)
+        kinds = {operand_kind(item, info, c.params) for item in node.items}
+        if left in ("jsontext", "jsonb") and len(kinds) > 1:
+            raise c.error(f"IN list mixes {' and '.join(sorted(kinds))}; a JSON value compares with one kind", node.pos)
         for item in node.items:
             _operand(c, item, info)
             right = operand_kind(item, info, c.params)
@@ -446,6 +452,17 @@ def _option_value(c: _Checker, arg: ast.Arg) -> object:
     return value
 
 
+def _blame(statement: ast.CreateCollection, message: str) -> ast.Pos:
+    """The option or field an error message is about (it names it), else the statement."""
+    for arg in statement.options:
+        if f"{arg.name.lower()} =>" in message:
+            return arg.pos
+    for f in reversed(statement.fields):
+        if repr(f.name.lower()) in message:
+            return f.pos
+    return statement.pos
+
+
 def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None, text: str = "") -> Checked:
     """Validate a parsed statement; `catalog(name)` returns a collection's info or None."""
     c = _Checker(text, dict(params or {}))
@@ -475,7 +492,7 @@ def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None
         try:
             make_settings(make_fields(list(pairs)), options)
         except CheckError as exc:
-            raise c.error(exc.message, statement.pos) from None
+            raise c.error(exc.message, _blame(statement, exc.message)) from None
         return CheckedCreate(name, pairs, options, statement.if_not_exists)
     if isinstance(statement, ast.DropCollection):
         try:

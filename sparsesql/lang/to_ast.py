@@ -163,6 +163,12 @@ class ToAst(Transformer):
 
     def json_path(self, meta: Meta, children: list[Any]) -> ast.JsonPath:
         column, *hops = children  # arrow, key, arrow, key, ...
+        for arrow in hops[:-2:2]:
+            if arrow.value == "->>":
+                raise QuerySyntaxError(
+                    "->> yields text, so only the last arrow of a path can be ->> (use -> before it)",
+                    line=arrow.line, column=arrow.column, query=self._query,
+                )
         keys = tuple(key.value for key in hops[1::2])
         return ast.JsonPath(column, keys, hops[-2].value == "->>", _pos(meta))
 

@@ -1,6 +1,7 @@
 """SQL-side dense retrieval through pgvector: cosine similarity, exact unless an index exists.
 
-Vectors are L2-normalised at ingest and query time, so `1 - (a <=> b)` is the cosine similarity.
+`<=>` is pgvector's cosine distance, so `1 - (a <=> b)` is the cosine similarity whether or not
+the stored vectors are unit length (the model's are; supplied ones are stored as given).
 The filter is applied in the same statement as the ordering, so a selective WHERE still yields
 k rows whenever k matching documents exist (no post-filter truncation).
 """
