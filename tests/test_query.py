@@ -287,3 +287,6 @@ def test_bad_values_in_search_and_metadata(db, small):
     with pytest.raises(sparsesql.IngestError, match="'metadata' is not JSON"):
         coll.add([{"id": "m", "body": "x", "vector": [1.0] * DIM, "metadata": {"when": datetime.date.today()}}])
     assert coll.delete("t1") == 1 and coll.get("t1") is None and coll.count() == len(TEXTS) - 1
+    coll.add([{"id": "odd", "body": "odd one", "vector": [1.0] * DIM, "metadata": {"pages": "n/a", "open": "maybe"}}])
+    rows = db.query(f"SELECT id FROM {name} WHERE metadata->>'pages' >= 16 OR metadata->>'open' = TRUE LIMIT 20")
+    assert {r.id for r in rows} == {"t6", "t7"}

@@ -15,7 +15,12 @@ from sparsesql.db.catalog import CollectionInfo
 from sparsesql.lang import ast
 from sparsesql.lang.check import CAST_TYPES, operand_kind
 
-_JSON_CASTS = {"number": "numeric", "bool": "boolean"}
+# ->> text compared with a number or boolean: values that are not one become NULL (and so match
+# nothing) instead of failing the whole query on the first document whose value is a word.
+_JSON_CASTS = {
+    "number": "(CASE WHEN {e} ~ '^\\s*[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?\\s*$' THEN ({e})::numeric END)",
+    "bool": "(CASE WHEN lower({e}) IN ('true', 'false') THEN ({e})::boolean END)",
+}
 
 
 class _Compiler:
@@ -38,7 +43,7 @@ class _Compiler:
                 arrow = "->>" if op.as_text and i == len(op.keys) - 1 else "->"
                 expr = sql.SQL("({} {} {})").format(expr, sql.SQL(arrow), self.bind(key))
             if op.as_text and other_kind in _JSON_CASTS:
-                expr = sql.SQL("({})::{}").format(expr, sql.SQL(_JSON_CASTS[other_kind]))
+                expr = sql.SQL(_JSON_CASTS[other_kind]).format(e=expr)
             return expr
         if isinstance(op, ast.Cast):
             return sql.SQL("({})::{}").format(self.operand(op.expr), sql.SQL(CAST_TYPES[op.type_name.lower()]))
