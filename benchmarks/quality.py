@@ -42,6 +42,7 @@ import sparsesql  # noqa: E402
 from sparsesql.db import embedded  # noqa: E402
 from sparsesql.encoders import load_dense_encoder  # noqa: E402
 from sparsesql.eval import evaluate_run, load_qrels, mean_metrics  # noqa: E402
+from sparsesql.eval.metrics import Qrels  # noqa: E402
 from sparsesql.eval.run import evaluate, load_beir  # noqa: E402
 
 # One system's numbers on one set: metrics, latencies, comparison; keys as in the JSON output.
@@ -60,7 +61,7 @@ SEARCHES = (
 QUALITY_ANCHOR = {"SPARSE(:q)": "bm25s", "DENSE(:q)": "MiniLM exact"}
 
 
-def _quality(run: Run, qrels: dict) -> Row:
+def _quality(run: Run, qrels: Qrels) -> Row:
     """nDCG@10 and Recall@100 of a run, scored as sparsesql.eval scores its own searches."""
     return mean_metrics(evaluate_run(run, qrels))
 
@@ -155,8 +156,7 @@ def main() -> None:
 
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()[0]  # other work on the machine inflates every latency alike
-    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, load {load:.1f} at start"
+    start_load = os.getloadavg()[0]
     started = args.dsn is None and not (CACHE_DIR / "pgdata" / "postmaster.pid").exists()
     dsn = args.dsn or embedded.start(CACHE_DIR)
     try:
@@ -169,6 +169,9 @@ def main() -> None:
         if started:
             embedded.stop(CACHE_DIR)
 
+    # Other work on the machine inflates latencies, unevenly over the run: say how busy it was.
+    load = f"load average {start_load:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, {load}"
     header = (
         f"## sparsesql quality, {date}\n\n`{command}` on {machine}. Latency is per query, "
         "query encoding included; Δ = sparsesql minus anchor; HYBRID p50 is relative to "
