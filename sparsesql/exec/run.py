@@ -19,6 +19,7 @@ from sparsesql.exec.row import Row
 from sparsesql.exec.trace import StageRecord, short
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.fusion import fuse
+from sparsesql.retrieval.prf import feedback
 
 Tracer = Callable[[str, dict], None] | None
 
@@ -57,14 +58,22 @@ class _Run:
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
         record.rows = len(rows)
 
+    def feedback(self, stage: st.Feedback, record: StageRecord) -> None:
+        ids, weights = feedback(self.slots[f"ranked:{stage.source}"], stage.depth)
+        params = {**stage.params, stage.prefix + "fb_ids": ids, stage.prefix + "fb_weights": weights}
+        rows = self.execute(record, stage.statement, self.bind_vector(params, stage.vector_slot))
+        self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
+        record.rows = len(rows)
+
     def fuse(self, stage: st.Fuse, record: StageRecord) -> None:
         lists = [self.slots[f"ranked:{label}"] for label in stage.labels]
         f = stage.fusion
-        self.slots["ranked"] = fuse(lists, f.method, k=f.k, weights=f.weights, norm=f.norm)[: stage.limit]
-        record.rows = len(self.slots["ranked"])
+        fused = fuse(lists, f.method, k=f.k, weights=f.weights, norm=f.norm)[: stage.limit]
+        self.slots[f"ranked:{stage.out}"] = fused
+        record.rows = len(fused)
 
     def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
-        ranked = self.slots["ranked"]
+        ranked = self.slots[f"ranked:{stage.source}"][: stage.limit]
         rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}) if ranked else []
         by_id = {r[0]: r[1:] for r in rows}
         self.slots["rows"] = [(by_id[d], s) for d, s in ranked if d in by_id]
@@ -82,6 +91,7 @@ class _Run:
 _DISPATCH = {
     st.EncodeQuery: _Run.encode,
     st.Candidates: _Run.candidates,
+    st.Feedback: _Run.feedback,
     st.Fuse: _Run.fuse,
     st.FetchRows: _Run.fetch,
     st.SqlRows: _Run.rows,
@@ -100,7 +110,7 @@ def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
 def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None) -> tuple[list[Row], list[StageRecord]]:
     """Execute every stage in order; returns the rows and a record per stage."""
     run = _Run(conn, tracer)
-    statements = sum(isinstance(s, (st.Candidates, st.SqlRows)) for s in plan.stages)
+    statements = sum(isinstance(s, (st.Candidates, st.Feedback, st.SqlRows, st.FetchRows)) for s in plan.stages)
 
     def go() -> None:
         for stage in plan.stages:

@@ -211,8 +211,16 @@ class SelectItem:
 
 
 @dataclass(frozen=True)
+class Prf:
+    """`WITH PRF(name => value, ...)`: pseudo-relevance feedback after the first search."""
+
+    args: tuple[Arg, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class Select:
-    """`SELECT items FROM collection [SEARCH s] [WHERE p] [LIMIT n]`; items empty means `*`."""
+    """`SELECT items FROM collection [SEARCH s [WITH PRF(...)]] [WHERE p] [LIMIT n]`; no items means `*`."""
 
     items: tuple[SelectItem, ...]
     collection: Name
@@ -220,6 +228,7 @@ class Select:
     where: Predicate | None
     limit: Literal | Param | None
     pos: Pos
+    prf: Prf | None = None
 
 
 @dataclass(frozen=True)

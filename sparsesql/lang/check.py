@@ -17,6 +17,7 @@ import numpy as np
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, check_name
 from sparsesql.errors import CheckError, Error, ParameterError
 from sparsesql.lang import ast
+from sparsesql.retrieval.prf import Rm3, VectorPrf
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 10
@@ -65,6 +66,21 @@ class CheckedSearch:
 
 
 @dataclass(frozen=True)
+class CheckedPrf:
+    """Feedback from the top `depth` documents; a side is None when it gets no feedback."""
+
+    depth: int
+    sparse: Rm3 | None
+    dense: VectorPrf | None
+    interpolate: str  # "before" | "after" | "both"
+
+
+# The defaults of a bare `WITH PRF`, chosen by benchmarks/tune_prf.py (see docs/decisions.md).
+PRF_DEFAULTS = CheckedPrf(depth=10, sparse=Rm3(terms=10, weight=0.5), dense=VectorPrf("rocchio", 1.0, 0.5), interpolate="before")
+MAX_PRF_DEPTH = 1000
+
+
+@dataclass(frozen=True)
 class CheckedSelect:
     collection: CollectionInfo
     columns: tuple[str, ...]
@@ -75,6 +91,7 @@ class CheckedSelect:
     params: dict
     explain: bool = False
     analyze: bool = False
+    prf: CheckedPrf | None = None
 
 
 @dataclass(frozen=True)
@@ -276,6 +293,65 @@ def _search(c: _Checker, node: ast.Search, info: CollectionInfo, limit: int) -> 
     return CheckedSearch(tuple(signals), _fusion(c, got.get("fusion"), len(signals)), max(candidates, limit))
 
 
+def _side(c: _Checker, arg: ast.Arg, choices: dict[str, set[str]]) -> tuple[str, dict[str, ast.Arg]] | None:
+    """`none`, a bare method name or `method(args)`: the method and its checked arguments."""
+    node = arg.value
+    if isinstance(node, ast.Name):
+        node = ast.Call(node.name, (), node.pos)
+    names = " | ".join([*choices, "none"])
+    if not isinstance(node, ast.Call) or node.name.lower() not in (*choices, "none"):
+        raise c.error(f"{arg.name} => expects {names}", arg.value.pos)
+    method = node.name.lower()
+    if method == "none":
+        if node.args:
+            raise c.error("none takes no arguments", node.pos)
+        return None
+    return method, c.args(node.args, choices[method], method)
+
+
+def _prf(c: _Checker, node: ast.Prf, search: CheckedSearch) -> CheckedPrf:
+    got = c.args(node.args, {"depth", "sparse", "dense", "interpolate"}, "PRF")
+    kinds = {type(s) for s in search.signals}
+    depth = PRF_DEFAULTS.depth
+    if "depth" in got:
+        depth = int(c.number(got["depth"], integer=True, low=1, high=MAX_PRF_DEPTH))
+    rm3 = PRF_DEFAULTS.sparse if SparseSignal in kinds else None
+    if "sparse" in got:
+        if SparseSignal not in kinds:
+            raise c.error("sparse => applies to a SPARSE signal; this search has none", got["sparse"].pos)
+        side = _side(c, got["sparse"], {"rm3": {"terms", "weight"}})
+        rm3 = None
+        if side is not None:
+            a = side[1]
+            rm3 = Rm3(
+                terms=int(c.number(a["terms"], integer=True, low=1, high=1000)) if "terms" in a else PRF_DEFAULTS.sparse.terms,
+                weight=c.number(a["weight"], integer=False, low=0.0, high=1.0) if "weight" in a else PRF_DEFAULTS.sparse.weight,
+            )
+    vprf = PRF_DEFAULTS.dense if DenseSignal in kinds else None
+    if "dense" in got:
+        if DenseSignal not in kinds:
+            raise c.error("dense => applies to a DENSE signal; this search has none", got["dense"].pos)
+        side = _side(c, got["dense"], {"average": set(), "rocchio": {"alpha", "beta"}})
+        vprf = None
+        if side is not None:
+            method, a = side
+            vprf = VectorPrf(
+                method,
+                c.number(a["alpha"], integer=False, low=0.0, high=1000.0) if "alpha" in a else PRF_DEFAULTS.dense.alpha,
+                c.number(a["beta"], integer=False, low=0.0, high=1000.0) if "beta" in a else PRF_DEFAULTS.dense.beta,
+            )
+            if method == "rocchio" and vprf.alpha == 0 and vprf.beta == 0:
+                raise c.error("rocchio(alpha => 0, beta => 0) leaves no query", got["dense"].value.pos)
+    interpolate = PRF_DEFAULTS.interpolate
+    if "interpolate" in got:
+        if search.fusion is None:
+            raise c.error("interpolate => applies to HYBRID searches", got["interpolate"].pos)
+        interpolate = str(c.value(got["interpolate"].value))
+        if interpolate not in ("before", "after", "both"):
+            raise c.error(f"interpolate => {interpolate!r} is not one of before, after, both", got["interpolate"].value.pos)
+    return CheckedPrf(depth, rm3, vprf, interpolate if search.fusion is not None else "after")
+
+
 # ----------------------------------------------------------------------------- WHERE
 
 
@@ -440,9 +516,14 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
         with_score = node.search is not None
     limit = _limit(c, node.limit)
     search = _search(c, node.search, info, limit) if node.search is not None else None
+    prf = None
+    if node.prf is not None:
+        if search is None:
+            raise c.error("WITH PRF needs a SEARCH clause to take feedback from", node.prf.pos)
+        prf = _prf(c, node.prf, search)
     if node.where is not None:
         _predicate(c, node.where, info)
-    return CheckedSelect(info, tuple(columns), with_score, search, node.where, limit, c.params)
+    return CheckedSelect(info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf)
 
 
 def _option_value(c: _Checker, arg: ast.Arg) -> object:

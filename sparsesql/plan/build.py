@@ -3,35 +3,90 @@
     no SEARCH         one SQL statement: filter, insertion order, LIMIT
     SPARSE or DENSE   [encode] -> one SQL statement: candidates joined with their columns
     HYBRID            [encode] -> candidates per signal (SQL, filtered) -> fuse (Python) -> fetch (SQL)
+    ... WITH PRF      first pass as above -> [fuse: feedback list] -> one feedback statement per
+                      side (SQL) -> fuse -> fetch
 
 The filter runs inside each candidate statement, never after it, so LIMIT rows come back whenever
-that many documents match.
+that many documents match. PRF interpolation: `before` takes feedback from the fused first pass,
+`after` lets each side take its own, `both` takes it from the fused first pass and fuses the
+second-pass result with the first-pass one.
 """
 
 from __future__ import annotations
 
 from psycopg import sql
 
-from sparsesql.lang.check import CheckedSelect, DenseSignal, Signal
+from sparsesql.lang.check import CheckedSelect, DenseSignal, Fusion, Signal, SparseSignal
 from sparsesql.plan import stages as st
 from sparsesql.plan.sql import filtered_rows_sql, ranked_rows_sql, rows_by_ids_sql, where_sql
-from sparsesql.retrieval import dense, sparse
+from sparsesql.retrieval import dense, prf, sparse
 
 
-def _signal_stages(q: CheckedSelect, signal: Signal, label: str, where: sql.Composable, bound: dict, k: int):
+def _labels(signals: tuple[Signal, ...]) -> list[str]:
+    kinds = [s.label for s in signals]
+    return [s.label if kinds.count(s.label) == 1 else f"{s.label}{i + 1}" for i, s in enumerate(signals)]
+
+
+def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composable, bound: dict, k: int):
+    """Stages of one signal's first pass: [encode], candidates statement, its parameters."""
     info = q.collection
     prefix = f"{label}_"
     if isinstance(signal, DenseSignal):
         statement = dense.candidates_sql(info, where, prefix)
-        encode = None
         if isinstance(signal.query, str):
-            encode = st.EncodeQuery(label, signal.query, info.settings.dense)
-            params = {prefix + "k": k}
-        else:
-            params = dense.bind(dense.query_vector(info, signal.query), k, prefix)
-        return encode, statement, {**bound, **params}
-    statement = sparse.candidates_sql(info, where, prefix)
-    return None, statement, {**bound, **sparse.bind(signal.query, k, prefix)}
+            return st.EncodeQuery(label, signal.query, info.settings.dense), statement, {**bound, prefix + "k": k}
+        return None, statement, {**bound, **dense.bind(dense.query_vector(info, signal.query), k, prefix)}
+    return None, sparse.candidates_sql(info, where, prefix), {**bound, **sparse.bind(signal.query, k, prefix)}
+
+
+def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: sql.Composable, bound: dict, k: int):
+    """The second-pass stage of one side, or None when that side takes no feedback."""
+    info, fb = q.collection, q.prf
+    prefix = f"{label}_"
+    if isinstance(signal, SparseSignal) and fb.sparse is not None:
+        params = {**bound, **prf.rm3_bind(signal.query, fb.sparse, k, prefix)}
+        method = f"rm3(terms => {fb.sparse.terms}, weight => {fb.sparse.weight})"
+        return st.Feedback(f"{label}_prf", label, method, source, fb.depth, prf.rm3_sql(info, where, prefix), params, k, prefix)
+    if isinstance(signal, DenseSignal) and fb.dense is not None:
+        v = fb.dense
+        params = {**bound, **prf.vector_prf_bind(info, v, k, prefix)}
+        slot = f"{label}_vector" if isinstance(signal.query, str) else None
+        if slot is None:
+            params.update(dense.bind(dense.query_vector(info, signal.query), k, prefix))
+        method = "average" if v.method == "average" else f"rocchio(alpha => {v.alpha}, beta => {v.beta})"
+        statement = prf.vector_prf_sql(info, where, prefix, v.method)
+        return st.Feedback(f"{label}_prf", label, method, source, fb.depth, statement, params, k, prefix, slot)
+    return None
+
+
+def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict) -> None:
+    signals, labels = q.search.signals, _labels(q.search.signals)
+    hybrid = q.search.fusion is not None
+    first_k = max(q.search.candidates, q.prf.depth)
+    for signal, label in zip(signals, labels):
+        encode, statement, params = _first_pass(q, signal, label, where, bound, first_k)
+        if encode:
+            plan.stages.append(encode)
+        plan.stages.append(st.Candidates(label, statement, params, first_k, f"{label}_vector" if encode else None))
+    fused_feedback = hybrid and q.prf.interpolate in ("before", "both")
+    if fused_feedback:
+        plan.stages.append(st.Fuse(labels, q.search.fusion, first_k, out="first"))
+    second = []
+    for signal, label in zip(signals, labels):
+        stage = _feedback(q, signal, label, "first" if fused_feedback else label, where, bound, q.search.candidates)
+        if stage:
+            plan.stages.append(stage)
+        second.append(stage.label if stage else label)
+    if not hybrid:
+        plan.stages.append(st.FetchRows(rows_by_ids_sql(q.collection, q.columns), q.columns, second[0], q.limit))
+        return
+    if q.prf.interpolate == "both":
+        plan.stages.append(st.Fuse(second, q.search.fusion, first_k, out="second"))
+        f = q.search.fusion
+        plan.stages.append(st.Fuse(["second", "first"], Fusion(f.method, f.k, (0.5, 0.5), f.norm), q.limit))
+    else:
+        plan.stages.append(st.Fuse(second, q.search.fusion, q.limit))
+    plan.stages.append(st.FetchRows(rows_by_ids_sql(q.collection, q.columns), q.columns))
 
 
 def build_plan(q: CheckedSelect) -> st.Plan:
@@ -42,21 +97,19 @@ def build_plan(q: CheckedSelect) -> st.Plan:
     if q.search is None:
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan
-    signals = q.search.signals
-    labels = [s.label if [x.label for x in signals].count(s.label) == 1 else f"{s.label}{i + 1}" for i, s in enumerate(signals)]
+    if q.prf is not None:
+        _with_prf(q, plan, where, bound)
+        return plan
+    signals, labels = q.search.signals, _labels(q.search.signals)
     if len(signals) == 1:
-        encode, statement, params = _signal_stages(q, signals[0], labels[0], where, bound, q.limit)
+        encode, statement, params = _first_pass(q, signals[0], labels[0], where, bound, q.limit)
         if encode:
             plan.stages.append(encode)
-        plan.stages.append(
-            st.SqlRows(
-                ranked_rows_sql(info, statement, q.columns), params, q.columns, True,
-                vector_slot=f"{labels[0]}_vector" if encode else None,
-            )
-        )
+        slot = f"{labels[0]}_vector" if encode else None
+        plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot))
         return plan
     for signal, label in zip(signals, labels):
-        encode, statement, params = _signal_stages(q, signal, label, where, bound, q.search.candidates)
+        encode, statement, params = _first_pass(q, signal, label, where, bound, q.search.candidates)
         if encode:
             plan.stages.append(encode)
         plan.stages.append(

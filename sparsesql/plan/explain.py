@@ -10,7 +10,7 @@ from sparsesql.plan import stages as st
 
 
 def _where(stage: st.Stage) -> str:
-    return "SQL" if isinstance(stage, (st.Candidates, st.FetchRows, st.SqlRows)) else "Python"
+    return "SQL" if isinstance(stage, (st.Candidates, st.Feedback, st.FetchRows, st.SqlRows)) else "Python"
 
 
 def _describe(stage: st.Stage) -> str:
@@ -18,12 +18,14 @@ def _describe(stage: st.Stage) -> str:
         return f"embed query text with {stage.model}"
     if isinstance(stage, st.Candidates):
         return f"top {stage.k} candidates"
+    if isinstance(stage, st.Feedback):
+        return f"{stage.side} query moved by {stage.method} from the top {stage.depth} of {stage.source}, top {stage.k}"
     if isinstance(stage, st.Fuse):
         f = stage.fusion
         how = f"rrf(k => {f.k})" if f.method == "rrf" else f"linear(weights => {list(f.weights)}, norm => {f.norm})"
-        return f"{how} over {', '.join(stage.labels)}, keep {stage.limit}"
+        return f"{how} over {', '.join(stage.labels)}, keep {stage.limit} as {stage.out}"
     if isinstance(stage, st.FetchRows):
-        return "fetch columns of the fused documents"
+        return f"fetch columns of the documents in {stage.source}"
     return "final rows" + (" with scores" if stage.scored else "")
 
 

@@ -1,7 +1,7 @@
 """The stages a plan is made of. Each is plain data; `exec/run.py` has one function per kind.
 
 Stages communicate through named slots in the run's context: an encoder stage fills
-`vector:<label>`, a candidate stage fills `ranked:<label>`, fusion fills `ranked`, and the last
+`<label>_vector`, candidate, feedback and fusion stages fill `ranked:<label>`, and the last
 stage produces the rows.
 """
 
@@ -37,21 +37,41 @@ class Candidates:
 
 
 @dataclass
+class Feedback:
+    """Second pass of one side: its query moved by the top `depth` of list `source`, in SQL."""
+
+    label: str
+    side: str
+    method: str
+    source: str
+    depth: int
+    statement: sql.Composed
+    params: dict
+    k: int
+    prefix: str
+    vector_slot: str | None = None
+    name: str = "prf"
+
+
+@dataclass
 class Fuse:
-    """Combine the candidate lists in Python and keep the top `limit`."""
+    """Combine ranked lists in Python and keep the top `limit` as list `out`."""
 
     labels: list[str]
     fusion: Fusion
     limit: int
+    out: str = "final"
     name: str = "fuse"
 
 
 @dataclass
 class FetchRows:
-    """Fetch the selected columns of the fused documents, in one round trip, in fused order."""
+    """Fetch the selected columns of the top `limit` of list `source`, in one round trip, in order."""
 
     statement: sql.Composed
     columns: tuple[str, ...]
+    source: str = "final"
+    limit: int | None = None
     name: str = "fetch"
 
 
@@ -67,7 +87,7 @@ class SqlRows:
     name: str = "rows"
 
 
-Stage = EncodeQuery | Candidates | Fuse | FetchRows | SqlRows
+Stage = EncodeQuery | Candidates | Feedback | Fuse | FetchRows | SqlRows
 
 
 @dataclass

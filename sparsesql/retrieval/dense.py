@@ -15,14 +15,24 @@ from psycopg import sql
 from sparsesql.db.catalog import CollectionInfo
 
 
-def candidates_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
-    """Top-k documents by cosine similarity; binds %(<prefix>vector)s and %(<prefix>k)s."""
-    vector, k = sql.Placeholder(prefix + "vector"), sql.Placeholder(prefix + "k")
+def candidates_sql(
+    info: CollectionInfo,
+    where: sql.Composable,
+    prefix: str,
+    *,
+    ctes: sql.Composable = sql.SQL(""),
+    query: sql.Composable | None = None,
+) -> sql.Composed:
+    """Top-k documents by cosine similarity; binds %(<prefix>vector)s and %(<prefix>k)s.
+
+    `query` replaces the bound vector with an expression over `ctes` (pseudo-relevance feedback).
+    """
+    vector, k = query or sql.Placeholder(prefix + "vector"), sql.Placeholder(prefix + "k")
     return sql.SQL(
-        "SELECT d.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e "
+        "{ctes}SELECT d.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e "
         "JOIN {docs} AS d ON d.doc_id = e.doc_id WHERE {where} "
         "ORDER BY e.embedding <=> {vector}, d.doc_id LIMIT {k}"
-    ).format(vector=vector, k=k, dense=info.table("dense"), docs=info.table("docs"), where=where)
+    ).format(ctes=ctes, vector=vector, k=k, dense=info.table("dense"), docs=info.table("docs"), where=where)
 
 
 def query_vector(info: CollectionInfo, query: str | np.ndarray) -> np.ndarray:

@@ -26,9 +26,22 @@ def query_terms(query: str | dict[str, float]) -> dict[str, float]:
     return {t: float(n) for t, n in Counter(analyze(query)).items()}
 
 
+def query_cte(info: CollectionInfo, prefix: str) -> sql.Composed:
+    """`(term_id, w)` of the query's terms found in the vocabulary; binds <prefix>terms, <prefix>weights."""
+    return sql.SQL(
+        "SELECT v.term_id, x.w FROM unnest({terms}::text[], {weights}::float8[]) AS x(term, w) "
+        "JOIN {vocab} AS v ON v.term = x.term"
+    ).format(terms=sql.Placeholder(prefix + "terms"), weights=sql.Placeholder(prefix + "weights"), vocab=info.table("vocab"))
+
+
 def candidates_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
     """Top-k documents by sparse score; binds %(<prefix>terms)s, %(<prefix>weights)s, %(<prefix>k)s."""
-    p = {name: sql.Placeholder(prefix + name) for name in ("terms", "weights", "k")}
+    return score_sql(info, sql.SQL("WITH qw AS ({}), ").format(query_cte(info, prefix)), where, prefix)
+
+
+def score_sql(info: CollectionInfo, ctes: sql.Composable, where: sql.Composable, prefix: str) -> sql.Composed:
+    """Score documents against `qw(term_id, w)`, defined by `ctes` (which ends with a comma)."""
+    k = sql.Placeholder(prefix + "k")
     if info.settings.sparse == "bm25":
         score = sql.SQL(
             "sum(q.w * ln(1 + (s.n - q.df + 0.5) / (q.df + 0.5)) * p.tf "
@@ -37,17 +50,15 @@ def candidates_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> 
     else:
         score = sql.SQL("sum(q.w * p.tf)")
     return sql.SQL(
-        "WITH q AS (SELECT v.term_id, v.df, x.w FROM unnest({terms}::text[], {weights}::float8[]) AS x(term, w) "
-        "JOIN {vocab} AS v ON v.term = x.term WHERE v.df > 0), "
+        "{ctes}q AS (SELECT v.term_id, v.df, qw.w FROM qw JOIN {vocab} AS v ON v.term_id = qw.term_id WHERE v.df > 0), "
         "s AS (SELECT n_docs::float8 AS n, sum_len::float8 / greatest(n_docs, 1) AS avgdl "
         "FROM sparsesql.collections WHERE name = {name}) "
         "SELECT d.doc_id, {score} AS score FROM q JOIN {postings} AS p ON p.term_id = q.term_id "
         "JOIN {docs} AS d ON d.doc_id = p.doc_id CROSS JOIN s WHERE {where} "
         "GROUP BY d.doc_id ORDER BY score DESC, d.doc_id LIMIT {k}"
     ).format(
-        terms=p["terms"],
-        weights=p["weights"],
-        k=p["k"],
+        ctes=ctes,
+        k=k,
         vocab=info.table("vocab"),
         postings=info.table("postings"),
         docs=info.table("docs"),

@@ -1,0 +1,117 @@
+"""Pseudo-relevance feedback: the second-pass query of each side, built in SQL from the
+first pass's top documents, so feedback costs one round trip per side.
+
+Sparse, RM3 (Lavrenko and Croft's relevance model, as Anserini applies it to BM25): the
+feedback documents' term distributions P(w|d) = tf / sum tf, weighted by P(d|q) (their
+first-pass scores, normalised), summed; the `terms` heaviest form the expansion. The new query is
+    weight * original + (1 - weight) * |original| * expansion / |expansion|
+(|x| the sum of weights), so weight 1.0 is exactly the original query, scores included.
+Term statistics come from the posting table, never from re-analysing text.
+
+Dense, Vector-PRF (Li et al., "Improving Query Representations for Dense Retrieval with Pseudo
+Relevance Feedback"): Average, the mean of the query and the feedback vectors; Rocchio,
+alpha * query + beta * mean(feedback). Scored by cosine, so only the direction matters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pgvector import Vector
+from psycopg import sql
+
+from sparsesql.db.catalog import CollectionInfo
+from sparsesql.retrieval import dense, sparse
+
+
+@dataclass(frozen=True)
+class Rm3:
+    terms: int = 10
+    weight: float = 0.5
+
+
+@dataclass(frozen=True)
+class VectorPrf:
+    method: str = "rocchio"  # "average" | "rocchio"
+    alpha: float = 1.0
+    beta: float = 0.5
+
+
+def feedback(ranked: list[tuple[int, float]], depth: int) -> tuple[list[int], list[float]]:
+    """The top `depth` documents and their weights P(d|q): scores normalised to sum 1 when all
+    are positive (BM25, cosine, RRF, min-max), uniform otherwise (z-scores can be negative)."""
+    top = ranked[:depth]
+    ids = [d for d, _ in top]
+    scores = np.array([s for _, s in top], dtype=np.float64)
+    if scores.size and scores.min() > 0:
+        weights = scores / scores.sum()
+    else:
+        weights = np.full(len(top), 1.0 / max(len(top), 1))
+    return ids, weights.tolist()
+
+
+def rm3_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
+    """Expanded sparse query in one statement; binds <prefix> terms, weights, k, fb_ids,
+    fb_weights, rm3_terms, rm3_weight, query_mass."""
+    p = {n: sql.Placeholder(prefix + n) for n in ("fb_ids", "fb_weights", "rm3_terms", "rm3_weight", "query_mass")}
+    ctes = sql.SQL(
+        "WITH fb AS (SELECT * FROM unnest({fb_ids}::bigint[], {fb_weights}::float8[]) AS f(doc_id, w)), "
+        "dist AS (SELECT p.term_id, fb.w * p.tf / sum(p.tf) OVER (PARTITION BY p.doc_id) AS pw "
+        "FROM fb JOIN {postings} AS p ON p.doc_id = fb.doc_id), "
+        "rel AS (SELECT term_id, sum(pw) AS rw FROM dist GROUP BY term_id ORDER BY rw DESC, term_id LIMIT {n}), "
+        "orig AS ({original}), "
+        "qw AS (SELECT term_id, sum(w) AS w FROM ("
+        "SELECT term_id, {weight} * w AS w FROM orig UNION ALL "
+        "SELECT term_id, (1 - {weight}) * {mass} * rw / sum(rw) OVER () FROM rel"
+        ") AS mix GROUP BY term_id HAVING sum(w) > 0), "
+    ).format(
+        fb_ids=p["fb_ids"],
+        fb_weights=p["fb_weights"],
+        postings=info.table("postings"),
+        n=p["rm3_terms"],
+        original=sparse.query_cte(info, prefix),
+        weight=p["rm3_weight"],
+        mass=p["query_mass"],
+    )
+    return sparse.score_sql(info, ctes, where, prefix)
+
+
+def rm3_bind(query: str | dict[str, float], rm3: Rm3, k: int, prefix: str) -> dict:
+    params = sparse.bind(query, k, prefix)
+    return {
+        **params,
+        prefix + "rm3_terms": rm3.terms,
+        prefix + "rm3_weight": rm3.weight,
+        prefix + "query_mass": float(sum(params[prefix + "weights"])),
+    }
+
+
+def vector_prf_sql(info: CollectionInfo, where: sql.Composable, prefix: str, method: str) -> sql.Composed:
+    """Dense search with the feedback-moved query vector; binds <prefix> vector, k, fb_ids,
+    alpha, beta (alpha and beta as vectors filled with the scalar: pgvector multiplies
+    element-wise)."""
+    p = {n: sql.Placeholder(prefix + n) for n in ("vector", "fb_ids", "alpha", "beta")}
+    ctes = sql.SQL(
+        "WITH fb AS (SELECT {agg}(embedding) AS v FROM {dense} WHERE doc_id = ANY({fb_ids})), "
+        "qv AS (SELECT CASE WHEN fb.v IS NULL THEN {vector}::vector "
+        "ELSE {vector}::vector * {alpha}::vector + fb.v * {beta}::vector END AS v FROM fb) "
+    ).format(
+        agg=sql.SQL("sum" if method == "average" else "avg"),
+        dense=info.table("dense"),
+        fb_ids=p["fb_ids"],
+        vector=p["vector"],
+        alpha=p["alpha"],
+        beta=p["beta"],
+    )
+    return dense.candidates_sql(info, where, prefix, ctes=ctes, query=sql.SQL("(SELECT v FROM qv)"))
+
+
+def vector_prf_bind(info: CollectionInfo, prf: VectorPrf, k: int, prefix: str) -> dict:
+    dim = info.settings.dim
+    alpha, beta = (1.0, 1.0) if prf.method == "average" else (prf.alpha, prf.beta)
+    return {
+        prefix + "k": k,
+        prefix + "alpha": Vector(np.full(dim, alpha, dtype=np.float32)),
+        prefix + "beta": Vector(np.full(dim, beta, dtype=np.float32)),
+    }
