@@ -26,8 +26,8 @@ from sparsesql.eval.run import evaluate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEPTHS = (3, 5, 10)
-RM3 = [f"rm3(terms => {t}, weight => {w})" for t, w in itertools.product((10, 20), (0.3, 0.5, 0.7))]
-VECTOR = ["average", *(f"rocchio(alpha => 1, beta => {b})" for b in (0.25, 0.5, 1.0))]
+RM3 = [f"rm3(terms => {t}, weight => {w})" for t, w in itertools.product((10, 20), (0.5, 0.7))]
+VECTOR = ["average", *(f"rocchio(alpha => 1, beta => {b})" for b in (0.5, 1.0))]
 INTERPOLATE = ("before", "after", "both")
 
 

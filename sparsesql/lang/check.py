@@ -76,7 +76,7 @@ class CheckedPrf:
 
 
 # The defaults of a bare `WITH PRF`, chosen by benchmarks/tune_prf.py (see docs/decisions.md).
-PRF_DEFAULTS = CheckedPrf(depth=10, sparse=Rm3(terms=10, weight=0.5), dense=VectorPrf("rocchio", 1.0, 0.5), interpolate="before")
+PRF_DEFAULTS = CheckedPrf(depth=10, sparse=Rm3(terms=10, weight=0.7), dense=VectorPrf("rocchio", 1.0, 0.5), interpolate="both")
 MAX_PRF_DEPTH = 1000
 
 
