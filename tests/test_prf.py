@@ -3,7 +3,6 @@ costs at most one extra round trip per side."""
 
 from __future__ import annotations
 
-from collections import Counter
 
 import numpy as np
 import pytest

@@ -231,7 +231,7 @@ def test_ddl_through_the_dialect(db, name):
     shown = {r.name: r for r in db.query("SHOW COLLECTIONS")}
     assert shown[name].dim == 3 and shown[name].fields == "title text, year integer"
     with pytest.raises(sparsesql.CheckError, match="unknown type 'blob'") as info:
-        db.query(f"CREATE COLLECTION other (title blob)")
+        db.query("CREATE COLLECTION other (title blob)")
     assert info.value.column == 26
     db.query(f"DROP COLLECTION {name}")
     assert name not in {r.name for r in db.query("SHOW COLLECTIONS")}
