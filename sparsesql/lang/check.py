@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Union
 
 import numpy as np
@@ -549,7 +549,7 @@ def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None
     c = _Checker(text, dict(params or {}))
     if isinstance(statement, ast.Explain):
         checked = _select(c, statement.select, catalog)
-        return CheckedSelect(**{**checked.__dict__, "explain": True, "analyze": statement.analyze})
+        return replace(checked, explain=True, analyze=statement.analyze)
     if isinstance(statement, ast.Select):
         return _select(c, statement, catalog)
     if isinstance(statement, ast.CreateCollection):
