@@ -56,11 +56,12 @@ SEARCHES = (
     "HYBRID(SPARSE(:q), DENSE(:q), fusion => rrf(k => 60))",
     "HYBRID(SPARSE(:q), DENSE(:q), fusion => linear(alpha => 0.5, norm => zscore))",
     "SPARSE(:q) WITH PRF",
+    "SPARSE(:q) WITH PRF(sparse => rm3(max_df => 1, min_docs => 1))",
     "DENSE(:q) WITH PRF",
     "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF(interpolate => before)",
     "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF(interpolate => after)",
-    "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF(interpolate => both)",
     "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF",
+    "HYBRID(SPARSE(:q), DENSE(:q), fusion => linear(norm => zscore)) WITH PRF(sparse => rm3(terms => 20, weight => 0.6))",
 )
 # SPARSE and DENSE reimplement these anchors, so their quality should match; every HYBRID is
 # compared on speed with the recipe it is meant to replace.

@@ -3,6 +3,8 @@ costs at most one extra round trip per side."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -69,15 +71,61 @@ def test_rm3_with_weight_one_is_the_plain_sparse_query(db, tiny):
     assert prf == [(i, pytest.approx(s)) for i, s in plain]
 
 
-def test_rm3_expands_with_the_feedback_documents_terms(db, tiny):
+def rm3_reference(query: str, first: list[tuple[str, float]], depth: int, terms: int, weight: float, max_df: float, min_docs: int) -> dict[str, float]:
+    """BM25 scores of every document under the RM3-expanded query, computed from the texts."""
+    docs = [Counter(analyze(t)) for t in TEXTS]
+    n, avgdl = len(docs), sum(sum(d.values()) for d in docs) / len(docs)
+    df = Counter(t for d in docs for t in d)
+    idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in df}
+    top = first[:depth]
+    total = sum(s for _, s in top)
+    rel: Counter = Counter()
+    seen: Counter = Counter()
+    for doc_id, score in top:
+        d = docs[int(doc_id[1:])]
+        for t, tf in d.items():
+            rel[t] += score / total * tf / sum(d.values())
+            seen[t] += 1
+    kept = [t for t in rel if df[t] <= max_df * n and seen[t] >= min_docs]
+    kept = sorted(kept, key=lambda t: -rel[t])[:terms]
+    original = {t: w for t, w in Counter(analyze(query)).items() if t in df}
+    mass = sum(w * idf[t] for t, w in original.items())
+    spread = sum(rel[t] * idf[t] for t in kept)
+    q = Counter({t: weight * w for t, w in original.items()})
+    for t in kept:
+        q[t] += (1 - weight) * mass * rel[t] / spread
+    scores = {}
+    for i, d in enumerate(docs):
+        length = sum(d.values())
+        s = sum(w * idf[t] * d[t] / (d[t] + 0.9 * (1 - 0.4 + 0.4 * length / avgdl)) for t, w in q.items() if t in d)
+        if any(t in d for t in q):
+            scores[f"e{i}"] = s
+    return scores
+
+
+@pytest.mark.parametrize("max_df, min_docs", [(1.0, 1), (1.0, 2), (0.3, 1)])
+def test_rm3_scores_equal_a_reference_computed_from_the_texts(db, tiny, max_df, min_docs):
+    """Expansion terms are the feedback documents' heaviest terms by P(w|d) P(d|q), skipping
+    those in more than max_df of the collection or fewer than min_docs feedback documents; the
+    expansion takes (1 - weight) of the query's idf mass."""
     name, _ = tiny
-    query = "solar"
-    first = [i for i, _ in ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 8", q=query)]
-    got = ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) WITH PRF(depth => 2, sparse => rm3(terms => 4, weight => 0.5)) LIMIT 8", q=query)
-    assert len(got) > len(first)  # expansion terms reach documents without "solar"
-    feedback_terms = {t for i in first[:2] for t in analyze(TEXTS[int(i[1:])])}
-    reached = {i for i, _ in got} - set(first)
-    assert all(feedback_terms & set(analyze(TEXTS[int(i[1:])])) for i in reached)
+    query = "solar electricity"
+    first = ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 8", q=query)
+    clause = f"rm3(terms => 50, weight => 0.6, max_df => {max_df}, min_docs => {min_docs})"
+    got = dict(ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) WITH PRF(depth => 3, sparse => {clause}) LIMIT 8", q=query))
+    expected = rm3_reference(query, first, 3, 50, 0.6, max_df, min_docs)
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_rm3_filters_change_the_expansion(db, tiny):
+    """The filters are not idle on this collection: each setting gives different scores."""
+    name, _ = tiny
+    results = set()
+    for max_df, min_docs in ((1.0, 1), (1.0, 2), (0.3, 1)):
+        clause = f"rm3(terms => 50, weight => 0.6, max_df => {max_df}, min_docs => {min_docs})"
+        rows = ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE('solar electricity') WITH PRF(depth => 3, sparse => {clause}) LIMIT 8")
+        results.add(tuple((i, round(s, 9)) for i, s in rows))
+    assert len(results) == 3
 
 
 def _stage_names(db, statement: str, **params) -> list[str]:
@@ -145,6 +193,8 @@ def test_prf_adds_one_round_trip_per_side(db, tiny):
         ("WITH PRF(dense => rocchio(gamma => 1))", "unknown argument 'gamma' for rocchio"),
         ("WITH PRF(interpolate => sideways)", "not one of before, after, both"),
         ("WITH PRF(sparse => rm3(weight => 2))", "weight => 2 is out of range"),
+        ("WITH PRF(sparse => rm3(max_df => 1.5))", "max_df => 1.5 is out of range"),
+        ("WITH PRF(sparse => rm3(min_docs => 0))", "min_docs => 0 is out of range"),
         ("WITH PRF(dense => rocchio(alpha => 0, beta => 0))", "leaves no query"),
         ("WITH PRF(colour => 1)", "unknown argument 'colour' for PRF"),
     ],

@@ -219,8 +219,18 @@ class Prf:
 
 
 @dataclass(frozen=True)
+class Diversify:
+    """`DIVERSIFY BY method(name => value, ...)`: choose the result from the top candidates."""
+
+    method: str
+    args: tuple[Arg, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class Select:
-    """`SELECT items FROM collection [SEARCH s [WITH PRF(...)]] [WHERE p] [LIMIT n]`; no items means `*`."""
+    """`SELECT items FROM collection [SEARCH s [WITH PRF(...)] [DIVERSIFY BY ...]] [WHERE p] [LIMIT n]`;
+    no items means `*`."""
 
     items: tuple[SelectItem, ...]
     collection: Name
@@ -229,6 +239,7 @@ class Select:
     limit: Literal | Param | None
     pos: Pos
     prf: Prf | None = None
+    diversify: Diversify | None = None
 
 
 @dataclass(frozen=True)

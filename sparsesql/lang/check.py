@@ -76,8 +76,27 @@ class CheckedPrf:
 
 
 # The defaults of a bare `WITH PRF`, chosen by benchmarks/tune_prf.py (see docs/decisions.md).
-PRF_DEFAULTS = CheckedPrf(depth=10, sparse=Rm3(terms=10, weight=0.7), dense=VectorPrf("rocchio", 1.0, 0.5), interpolate="both")
+PRF_DEFAULTS = CheckedPrf(
+    depth=10,
+    sparse=Rm3(terms=10, weight=0.7, max_df=0.1, min_docs=2),
+    dense=VectorPrf("rocchio", 1.0, 0.5),
+    interpolate="both",
+)
 MAX_PRF_DEPTH = 1000
+
+
+@dataclass(frozen=True)
+class CheckedDiversify:
+    """Choose LIMIT documents from the top `candidates` (plus graph neighbours up to `hops`)."""
+
+    method: str  # "coverage" | "mmr"
+    lam: float
+    candidates: int
+    hops: int
+
+
+DIVERSIFY_DEFAULTS = {"candidates": 100, "lambda": 0.7, "hops": 0}
+MAX_HOPS = 3
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,7 @@ class CheckedSelect:
     explain: bool = False
     analyze: bool = False
     prf: CheckedPrf | None = None
+    diversify: CheckedDiversify | None = None
 
 
 @dataclass(frozen=True)
@@ -319,13 +339,15 @@ def _prf(c: _Checker, node: ast.Prf, search: CheckedSearch) -> CheckedPrf:
     if "sparse" in got:
         if SparseSignal not in kinds:
             raise c.error("sparse => applies to a SPARSE signal; this search has none", got["sparse"].pos)
-        side = _side(c, got["sparse"], {"rm3": {"terms", "weight"}})
+        side = _side(c, got["sparse"], {"rm3": {"terms", "weight", "max_df", "min_docs"}})
         rm3 = None
         if side is not None:
             a = side[1]
             rm3 = Rm3(
                 terms=int(c.number(a["terms"], integer=True, low=1, high=1000)) if "terms" in a else PRF_DEFAULTS.sparse.terms,
                 weight=c.number(a["weight"], integer=False, low=0.0, high=1.0) if "weight" in a else PRF_DEFAULTS.sparse.weight,
+                max_df=c.number(a["max_df"], integer=False, low=0.0, high=1.0) if "max_df" in a else PRF_DEFAULTS.sparse.max_df,
+                min_docs=int(c.number(a["min_docs"], integer=True, low=1, high=MAX_PRF_DEPTH)) if "min_docs" in a else PRF_DEFAULTS.sparse.min_docs,
             )
     vprf = PRF_DEFAULTS.dense if DenseSignal in kinds else None
     if "dense" in got:
@@ -521,9 +543,32 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
         if search is None:
             raise c.error("WITH PRF needs a SEARCH clause to take feedback from", node.prf.pos)
         prf = _prf(c, node.prf, search)
+    diversify = None
+    if node.diversify is not None:
+        if search is None:
+            raise c.error("DIVERSIFY needs a SEARCH clause to choose from", node.diversify.pos)
+        diversify = _diversify(c, node.diversify, limit)
     if node.where is not None:
         _predicate(c, node.where, info)
-    return CheckedSelect(info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf)
+    return CheckedSelect(info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify)
+
+
+def _diversify(c: _Checker, node: ast.Diversify, limit: int) -> CheckedDiversify:
+    method = node.method.lower()
+    if method not in ("coverage", "mmr"):
+        raise c.error(f"DIVERSIFY BY {node.method} is not a method; use COVERAGE or MMR", node.pos)
+    got = c.args(node.args, set(DIVERSIFY_DEFAULTS), method.upper())
+    d = DIVERSIFY_DEFAULTS
+    candidates = int(c.number(got["candidates"], integer=True, low=1, high=MAX_LIMIT)) if "candidates" in got else d["candidates"]
+    if candidates < limit:
+        where = got["candidates"].pos if "candidates" in got else node.pos
+        raise c.error(f"DIVERSIFY chooses LIMIT {limit} documents from {candidates} candidates; raise candidates => to at least {limit}", where)
+    return CheckedDiversify(
+        method,
+        c.number(got["lambda"], integer=False, low=0.0, high=1.0) if "lambda" in got else d["lambda"],
+        candidates,
+        int(c.number(got["hops"], integer=True, low=0, high=MAX_HOPS)) if "hops" in got else d["hops"],
+    )
 
 
 def _option_value(c: _Checker, arg: ast.Arg) -> object:

@@ -64,11 +64,15 @@ class ToAst(Transformer):
     # ------------------------------------------------------------------------- statements
 
     def select(self, meta: Meta, children: list[Any]) -> ast.Select:
-        items, collection, search, prf, where, limit = children
-        return ast.Select(items, ast.Name(collection.value, _pos(collection)), search, where, limit, _pos(meta), prf)
+        items, collection, search, prf, diversify, where, limit = children
+        return ast.Select(items, ast.Name(collection.value, _pos(collection)), search, where, limit, _pos(meta), prf, diversify)
 
     def prf(self, meta: Meta, args: list[ast.Arg]) -> ast.Prf:
         return ast.Prf(tuple(args), _pos(meta))
+
+    def diversify(self, meta: Meta, children: list[Any]) -> ast.Diversify:
+        method, *args = children
+        return ast.Diversify(method.value, tuple(args), _pos(method))
 
     def select_items(self, meta: Meta, names: list[Token]) -> tuple[ast.SelectItem, ...]:
         return tuple(ast.SelectItem(name.value, _pos(name)) for name in names)

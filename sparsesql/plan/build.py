@@ -5,6 +5,8 @@
     HYBRID            [encode] -> candidates per signal (SQL, filtered) -> fuse (Python) -> fetch (SQL)
     ... WITH PRF      first pass as above -> [fuse: feedback list] -> one feedback statement per
                       side (SQL) -> fuse -> fetch
+    ... DIVERSIFY BY  the search above keeps `candidates` -> diversify (pool vectors in SQL, [graph
+                      neighbours, rescored per list, fusions replayed], selection in Python) -> fetch
 
 The filter runs inside each candidate statement, never after it, so LIMIT rows come back whenever
 that many documents match. PRF interpolation: `before` takes feedback from the fused first pass,
@@ -19,6 +21,7 @@ from psycopg import sql
 from sparsesql.lang.check import CheckedSelect, DenseSignal, Fusion, Signal, SparseSignal
 from sparsesql.plan import stages as st
 from sparsesql.plan.sql import filtered_rows_sql, ranked_rows_sql, rows_by_ids_sql, where_sql
+from sparsesql.graph import store as graph
 from sparsesql.retrieval import dense, prf, sparse
 
 
@@ -45,7 +48,7 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     prefix = f"{label}_"
     if isinstance(signal, SparseSignal) and fb.sparse is not None:
         params = {**bound, **prf.rm3_bind(signal.query, fb.sparse, k, prefix)}
-        method = f"rm3(terms => {fb.sparse.terms}, weight => {fb.sparse.weight})"
+        method = f"rm3(terms => {fb.sparse.terms}, weight => {fb.sparse.weight}, max_df => {fb.sparse.max_df})"
         return st.Feedback(f"{label}_prf", label, method, source, fb.depth, prf.rm3_sql(info, where, prefix), params, k, prefix)
     if isinstance(signal, DenseSignal) and fb.dense is not None:
         v = fb.dense
@@ -59,7 +62,8 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     return None
 
 
-def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict) -> None:
+def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int) -> str:
+    """First pass, feedback and fusion stages; returns the label of the final ranked list."""
     signals, labels = q.search.signals, _labels(q.search.signals)
     hybrid = q.search.fusion is not None
     first_k = max(q.search.candidates, q.prf.depth)
@@ -73,20 +77,67 @@ def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dic
         plan.stages.append(st.Fuse(labels, q.search.fusion, first_k, out="first"))
     second = []
     for signal, label in zip(signals, labels):
-        stage = _feedback(q, signal, label, "first" if fused_feedback else label, where, bound, q.search.candidates)
+        stage = _feedback(q, signal, label, "first" if fused_feedback else label, where, bound, max(q.search.candidates, keep))
         if stage:
             plan.stages.append(stage)
         second.append(stage.label if stage else label)
     if not hybrid:
-        plan.stages.append(st.FetchRows(rows_by_ids_sql(q.collection, q.columns), q.columns, second[0], q.limit))
-        return
+        return second[0]
     if q.prf.interpolate == "both":
         plan.stages.append(st.Fuse(second, q.search.fusion, first_k, out="second"))
         f = q.search.fusion
-        plan.stages.append(st.Fuse(["second", "first"], Fusion(f.method, f.k, (0.5, 0.5), f.norm), q.limit))
+        plan.stages.append(st.Fuse(["second", "first"], Fusion(f.method, f.k, (0.5, 0.5), f.norm), keep))
     else:
-        plan.stages.append(st.Fuse(second, q.search.fusion, q.limit))
-    plan.stages.append(st.FetchRows(rows_by_ids_sql(q.collection, q.columns), q.columns))
+        plan.stages.append(st.Fuse(second, q.search.fusion, keep))
+    return "final"
+
+
+def _ranked(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int) -> str:
+    """Stages that rank at least `keep` documents; returns the label of the final ranked list."""
+    if q.prf is not None:
+        return _with_prf(q, plan, where, bound, keep)
+    signals, labels = q.search.signals, _labels(q.search.signals)
+    k = keep if len(signals) == 1 else max(q.search.candidates, keep)
+    for signal, label in zip(signals, labels):
+        encode, statement, params = _first_pass(q, signal, label, where, bound, k)
+        if encode:
+            plan.stages.append(encode)
+        plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None))
+    if len(signals) == 1:
+        return labels[0]
+    plan.stages.append(st.Fuse(labels, q.search.fusion, keep))
+    return "final"
+
+
+def _inputs(plan: st.Plan, label: str) -> set[str]:
+    """The candidate and feedback lists that list `label` is made from (itself if it is one)."""
+    fuses = {s.out: s for s in plan.stages if isinstance(s, st.Fuse)}
+    if label not in fuses:
+        return {label}
+    return set().union(*(_inputs(plan, x) for x in fuses[label].labels))
+
+
+def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composable, bound: dict) -> st.Diversify:
+    """The selection stage; with hops, also how to score the graph's newcomers like the pool."""
+    d, info = q.diversify, q.collection
+    stage = st.Diversify(source, d.method, d.lam, d.candidates, d.hops, q.limit, graph.vectors_sql(info))
+    if d.hops == 0:
+        return stage
+    stage.expand = graph.expand_sql(info, where)
+    only = sql.SQL("({}) AND d.doc_id = ANY(%(rescore_ids)s)").format(where)
+    wanted = _inputs(plan, source)
+    by_label = {_labels(q.search.signals)[i]: s for i, s in enumerate(q.search.signals)}
+    for leaf in plan.stages:
+        if not isinstance(leaf, (st.Candidates, st.Feedback)) or leaf.label not in wanted:
+            continue
+        if isinstance(leaf, st.Candidates):
+            statement = _first_pass(q, by_label[leaf.label], leaf.label, only, bound, 0)[1]
+            stage.rescore.append(st.Rescore(leaf.label, statement, f"{leaf.label}_", leaf.vector_slot))
+        else:
+            again = _feedback(q, by_label[leaf.side], leaf.side, leaf.source, only, bound, 0)
+            stage.rescore.append(st.Rescore(leaf.label, again.statement, again.prefix, again.vector_slot))
+    stage.replay = [s for s in plan.stages if isinstance(s, st.Fuse)]
+    return stage
 
 
 def build_plan(q: CheckedSelect) -> st.Plan:
@@ -97,24 +148,18 @@ def build_plan(q: CheckedSelect) -> st.Plan:
     if q.search is None:
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan
-    if q.prf is not None:
-        _with_prf(q, plan, where, bound)
-        return plan
     signals, labels = q.search.signals, _labels(q.search.signals)
-    if len(signals) == 1:
+    if len(signals) == 1 and q.prf is None and q.diversify is None:
         encode, statement, params = _first_pass(q, signals[0], labels[0], where, bound, q.limit)
         if encode:
             plan.stages.append(encode)
         slot = f"{labels[0]}_vector" if encode else None
         plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot))
         return plan
-    for signal, label in zip(signals, labels):
-        encode, statement, params = _first_pass(q, signal, label, where, bound, q.search.candidates)
-        if encode:
-            plan.stages.append(encode)
-        plan.stages.append(
-            st.Candidates(label, statement, params, q.search.candidates, vector_slot=f"{label}_vector" if encode else None)
-        )
-    plan.stages.append(st.Fuse(labels, q.search.fusion, q.limit))
-    plan.stages.append(st.FetchRows(rows_by_ids_sql(info, q.columns), q.columns))
+    keep = q.diversify.candidates if q.diversify else q.limit
+    source = _ranked(q, plan, where, bound, keep)
+    if q.diversify:
+        plan.stages.append(_diversify(q, plan, source, where, bound))
+        source = "chosen"
+    plan.stages.append(st.FetchRows(rows_by_ids_sql(info, q.columns), q.columns, source, q.limit))
     return plan

@@ -87,7 +87,40 @@ class SqlRows:
     name: str = "rows"
 
 
-Stage = EncodeQuery | Candidates | Feedback | Fuse | FetchRows | SqlRows
+@dataclass
+class Rescore:
+    """List `label` scored again, exactly, for the documents the graph added (binds rescore_ids)."""
+
+    label: str
+    statement: sql.Composed
+    prefix: str
+    vector_slot: str | None = None
+
+
+@dataclass
+class Diversify:
+    """Choose `limit` documents from the top `candidates` of list `source`, in SQL + Python.
+
+    One statement fetches the pool's dense vectors. With `hops`, one more adds the pool's graph
+    neighbours (filtered), each list in `rescore` scores them exactly, and the fusions in
+    `replay` run again, so the newcomers' relevance is the search's own.
+    """
+
+    source: str
+    method: str
+    lam: float
+    candidates: int
+    hops: int
+    limit: int
+    vectors: sql.Composed
+    expand: sql.Composed | None = None
+    rescore: list[Rescore] = field(default_factory=list)
+    replay: list[Fuse] = field(default_factory=list)
+    out: str = "chosen"
+    name: str = "diversify"
+
+
+Stage = EncodeQuery | Candidates | Feedback | Fuse | Diversify | FetchRows | SqlRows
 
 
 @dataclass

@@ -6,7 +6,9 @@ feedback documents' term distributions P(w|d) = tf / sum tf, weighted by P(d|q) 
 first-pass scores, normalised), summed; the `terms` heaviest form the expansion. The new query is
     weight * original + (1 - weight) * |original| * expansion / |expansion|
 (|x| the sum of weights), so weight 1.0 is exactly the original query, scores included.
-Term statistics come from the posting table, never from re-analysing text.
+As in Anserini, terms found in more than `max_df` of the documents never become expansion terms:
+they carry no evidence about relevance and, once weighted by the feedback model, drown it.
+Term statistics come from the posting and vocabulary tables, never from re-analysing text.
 
 Dense, Vector-PRF (Li et al., "Improving Query Representations for Dense Retrieval with Pseudo
 Relevance Feedback"): Average, the mean of the query and the feedback vectors; Rocchio,
@@ -29,6 +31,8 @@ from sparsesql.retrieval import dense, sparse
 class Rm3:
     terms: int = 10
     weight: float = 0.5
+    max_df: float = 0.1
+    min_docs: int = 2
 
 
 @dataclass(frozen=True)
@@ -53,26 +57,36 @@ def feedback(ranked: list[tuple[int, float]], depth: int) -> tuple[list[int], li
 
 def rm3_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
     """Expanded sparse query in one statement; binds <prefix> terms, weights, k, fb_ids,
-    fb_weights, rm3_terms, rm3_weight, query_mass."""
-    p = {n: sql.Placeholder(prefix + n) for n in ("fb_ids", "fb_weights", "rm3_terms", "rm3_weight", "query_mass")}
+    fb_weights, rm3_terms, rm3_weight, rm3_max_df, rm3_min_docs."""
+    names = ("fb_ids", "fb_weights", "rm3_terms", "rm3_weight", "rm3_max_df", "rm3_min_docs")
+    p = {n: sql.Placeholder(prefix + n) for n in names}
+    idf = sparse.idf_sql(info, sql.SQL("v.df"), sql.SQL("(SELECT n FROM st)"))
     ctes = sql.SQL(
-        "WITH fb AS (SELECT * FROM unnest({fb_ids}::bigint[], {fb_weights}::float8[]) AS f(doc_id, w)), "
+        "WITH st AS (SELECT n_docs::float8 AS n FROM sparsesql.collections WHERE name = {name}), "
+        "fb AS (SELECT * FROM unnest({fb_ids}::bigint[], {fb_weights}::float8[]) AS f(doc_id, w)), "
         "dist AS (SELECT p.term_id, fb.w * p.tf / sum(p.tf) OVER (PARTITION BY p.doc_id) AS pw "
         "FROM fb JOIN {postings} AS p ON p.doc_id = fb.doc_id), "
-        "rel AS (SELECT term_id, sum(pw) AS rw FROM dist GROUP BY term_id ORDER BY rw DESC, term_id LIMIT {n}), "
+        "rel AS (SELECT dist.term_id, sum(pw) AS rw, {idf} AS idf FROM dist JOIN {vocab} AS v ON v.term_id = dist.term_id "
+        "WHERE v.df <= {max_df} * (SELECT n FROM st) "
+        "GROUP BY dist.term_id, v.df HAVING count(*) >= {min_docs} ORDER BY rw DESC, dist.term_id LIMIT {n}), "
         "orig AS ({original}), "
+        "mass AS (SELECT sum(orig.w * {idf}) AS m FROM orig JOIN {vocab} AS v ON v.term_id = orig.term_id), "
         "qw AS (SELECT term_id, sum(w) AS w FROM ("
         "SELECT term_id, {weight} * w AS w FROM orig UNION ALL "
-        "SELECT term_id, (1 - {weight}) * {mass} * rw / sum(rw) OVER () FROM rel"
+        "SELECT term_id, (1 - {weight}) * (SELECT m FROM mass) * rw / sum(rw * idf) OVER () FROM rel"
         ") AS mix GROUP BY term_id HAVING sum(w) > 0), "
     ).format(
+        name=sql.Literal(info.name),
         fb_ids=p["fb_ids"],
         fb_weights=p["fb_weights"],
         postings=info.table("postings"),
+        idf=idf,
         n=p["rm3_terms"],
+        vocab=info.table("vocab"),
+        max_df=p["rm3_max_df"],
+        min_docs=p["rm3_min_docs"],
         original=sparse.query_cte(info, prefix),
         weight=p["rm3_weight"],
-        mass=p["query_mass"],
     )
     return sparse.score_sql(info, ctes, where, prefix)
 
@@ -83,7 +97,8 @@ def rm3_bind(query: str | dict[str, float], rm3: Rm3, k: int, prefix: str) -> di
         **params,
         prefix + "rm3_terms": rm3.terms,
         prefix + "rm3_weight": rm3.weight,
-        prefix + "query_mass": float(sum(params[prefix + "weights"])),
+        prefix + "rm3_max_df": rm3.max_df,
+        prefix + "rm3_min_docs": rm3.min_docs,
     }
 
 

@@ -39,14 +39,25 @@ def candidates_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> 
     return score_sql(info, sql.SQL("WITH qw AS ({}), ").format(query_cte(info, prefix)), where, prefix)
 
 
+def idf_sql(info: CollectionInfo, df: sql.Composable, n: sql.Composable) -> sql.Composable:
+    """A term's share of the score per unit of query weight: Lucene's BM25 idf, or 1 for
+    precomputed weights (they carry their own importance)."""
+    if info.settings.sparse == "bm25":
+        return sql.SQL("ln(1 + ({n} - {df} + 0.5) / ({df} + 0.5))").format(n=n, df=df)
+    return sql.SQL("1.0")
+
+
 def score_sql(info: CollectionInfo, ctes: sql.Composable, where: sql.Composable, prefix: str) -> sql.Composed:
     """Score documents against `qw(term_id, w)`, defined by `ctes` (which ends with a comma)."""
     k = sql.Placeholder(prefix + "k")
     if info.settings.sparse == "bm25":
         score = sql.SQL(
-            "sum(q.w * ln(1 + (s.n - q.df + 0.5) / (q.df + 0.5)) * p.tf "
-            "/ (p.tf + {k1} * (1 - {b} + {b} * d.doc_len / s.avgdl)))"
-        ).format(k1=sql.Literal(info.settings.k1), b=sql.Literal(info.settings.b))
+            "sum(q.w * {idf} * p.tf / (p.tf + {k1} * (1 - {b} + {b} * d.doc_len / s.avgdl)))"
+        ).format(
+            idf=idf_sql(info, sql.SQL("q.df"), sql.SQL("s.n")),
+            k1=sql.Literal(info.settings.k1),
+            b=sql.Literal(info.settings.b),
+        )
     else:
         score = sql.SQL("sum(q.w * p.tf)")
     return sql.SQL(

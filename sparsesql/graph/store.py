@@ -1,0 +1,48 @@
+"""Where the kNN graph lives and the SQL that reads it.
+
+A collection's graph is the table `sparsesql."<name>__graph"` (src, dst, similarity): for every
+document, its k most similar documents by dense cosine similarity, ties broken by the lower
+doc_id. The build parameters are in the catalog row (`extra->'graph'`). The table exists only
+once a graph was built; dropping the collection drops it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from sparsesql.db.catalog import CollectionInfo
+
+
+def exists(conn: psycopg.Connection, info: CollectionInfo) -> bool:
+    """Whether the collection has a graph (asked of the database, not of a cached catalog row)."""
+    row = conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{info.name}__graph"',)).fetchone()
+    return row[0] is not None
+
+
+def create_table(conn: psycopg.Connection, info: CollectionInfo) -> None:
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (src bigint NOT NULL, dst bigint NOT NULL, similarity real NOT NULL, "
+            "PRIMARY KEY (src, dst))"
+        ).format(info.table("graph"))
+    )
+
+
+def vectors_sql(info: CollectionInfo) -> sql.Composed:
+    """The dense vectors of a pool (binds %(pool_ids)s)."""
+    return sql.SQL("SELECT doc_id, embedding FROM {} WHERE doc_id = ANY(%(pool_ids)s)").format(info.table("dense"))
+
+
+def expand_sql(info: CollectionInfo, where: sql.Composable) -> sql.Composed:
+    """Documents within %(hops)s graph hops of %(pool_ids)s, outside the pool, that pass the filter.
+
+    The walk deduplicates (document, hop) pairs, so it visits at most hops x |collection| rows.
+    """
+    return sql.SQL(
+        "WITH RECURSIVE walk(doc_id, hop) AS ("
+        "SELECT unnest(%(pool_ids)s::bigint[]), 0 "
+        "UNION SELECT g.dst, w.hop + 1 FROM walk AS w JOIN {graph} AS g ON g.src = w.doc_id WHERE w.hop < %(hops)s) "
+        "SELECT DISTINCT d.doc_id FROM walk JOIN {docs} AS d ON d.doc_id = walk.doc_id "
+        "WHERE NOT (d.doc_id = ANY(%(pool_ids)s)) AND ({where}) ORDER BY d.doc_id"
+    ).format(graph=info.table("graph"), docs=info.table("docs"), where=where)
