@@ -13,6 +13,8 @@ from sparsesql.db.catalog import CollectionInfo, get_collection, list_collection
 from sparsesql.db.connect import open_connection, resolve_dsn
 from sparsesql.errors import CheckError
 from sparsesql.exec.row import Row
+from sparsesql.graph import build as graph_build
+from sparsesql.graph import stats as graph_stats
 from sparsesql.exec.run import database_error, run_plan
 from sparsesql.lang import check as chk
 from sparsesql.lang.parse import parse_statement
@@ -73,6 +75,12 @@ class Database:
         if isinstance(checked, chk.CheckedDrop):
             schema.drop_collection(self.conn, checked.name, if_exists=checked.if_exists)
             return []
+        if isinstance(checked, chk.CheckedBuildGraph):
+            edges = graph_build.build(self.conn, schema.require_collection(self.conn, checked.name), checked.k)
+            return [Row({"collection": checked.name, "k": checked.k, "edges": edges})]
+        if isinstance(checked, chk.CheckedShowGraph):
+            info = schema.require_collection(self.conn, checked.name)
+            return [Row({"property": p, "value": v}) for p, v in graph_stats.describe(self.conn, info)]
         return [
             Row({
                 "name": c.name,
@@ -140,6 +148,11 @@ class Collection:
             return ingest.add(self.db.conn, self.info, docs, batch_size=batch_size, progress=progress)
         except psycopg.Error as exc:
             raise database_error(exc, "ingest") from exc
+
+    def build_graph(self, k: int = 16, *, progress: bool = False) -> int:
+        """Build (or rebuild) the kNN graph DIVERSIFY's hops walk; returns the number of edges.
+        Later adds and deletes keep it current."""
+        return self.db._guard(lambda: graph_build.build(self.db.conn, self.info, k, progress=progress))
 
     def delete(self, ids: Iterable[str]) -> int:
         try:

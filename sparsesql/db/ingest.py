@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 from sparsesql.analysis import term_counts
 from sparsesql.db.catalog import CollectionInfo, NUMERIC_TYPES
 from sparsesql.errors import IngestError
+from sparsesql.graph import build as graph
 
 SPARSEVEC_DIM = 1_000_000_000
 SPARSEVEC_MAX_NNZ = 16_000
@@ -219,6 +220,7 @@ def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -
         {"ids": doc_ids},
     ).fetchone()
     count, length = row
+    graph.forget(conn, info, doc_ids)
     conn.execute(
         "UPDATE sparsesql.collections SET n_docs = n_docs - %s, sum_len = sum_len - %s, version = version + 1 "
         "WHERE name = %s",
@@ -309,6 +311,7 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
             copy.set_types(["int8", "vector"])
             for doc_id, doc in zip(doc_ids, changed):
                 copy.write_row([doc_id, Vector(doc.vector)])
+        graph.connect(conn, info, doc_ids)
         ids_sorted = sorted(df)
         conn.execute(
             sql.SQL(

@@ -169,7 +169,7 @@ def drop_collection(conn: psycopg.Connection, name: str, *, if_exists: bool = Fa
             if if_exists:
                 return False
             raise CheckError(f"collection {name!r} does not exist")
-        for kind in ("postings", "vocab", "dense", "docs"):
+        for kind in ("graph", "postings", "vocab", "dense", "docs"):
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(info.table(kind)))
         conn.execute("DELETE FROM sparsesql.collections WHERE name = %s", (name,))
     return True

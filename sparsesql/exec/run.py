@@ -17,7 +17,9 @@ from pgvector import Vector
 from sparsesql.errors import DatabaseError
 from sparsesql.exec.row import Row
 from sparsesql.exec.trace import StageRecord, short
+from sparsesql.graph.store import as_array
 from sparsesql.plan import stages as st
+from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
 from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback
 
@@ -56,6 +58,7 @@ class _Run:
     def candidates(self, stage: st.Candidates, record: StageRecord) -> None:
         rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot))
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
+        self.slots[f"params:{stage.label}"] = stage.params
         record.rows = len(rows)
 
     def feedback(self, stage: st.Feedback, record: StageRecord) -> None:
@@ -63,14 +66,53 @@ class _Run:
         params = {**stage.params, stage.prefix + "fb_ids": ids, stage.prefix + "fb_weights": weights}
         rows = self.execute(record, stage.statement, self.bind_vector(params, stage.vector_slot))
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
+        self.slots[f"params:{stage.label}"] = params
         record.rows = len(rows)
 
-    def fuse(self, stage: st.Fuse, record: StageRecord) -> None:
+    def fuse(self, stage: st.Fuse, record: StageRecord, *, keep_all: bool = False) -> None:
         lists = [self.slots[f"ranked:{label}"] for label in stage.labels]
         f = stage.fusion
-        fused = fuse(lists, f.method, k=f.k, weights=f.weights, norm=f.norm)[: stage.limit]
-        self.slots[f"ranked:{stage.out}"] = fused
-        record.rows = len(fused)
+        fused = fuse(lists, f.method, k=f.k, weights=f.weights, norm=f.norm)
+        self.slots[f"ranked:{stage.out}"] = fused if keep_all else fused[: stage.limit]
+        record.rows = len(self.slots[f"ranked:{stage.out}"])
+
+    def expand(self, stage: st.Diversify, record: StageRecord, pool: list[int]) -> list[int]:
+        """Graph neighbours of the pool, scored by every list the result is fused from, fusions
+        replayed without truncation; returns the newcomers."""
+        found = self.execute(record, stage.expand, {**stage.params, "pool_ids": pool, "hops": stage.hops})
+        added = [int(r[0]) for r in found]
+        if not added:
+            return []
+        for r in stage.rescore:
+            params = {**self.slots[f"params:{r.label}"], "rescore_ids": added, r.prefix + "k": len(added)}
+            rows = self.execute(record, r.statement, self.bind_vector(params, r.vector_slot))
+            self.slots[f"ranked:{r.label}"] = self.slots[f"ranked:{r.label}"] + [(int(d), float(s)) for d, s in rows]
+        for f in stage.replay:
+            self.fuse(f, StageRecord(f.name), keep_all=True)
+        return added
+
+    def diversify(self, stage: st.Diversify, record: StageRecord) -> None:
+        pool = [d for d, _ in self.slots[f"ranked:{stage.source}"][: stage.candidates]]
+        added = self.expand(stage, record, pool) if stage.hops and pool else []
+        scores = dict(self.slots[f"ranked:{stage.source}"])
+        pool += [d for d in added if d in scores]
+        rows = self.execute(record, stage.vectors, {"pool_ids": pool}) if pool else []
+        vectors = {int(d): as_array(v) for d, v in rows}
+        start = time.perf_counter()
+        chosen: list[tuple[int, float]] = []
+        if pool:
+            dim = len(next(iter(vectors.values()))) if vectors else 1
+            matrix = np.array([vectors.get(d, np.zeros(dim)) for d in pool])
+            relevance = relevance_scale(np.array([scores[d] for d in pool]))
+            select = coverage_select if stage.method == "coverage" else mmr_select
+            picked = select(relevance, similarity(matrix), stage.limit, stage.lam)
+            chosen = [(pool[i], scores[pool[i]]) for i in picked]
+        self.slots[f"ranked:{stage.out}"] = chosen
+        record.rows = len(chosen)
+        record.detail = (
+            f"pool={len(pool)}, hops={stage.hops}, added by graph={len(added)}, "
+            f"selection={(time.perf_counter() - start) * 1000:.2f} ms"
+        )
 
     def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
         ranked = self.slots[f"ranked:{stage.source}"][: stage.limit]
@@ -93,6 +135,7 @@ _DISPATCH = {
     st.Candidates: _Run.candidates,
     st.Feedback: _Run.feedback,
     st.Fuse: _Run.fuse,
+    st.Diversify: _Run.diversify,
     st.FetchRows: _Run.fetch,
     st.SqlRows: _Run.rows,
 }
@@ -110,7 +153,7 @@ def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
 def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None) -> tuple[list[Row], list[StageRecord]]:
     """Execute every stage in order; returns the rows and a record per stage."""
     run = _Run(conn, tracer)
-    statements = sum(isinstance(s, (st.Candidates, st.Feedback, st.SqlRows, st.FetchRows)) for s in plan.stages)
+    statements = sum(isinstance(s, (st.Candidates, st.Feedback, st.Diversify, st.SqlRows, st.FetchRows)) for s in plan.stages)
 
     def go() -> None:
         for stage in plan.stages:

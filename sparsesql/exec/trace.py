@@ -17,6 +17,7 @@ class StageRecord:
     params: dict = field(default_factory=dict)
     rows: int | None = None
     ms: float | None = None
+    detail: str = ""
 
 
 def short(value: object) -> str:

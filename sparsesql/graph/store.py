@@ -8,6 +8,7 @@ once a graph was built; dropping the collection drops it.
 
 from __future__ import annotations
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -27,6 +28,11 @@ def create_table(conn: psycopg.Connection, info: CollectionInfo) -> None:
             "PRIMARY KEY (src, dst))"
         ).format(info.table("graph"))
     )
+
+
+def as_array(value: object) -> np.ndarray:
+    """A stored `vector` as float64 numpy (pgvector's loader gives a Vector object)."""
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float64)
 
 
 def vectors_sql(info: CollectionInfo) -> sql.Composed:

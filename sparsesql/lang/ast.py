@@ -279,4 +279,19 @@ class ShowCollections:
     pos: Pos
 
 
-Statement = Union[Select, Explain, CreateCollection, DropCollection, ShowCollections]
+@dataclass(frozen=True)
+class BuildGraph:
+    """`BUILD GRAPH ON collection [WITH (k => n)]`."""
+
+    name: Name
+    options: tuple[Arg, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class ShowGraph:
+    name: Name
+    pos: Pos
+
+
+Statement = Union[Select, Explain, CreateCollection, DropCollection, ShowCollections, BuildGraph, ShowGraph]

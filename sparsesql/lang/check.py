@@ -133,7 +133,18 @@ class CheckedShow:
     pass
 
 
-Checked = Union[CheckedSelect, CheckedCreate, CheckedDrop, CheckedShow]
+@dataclass(frozen=True)
+class CheckedBuildGraph:
+    name: str
+    k: int
+
+
+@dataclass(frozen=True)
+class CheckedShowGraph:
+    name: str
+
+
+Checked = Union[CheckedSelect, CheckedCreate, CheckedDrop, CheckedShow, CheckedBuildGraph, CheckedShowGraph]
 Catalog = Callable[[str], Union[CollectionInfo, None]]
 
 
@@ -548,6 +559,12 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
         if search is None:
             raise c.error("DIVERSIFY needs a SEARCH clause to choose from", node.diversify.pos)
         diversify = _diversify(c, node.diversify, limit)
+        if diversify.hops and "graph" not in info.extra:
+            raise c.error(
+                f"hops => {diversify.hops} walks the kNN graph, and collection {info.name!r} has none; "
+                f"build it with BUILD GRAPH ON {info.name}",
+                node.diversify.pos,
+            )
     if node.where is not None:
         _predicate(c, node.where, info)
     return CheckedSelect(info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify)
@@ -626,4 +643,25 @@ def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None
         except CheckError as exc:
             raise c.error(exc.message, statement.name.pos) from None
         return CheckedDrop(name, statement.if_exists)
+    if isinstance(statement, (ast.BuildGraph, ast.ShowGraph)):
+        return _graph_statement(c, statement, catalog)
     return CheckedShow()
+
+
+def _graph_statement(c: _Checker, statement: ast.BuildGraph | ast.ShowGraph, catalog: Catalog) -> Checked:
+    from sparsesql.graph.build import DEFAULT_K, MAX_K
+
+    try:
+        name = check_name(statement.name.name)
+    except CheckError as exc:
+        raise c.error(exc.message, statement.name.pos) from None
+    info = catalog(name)
+    if info is None:
+        raise c.error(f"collection {statement.name.name!r} does not exist", statement.name.pos)
+    if isinstance(statement, ast.ShowGraph):
+        if "graph" not in info.extra:
+            raise c.error(f"collection {name!r} has no graph; build one with BUILD GRAPH ON {name}", statement.name.pos)
+        return CheckedShowGraph(name)
+    got = c.args(statement.options, {"k"}, "BUILD GRAPH")
+    k = int(c.number(got["k"], integer=True, low=1, high=MAX_K)) if "k" in got else DEFAULT_K
+    return CheckedBuildGraph(name, k)

@@ -107,6 +107,14 @@ class ToAst(Transformer):
     def show_collections(self, meta: Meta, children: list[Any]) -> ast.ShowCollections:
         return ast.ShowCollections(_pos(meta))
 
+    def build_graph(self, meta: Meta, children: list[Any]) -> ast.BuildGraph:
+        name, options = children
+        return ast.BuildGraph(ast.Name(name.value, _pos(name)), options or (), _pos(meta))
+
+    def show_graph(self, meta: Meta, children: list[Any]) -> ast.ShowGraph:
+        (name,) = children
+        return ast.ShowGraph(ast.Name(name.value, _pos(name)), _pos(meta))
+
     # ------------------------------------------------------------------------- search
 
     def sparse(self, meta: Meta, children: list[Any]) -> ast.Sparse:

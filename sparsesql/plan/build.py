@@ -48,7 +48,7 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     prefix = f"{label}_"
     if isinstance(signal, SparseSignal) and fb.sparse is not None:
         params = {**bound, **prf.rm3_bind(signal.query, fb.sparse, k, prefix)}
-        method = f"rm3(terms => {fb.sparse.terms}, weight => {fb.sparse.weight}, max_df => {fb.sparse.max_df})"
+        method = f"rm3(terms => {fb.sparse.terms}, weight => {fb.sparse.weight}, max_df => {fb.sparse.max_df}, min_docs => {fb.sparse.min_docs})"
         return st.Feedback(f"{label}_prf", label, method, source, fb.depth, prf.rm3_sql(info, where, prefix), params, k, prefix)
     if isinstance(signal, DenseSignal) and fb.dense is not None:
         v = fb.dense
@@ -120,7 +120,7 @@ def _inputs(plan: st.Plan, label: str) -> set[str]:
 def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composable, bound: dict) -> st.Diversify:
     """The selection stage; with hops, also how to score the graph's newcomers like the pool."""
     d, info = q.diversify, q.collection
-    stage = st.Diversify(source, d.method, d.lam, d.candidates, d.hops, q.limit, graph.vectors_sql(info))
+    stage = st.Diversify(source, d.method, d.lam, d.candidates, d.hops, q.limit, graph.vectors_sql(info), bound)
     if d.hops == 0:
         return stage
     stage.expand = graph.expand_sql(info, where)

@@ -10,6 +10,8 @@ from sparsesql.plan import stages as st
 
 
 def _where(stage: st.Stage) -> str:
+    if isinstance(stage, st.Diversify):
+        return "SQL + Python"
     return "SQL" if isinstance(stage, (st.Candidates, st.Feedback, st.FetchRows, st.SqlRows)) else "Python"
 
 
@@ -24,6 +26,9 @@ def _describe(stage: st.Stage) -> str:
         f = stage.fusion
         how = f"rrf(k => {f.k})" if f.method == "rrf" else f"linear(weights => {list(f.weights)}, norm => {f.norm})"
         return f"{how} over {', '.join(stage.labels)}, keep {stage.limit} as {stage.out}"
+    if isinstance(stage, st.Diversify):
+        graph = f", plus graph neighbours within {stage.hops} hops" if stage.hops else ""
+        return f"{stage.method}(lambda => {stage.lam}) chooses {stage.limit} of the top {stage.candidates} of {stage.source}{graph}"
     if isinstance(stage, st.FetchRows):
         return f"fetch columns of the documents in {stage.source}"
     return "final rows" + (" with scores" if stage.scored else "")
@@ -36,7 +41,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
         head = f"{i}. {stage.name}{f' [{label}]' if label else ''} ({_where(stage)}): {_describe(stage)}"
         record = records[i - 1] if records else None
         if record is not None:
-            head += f"  (rows={record.rows}, time={record.ms:.2f} ms)"
+            detail = f", {record.detail}" if record.detail else ""
+            head += f"  (rows={record.rows}{detail}, time={record.ms:.2f} ms)"
         lines.append(head)
         statement = getattr(stage, "statement", None)
         if statement is not None:

@@ -113,6 +113,7 @@ class Diversify:
     hops: int
     limit: int
     vectors: sql.Composed
+    params: dict = field(default_factory=dict)
     expand: sql.Composed | None = None
     rescore: list[Rescore] = field(default_factory=list)
     replay: list[Fuse] = field(default_factory=list)

@@ -58,6 +58,8 @@ def coverage_select(relevance: np.ndarray, sim: np.ndarray, k: int, lam: float) 
     equals the best bound and its index is lower.
     """
     n = sim.shape[0]
+    if n == 0:
+        return []
     k = min(k, n)
     best = np.zeros(n)  # max similarity of each pool item to the chosen set
     scale = (1 - lam) / n
