@@ -1,4 +1,5 @@
-"""Alembic operations for a user's own migrations: `op.create_collection`, `op.drop_collection`.
+"""Alembic operations for a user's own migrations: `op.create_collection`, `op.drop_collection`,
+`op.build_graph`, `op.drop_graph`.
 
 Importing this module registers them (Alembic's `Operations.register_operation`). They call the
 same code as CREATE COLLECTION and `Database.create_collection`, on the migration's own
@@ -20,6 +21,7 @@ from __future__ import annotations
 from alembic.operations import MigrateOperation, Operations
 
 from sparsesql.db import schema
+from sparsesql.graph import build as graph
 
 
 def _driver_connection(operations: Operations):
@@ -83,4 +85,52 @@ def _drop(operations: Operations, op: DropCollectionOp) -> None:
     schema.drop_collection(_prepare(operations), op.name, if_exists=True)
 
 
-__all__ = ["CreateCollectionOp", "DropCollectionOp"]
+@Operations.register_operation("build_graph")
+class BuildGraphOp(MigrateOperation):
+    """Build a collection's kNN graph (as BUILD GRAPH ON name WITH (k => k)); reversed by drop_graph."""
+
+    def __init__(self, name: str, k: int = graph.DEFAULT_K) -> None:
+        self.name = name
+        self.k = k
+
+    @classmethod
+    def build_graph(cls, operations: Operations, name: str, k: int = graph.DEFAULT_K):
+        return operations.invoke(cls(name, k))
+
+    def reverse(self) -> "DropGraphOp":
+        return DropGraphOp(self.name, k=self.k)
+
+
+@Operations.register_operation("drop_graph")
+class DropGraphOp(MigrateOperation):
+    """Drop a collection's kNN graph; give k to make the drop reversible."""
+
+    def __init__(self, name: str, k: int | None = None) -> None:
+        self.name = name
+        self.k = k
+
+    @classmethod
+    def drop_graph(cls, operations: Operations, name: str, k: int | None = None):
+        return operations.invoke(cls(name, k))
+
+    def reverse(self) -> BuildGraphOp:
+        if self.k is None:
+            raise ValueError(f"drop_graph({self.name!r}) is reversible only when given the graph's k")
+        return BuildGraphOp(self.name, self.k)
+
+
+@Operations.implementation_for(BuildGraphOp)
+def _build_graph(operations: Operations, op: BuildGraphOp) -> None:
+    conn = _prepare(operations)
+    graph.build(conn, schema.require_collection(conn, op.name), op.k)
+
+
+@Operations.implementation_for(DropGraphOp)
+def _drop_graph(operations: Operations, op: DropGraphOp) -> None:
+    conn = _prepare(operations)
+    info = schema.get_collection(conn, schema.check_name(op.name))
+    if info is not None:
+        graph.drop(conn, info)
+
+
+__all__ = ["BuildGraphOp", "CreateCollectionOp", "DropCollectionOp", "DropGraphOp"]

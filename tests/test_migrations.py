@@ -84,6 +84,18 @@ def _user_project(tmp_path, dsn: str) -> Config:
         def downgrade():
             op.drop_collection("papers", {"title": "text", "year": "int"}, dense="none", dim=3)
     """))
+    (tmp_path / "versions" / "a2_graph.py").write_text(textwrap.dedent("""
+        from alembic import op
+
+        revision = "a2"
+        down_revision = "a1"
+
+        def upgrade():
+            op.build_graph("papers", k=2)
+
+        def downgrade():
+            op.drop_graph("papers", k=2)
+    """))
     config = Config()
     config.set_main_option("script_location", str(tmp_path))
     return config
@@ -101,6 +113,31 @@ def test_user_migration_creates_and_drops_a_collection(tmp_path, fresh_dsn):
     assert "papers__docs" not in _tables(fresh_dsn)
     command.upgrade(config, "head")
     assert "papers__docs" in _tables(fresh_dsn)
+
+
+def test_user_migration_builds_and_drops_a_graph(tmp_path, fresh_dsn):
+    upgrade(fresh_dsn)
+    config = _user_project(tmp_path, fresh_dsn)
+    command.upgrade(config, "a1")
+    with sparsesql.connect(fresh_dsn) as db:
+        db.collection("papers").add([{"id": f"p{i}", "title": "t", "year": 2020, "vector": [1, i, 0]} for i in range(4)])
+    command.upgrade(config, "head")
+    with sparsesql.connect(fresh_dsn) as db:
+        assert {r.property: r.value for r in db.query("SHOW GRAPH papers")}["edges"] == 8
+    command.downgrade(config, "a1")
+    assert "papers__graph" not in _tables(fresh_dsn)
+    with sparsesql.connect(fresh_dsn) as db:
+        with pytest.raises(sparsesql.CheckError, match="has no graph"):
+            db.query("SHOW GRAPH papers")
+
+
+def test_reverse_of_build_graph_is_drop_graph():
+    from sparsesql.migrations import BuildGraphOp, DropGraphOp
+
+    back = BuildGraphOp("papers", k=8).reverse()
+    assert isinstance(back, DropGraphOp) and back.reverse().k == 8
+    with pytest.raises(ValueError, match="reversible only when given the graph's k"):
+        DropGraphOp("papers").reverse()
 
 
 def test_reverse_of_create_is_drop():

@@ -83,7 +83,9 @@ def evaluate(db, folder: str | Path, search: str, *, limit: int = 100, progress:
         start = time.perf_counter()
         rows = db.query(statement, q=text)
         latencies.append((time.perf_counter() - start) * 1000)
-        run[qid] = {r["id"]: float(r["score"]) for r in rows}
+        # Scored by rank, not by `score`: rows come in the engine's order, which after DIVERSIFY
+        # is the selection order while `score` stays the search's relevance.
+        run[qid] = {r["id"]: float(len(rows) - i) for i, r in enumerate(rows)}
     per_query = evaluate_run(run, qrels)
     means = mean_metrics(per_query)
     latencies.sort()

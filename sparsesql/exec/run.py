@@ -17,7 +17,6 @@ from pgvector import Vector
 from sparsesql.errors import DatabaseError
 from sparsesql.exec.row import Row
 from sparsesql.exec.trace import StageRecord, short
-from sparsesql.graph.store import as_array
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
 from sparsesql.retrieval.fusion import fuse
@@ -77,16 +76,20 @@ class _Run:
         record.rows = len(self.slots[f"ranked:{stage.out}"])
 
     def expand(self, stage: st.Diversify, record: StageRecord, pool: list[int]) -> list[int]:
-        """Graph neighbours of the pool, scored by every list the result is fused from, fusions
-        replayed without truncation; returns the newcomers."""
+        """Graph neighbours of the pool, scored by every list the result is fused from (as are
+        pool members a list had cut off, so that every pool score is exact), fusions replayed
+        without truncation; returns the newcomers."""
         found = self.execute(record, stage.expand, {**stage.params, "pool_ids": pool, "hops": stage.hops})
         added = [int(r[0]) for r in found]
         if not added:
             return []
         for r in stage.rescore:
-            params = {**self.slots[f"params:{r.label}"], "rescore_ids": added, r.prefix + "k": len(added)}
+            ranked = self.slots[f"ranked:{r.label}"]
+            listed = {d for d, _ in ranked}
+            wanted = added + [d for d in pool if d not in listed]
+            params = {**self.slots[f"params:{r.label}"], "rescore_ids": wanted, r.prefix + "k": len(wanted)}
             rows = self.execute(record, r.statement, self.bind_vector(params, r.vector_slot))
-            self.slots[f"ranked:{r.label}"] = self.slots[f"ranked:{r.label}"] + [(int(d), float(s)) for d, s in rows]
+            self.slots[f"ranked:{r.label}"] = ranked + [(int(d), float(s)) for d, s in rows]
         for f in stage.replay:
             self.fuse(f, StageRecord(f.name), keep_all=True)
         return added
@@ -97,7 +100,7 @@ class _Run:
         scores = dict(self.slots[f"ranked:{stage.source}"])
         pool += [d for d in added if d in scores]
         rows = self.execute(record, stage.vectors, {"pool_ids": pool}) if pool else []
-        vectors = {int(d): as_array(v) for d, v in rows}
+        vectors = {int(d): np.asarray(v, dtype=np.float64) for d, v in rows}
         start = time.perf_counter()
         chosen: list[tuple[int, float]] = []
         if pool:

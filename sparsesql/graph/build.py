@@ -26,7 +26,7 @@ BLOCK = 2048
 
 def _unit(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
     ids = np.array([r[0] for r in rows], dtype=np.int64)
-    v = np.array([store.as_array(r[1]) for r in rows]) if rows else np.zeros((0, 0))
+    v = np.array([r[1] for r in rows], dtype=np.float64) if rows else np.zeros((0, 0))
     if len(v):
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         v = v / np.where(norms > 0, norms, 1.0)
@@ -34,9 +34,10 @@ def _unit(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _blocks(conn: psycopg.Connection, info: CollectionInfo, block: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(doc_ids, unit vectors) of the whole collection, `block` at a time, by keyset pagination."""
+    """(doc_ids, unit vectors) of the whole collection, `block` at a time, by keyset pagination.
+    Vectors are read as real[] so that any connection can read them (see store.vectors_sql)."""
     last = -1
-    statement = sql.SQL("SELECT doc_id, embedding FROM {} WHERE doc_id > %s ORDER BY doc_id LIMIT %s").format(
+    statement = sql.SQL("SELECT doc_id, embedding::real[] FROM {} WHERE doc_id > %s ORDER BY doc_id LIMIT %s").format(
         info.table("dense")
     )
     while True:
@@ -49,7 +50,7 @@ def _blocks(conn: psycopg.Connection, info: CollectionInfo, block: int) -> Itera
 
 def _vectors(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
     rows = conn.execute(
-        sql.SQL("SELECT doc_id, embedding FROM {} WHERE doc_id = ANY(%s) ORDER BY doc_id").format(info.table("dense")),
+        sql.SQL("SELECT doc_id, embedding::real[] FROM {} WHERE doc_id = ANY(%s) ORDER BY doc_id").format(info.table("dense")),
         (doc_ids,),
     ).fetchall()
     return _unit(rows)
@@ -113,6 +114,13 @@ def build(conn: psycopg.Connection, info: CollectionInfo, k: int = DEFAULT_K, *,
         _record(conn, info, k)
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(info.table("graph"))).fetchone()[0]
 
+
+
+def drop(conn: psycopg.Connection, info: CollectionInfo) -> None:
+    """Remove the graph and its catalog entry (DIVERSIFY then refuses hops until a rebuild)."""
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(info.table("graph")))
+        conn.execute("UPDATE sparsesql.collections SET extra = extra - 'graph' WHERE name = %s", (info.name,))
 
 
 def _graph_k(conn: psycopg.Connection, info: CollectionInfo) -> int | None:

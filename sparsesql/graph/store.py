@@ -8,7 +8,6 @@ once a graph was built; dropping the collection drops it.
 
 from __future__ import annotations
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
@@ -30,14 +29,10 @@ def create_table(conn: psycopg.Connection, info: CollectionInfo) -> None:
     )
 
 
-def as_array(value: object) -> np.ndarray:
-    """A stored `vector` as float64 numpy (pgvector's loader gives a Vector object)."""
-    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float64)
-
-
 def vectors_sql(info: CollectionInfo) -> sql.Composed:
-    """The dense vectors of a pool (binds %(pool_ids)s)."""
-    return sql.SQL("SELECT doc_id, embedding FROM {} WHERE doc_id = ANY(%(pool_ids)s)").format(info.table("dense"))
+    """The dense vectors of a pool as real[] (readable without pgvector's type loaders, e.g. on a
+    migration's connection); binds %(pool_ids)s."""
+    return sql.SQL("SELECT doc_id, embedding::real[] FROM {} WHERE doc_id = ANY(%(pool_ids)s)").format(info.table("dense"))
 
 
 def expand_sql(info: CollectionInfo, where: sql.Composable) -> sql.Composed:

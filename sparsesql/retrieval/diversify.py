@@ -1,16 +1,17 @@
 """Choosing LIMIT documents from a candidate pool so that together they cover its meanings.
 
-Coverage ("Beyond Nearest Neighbors: Semantic Compression and Graph-Augmented Retrieval"): greedily
-maximise the monotone submodular objective
+Coverage ("Beyond Nearest Neighbors: Semantic Compression and Graph-Augmented Retrieval"): choose
+L documents S from the pool P by greedily maximising the monotone submodular objective
 
-    F(S) = lambda * sum_{s in S} r(s) + (1 - lambda) * (1 / |P|) * sum_{i in P} max_{s in S} sim(i, s)
+    F(S) = lambda * (1 / L) * sum_{s in S} r(s) + (1 - lambda) * (1 / |P|) * sum_{i in P} max_{s in S} sim(i, s)
 
-over the pool P, where r is the search's relevance min-max scaled to [0, 1] over the pool and sim
-is cosine similarity clipped at 0 (negative similarities would break monotonicity). The coverage
-term is the facility-location function divided by |P| so that one document's coverage gain is on
-the same 0..1 scale as its relevance, which is what lets one lambda mean the same on any pool
-size. Greedy selection is within (1 - 1/e) of the best set; lazy greedy (Minoux) gives the same
-set as plain greedy while re-evaluating only the documents whose stale bound is on top.
+where r is the search's relevance min-max scaled to [0, 1] over the pool and sim is cosine
+similarity clipped at 0 (negative similarities would break monotonicity). The first term is the
+mean relevance of the L chosen, the second the facility-location coverage of the pool averaged
+over its documents: both lie in [0, 1], so lambda trades one for the other on the same scale
+whatever L and |P| are. Greedy selection is within (1 - 1/e) of the best set; lazy greedy
+(Minoux) gives the same set as plain greedy while re-evaluating only the documents whose stale
+bound is on top.
 
 MMR (Carbonell and Goldstein) is the classic baseline: lambda * r(s) - (1 - lambda) * the
 largest similarity to an already chosen document.
@@ -42,16 +43,16 @@ def similarity(vectors: np.ndarray) -> np.ndarray:
     return np.clip(v @ v.T, 0.0, 1.0)
 
 
-def objective(relevance: np.ndarray, sim: np.ndarray, chosen: list[int], lam: float) -> float:
-    """F(S) as defined above; F(empty set) = 0."""
+def objective(relevance: np.ndarray, sim: np.ndarray, chosen: list[int], lam: float, limit: int) -> float:
+    """F(S) as defined above, for a selection of `limit` documents; F(empty set) = 0."""
     if not chosen:
         return 0.0
     cover = sim[:, chosen].max(axis=1).sum() / sim.shape[0]
-    return float(lam * relevance[chosen].sum() + (1 - lam) * cover)
+    return float(lam * relevance[chosen].sum() / limit + (1 - lam) * cover)
 
 
 def coverage_select(relevance: np.ndarray, sim: np.ndarray, k: int, lam: float) -> list[int]:
-    """Indices of the chosen documents in selection order (lazy greedy on F).
+    """Indices of the k chosen documents in selection order (lazy greedy on F with L = k).
 
     Ties go to the lower index, as `np.argmax` breaks them in plain greedy, so the two agree
     exactly: a popped document is taken only when its fresh gain beats every stale bound, or
@@ -60,12 +61,12 @@ def coverage_select(relevance: np.ndarray, sim: np.ndarray, k: int, lam: float) 
     n = sim.shape[0]
     if n == 0:
         return []
+    weight, scale = lam / k, (1 - lam) / n
     k = min(k, n)
     best = np.zeros(n)  # max similarity of each pool item to the chosen set
-    scale = (1 - lam) / n
 
     def gain(j: int) -> float:
-        return lam * relevance[j] + scale * np.maximum(sim[:, j] - best, 0.0).sum()
+        return weight * relevance[j] + scale * np.maximum(sim[:, j] - best, 0.0).sum()
 
     heap = [(-gain(j), j) for j in range(n)]
     heapq.heapify(heap)
