@@ -1,7 +1,8 @@
 """`make demo`: the main job end to end on the embedded database, with nothing downloaded.
 
-Loads the shipped CISI collection (once; later runs reuse it), runs sparse, dense, hybrid and
-filtered hybrid queries, shows a plan with its timings, and evaluates the three searches.
+Loads the shipped CISI collection (once; later runs reuse it), runs sparse, dense, hybrid,
+filtered hybrid and hybrid + PRF + coverage queries, shows a plan with its timings, and evaluates
+the searches.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ SEARCHES = {
     "dense (MiniLM)": "DENSE(:q)",
     "hybrid (default: min-max linear)": "HYBRID(SPARSE(:q), DENSE(:q))",
     "hybrid rrf(k => 60)": "HYBRID(SPARSE(:q), DENSE(:q), fusion => rrf(k => 60))",
+    "hybrid + PRF": "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF",
+    "hybrid, diversified by coverage": "HYBRID(SPARSE(:q), DENSE(:q)) DIVERSIFY BY COVERAGE",
 }
 
 
@@ -41,6 +44,13 @@ def run_demo(db, data: Path | None = None) -> None:
         "hybrid with a filter",
         f"SELECT id, title, score FROM {name}\nSEARCH HYBRID(SPARSE(:q), DENSE(:q), fusion => rrf(k => 60))\n"
         "WHERE title ILIKE '%index%' OR title ILIKE '%catalog%'\nLIMIT 5",
+        q=QUESTION,
+    )
+    _show(
+        db,
+        "hybrid with pseudo-relevance feedback, diversified by coverage",
+        f"SELECT id, title, score FROM {name}\nSEARCH HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF\n"
+        "DIVERSIFY BY COVERAGE(candidates => 100, lambda => 0.7)\nLIMIT 5",
         q=QUESTION,
     )
     click.secho("\n== EXPLAIN ANALYZE", bold=True)

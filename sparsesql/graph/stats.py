@@ -3,7 +3,6 @@ so this is for inspection, not for the query path."""
 
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 import psycopg
 from psycopg import sql
@@ -13,6 +12,8 @@ from sparsesql.db.catalog import CollectionInfo
 
 def describe(conn: psycopg.Connection, info: CollectionInfo) -> list[tuple[str, object]]:
     """(property, value) pairs: build parameters, size, in-degree spread, components, similarity."""
+    import networkx as nx  # deferred: 0.2 s of import time that only SHOW GRAPH needs
+
     params = info.extra.get("graph", {})
     g = nx.DiGraph()
     g.add_nodes_from(r[0] for r in conn.execute(sql.SQL("SELECT doc_id FROM {}").format(info.table("dense"))))

@@ -44,6 +44,11 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
             detail = f", {record.detail}" if record.detail else ""
             head += f"  (rows={record.rows}{detail}, time={record.ms:.2f} ms)"
         lines.append(head)
+        if isinstance(stage, st.Diversify):
+            lines.append("     SQL (pool vectors): " + stage.vectors.as_string(conn))
+            if stage.expand is not None:
+                lines.append("     SQL (graph walk): " + stage.expand.as_string(conn))
+                lines.append("     newcomers rescored by: " + ", ".join(r.label for r in stage.rescore))
         statement = getattr(stage, "statement", None)
         if statement is not None:
             lines.append("     SQL: " + (record.sql if record and record.sql else statement.as_string(conn)))

@@ -68,7 +68,10 @@ def coverage_select(relevance: np.ndarray, sim: np.ndarray, k: int, lam: float) 
     def gain(j: int) -> float:
         return weight * relevance[j] + scale * np.maximum(sim[:, j] - best, 0.0).sum()
 
-    heap = [(-gain(j), j) for j in range(n)]
+    # Initial bounds in one matrix operation (with nothing chosen, a gain is relevance plus the
+    # column sum); every document is evaluated again, by gain(), before it is taken.
+    first = weight * relevance + scale * sim.sum(axis=0)
+    heap = [(-float(g), j) for j, g in enumerate(first)]
     heapq.heapify(heap)
     chosen: list[int] = []
     while heap and len(chosen) < k:

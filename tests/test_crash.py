@@ -1,0 +1,119 @@
+"""kill -9 during ingest: after each kill every batch is wholly present or wholly absent, the
+statistics match a recount, the kNN graph matches its documents, and a resumed ingest ends with
+every document exactly once and the graph equal to a fresh build."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+DIM = 4
+DOCS = 1500
+BATCH = 50
+KILLS = 20
+
+WRITER = """
+import json, sys
+import numpy as np
+import sparsesql
+
+dsn, name, n, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+rng = np.random.default_rng(5)
+vectors = rng.normal(size=(n, {dim}))
+words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+docs = [
+    {{"id": f"k{{i:05d}}", "body": " ".join(words[(i * j) % 8] for j in range(1, 2 + i % 6)), "vector": vectors[i].tolist()}}
+    for i in range(n)
+]
+db = sparsesql.connect(dsn)
+coll = db.collection(name)
+print("ready", flush=True)
+coll.add(docs, batch_size=batch)
+print("done", flush=True)
+""".format(dim=DIM)
+
+
+def run_writer(dsn: str, name: str, kill_after: float | None) -> bool:
+    """Start the writer; SIGKILL it `kill_after` seconds after it is connected. True if it finished."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, dsn, name, str(DOCS), str(BATCH)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    if kill_after is None:
+        return proc.wait(timeout=300) == 0
+    time.sleep(kill_after)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    return proc.returncode == 0
+
+
+def check_consistent(db, name: str) -> int:
+    """Assert the invariants; returns how many documents are present."""
+    t = lambda kind: f'sparsesql."{name}__{kind}"'  # noqa: E731
+    ids = [r[0] for r in db.conn.execute(f"SELECT id FROM {t('docs')}").fetchall()]
+    present = {int(i[1:]) for i in ids}
+    for start in range(0, DOCS, BATCH):
+        batch = set(range(start, min(start + BATCH, DOCS)))
+        assert len(present & batch) in (0, len(batch)), f"batch at {start} is partial"
+    n_docs, sum_len = db.conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
+    assert (n_docs, sum_len) == db.conn.execute(f"SELECT count(*), coalesce(sum(doc_len), 0) FROM {t('docs')}").fetchone()
+    wrong_df = db.conn.execute(
+        f"SELECT count(*) FROM {t('vocab')} v WHERE v.df <> (SELECT count(*) FROM {t('postings')} p WHERE p.term_id = v.term_id)"
+    ).fetchone()[0]
+    assert wrong_df == 0
+    orphans = db.conn.execute(
+        f"SELECT count(*) FROM {t('postings')} p WHERE NOT EXISTS (SELECT 1 FROM {t('docs')} d WHERE d.doc_id = p.doc_id)"
+    ).fetchone()[0]
+    assert orphans == 0
+    assert db.conn.execute(f"SELECT count(*) FROM {t('dense')}").fetchone()[0] == len(ids)
+    degrees = db.conn.execute(
+        f"SELECT d.doc_id, count(g.dst) FROM {t('docs')} d LEFT JOIN {t('graph')} g ON g.src = d.doc_id GROUP BY d.doc_id"
+    ).fetchall()
+    assert all(c == min(3, len(ids) - 1) for _, c in degrees), "a document lacks its graph edges"
+    dangling = db.conn.execute(
+        f"SELECT count(*) FROM {t('graph')} g WHERE NOT EXISTS (SELECT 1 FROM {t('docs')} d WHERE d.doc_id = g.dst)"
+    ).fetchone()[0]
+    assert dangling == 0
+    return len(ids)
+
+
+def graph_edges(db, name: str) -> set[tuple[str, str]]:
+    return set(
+        db.conn.execute(
+            f'SELECT s.id, d.id FROM sparsesql."{name}__graph" g JOIN sparsesql."{name}__docs" s ON s.doc_id = g.src '
+            f'JOIN sparsesql."{name}__docs" d ON d.doc_id = g.dst'
+        ).fetchall()
+    )
+
+
+def test_kill_9_during_ingest_leaves_whole_batches(db, dsn, name):
+    coll = db.create_collection(name, {"body": "text"}, dense="none", dim=DIM)
+    coll.add([{"id": "k99999", "body": "seed", "vector": [1.0, 0.0, 0.0, 0.0]}])
+    coll.build_graph(k=3)
+    rng = random.Random(20261126)
+    counts = []
+    while len(counts) < KILLS:
+        if run_writer(dsn, name, kill_after=rng.uniform(0.05, 0.8)):
+            # It finished before the kill: take whole batches away (exercising deletes and the
+            # graph's repair) so that the next writer has work to be killed in.
+            gone = [f"k{i:05d}" for start in rng.sample(range(0, DOCS, BATCH), DOCS // BATCH // 2) for i in range(start, start + BATCH)]
+            coll.delete(gone)
+            check_consistent(db, name)
+            continue
+        counts.append(check_consistent(db, name) - 1)
+    print("documents present after each kill:", counts)
+    assert sum(c < DOCS for c in counts) >= KILLS // 2, f"too few kills landed before the ingest was complete: {counts}"
+    assert run_writer(dsn, name, kill_after=None)
+    assert check_consistent(db, name) == DOCS + 1
+    assert db.conn.execute(f'SELECT count(DISTINCT id) FROM sparsesql."{name}__docs"').fetchone()[0] == DOCS + 1
+    maintained = graph_edges(db, name)
+    coll.build_graph(k=3)
+    assert maintained == graph_edges(db, name)
