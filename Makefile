@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench fuzz clean
 
 # torch is pinned first: 2.13.0 (CPU) lies on the local disk; an unpinned torch pulls CUDA builds.
 $(VENV)/.installed: pyproject.toml
@@ -21,6 +21,9 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/quality.py ../shared/data/beir/cisi ../shared/data/beir/limit-small
+
+fuzz: $(VENV)/.installed
+	$(PY) benchmarks/fuzz.py --cases 20000
 
 clean:
 	rm -rf $(VENV) .sparsesql

@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 import psycopg
 from psycopg import sql
 
+from sparsesql.db import access as access_roles
 from sparsesql.db import ingest, schema
 from sparsesql.db.catalog import CollectionInfo, get_collection, list_collections
 from sparsesql.db.connect import open_connection, resolve_dsn
@@ -125,6 +126,10 @@ class Database:
 
     def drop_collection(self, name: str, *, if_exists: bool = False) -> bool:
         return self._guard(lambda: schema.drop_collection(self.conn, name, if_exists=if_exists))
+
+    def grant(self, role: str, access: str = "reader") -> None:
+        """Let an existing role read the collections ("reader") or also write documents ("writer")."""
+        self._guard(lambda: access_roles.grant(self.conn, role, access))
 
     def collection(self, name: str) -> "Collection":
         self._guard(lambda: schema.require_collection(self.conn, name))

@@ -359,7 +359,7 @@ def test_grammar_is_found() -> None:
 # ----------------------------------------------------------------------------- fuzzing
 
 SAMPLES = [query for query, _ in VALID]
-STATEMENTS = (ast.Select, ast.Explain, ast.CreateCollection, ast.DropCollection, ast.ShowCollections)
+STATEMENTS = (ast.Select, ast.Explain, ast.CreateCollection, ast.DropCollection, ast.ShowCollections, ast.BuildGraph, ast.ShowGraph)
 WORDS = ["SELECT", "*", "FROM", "docs", "WHERE", "a", "=", "1", "'x'", "(", ")", ",", "AND", "OR", "NOT",
          "SEARCH", "SPARSE", "HYBRID", "=>", "[", "]", ":p", "::", "int", "->>", "IN", "IS", "NULL", "LIMIT", ";"]
 

@@ -133,6 +133,18 @@ def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int) -> 
     click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}")
 
 
+@cli.command()
+@click.argument("role")
+@click.option("--access", type=click.Choice(["reader", "writer"]), default="reader", show_default=True)
+@click.pass_context
+@_fail_cleanly
+def grant(ctx: click.Context, role: str, access: str) -> None:
+    """Let an existing ROLE query the collections (reader) or also add and delete documents (writer)."""
+    db = _db(ctx)
+    db.grant(role, access)
+    click.echo(f"granted {access} access to sparsesql's collections to {role}")
+
+
 @cli.command("eval")
 @click.argument("beir_dir", type=click.Path(path_type=Path))
 @click.option("--search", default="HYBRID(SPARSE(:q), DENSE(:q))", show_default=True, help="Any SEARCH clause of the dialect.")
