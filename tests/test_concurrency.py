@@ -8,7 +8,6 @@ import random
 import threading
 import time
 
-import pytest
 
 import sparsesql
 

@@ -4,7 +4,6 @@ every document exactly once and the graph equal to a fresh build."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -12,8 +11,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import pytest
 
 DIM = 4
 DOCS = 1500

@@ -104,3 +104,27 @@ def test_bad_graph_statements(db, name, coll, statement, message):
 def test_bad_k_from_python(db, coll):
     with pytest.raises(sparsesql.CheckError, match="must be a whole number from 1 to 256"):
         coll.build_graph(k=1000)
+
+
+def test_ties_between_duplicate_vectors_break_the_same_way_as_a_fresh_build(db, name):
+    """Many documents share a vector, so neighbours tie on similarity and the lower doc_id must
+    win in maintenance exactly as in a build (a stored real read back as decimal text once broke
+    this)."""
+    import random
+
+    coll = db.create_collection(name, {"body": "text"}, dense="none", dim=3)
+
+    def doc(i: int, version: int) -> dict:
+        return {"id": f"t{i}", "body": f"v{version}", "vector": [1.0, float(i % 7), float(version % 5)]}
+
+    coll.add([doc(i, 0) for i in range(40)])
+    coll.build_graph(k=3)
+    rng = random.Random(1)
+    for step in range(1, 40):
+        i = rng.randrange(40)
+        if rng.random() < 0.3:
+            coll.delete(f"t{i}")
+        coll.add([doc(i, step)])
+    maintained = edges(db, name)
+    coll.build_graph(k=3)
+    assert maintained == edges(db, name)

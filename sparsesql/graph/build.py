@@ -147,8 +147,10 @@ def connect(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], 
             continue
         sims = (v @ new.T).astype(np.float32)
         rows = conn.execute(
-            sql.SQL("SELECT src, dst, similarity FROM {} WHERE src = ANY(%s)").format(graph), (ids.tolist(),)
+            sql.SQL("SELECT src, dst, similarity::float8 FROM {} WHERE src = ANY(%s)").format(graph), (ids.tolist(),)
         ).fetchall()
+        # ::float8 gives the stored float32 exactly (a real read as text would come back as its
+        # shortest decimal, a different float64, and break ties against fresh similarities).
         current: dict[int, list[tuple[int, float]]] = {int(i): [] for i in ids}
         for src, dst, s in rows:
             current[src].append((dst, s))
