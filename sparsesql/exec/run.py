@@ -32,14 +32,14 @@ class _Run:
         self.slots: dict[str, object] = {}
         self.records: list[StageRecord] = []
 
-    def execute(self, record: StageRecord, statement, params: dict) -> list[tuple]:
+    def execute(self, record: StageRecord, statement, params: dict, *, binary: bool = False) -> list[tuple]:
         text = statement.as_string(self.conn)
         record.sql = text
         record.params = {k: short(v) for k, v in params.items()}
         if self.tracer:
             self.tracer(text, params)
         try:
-            return self.conn.execute(statement, params).fetchall()
+            return self.conn.execute(statement, params, binary=binary).fetchall()
         except psycopg.Error as exc:
             raise database_error(exc, record.stage) from exc
 
@@ -99,8 +99,8 @@ class _Run:
         added = self.expand(stage, record, pool) if stage.hops and pool else []
         scores = dict(self.slots[f"ranked:{stage.source}"])
         pool += [d for d in added if d in scores]
-        rows = self.execute(record, stage.vectors, {"pool_ids": pool}) if pool else []
-        vectors = {int(d): np.asarray(v, dtype=np.float64) for d, v in rows}
+        rows = self.execute(record, stage.vectors, {"pool_ids": pool}, binary=True) if pool else []
+        vectors = {int(d): v.to_numpy().astype(np.float64) for d, v in rows}
         start = time.perf_counter()
         chosen: list[tuple[int, float]] = []
         if pool:

@@ -35,13 +35,14 @@ def _unit(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
 
 def _blocks(conn: psycopg.Connection, info: CollectionInfo, block: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(doc_ids, unit vectors) of the whole collection, `block` at a time, by keyset pagination.
-    Vectors are read as real[] so that any connection can read them (see store.vectors_sql)."""
+    Vectors are read as real[], in binary, so that any connection can read them fast, including
+    a migration's, which has no pgvector loaders."""
     last = -1
     statement = sql.SQL("SELECT doc_id, embedding::real[] FROM {} WHERE doc_id > %s ORDER BY doc_id LIMIT %s").format(
         info.table("dense")
     )
     while True:
-        rows = conn.execute(statement, (last, block)).fetchall()
+        rows = conn.execute(statement, (last, block), binary=True).fetchall()
         if not rows:
             return
         yield _unit(rows)
@@ -52,6 +53,7 @@ def _vectors(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int])
     rows = conn.execute(
         sql.SQL("SELECT doc_id, embedding::real[] FROM {} WHERE doc_id = ANY(%s) ORDER BY doc_id").format(info.table("dense")),
         (doc_ids,),
+        binary=True,
     ).fetchall()
     return _unit(rows)
 
