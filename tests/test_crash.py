@@ -53,7 +53,16 @@ def run_writer(dsn: str, name: str, kill_after: float | None) -> bool:
 
 
 def check_consistent(db, name: str) -> int:
-    """Assert the invariants; returns how many documents are present."""
+    """Assert the invariants in one snapshot; returns how many documents are present.
+
+    One snapshot matters: a killed client's backend may still commit the batch it had sent, and
+    separate statements could see before and after."""
+    with db.conn.transaction():
+        db.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _invariants(db, name)
+
+
+def _invariants(db, name: str) -> int:
     t = lambda kind: f'sparsesql."{name}__{kind}"'  # noqa: E731
     ids = [r[0] for r in db.conn.execute(f"SELECT id FROM {t('docs')}").fetchall()]
     present = {int(i[1:]) for i in ids}

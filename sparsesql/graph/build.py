@@ -88,8 +88,8 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, src_ids, lists: list[
 
 
 def _record(conn: psycopg.Connection, info: CollectionInfo, k: int) -> None:
-    edges = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(info.table("graph"))).fetchone()[0]
-    set_extra(conn, info.name, "graph", {"k": k, "edges": edges, "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    """The build's parameters in the catalog (upkeep changes edges, never these)."""
+    set_extra(conn, info.name, "graph", {"k": k, "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
 
 def check_k(k: object) -> int:
@@ -167,7 +167,6 @@ def connect(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], 
         if changed:
             conn.execute(sql.SQL("DELETE FROM {} WHERE src = ANY(%s)").format(graph), (changed,))
             _write(conn, info, changed, lists)
-    _record(conn, info, k)
 
 
 def forget(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], *, block: int = BLOCK) -> None:
@@ -190,4 +189,3 @@ def forget(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], *
         conn.execute(sql.SQL("DELETE FROM {} WHERE src = ANY(%s)").format(graph), (part,))
         ids, v = _vectors(conn, info, part)
         _write(conn, info, ids, neighbours(conn, info, ids, v, k, block))
-    _record(conn, info, k)
