@@ -127,3 +127,23 @@ def test_diversify_needs_a_search(db, coll):
     name, _, _ = coll
     with pytest.raises(sparsesql.CheckError, match="DIVERSIFY needs a SEARCH clause"):
         db.query(f"SELECT id FROM {name} DIVERSIFY BY COVERAGE LIMIT 3")
+
+
+def test_graph_newcomers_pass_the_filter(db, coll):
+    name, v, c = coll
+    c.build_graph(k=6)
+    rows = db.query(
+        f"SELECT id, year FROM {name} SEARCH DENSE(:q) DIVERSIFY BY COVERAGE(candidates => 5, lambda => 0.2, hops => 2) "
+        f"WHERE year >= :y LIMIT 5",
+        q=v[4].tolist(),
+        y=2007,
+    )
+    assert len(rows) == 5 and all(r.year >= 2007 for r in rows)
+    plan = db.explain(
+        f"SELECT id FROM {name} SEARCH DENSE(:q) DIVERSIFY BY COVERAGE(candidates => 5, hops => 2) WHERE year >= :y LIMIT 5",
+        q=v[4].tolist(),
+        y=2007,
+        analyze=True,
+    )
+    added = int(plan.split("added by graph=")[1].split(",")[0])
+    assert added > 0

@@ -64,7 +64,9 @@ def _top_k(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     return np.take_along_axis(sims, order, axis=1), np.take_along_axis(np.broadcast_to(ids, sims.shape), order, axis=1)
 
 
-def neighbours(conn: psycopg.Connection, info: CollectionInfo, src_ids: np.ndarray, src: np.ndarray, k: int, block: int = BLOCK) -> list[list[tuple[int, float]]]:
+def neighbours(
+    conn: psycopg.Connection, info: CollectionInfo, src_ids: np.ndarray, src: np.ndarray, k: int, block: int = BLOCK
+) -> list[list[tuple[int, float]]]:
     """The k nearest documents of each source vector over the whole collection (itself excluded)."""
     best_s = np.full((len(src_ids), 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((len(src_ids), 0), dtype=np.int64)
@@ -99,15 +101,16 @@ def check_k(k: object) -> int:
 
 
 def build(conn: psycopg.Connection, info: CollectionInfo, k: int = DEFAULT_K, *, block: int = BLOCK, progress: bool = False) -> int:
-    """(Re)build the graph in one transaction: readers see the old graph or the new, never half.
-    Returns the number of edges."""
+    """(Re)build the graph in one transaction: readers see the old graph until it commits, then
+    the new one, never half of either. Returns the number of edges."""
     from tqdm import tqdm
 
     k = check_k(k)
     with conn.transaction():
         conn.execute("SELECT 1 FROM sparsesql.collections WHERE name = %s FOR UPDATE", (info.name,))
         store.create_table(conn, info)
-        conn.execute(sql.SQL("TRUNCATE {}").format(info.table("graph")))
+        # DELETE, not TRUNCATE: readers keep the old graph (MVCC) instead of waiting on a lock.
+        conn.execute(sql.SQL("DELETE FROM {}").format(info.table("graph")))
         total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(info.table("dense"))).fetchone()[0]
         with tqdm(total=total, disable=not progress, desc=f"graph {info.name}", unit="doc") as bar:
             for ids, v in _blocks(conn, info, block):
@@ -115,7 +118,6 @@ def build(conn: psycopg.Connection, info: CollectionInfo, k: int = DEFAULT_K, *,
                 bar.update(len(ids))
         _record(conn, info, k)
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(info.table("graph"))).fetchone()[0]
-
 
 
 def drop(conn: psycopg.Connection, info: CollectionInfo) -> None:
