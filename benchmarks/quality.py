@@ -62,6 +62,7 @@ SEARCHES = (
     "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF(interpolate => after)",
     "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF",
     "HYBRID(SPARSE(:q), DENSE(:q), fusion => linear(norm => zscore)) WITH PRF(sparse => rm3(terms => 20, weight => 0.6))",
+    "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF(sparse => rm3(selective => false))",
 )
 # SPARSE and DENSE reimplement these anchors, so their quality should match; every HYBRID is
 # compared on speed with the recipe it is meant to replace.

@@ -111,10 +111,34 @@ def test_rm3_scores_equal_a_reference_computed_from_the_texts(db, tiny, max_df, 
     name, _ = tiny
     query = "solar electricity"
     first = ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 8", q=query)
-    clause = f"rm3(terms => 50, weight => 0.6, max_df => {max_df}, min_docs => {min_docs})"
+    clause = f"rm3(terms => 50, weight => 0.6, max_df => {max_df}, min_docs => {min_docs}, selective => false)"
     got = dict(ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) WITH PRF(depth => 3, sparse => {clause}) LIMIT 8", q=query))
     expected = rm3_reference(query, first, 3, 50, 0.6, max_df, min_docs)
     assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_selective_rm3_scales_the_expansion_by_the_first_pass_entropy(db, tiny):
+    name, _ = tiny
+    query = "solar electricity"
+    first = ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 8", q=query)
+    p = np.array([s for _, s in first[:3]])
+    p = p / p.sum()
+    h = -(p * np.log(p)).sum() / np.log(3)
+    weight = 1 - (1 - 0.6) * h * h
+    clause = "rm3(terms => 50, weight => 0.6, max_df => 1, min_docs => 1, selective => true)"
+    got = dict(ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) WITH PRF(depth => 3, sparse => {clause}) LIMIT 8", q=query))
+    assert got == pytest.approx(rm3_reference(query, first, 3, 50, weight, 1.0, 1), rel=1e-9)
+    assert 0.6 < weight < 1
+
+
+@pytest.mark.parametrize(
+    "scores, expected",
+    [([2.0, 2.0, 2.0, 2.0], 0.5), ([5.0], 1.0), ([], 1.0), ([1e6, 1e-6, 1e-6], pytest.approx(1.0, abs=1e-3))],
+)
+def test_selective_weight(scores, expected):
+    from sparsesql.retrieval.prf import selective_weight
+
+    assert selective_weight(scores, 0.5) == expected
 
 
 def test_rm3_filters_change_the_expansion(db, tiny):
@@ -122,7 +146,7 @@ def test_rm3_filters_change_the_expansion(db, tiny):
     name, _ = tiny
     results = set()
     for max_df, min_docs in ((1.0, 1), (1.0, 2), (0.3, 1)):
-        clause = f"rm3(terms => 50, weight => 0.6, max_df => {max_df}, min_docs => {min_docs})"
+        clause = f"rm3(terms => 50, weight => 0.6, max_df => {max_df}, min_docs => {min_docs}, selective => false)"
         rows = ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE('solar electricity') WITH PRF(depth => 3, sparse => {clause}) LIMIT 8")
         results.add(tuple((i, round(s, 9)) for i, s in rows))
     assert len(results) == 3
@@ -195,6 +219,7 @@ def test_prf_adds_one_round_trip_per_side(db, tiny):
         ("WITH PRF(sparse => rm3(weight => 2))", "weight => 2 is out of range"),
         ("WITH PRF(sparse => rm3(max_df => 1.5))", "max_df => 1.5 is out of range"),
         ("WITH PRF(sparse => rm3(min_docs => 0))", "min_docs => 0 is out of range"),
+        ("WITH PRF(sparse => rm3(selective => 3))", "selective => expects true or false"),
         ("WITH PRF(dense => rocchio(alpha => 0, beta => 0))", "leaves no query"),
         ("WITH PRF(colour => 1)", "unknown argument 'colour' for PRF"),
     ],

@@ -20,7 +20,7 @@ from sparsesql.exec.trace import StageRecord, short
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
 from sparsesql.retrieval.fusion import fuse
-from sparsesql.retrieval.prf import feedback
+from sparsesql.retrieval.prf import feedback, selective_weight
 
 Tracer = Callable[[str, dict], None] | None
 
@@ -63,6 +63,9 @@ class _Run:
     def feedback(self, stage: st.Feedback, record: StageRecord) -> None:
         ids, weights = feedback(self.slots[f"ranked:{stage.source}"], stage.depth)
         params = {**stage.params, stage.prefix + "fb_ids": ids, stage.prefix + "fb_weights": weights}
+        if stage.selective:
+            own = [score for _, score in self.slots[f"ranked:{stage.side}"][: stage.depth]]
+            params[stage.prefix + "rm3_weight"] = selective_weight(own, params[stage.prefix + "rm3_weight"])
         rows = self.execute(record, stage.statement, self.bind_vector(params, stage.vector_slot))
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
         self.slots[f"params:{stage.label}"] = params

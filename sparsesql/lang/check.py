@@ -78,7 +78,7 @@ class CheckedPrf:
 # The defaults of a bare `WITH PRF`, chosen by benchmarks/tune_prf.py (see docs/decisions.md).
 PRF_DEFAULTS = CheckedPrf(
     depth=10,
-    sparse=Rm3(terms=10, weight=0.7, max_df=0.1, min_docs=2),
+    sparse=Rm3(terms=10, weight=0.7, max_df=0.1, min_docs=2, selective=True),
     dense=VectorPrf("rocchio", 1.0, 0.5),
     interpolate="both",
 )
@@ -340,6 +340,13 @@ def _side(c: _Checker, arg: ast.Arg, choices: dict[str, set[str]]) -> tuple[str,
     return method, c.args(node.args, choices[method], method)
 
 
+def _flag(c: _Checker, arg: ast.Arg) -> bool:
+    value = c.value(arg.value)
+    if not isinstance(value, bool):
+        raise c.error(f"{arg.name} => expects true or false, got {value!r}", arg.value.pos)
+    return value
+
+
 def _prf(c: _Checker, node: ast.Prf, search: CheckedSearch) -> CheckedPrf:
     got = c.args(node.args, {"depth", "sparse", "dense", "interpolate"}, "PRF")
     kinds = {type(s) for s in search.signals}
@@ -350,7 +357,7 @@ def _prf(c: _Checker, node: ast.Prf, search: CheckedSearch) -> CheckedPrf:
     if "sparse" in got:
         if SparseSignal not in kinds:
             raise c.error("sparse => applies to a SPARSE signal; this search has none", got["sparse"].pos)
-        side = _side(c, got["sparse"], {"rm3": {"terms", "weight", "max_df", "min_docs"}})
+        side = _side(c, got["sparse"], {"rm3": {"terms", "weight", "max_df", "min_docs", "selective"}})
         rm3 = None
         if side is not None:
             a = side[1]
@@ -359,6 +366,7 @@ def _prf(c: _Checker, node: ast.Prf, search: CheckedSearch) -> CheckedPrf:
                 weight=c.number(a["weight"], integer=False, low=0.0, high=1.0) if "weight" in a else PRF_DEFAULTS.sparse.weight,
                 max_df=c.number(a["max_df"], integer=False, low=0.0, high=1.0) if "max_df" in a else PRF_DEFAULTS.sparse.max_df,
                 min_docs=int(c.number(a["min_docs"], integer=True, low=1, high=MAX_PRF_DEPTH)) if "min_docs" in a else PRF_DEFAULTS.sparse.min_docs,
+                selective=_flag(c, a["selective"]) if "selective" in a else PRF_DEFAULTS.sparse.selective,
             )
     vprf = PRF_DEFAULTS.dense if DenseSignal in kinds else None
     if "dense" in got:

@@ -48,8 +48,11 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     prefix = f"{label}_"
     if isinstance(signal, SparseSignal) and fb.sparse is not None:
         params = {**bound, **prf.rm3_bind(signal.query, fb.sparse, k, prefix)}
-        method = f"rm3(terms => {fb.sparse.terms}, weight => {fb.sparse.weight}, max_df => {fb.sparse.max_df}, min_docs => {fb.sparse.min_docs})"
-        return st.Feedback(f"{label}_prf", label, method, source, fb.depth, prf.rm3_sql(info, where, prefix), params, k, prefix)
+        r = fb.sparse
+        method = f"rm3(terms => {r.terms}, weight => {r.weight}, max_df => {r.max_df}, min_docs => {r.min_docs}"
+        method += ", selective => true)" if r.selective else ")"
+        statement = prf.rm3_sql(info, where, prefix)
+        return st.Feedback(f"{label}_prf", label, method, source, fb.depth, statement, params, k, prefix, selective=r.selective)
     if isinstance(signal, DenseSignal) and fb.dense is not None:
         v = fb.dense
         params = {**bound, **prf.vector_prf_bind(info, v, k, prefix)}

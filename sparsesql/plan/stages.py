@@ -50,6 +50,7 @@ class Feedback:
     k: int
     prefix: str
     vector_slot: str | None = None
+    selective: bool = False
     name: str = "prf"
 
 

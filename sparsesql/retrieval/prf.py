@@ -33,6 +33,7 @@ class Rm3:
     weight: float = 0.5
     max_df: float = 0.1
     min_docs: int = 2
+    selective: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,23 @@ def feedback(ranked: list[tuple[int, float]], depth: int) -> tuple[list[int], li
     else:
         weights = np.full(len(top), 1.0 / max(len(top), 1))
     return ids, weights.tolist()
+
+
+def selective_weight(scores: list[float], weight: float) -> float:
+    """The original query's weight for one query under selective expansion.
+
+    The expansion keeps (1 - weight) x H^2 of the query's mass, H being the normalised entropy of
+    the side's own first-pass scores over the feedback depth (a score-distribution predictor of
+    how much the first pass already knows, in the spirit of Cronen-Townsend et al.'s selective
+    query expansion): a flat top, where many documents are about equally good, gets nearly the
+    full expansion; a top that stands out (an exact match of a rare term) gets almost none.
+    """
+    s = np.array([x for x in scores if x > 0], dtype=np.float64)
+    if s.size < 2:
+        return 1.0
+    p = s / s.sum()
+    h = float(-(p * np.log(p)).sum() / np.log(s.size))
+    return 1.0 - (1.0 - weight) * h * h
 
 
 def rm3_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
