@@ -10,6 +10,8 @@ import time
 
 
 import sparsesql
+from tests.test_graph import edges
+from tests.test_ingest import assert_exact_stats
 
 DURATION = 4.0
 DOCS = 40
@@ -79,13 +81,7 @@ def test_writers_and_readers_in_parallel(db, name):
     assert not errors, errors
     assert reads[0] > 20
     assert coll.count() == DOCS
-    t = lambda kind: f'sparsesql."{name}__{kind}"'  # noqa: E731
-    n_docs, sum_len = db.conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
-    assert (n_docs, sum_len) == db.conn.execute(f"SELECT count(*), sum(doc_len) FROM {t('docs')}").fetchone()
-    wrong_df = db.conn.execute(
-        f"SELECT count(*) FROM {t('vocab')} v WHERE v.df <> (SELECT count(*) FROM {t('postings')} p WHERE p.term_id = v.term_id)"
-    ).fetchone()[0]
-    assert wrong_df == 0
-    edges = db.conn.execute(f"SELECT src, dst FROM {t('graph')} ORDER BY 1, 2").fetchall()
+    assert_exact_stats(db, name)
+    maintained = edges(db, name)
     coll.build_graph(k=3)
-    assert edges == db.conn.execute(f"SELECT src, dst FROM {t('graph')} ORDER BY 1, 2").fetchall()
+    assert maintained == edges(db, name)

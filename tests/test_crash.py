@@ -11,6 +11,9 @@ import subprocess
 import sys
 import time
 
+from tests.test_graph import edges
+from tests.test_ingest import assert_exact_stats
+
 
 DIM = 4
 DOCS = 1500
@@ -69,16 +72,7 @@ def _invariants(db, name: str) -> int:
     for start in range(0, DOCS, BATCH):
         batch = set(range(start, min(start + BATCH, DOCS)))
         assert len(present & batch) in (0, len(batch)), f"batch at {start} is partial"
-    n_docs, sum_len = db.conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
-    assert (n_docs, sum_len) == db.conn.execute(f"SELECT count(*), coalesce(sum(doc_len), 0) FROM {t('docs')}").fetchone()
-    wrong_df = db.conn.execute(
-        f"SELECT count(*) FROM {t('vocab')} v WHERE v.df <> (SELECT count(*) FROM {t('postings')} p WHERE p.term_id = v.term_id)"
-    ).fetchone()[0]
-    assert wrong_df == 0
-    orphans = db.conn.execute(
-        f"SELECT count(*) FROM {t('postings')} p WHERE NOT EXISTS (SELECT 1 FROM {t('docs')} d WHERE d.doc_id = p.doc_id)"
-    ).fetchone()[0]
-    assert orphans == 0
+    assert_exact_stats(db, name)
     assert db.conn.execute(f"SELECT count(*) FROM {t('dense')}").fetchone()[0] == len(ids)
     degrees = db.conn.execute(
         f"SELECT d.doc_id, count(g.dst) FROM {t('docs')} d LEFT JOIN {t('graph')} g ON g.src = d.doc_id GROUP BY d.doc_id"
@@ -89,15 +83,6 @@ def _invariants(db, name: str) -> int:
     ).fetchone()[0]
     assert dangling == 0
     return len(ids)
-
-
-def graph_edges(db, name: str) -> set[tuple[str, str]]:
-    return set(
-        db.conn.execute(
-            f'SELECT s.id, d.id FROM sparsesql."{name}__graph" g JOIN sparsesql."{name}__docs" s ON s.doc_id = g.src '
-            f'JOIN sparsesql."{name}__docs" d ON d.doc_id = g.dst'
-        ).fetchall()
-    )
 
 
 def test_kill_9_during_ingest_leaves_whole_batches(db, dsn, name):
@@ -120,6 +105,6 @@ def test_kill_9_during_ingest_leaves_whole_batches(db, dsn, name):
     assert run_writer(dsn, name, kill_after=None)
     assert check_consistent(db, name) == DOCS + 1
     assert db.conn.execute(f'SELECT count(DISTINCT id) FROM sparsesql."{name}__docs"').fetchone()[0] == DOCS + 1
-    maintained = graph_edges(db, name)
+    maintained = edges(db, name)
     coll.build_graph(k=3)
-    assert maintained == graph_edges(db, name)
+    assert maintained == edges(db, name)

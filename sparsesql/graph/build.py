@@ -1,8 +1,8 @@
 """Building and maintaining the kNN graph in blocks of vectors streamed from Postgres.
 
 Exact: every pair is scored (block x block matrix products), so memory is bounded by the block
-size and a build costs O(N^2 d) arithmetic; for a few hundred thousand documents that is minutes
-on two cores. Similarities are ranked as float32, the precision they are stored in, with ties
+size and a build costs O(N^2 d) arithmetic (under a second for cisi's 1,460 documents; the cost
+grows with the square of the collection). Similarities are ranked as float32, the precision they are stored in, with ties
 going to the lower doc_id, so a graph maintained by `connect`/`forget` equals a fresh build.
 """
 
@@ -128,9 +128,8 @@ def drop(conn: psycopg.Connection, info: CollectionInfo) -> None:
 
 
 def _graph_k(conn: psycopg.Connection, info: CollectionInfo) -> int | None:
-    """The k the graph was built with, or None when the collection has no graph."""
-    if not store.exists(conn, info):
-        return None
+    """The k the graph was built with, or None when the collection has no graph (the table and
+    the catalog entry are created and dropped in the same transaction, so one query tells)."""
     row = conn.execute("SELECT (extra->'graph'->>'k')::int FROM sparsesql.collections WHERE name = %s", (info.name,)).fetchone()
     return row[0] if row else None
 

@@ -14,12 +14,6 @@ from psycopg import sql
 from sparsesql.db.catalog import CollectionInfo
 
 
-def exists(conn: psycopg.Connection, info: CollectionInfo) -> bool:
-    """Whether the collection has a graph (asked of the database, not of a cached catalog row)."""
-    row = conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{info.name}__graph"',)).fetchone()
-    return row[0] is not None
-
-
 def create_table(conn: psycopg.Connection, info: CollectionInfo) -> None:
     conn.execute(
         sql.SQL(

@@ -42,6 +42,15 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
     return None, sparse.candidates_sql(info, where, prefix), {**bound, **sparse.bind(signal.query, k, prefix)}
 
 
+def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int) -> None:
+    """Each signal's first pass as a candidate list of its top k."""
+    for signal, label in zip(q.search.signals, _labels(q.search.signals)):
+        encode, statement, params = _first_pass(q, signal, label, where, bound, k)
+        if encode:
+            plan.stages.append(encode)
+        plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None))
+
+
 def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: sql.Composable, bound: dict, k: int):
     """The second-pass stage of one side, or None when that side takes no feedback."""
     info, fb = q.collection, q.prf
@@ -70,11 +79,7 @@ def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dic
     signals, labels = q.search.signals, _labels(q.search.signals)
     hybrid = q.search.fusion is not None
     first_k = max(q.search.candidates, q.prf.depth)
-    for signal, label in zip(signals, labels):
-        encode, statement, params = _first_pass(q, signal, label, where, bound, first_k)
-        if encode:
-            plan.stages.append(encode)
-        plan.stages.append(st.Candidates(label, statement, params, first_k, f"{label}_vector" if encode else None))
+    _candidates(q, plan, where, bound, first_k)
     fused_feedback = hybrid and q.prf.interpolate in ("before", "both")
     if fused_feedback:
         plan.stages.append(st.Fuse(labels, q.search.fusion, first_k, out="first"))
@@ -100,12 +105,7 @@ def _ranked(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict,
     if q.prf is not None:
         return _with_prf(q, plan, where, bound, keep)
     signals, labels = q.search.signals, _labels(q.search.signals)
-    k = keep if len(signals) == 1 else max(q.search.candidates, keep)
-    for signal, label in zip(signals, labels):
-        encode, statement, params = _first_pass(q, signal, label, where, bound, k)
-        if encode:
-            plan.stages.append(encode)
-        plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None))
+    _candidates(q, plan, where, bound, keep if len(signals) == 1 else max(q.search.candidates, keep))
     if len(signals) == 1:
         return labels[0]
     plan.stages.append(st.Fuse(labels, q.search.fusion, keep))
@@ -129,7 +129,7 @@ def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composab
     stage.expand = graph.expand_sql(info, where)
     only = sql.SQL("({}) AND d.doc_id = ANY(%(rescore_ids)s)").format(where)
     wanted = _inputs(plan, source)
-    by_label = {_labels(q.search.signals)[i]: s for i, s in enumerate(q.search.signals)}
+    by_label = dict(zip(_labels(q.search.signals), q.search.signals))
     for leaf in plan.stages:
         if not isinstance(leaf, (st.Candidates, st.Feedback)) or leaf.label not in wanted:
             continue
