@@ -66,8 +66,7 @@ class Database:
         if isinstance(checked, chk.CheckedSelect):
             if checked.explain:
                 return [Row({"plan": line}) for line in self._explain(checked).splitlines()]
-            rows, _ = run_plan(self.conn, build_plan(checked), self.trace)
-            return rows
+            return run_plan(self.conn, build_plan(checked), self.trace)[0]
         if isinstance(checked, chk.CheckedCreate):
             schema.create_collection(
                 self.conn, checked.name, list(checked.fields), checked.options, if_not_exists=checked.if_not_exists
@@ -179,6 +178,17 @@ class Collection:
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r})"
+
+
+def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callable[[str, dict], None] | None = None) -> list[Row]:
+    """Parse, check, plan and run one SELECT on `conn` (the ORM's path into the engine)."""
+    checked = chk.check(parse_statement(text), lambda name: get_collection(conn, name), params, text)
+    if not isinstance(checked, chk.CheckedSelect):
+        raise CheckError("only SELECT statements run here")
+    try:
+        return run_plan(conn, build_plan(checked), trace)[0]
+    except psycopg.Error as exc:
+        raise database_error(exc, "query") from exc
 
 
 def connect(dsn: str | None = None, *, trace: Callable[[str, dict], None] | None = None) -> Database:

@@ -2,7 +2,9 @@
 
 A plan with more than one statement runs in one REPEATABLE READ, READ ONLY transaction, so its
 candidate and fetch statements see the same snapshot: a document deleted or replaced by a
-concurrent writer is either wholly there or wholly absent, never half of each.
+concurrent writer is either wholly there or wholly absent, never half of each. On a connection
+already inside a transaction (an ORM session's) the plan runs in that transaction instead, with
+the isolation its owner chose.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Callable
 import numpy as np
 import psycopg
 from pgvector import Vector
+from psycopg import pq
 
 from sparsesql.errors import DatabaseError
 from sparsesql.exec.row import Row
@@ -169,7 +172,7 @@ def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None) -> 
             record.ms = (time.perf_counter() - start) * 1000
             run.records.append(record)
 
-    if statements > 1:
+    if statements > 1 and conn.info.transaction_status == pq.TransactionStatus.IDLE:
         try:
             with conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -1,0 +1,47 @@
+"""sparsesql's SQLAlchemy client: collections mapped as classes, searches composed with select().
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import DeclarativeBase, Mapped
+    from sparsesql.orm import Document, search, hybrid, sparse, dense, rrf, coverage
+
+See docs/orm.md.
+"""
+
+from sparsesql.orm.model import Document, collection_spec
+from sparsesql.orm.search import (
+    Hit,
+    Search,
+    average,
+    coverage,
+    dense,
+    hybrid,
+    linear,
+    mmr,
+    rm3,
+    rocchio,
+    rrf,
+    search,
+    sparse,
+)
+from sparsesql.orm.write import add, create_collection, drop_collection
+
+__all__ = [
+    "Document",
+    "Hit",
+    "Search",
+    "add",
+    "average",
+    "collection_spec",
+    "coverage",
+    "create_collection",
+    "dense",
+    "drop_collection",
+    "hybrid",
+    "linear",
+    "mmr",
+    "rm3",
+    "rocchio",
+    "rrf",
+    "search",
+    "sparse",
+]

@@ -1,0 +1,244 @@
+"""Retrieval on top of SQLAlchemy's `select()`: the ORM face of the dialect's SELECT ... SEARCH.
+
+    stmt = (
+        search(select(Paper).where(Paper.year >= 2000), hybrid(sparse(q), dense(q), fusion=rrf()))
+        .with_prf(depth=10)
+        .diversify(coverage(lambda_=0.7))
+        .limit(10)
+    )
+    for paper, score in stmt.execute(session):            # or: await stmt.execute_async(session)
+        ...
+
+A `Search` renders itself as one dialect statement (`stmt.dialect`, values as parameters) and runs
+it through the same parse -> check -> plan -> execute path as `Database.query`, on the session's
+own connection and transaction; the chosen ids then load as mapped instances in one more query.
+So an ORM search and the equivalent dialect query return the same documents with the same scores.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+from sqlalchemy import Select, and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from sparsesql.errors import CheckError
+from sparsesql.orm.connection import session_connection
+from sparsesql.orm.model import mapped_collection
+from sparsesql.orm.where import where_text
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DEFAULT = object()
+
+
+@dataclass(frozen=True)
+class Call:
+    """A dialect call such as `rrf(k => 60)`: a name and its named arguments (None = omitted)."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+class Name(str):
+    """An argument written as a bare word (`norm => minmax`, `sparse => none`)."""
+
+
+@dataclass(frozen=True)
+class Signal:
+    kind: str  # "SPARSE" | "DENSE"
+    query: str | dict[str, float] | Sequence[float] | np.ndarray
+
+
+@dataclass(frozen=True)
+class Hybrid:
+    signals: tuple[Signal, ...]
+    fusion: Call | None = None
+    candidates: int | None = None
+
+
+def sparse(query: str | dict[str, float]) -> Signal:
+    """SPARSE(query): BM25 over the analysed text, or a dict of term weights for learned sparse."""
+    return Signal("SPARSE", query)
+
+
+def dense(query: str | Sequence[float] | np.ndarray) -> Signal:
+    """DENSE(query): the text embedded with the collection's model, or a vector of its size."""
+    return Signal("DENSE", query)
+
+
+def hybrid(*signals: Signal, fusion: Call | None = None, candidates: int | None = None) -> Hybrid:
+    """HYBRID(...): fuse two or more signals (default: min-max linear, equal weights)."""
+    return Hybrid(tuple(signals), fusion, candidates)
+
+
+def rrf(k: int | None = None) -> Call:
+    return Call("rrf", {"k": k})
+
+
+def linear(alpha: float | None = None, weights: Sequence[float] | None = None, norm: str | None = None) -> Call:
+    return Call("linear", {"alpha": alpha, "weights": list(weights) if weights is not None else None,
+                           "norm": Name(norm) if norm is not None else None})
+
+
+def rm3(terms: int | None = None, weight: float | None = None, max_df: float | None = None,
+        min_docs: int | None = None, selective: bool | None = None) -> Call:
+    return Call("rm3", {"terms": terms, "weight": weight, "max_df": max_df, "min_docs": min_docs, "selective": selective})
+
+
+def average() -> Call:
+    return Call("average")
+
+
+def rocchio(alpha: float | None = None, beta: float | None = None) -> Call:
+    return Call("rocchio", {"alpha": alpha, "beta": beta})
+
+
+def coverage(lambda_: float | None = None, candidates: int | None = None, hops: int | None = None) -> Call:
+    return Call("COVERAGE", {"lambda": lambda_, "candidates": candidates, "hops": hops})
+
+
+def mmr(lambda_: float | None = None, candidates: int | None = None) -> Call:
+    return Call("MMR", {"lambda": lambda_, "candidates": candidates})
+
+
+class Hit(NamedTuple):
+    """One result: the mapped instance and its score (unpacks as `entity, score`)."""
+
+    entity: Any
+    score: float | None
+
+
+class _Renderer:
+    """Dialect text with every value a parameter (`:a<n>` for arguments, `:q<n>` for queries)."""
+
+    def __init__(self, params: dict[str, object]) -> None:
+        self.params = params
+
+    def bind(self, prefix: str, value: object) -> str:
+        name = f"{prefix}{sum(k.startswith(prefix) for k in self.params)}"
+        self.params[name] = value
+        return f":{name}"
+
+    def value(self, value: object) -> str:
+        if isinstance(value, Name):
+            if not _NAME.match(value):
+                raise CheckError(f"{value!r} is not a valid option word")
+            return str(value)
+        if isinstance(value, Call):
+            return self.call(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CheckError(f"argument value {value} is not a finite number")
+        return self.bind("a", value)
+
+    def call(self, call: Call) -> str:
+        args = ", ".join(f"{k} => {self.value(v)}" for k, v in call.args.items() if v is not None)
+        return f"{call.name}({args})" if args or call.name.islower() else call.name
+
+    def signal(self, s: Signal | Hybrid) -> str:
+        if isinstance(s, Hybrid):
+            parts = [self.signal(i) for i in s.signals]
+            if s.fusion is not None:
+                parts.append(f"fusion => {self.call(s.fusion)}")
+            if s.candidates is not None:
+                parts.append(f"candidates => {self.value(s.candidates)}")
+            return f"HYBRID({', '.join(parts)})"
+        if not isinstance(s, Signal):
+            raise CheckError(f"search() expects sparse(...), dense(...) or hybrid(...), got {s!r}")
+        return f"{s.kind}({self.bind('q', s.query)})"
+
+
+@dataclass(frozen=True)
+class Search:
+    """A retrieval statement over one mapped collection; generative like `Select`."""
+
+    entity: type
+    criteria: Any
+    signal: Signal | Hybrid
+    prf: dict[str, Any] | None = None
+    diversification: Call | None = None
+    limit_: int = 10
+
+    def where(self, *clauses: Any) -> "Search":
+        """Add filters, ANDed with those already there (as Select.where does)."""
+        parts = ([self.criteria] if self.criteria is not None else []) + list(clauses)
+        return replace(self, criteria=and_(*parts) if len(parts) > 1 else parts[0])
+
+    def with_prf(self, depth: int | None = None, sparse: Call | None | object = _DEFAULT,
+                 dense: Call | None | object = _DEFAULT, interpolate: str | None = None) -> "Search":
+        """WITH PRF(...): omitted arguments take the dialect's defaults; None turns a side off."""
+        args: dict[str, Any] = {"depth": depth}
+        for side, value in (("sparse", sparse), ("dense", dense)):
+            if value is not _DEFAULT:
+                args[side] = Name("none") if value is None else value
+        args["interpolate"] = Name(interpolate) if interpolate is not None else None
+        return replace(self, prf=args)
+
+    def diversify(self, method: Call) -> "Search":
+        """DIVERSIFY BY coverage(...) or mmr(...)."""
+        if not isinstance(method, Call) or method.name not in ("COVERAGE", "MMR"):
+            raise CheckError(f"diversify() expects coverage(...) or mmr(...), got {method!r}")
+        return replace(self, diversification=method)
+
+    def limit(self, n: int) -> "Search":
+        return replace(self, limit_=n)
+
+    def render(self) -> tuple[str, dict[str, object]]:
+        """(dialect statement, parameters) this search runs."""
+        params: dict[str, object] = {}
+        out = _Renderer(params)
+        text = f'SELECT id, score FROM "{mapped_collection(self.entity)}" SEARCH {out.signal(self.signal)}'
+        if self.prf is not None:
+            text += " WITH " + out.call(Call("PRF", self.prf))
+        if self.diversification is not None:
+            text += " DIVERSIFY BY " + out.call(self.diversification)
+        where, bound = where_text(self.entity.__table__, self.criteria)
+        if where:
+            text += " WHERE " + where
+            params.update(bound)
+        text += f" LIMIT {out.bind('a', self.limit_)}"
+        return text, params
+
+    @property
+    def dialect(self) -> str:
+        return self.render()[0]
+
+    def execute(self, session: Session) -> list[Hit]:
+        """Run on the session's connection: (instance, score) pairs, best first."""
+        from sparsesql.database import run_select
+
+        text, params = self.render()
+        rows = run_select(session_connection(session), text, params)
+        ids = [r["id"] for r in rows]
+        loaded = {e.id: e for e in session.scalars(select(self.entity).where(self.entity.id.in_(ids)))} if ids else {}
+        return [Hit(loaded[r["id"]], r.get("score")) for r in rows if r["id"] in loaded]
+
+    async def execute_async(self, session: AsyncSession) -> list[Hit]:
+        """`execute` for an AsyncSession (psycopg async): the same plan, awaited statement by statement."""
+        return await session.run_sync(self.execute)
+
+
+def search(stmt: Select | type, signal: Signal | Hybrid) -> Search:
+    """Add SEARCH to `select(Entity).where(...)` (or to a mapped class directly)."""
+    if isinstance(stmt, type):
+        return Search(stmt, None, signal)
+    if not isinstance(stmt, Select):
+        raise CheckError(f"search() takes select(Entity) or a mapped class, got {type(stmt).__name__}")
+    descriptions = stmt.column_descriptions
+    if len(descriptions) != 1 or not isinstance(descriptions[0].get("entity"), type) or descriptions[0].get("expr") is not descriptions[0].get("entity"):
+        raise CheckError("search() takes select(Entity) of one mapped collection class")
+    for unsupported, present in (
+        ("ORDER BY (results are ordered by score)", stmt._order_by_clauses),
+        ("LIMIT/OFFSET (use .limit(n) on the search)", stmt._limit_clause is not None or stmt._offset_clause is not None),
+        ("joins", stmt._setup_joins),
+        ("GROUP BY", stmt._group_by_clauses),
+    ):
+        if present:
+            raise CheckError(f"search() cannot carry the select's {unsupported}")
+    entity = descriptions[0]["entity"]
+    mapped_collection(entity)
+    return Search(entity, stmt.whereclause, signal)
