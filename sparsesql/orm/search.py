@@ -224,6 +224,8 @@ class Search:
 
 def search(stmt: Select | type, signal: Signal | Hybrid) -> Search:
     """Add SEARCH to `select(Entity).where(...)` (or to a mapped class directly)."""
+    if not isinstance(signal, (Signal, Hybrid)):
+        raise CheckError(f"search() expects sparse(...), dense(...) or hybrid(...), got {signal!r}")
     if isinstance(stmt, type):
         return Search(stmt, None, signal)
     if not isinstance(stmt, Select):

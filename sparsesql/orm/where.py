@@ -98,7 +98,7 @@ class WhereText:
             target = _CASTS.get(type(node.type).__name__.upper()) or _CASTS.get(str(node.type).upper())
             if target is None:
                 raise CheckError(f"cast to {node.type} is not supported in a search's WHERE")
-            return f"{self.operand(node.clause)}::{target}"
+            return f"({self.operand(node.clause)})::{target}"
         if isinstance(node, elements.BinaryExpression) and (node.operator is ASTEXT or _is_getitem(node)):
             return self.json_path(node)
         if isinstance(node, Column) or isinstance(node, elements.ColumnClause):
