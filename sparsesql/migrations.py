@@ -1,5 +1,5 @@
-"""Alembic operations for a user's own migrations: `op.create_collection`, `op.drop_collection`,
-`op.build_graph`, `op.drop_graph`.
+"""Alembic operations for a user's own migrations: `op.install_extension`, `op.create_collection`,
+`op.create_dense_index`, `op.build_graph` and their reverses, plus autogenerate support.
 
 Importing this module registers them (Alembic's `Operations.register_operation`). They call the
 same code as CREATE COLLECTION and `Database.create_collection`, on the migration's own
@@ -18,9 +18,17 @@ hand-written downgrades undo them:
 
 from __future__ import annotations
 
+from alembic import util as alembic_util
+from alembic.autogenerate import comparators, renderers
 from alembic.operations import MigrateOperation, Operations
+from psycopg import sql
+
+from psycopg.conninfo import make_conninfo
 
 from sparsesql.db import schema
+from sparsesql.db.catalog import CATALOG_REVISION, SCHEMA
+from sparsesql.db.migrate import upgrade_in_subprocess
+from sparsesql.errors import CheckError
 from sparsesql.graph import build as graph
 
 
@@ -30,12 +38,18 @@ def _driver_connection(operations: Operations):
 
 
 def _prepare(operations: Operations):
+    """The migration's psycopg connection, sparsesql's catalog brought to head first.
+
+    The catalog has its own Alembic history, which cannot run nested inside the user's migration,
+    so it runs on a connection of its own (as `sparsesql migrate` would) and commits there: it is
+    shared infrastructure, left in place if the user's migration then fails.
+    """
     conn = _driver_connection(operations)
-    if conn.execute("SELECT to_regclass('sparsesql.collections')").fetchone()[0] is None:
-        raise RuntimeError(
-            "sparsesql's catalog is missing in this database: run `sparsesql migrate` (or connect once "
-            "with sparsesql.connect) before migrations that create collections"
-        )
+    version = None
+    if conn.execute("SELECT to_regclass('sparsesql.alembic_version')").fetchone()[0] is not None:
+        version = conn.execute("SELECT version_num FROM sparsesql.alembic_version").fetchone()
+    if version != (CATALOG_REVISION,):
+        upgrade_in_subprocess(make_conninfo(conn.info.dsn, password=conn.info.password))
     return conn
 
 
@@ -133,4 +147,211 @@ def _drop_graph(operations: Operations, op: DropGraphOp) -> None:
         graph.drop(conn, info)
 
 
-__all__ = ["BuildGraphOp", "CreateCollectionOp", "DropCollectionOp", "DropGraphOp"]
+@Operations.register_operation("install_extension")
+class InstallExtensionOp(MigrateOperation):
+    """Install sparsesql in the database: the catalog and the extension's SQL functions
+    (CREATE EXTENSION when the server has the files, the same functions created directly when not)."""
+
+    @classmethod
+    def install_extension(cls, operations: Operations):
+        return operations.invoke(cls())
+
+    def reverse(self) -> "UninstallExtensionOp":
+        return UninstallExtensionOp()
+
+
+@Operations.register_operation("uninstall_extension")
+class UninstallExtensionOp(MigrateOperation):
+    """Remove the extension's functions, and the catalog too when it holds no collection."""
+
+    @classmethod
+    def uninstall_extension(cls, operations: Operations):
+        return operations.invoke(cls())
+
+    def reverse(self) -> InstallExtensionOp:
+        return InstallExtensionOp()
+
+
+@Operations.implementation_for(InstallExtensionOp)
+def _install(operations: Operations, op: InstallExtensionOp) -> None:
+    from sparsesql import extension
+
+    extension.create(_prepare(operations))
+
+
+@Operations.implementation_for(UninstallExtensionOp)
+def _uninstall(operations: Operations, op: UninstallExtensionOp) -> None:
+    from sparsesql import extension
+
+    conn = _driver_connection(operations)
+    extension.drop(conn)
+    _drop_empty_catalog(conn)
+
+
+def _drop_empty_catalog(conn) -> None:
+    """Remove the catalog when it holds no collection and the schema holds nothing else, so a
+    downgrade to base leaves no trace; otherwise leave it (someone still uses sparsesql here)."""
+    if conn.execute("SELECT to_regclass('sparsesql.collections')").fetchone()[0] is None:
+        return
+    if conn.execute("SELECT count(*) FROM sparsesql.collections").fetchone()[0]:
+        return
+    others = conn.execute(
+        "SELECT count(*) FROM pg_class WHERE relnamespace = 'sparsesql'::regnamespace "
+        "AND relkind IN ('r', 'v', 'm', 'p', 'f') AND relname NOT IN ('collections', 'alembic_version')"
+    ).fetchone()[0]
+    if others == 0:
+        conn.execute("DROP TABLE sparsesql.collections, sparsesql.alembic_version")
+        conn.execute("DROP SCHEMA IF EXISTS sparsesql RESTRICT")
+
+
+DENSE_INDEX_METHODS = {"hnsw": ("m", "ef_construction"), "ivfflat": ("lists",)}
+
+
+def dense_index_name(collection: str) -> str:
+    return f"{collection}__dense_ann"
+
+
+@Operations.register_operation("create_dense_index")
+class CreateDenseIndexOp(MigrateOperation):
+    """A pgvector index (cosine) on a collection's dense vectors: hnsw(m, ef_construction) or ivfflat(lists)."""
+
+    def __init__(self, name: str, method: str = "hnsw", **options: int) -> None:
+        self.name = name
+        self.method = method
+        self.options = options or ({"m": 16, "ef_construction": 64} if method == "hnsw" else {})
+
+    @classmethod
+    def create_dense_index(cls, operations: Operations, name: str, method: str = "hnsw", **options: int):
+        return operations.invoke(cls(name, method, **options))
+
+    def reverse(self) -> "DropDenseIndexOp":
+        return DropDenseIndexOp(self.name, method=self.method, **self.options)
+
+
+@Operations.register_operation("drop_dense_index")
+class DropDenseIndexOp(MigrateOperation):
+    """Drop a collection's dense index; give its method and options to make the drop reversible."""
+
+    def __init__(self, name: str, method: str | None = None, **options: int) -> None:
+        self.name = name
+        self.method = method
+        self.options = options
+
+    @classmethod
+    def drop_dense_index(cls, operations: Operations, name: str, method: str | None = None, **options: int):
+        return operations.invoke(cls(name, method, **options))
+
+    def reverse(self) -> CreateDenseIndexOp:
+        if self.method is None:
+            raise ValueError(f"drop_dense_index({self.name!r}) is reversible only when given the index's method")
+        return CreateDenseIndexOp(self.name, self.method, **self.options)
+
+
+@Operations.implementation_for(CreateDenseIndexOp)
+def _create_dense_index(operations: Operations, op: CreateDenseIndexOp) -> None:
+    allowed = DENSE_INDEX_METHODS.get(op.method)
+    if allowed is None:
+        raise CheckError(f"create_dense_index: method {op.method!r} is not one of {', '.join(DENSE_INDEX_METHODS)}")
+    for key, value in op.options.items():
+        if key not in allowed:
+            raise CheckError(f"create_dense_index: option {key!r} does not apply to {op.method} (takes {', '.join(allowed)})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CheckError(f"create_dense_index: option {key} expects a positive integer, got {value!r}")
+    conn = _prepare(operations)
+    info = schema.require_collection(conn, op.name)
+    options = sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in op.options.items())
+    conn.execute(
+        sql.SQL("CREATE INDEX {} ON {} USING {} (embedding vector_cosine_ops){}").format(
+            sql.Identifier(dense_index_name(info.name)),
+            info.table("dense"),
+            sql.SQL(op.method),
+            sql.SQL(" WITH ({})").format(options) if op.options else sql.SQL(""),
+        )
+    )
+
+
+@Operations.implementation_for(DropDenseIndexOp)
+def _drop_dense_index(operations: Operations, op: DropDenseIndexOp) -> None:
+    conn = _prepare(operations)
+    name = schema.check_name(op.name)
+    conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier("sparsesql", dense_index_name(name))))
+
+
+# ----------------------------------------------------------------------------- autogenerate
+
+
+def _declared_collections(metadata) -> dict[str, tuple[dict[str, str], dict]]:
+    """Collections the target metadata declares (tables mapped with sparsesql.orm.Document)."""
+    from sparsesql.orm.model import table_spec
+
+    found = {}
+    for md in metadata if isinstance(metadata, (list, tuple)) else [metadata]:
+        for table in md.tables.values():
+            if "sparsesql_collection" in table.info:
+                name, fields, options = table_spec(table)
+                found[name] = (fields, options)
+    return found
+
+
+def _existing_collections(conn) -> dict[str, tuple[dict[str, str], dict]]:
+    if conn.execute("SELECT to_regclass('sparsesql.collections')").fetchone()[0] is None:
+        return {}
+    rows = conn.execute("SELECT name, fields, settings FROM sparsesql.collections ORDER BY name").fetchall()
+    return {name: ({f["name"]: f["type"] for f in fields}, dict(settings)) for name, fields, settings in rows}
+
+
+@comparators.dispatch_for("schema", priority=alembic_util.DispatchPriority.LAST)
+def _compare_collections(autogen_context, upgrade_ops, schemas) -> None:
+    """Propose create_collection for declared collections the catalog lacks, drop_collection for
+    catalog collections nobody declares (review it as you would a drop_table); a changed field
+    list cannot be altered in place, so it is reported, not migrated.
+
+    Table operations Alembic proposed for the `sparsesql` schema (a mapped collection's documents
+    table looks like a missing table to it) are withdrawn: those tables are the engine's to manage.
+    """
+    upgrade_ops.ops[:] = [o for o in upgrade_ops.ops if getattr(o, "schema", None) != SCHEMA]
+    if autogen_context.metadata is None or autogen_context.connection is None:
+        return
+    declared = _declared_collections(autogen_context.metadata)
+    existing = _existing_collections(autogen_context.connection.connection.driver_connection)
+    for name in sorted(declared.keys() - existing.keys()):
+        fields, options = declared[name]
+        upgrade_ops.ops.append(CreateCollectionOp(name, fields, **options))
+    for name in sorted(existing.keys() - declared.keys()):
+        fields, settings = existing[name]
+        upgrade_ops.ops.append(DropCollectionOp(name, fields, **settings))
+    for name in sorted(declared.keys() & existing.keys()):
+        if declared[name][0] != existing[name][0]:
+            alembic_util.warn(
+                f"collection {name!r}: declared fields {declared[name][0]} differ from the stored {existing[name][0]}; "
+                "collections cannot change fields in place: create a new collection and re-ingest"
+            )
+
+
+def _call(function: str, name: str, fields: dict | None, options: dict) -> str:
+    args = [repr(name)] + ([repr(fields)] if fields is not None else []) + [f"{k}={v!r}" for k, v in options.items()]
+    return f"op.{function}({', '.join(args)})"
+
+
+@renderers.dispatch_for(CreateCollectionOp)
+def _render_create(autogen_context, op: CreateCollectionOp) -> str:
+    autogen_context.imports.add("import sparsesql.migrations  # noqa: F401")
+    return _call("create_collection", op.name, op.fields, op.options)
+
+
+@renderers.dispatch_for(DropCollectionOp)
+def _render_drop(autogen_context, op: DropCollectionOp) -> str:
+    autogen_context.imports.add("import sparsesql.migrations  # noqa: F401")
+    return _call("drop_collection", op.name, op.fields, op.options)
+
+
+__all__ = [
+    "BuildGraphOp",
+    "CreateCollectionOp",
+    "CreateDenseIndexOp",
+    "DropCollectionOp",
+    "DropDenseIndexOp",
+    "DropGraphOp",
+    "InstallExtensionOp",
+    "UninstallExtensionOp",
+]

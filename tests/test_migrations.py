@@ -4,6 +4,7 @@ creates and drops collections with op.create_collection / op.drop_collection."""
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 import uuid
 
 import psycopg
@@ -12,10 +13,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from psycopg.conninfo import make_conninfo
+from sqlalchemy.orm import DeclarativeBase, Mapped
 
 import sparsesql
 from sparsesql.db.catalog import CATALOG_REVISION
 from sparsesql.db.migrate import alembic_config, downgrade, upgrade
+from sparsesql.orm import Document
 
 
 @pytest.fixture
@@ -148,3 +151,106 @@ def test_reverse_of_create_is_drop():
     assert isinstance(back, DropCollectionOp) and back.reverse().fields == {"title": "text"}
     with pytest.raises(ValueError, match="reversible only when given"):
         DropCollectionOp("papers").reverse()
+
+
+def _add_revision(config: Config, revision: str, down: str, upgrade_body: str, downgrade_body: str) -> None:
+    folder = Path(config.get_main_option("script_location")) / "versions"
+    (folder / f"{revision}.py").write_text(textwrap.dedent(f"""
+        from alembic import op
+
+        revision = {revision!r}
+        down_revision = {down!r}
+
+        def upgrade():
+            {upgrade_body}
+
+        def downgrade():
+            {downgrade_body}
+    """))
+
+
+def _indexes(dsn: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'sparsesql'").fetchall())
+
+
+def test_user_migration_creates_and_drops_a_dense_index(tmp_path, fresh_dsn):
+    config = _user_project(tmp_path, fresh_dsn)
+    _add_revision(config, "a3", "a2", 'op.create_dense_index("papers", method="hnsw", m=8, ef_construction=32)', 'op.drop_dense_index("papers")')
+    command.upgrade(config, "head")
+    definition = _indexes(fresh_dsn)["papers__dense_ann"]
+    assert "USING hnsw (embedding vector_cosine_ops)" in definition and "m='8'" in definition and "ef_construction='32'" in definition
+    command.downgrade(config, "a2")
+    assert "papers__dense_ann" not in _indexes(fresh_dsn)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        ('op.create_dense_index("papers", method="diskann")', "not one of hnsw, ivfflat"),
+        ('op.create_dense_index("papers", method="hnsw", lists=10)', "does not apply to hnsw"),
+        ('op.create_dense_index("papers", method="ivfflat", lists=0)', "positive integer"),
+        ('op.create_dense_index("nope")', "does not exist"),
+    ],
+)
+def test_a_bad_dense_index_fails_the_migration_and_leaves_the_database_as_it_was(tmp_path, fresh_dsn, call, message):
+    config = _user_project(tmp_path, fresh_dsn)
+    command.upgrade(config, "a2")
+    before = (_tables(fresh_dsn), _indexes(fresh_dsn))
+    _add_revision(config, "a3", "a2", call, "pass")
+    with pytest.raises(sparsesql.CheckError, match=message):
+        command.upgrade(config, "head")
+    assert (_tables(fresh_dsn), _indexes(fresh_dsn)) == before
+
+
+def test_ops_bring_the_catalog_and_a_failed_migration_leaves_only_the_catalog(tmp_path, fresh_dsn):
+    config = _user_project(tmp_path, fresh_dsn)
+    _add_revision(config, "a3", "a2", 'raise RuntimeError("boom")', "pass")
+    with pytest.raises(RuntimeError, match="boom"):
+        command.upgrade(config, "head")
+    assert _tables(fresh_dsn) == {"collections", "alembic_version"}
+    with sparsesql.connect(fresh_dsn) as db:
+        assert db.collections() == []
+    command.upgrade(config, "a2")
+    assert {"collections", "alembic_version", "papers__docs", "papers__graph"} <= _tables(fresh_dsn)
+
+
+def _autogenerate(dsn: str, metadata) -> list:
+    from alembic.autogenerate import produce_migrations, render_python_code
+    from alembic.runtime.migration import MigrationContext
+
+    from sparsesql.db.migrate import engine_for
+
+    engine = engine_for(dsn)
+    with engine.connect() as connection:
+        script = produce_migrations(MigrationContext.configure(connection), metadata)
+    engine.dispose()
+    return script.upgrade_ops.ops, render_python_code(script.upgrade_ops), render_python_code(script.downgrade_ops)
+
+
+def test_autogenerate_proposes_collections_the_models_declare_and_the_catalog_lacks(tmp_path, fresh_dsn):
+    from sparsesql.migrations import CreateCollectionOp, DropCollectionOp
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Talk(Document, Base):
+        __collection__ = "talks"
+        __collection_options__ = {"dense": "none", "dim": 3}
+        title: Mapped[str | None]
+        minutes: Mapped[int | None]
+
+    config = _user_project(tmp_path, fresh_dsn)
+    command.upgrade(config, "head")  # creates `papers`, which the models do not declare
+    ops, up, down = _autogenerate(fresh_dsn, Base.metadata)
+    assert [(type(o), o.name) for o in ops] == [(CreateCollectionOp, "talks"), (DropCollectionOp, "papers")]
+    assert "op.create_collection('talks', {'title': 'text', 'minutes': 'integer'}, dense='none', dim=3)" in up
+    assert "op.drop_collection('papers', {'title': 'text', 'year': 'integer'}" in up
+    assert "op.drop_collection('talks'" in down and "op.create_collection('papers'" in down
+
+    _add_revision(config, "a3", "a2", up.strip().replace("\n", "\n            "), down.strip().replace("\n", "\n            "))
+    command.upgrade(config, "head")
+    assert "talks__docs" in _tables(fresh_dsn) and "papers__docs" not in _tables(fresh_dsn)
+    assert _autogenerate(fresh_dsn, Base.metadata)[0] == []
+    command.downgrade(config, "a2")
+    assert "talks__docs" not in _tables(fresh_dsn) and "papers__docs" in _tables(fresh_dsn)

@@ -34,3 +34,33 @@ def upgrade(dsn: str, revision: str = "head") -> None:
 
 def downgrade(dsn: str, revision: str) -> None:
     command.downgrade(alembic_config(dsn), revision)
+
+
+def upgrade_in_subprocess(dsn: str) -> None:
+    """Bring the catalog to head from a separate process.
+
+    Alembic keeps its `context`/`op` proxies in module globals, so its commands cannot nest: a
+    user's migration that needs the catalog (the first `op.create_collection` in a new database)
+    runs ours in a child process, which commits on its own connection. The DSN travels in the
+    environment, not on the command line, so a password never shows in the process list.
+    """
+    import os
+    import subprocess
+    import sys
+
+    from sparsesql.errors import ConfigError
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sparsesql.db.migrate"],
+        env={**os.environ, "SPARSESQL_DSN": dsn},
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise ConfigError(f"could not install sparsesql's catalog: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
+
+
+if __name__ == "__main__":
+    import os
+
+    upgrade(os.environ["SPARSESQL_DSN"])

@@ -7,6 +7,7 @@
 See docs/orm.md.
 """
 
+from sparsesql.orm.connection import database_url
 from sparsesql.orm.model import Document, collection_spec
 from sparsesql.orm.search import (
     Hit,
@@ -34,6 +35,7 @@ __all__ = [
     "collection_spec",
     "coverage",
     "create_collection",
+    "database_url",
     "dense",
     "drop_collection",
     "hybrid",

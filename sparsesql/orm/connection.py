@@ -15,8 +15,12 @@ from typing import Iterator
 
 import psycopg
 from pgvector.psycopg import register_vector, register_vector_async
+from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy import URL
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
+
+from sparsesql.errors import ConfigError
 
 
 class _Cursor:
@@ -62,14 +66,43 @@ def _has_vector(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
 def session_connection(session: Session) -> psycopg.Connection | AwaitingConnection:
     """The session's psycopg connection (checked out, in its transaction), pgvector-ready."""
     raw = session.connection().connection.driver_connection
-    if isinstance(raw, psycopg.AsyncConnection):
-        if not _has_vector(raw):
-            await_only(register_vector_async(raw))
-        return AwaitingConnection(raw)
-    if not isinstance(raw, psycopg.Connection):
-        raise TypeError(
+    if not isinstance(raw, (psycopg.Connection, psycopg.AsyncConnection)):
+        raise ConfigError(
             f"sparsesql's ORM needs SQLAlchemy's psycopg driver (postgresql+psycopg://), not {type(raw).__name__}"
         )
-    if not _has_vector(raw):
-        register_vector(raw)
+    try:
+        if isinstance(raw, psycopg.AsyncConnection):
+            if not _has_vector(raw):
+                await_only(register_vector_async(raw))
+            return AwaitingConnection(raw)
+        if not _has_vector(raw):
+            register_vector(raw)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            f"this database has no pgvector types ({exc}): install sparsesql in it first "
+            "(`sparsesql migrate`, sparsesql.connect, or op.install_extension() in a migration)"
+        ) from exc
     return raw
+
+
+def database_url(dsn: str | None = None, *, asyncio: bool = False) -> URL:
+    """A SQLAlchemy URL (psycopg driver) for `dsn`, else SPARSESQL_DSN, else the embedded server,
+    resolved as `sparsesql.connect` does; Unix-socket DSNs included."""
+    from sparsesql.db.connect import resolve_dsn
+
+    parts = conninfo_to_dict(resolve_dsn(dsn))
+    host = parts.pop("host", None)
+    port = parts.pop("port", None)
+    query = {k: str(v) for k, v in parts.items() if k not in ("user", "password", "dbname")}
+    if host and str(host).startswith("/"):
+        query["host"] = str(host)
+        host = None
+    return URL.create(
+        "postgresql+psycopg_async" if asyncio else "postgresql+psycopg",
+        username=parts.get("user"),
+        password=parts.get("password") or None,
+        host=host,
+        port=int(port) if port else None,
+        database=parts.get("dbname"),
+        query=query,
+    )

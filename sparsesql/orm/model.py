@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, Integer, Numeric, String, Text, event
+from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, Integer, Numeric, String, Table, Text, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeEngine
@@ -51,7 +51,8 @@ class Document:
 
     @declared_attr.directive
     def __table_args__(cls) -> dict:
-        return {"schema": SCHEMA, "info": {"sparsesql_collection": check_name(cls.__collection__)}}
+        info = {"sparsesql_collection": check_name(cls.__collection__), "sparsesql_options": dict(cls.__collection_options__)}
+        return {"schema": SCHEMA, "info": info}
 
     doc_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     id: Mapped[str] = mapped_column(Text, unique=True)
@@ -79,18 +80,28 @@ def _field_type(column_type: TypeEngine) -> str:
     raise CheckError(f"column type {column_type!r} has no collection field type (use str, int, float, bool, date, datetime)")
 
 
+def table_spec(table: Table) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(name, fields, options) of the collection a mapped table declares (what autogenerate reads)."""
+    fields = {c.name: _field_type(c.type) for c in table.columns if c.name not in ENGINE_COLUMNS}
+    return table.info["sparsesql_collection"], fields, dict(table.info.get("sparsesql_options", {}))
+
+
 def collection_spec(entity: type) -> tuple[str, dict[str, str], dict[str, Any]]:
     """(name, fields, options) of the collection a mapped class declares."""
-    table = entity.__table__
-    fields = {c.name: _field_type(c.type) for c in table.columns if c.name not in ENGINE_COLUMNS}
-    return check_name(entity.__collection__), fields, dict(entity.__collection_options__)
+    name, fields, _ = table_spec(mapped_table(entity))
+    return name, fields, dict(entity.__collection_options__)
+
+
+def mapped_table(entity: type) -> Table:
+    """The documents table of a class mapped with `Document`, or a clear error."""
+    if not (isinstance(entity, type) and issubclass(entity, Document) and hasattr(entity, "__table__")):
+        raise CheckError(f"{entity!r} is not mapped to a collection: subclass sparsesql.orm.Document and a DeclarativeBase")
+    return entity.__table__
 
 
 def mapped_collection(entity: type) -> str:
     """The collection name of a class mapped with `Document`, or a clear error."""
-    if not (isinstance(entity, type) and issubclass(entity, Document) and hasattr(entity, "__table__")):
-        raise CheckError(f"{entity!r} is not mapped to a collection: subclass sparsesql.orm.Document and a DeclarativeBase")
-    return check_name(entity.__collection__)
+    return mapped_table(entity).info["sparsesql_collection"]
 
 
 def _refuse_write(mapper: Any, connection: Any, target: Document) -> None:
