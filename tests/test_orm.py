@@ -11,7 +11,7 @@ from datetime import date
 import pytest
 from sqlalchemy import Date, cast, create_engine, func, not_, or_, select, Integer
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 
 from sparsesql.errors import CheckError
 from sparsesql.eval.beir import test_queries
