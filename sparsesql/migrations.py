@@ -23,10 +23,9 @@ from alembic.autogenerate import comparators, renderers
 from alembic.operations import MigrateOperation, Operations
 from psycopg import sql
 
-from psycopg.conninfo import make_conninfo
 
 from sparsesql.db import schema
-from sparsesql.db.catalog import CATALOG_REVISION, SCHEMA
+from sparsesql.db.catalog import SCHEMA, catalog_is_current, conn_dsn
 from sparsesql.db.migrate import upgrade_in_subprocess
 from sparsesql.errors import CheckError
 from sparsesql.graph import build as graph
@@ -45,11 +44,8 @@ def _prepare(operations: Operations):
     shared infrastructure, left in place if the user's migration then fails.
     """
     conn = _driver_connection(operations)
-    version = None
-    if conn.execute("SELECT to_regclass('sparsesql.alembic_version')").fetchone()[0] is not None:
-        version = conn.execute("SELECT version_num FROM sparsesql.alembic_version").fetchone()
-    if version != (CATALOG_REVISION,):
-        upgrade_in_subprocess(make_conninfo(conn.info.dsn, password=conn.info.password))
+    if not catalog_is_current(conn):
+        upgrade_in_subprocess(conn_dsn(conn))
     return conn
 
 

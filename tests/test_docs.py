@@ -85,3 +85,29 @@ def test_cli_command_is_documented(command: str) -> None:
     assert f"sparsesql {command}" in PYTHON.read_text(encoding="utf-8"), (
         f"docs/python.md does not mention `sparsesql {command}`"
     )
+
+
+_PYTHON_FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def python_blocks(path: Path) -> list[str]:
+    return [m.group(1) for m in _PYTHON_FENCE.finditer(path.read_text(encoding="utf-8"))]
+
+
+def test_orm_guide_runs_as_written(dsn, monkeypatch) -> None:
+    """docs/orm.md's blocks, in order, in one namespace, against the test server."""
+    monkeypatch.setenv("SPARSESQL_DSN", dsn)
+    blocks = python_blocks(REPO / "docs" / "orm.md")
+    assert len(blocks) >= 5
+    namespace: dict = {"__name__": "orm_guide"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/orm.md block {i + 1}", "exec", dont_inherit=True), namespace)
+    assert namespace["report"].added == 4
+
+
+def test_migrations_guide_shows_the_example_files_verbatim() -> None:
+    shown = [b for b in python_blocks(REPO / "docs" / "migrations.md") if b.startswith("# examples/")]
+    assert len(shown) == 4
+    for block in shown:
+        path, body = block.split("\n", 1)
+        assert (REPO / path.removeprefix("# ")).read_text(encoding="utf-8") == body, f"docs/migrations.md's copy of {path} drifted"

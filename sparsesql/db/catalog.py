@@ -143,6 +143,20 @@ def set_extra(conn: psycopg.Connection, name: str, key: str, value: object) -> N
     )
 
 
+def catalog_is_current(conn: psycopg.Connection) -> bool:
+    """Whether the catalog is at CATALOG_REVISION, asked without failing the caller's transaction."""
+    if conn.execute("SELECT to_regclass('sparsesql.alembic_version')").fetchone()[0] is None:
+        return False
+    return conn.execute("SELECT version_num FROM sparsesql.alembic_version").fetchone() == (CATALOG_REVISION,)
+
+
+def conn_dsn(conn: psycopg.Connection) -> str:
+    """The DSN of an open connection, password included, to open another one like it."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(conn.info.dsn, password=conn.info.password)
+
+
 def ensure_catalog(conn: psycopg.Connection, dsn: str) -> None:
     """Bring the catalog to CATALOG_REVISION, running Alembic only when it is behind."""
     try:

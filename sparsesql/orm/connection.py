@@ -20,6 +20,8 @@ from sqlalchemy import URL
 from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
 
+from sparsesql.db.catalog import catalog_is_current, conn_dsn
+from sparsesql.db.migrate import upgrade
 from sparsesql.errors import ConfigError
 
 
@@ -63,13 +65,20 @@ def _has_vector(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:
     return conn.adapters.types.get("vector") is not None
 
 
-def session_connection(session: Session) -> psycopg.Connection | AwaitingConnection:
-    """The session's psycopg connection (checked out, in its transaction), pgvector-ready."""
+def session_connection(session: Session, *, install: bool = False) -> psycopg.Connection | AwaitingConnection:
+    """The session's psycopg connection (checked out, in its transaction), pgvector-ready.
+
+    With `install`, a database without sparsesql's catalog gets it first (committed on a
+    connection of its own, as `sparsesql migrate` would), so creating a collection from the ORM
+    works on a new database.
+    """
     raw = session.connection().connection.driver_connection
     if not isinstance(raw, (psycopg.Connection, psycopg.AsyncConnection)):
         raise ConfigError(
             f"sparsesql's ORM needs SQLAlchemy's psycopg driver (postgresql+psycopg://), not {type(raw).__name__}"
         )
+    if install and isinstance(raw, psycopg.Connection) and not catalog_is_current(raw):
+        upgrade(conn_dsn(raw))
     try:
         if isinstance(raw, psycopg.AsyncConnection):
             if not _has_vector(raw):

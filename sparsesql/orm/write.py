@@ -21,11 +21,11 @@ from sparsesql.orm.model import Document, collection_spec, mapped_collection
 def create_collection(session: Session, entity: type, *, if_not_exists: bool = False) -> None:
     """CREATE COLLECTION from a mapped class: its columns are the fields, `__collection_options__` the options."""
     name, fields, options = collection_spec(entity)
-    schema.create_collection(session_connection(session), name, fields, options, if_not_exists=if_not_exists)
+    schema.create_collection(session_connection(session, install=True), name, fields, options, if_not_exists=if_not_exists)
 
 
 def drop_collection(session: Session, entity: type, *, if_exists: bool = False) -> bool:
-    return schema.drop_collection(session_connection(session), mapped_collection(entity), if_exists=if_exists)
+    return schema.drop_collection(session_connection(session, install=True), mapped_collection(entity), if_exists=if_exists)
 
 
 def add(session: Session, documents: Iterable[Document], *, vectors: dict[str, list[float]] | None = None) -> ingest.IngestReport:
