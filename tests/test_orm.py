@@ -190,6 +190,14 @@ def test_collection_spec_comes_from_the_mapped_columns(papers, name):
     assert collection_spec(papers) == (name, {"title": "text", "year": "integer", "day": "date"}, {"dense": "none", "dim": 3})
 
 
+def test_stored_vectors_load_through_pgvector_types(engine, papers):
+    with Session(engine) as session:
+        paper = session.scalars(select(papers).where(papers.id == "c")).one()
+        assert "embedding" not in paper.__dict__ and "terms" not in paper.__dict__  # deferred
+        assert list(paper.embedding) == [1.0, 1.0, 0.0]
+        assert sorted(paper.terms.values()) == [1.0, 1.0, 1.0, 1.0]  # hybrid, retriev, spars, dens
+
+
 def test_created_collection_has_the_mapped_fields(db, papers, name):
     info = db.collection(name).info
     assert [(f.name, f.type) for f in info.fields] == [("title", "text"), ("year", "integer"), ("day", "date")]

@@ -8,7 +8,8 @@
         title: Mapped[str | None]
         year: Mapped[int | None]
 
-`Paper` maps `sparsesql.papers__docs`, so plain `select(Paper).where(...)` works as usual and
+`Paper` maps `sparsesql.papers__docs` (plus, deferred, its sparse `terms` and its dense `embedding`
+from `papers__dense`), so plain `select(Paper).where(...)` works as usual and
 `sparsesql.orm.search` adds retrieval on top. The declared attributes are the collection's
 fields: `collection_spec(Paper)` turns them into the fields and options of CREATE COLLECTION,
 which `create_collection` and Alembic's autogenerate use.
@@ -23,9 +24,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import BigInteger, Boolean, Date, DateTime, Float, Integer, Numeric, String, Table, Text, event
+from pgvector.sqlalchemy import SPARSEVEC, VECTOR
+from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Integer, Numeric, String, Table, Text, event, select
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, column_property, declared_attr, mapped_column
 from sqlalchemy.types import TypeEngine
 
 from sparsesql.db.catalog import SCHEMA, check_name
@@ -57,6 +59,21 @@ class Document:
     doc_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     id: Mapped[str] = mapped_column(Text, unique=True)
     meta: Mapped[dict] = mapped_column("metadata", JSONB, default=dict)
+    # term_id -> weight (BM25: term frequency); NULL past pgvector's 16,000-nonzero cap.
+    terms: Mapped[Any] = mapped_column(SPARSEVEC, deferred=True)
+
+    @declared_attr
+    def embedding(cls) -> Mapped[Any]:
+        """The dense vector as pgvector's VECTOR type returns it, loaded from the collection's vector table on first access."""
+        dense = Table(
+            f"{check_name(cls.__collection__)}__dense",
+            cls.metadata,
+            Column("doc_id", BigInteger, primary_key=True),
+            Column("embedding", VECTOR),
+            schema=SCHEMA,
+            extend_existing=True,
+        )
+        return column_property(select(dense.c.embedding).where(dense.c.doc_id == cls.doc_id).scalar_subquery(), deferred=True)
 
 
 def _field_type(column_type: TypeEngine) -> str:
