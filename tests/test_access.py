@@ -77,3 +77,22 @@ def test_grant_errors(db):
         db.grant("nobody_here")
     with pytest.raises(sparsesql.CheckError, match="is not one of: reader, writer"):
         db.grant("postgres", "owner")
+
+
+def test_orm_sessions_have_the_roles_rights(db, dsn, roles, coll):
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from sparsesql.orm import add, database_url, search, sparse
+    from tests.test_orm import mapped
+
+    db.grant("sq_reader", "reader")
+    Doc = mapped(coll, body="str | None")
+    engine = create_engine(database_url(role_dsn(dsn, "sq_reader")))
+    with Session(engine) as session:
+        assert [d.id for d, _ in search(select(Doc), sparse("beta")).execute(session)] == ["a", "b"]
+        with pytest.raises(sparsesql.DatabaseError, match="permission denied"):
+            add(session, [Doc(id="c", body="delta")], vectors={"c": [1, 1]})
+        session.rollback()
+    engine.dispose()
+    assert db.collection(coll).count() == 2 and db.collection(coll).get("c") is None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import psycopg
 from sqlalchemy.orm import Session
 
 from sparsesql.db import ingest, schema
 from sparsesql.errors import CheckError
+from sparsesql.exec.run import database_error
 from sparsesql.orm.connection import AwaitingConnection, session_connection
 from sparsesql.orm.model import Document, collection_spec, mapped_collection
 
@@ -49,4 +51,7 @@ def add(session: Session, documents: Iterable[Document], *, vectors: dict[str, l
         if vectors and d.id in vectors:
             row["vector"] = vectors[d.id]
         rows.append(row)
-    return ingest.add(conn, schema.require_collection(conn, name), rows)
+    try:
+        return ingest.add(conn, schema.require_collection(conn, name), rows)
+    except psycopg.Error as exc:
+        raise database_error(exc, "ingest") from exc
