@@ -182,6 +182,31 @@ def migrate(ctx: click.Context, revision: str, down: bool) -> None:
     click.echo(f"catalog {'downgraded' if down else 'upgraded'} to {revision}")
 
 
+@cli.command("install-extension")
+@click.option("--sharedir", type=click.Path(file_okay=False, path_type=Path), help="PostgreSQL's share directory (`pg_config --sharedir`).")
+@click.option("--print", "print_sql", is_flag=True, help="Print the SQL that creates the functions without the extension.")
+@click.pass_context
+@_fail_cleanly
+def install_extension(ctx: click.Context, sharedir: Path | None, print_sql: bool) -> None:
+    """Install the sparsesql PostgreSQL extension's files, for CREATE EXTENSION sparsesql."""
+    from sparsesql import extension
+
+    if print_sql:
+        click.echo(extension.standalone_sql(), nl=False)
+        return
+    if sharedir is None and ctx.obj.get("dsn"):
+        click.echo(
+            "An external server loads extensions from its own share directory. On the server's machine run\n"
+            '  sparsesql install-extension --sharedir "$(pg_config --sharedir)"\n'
+            "then, in each database: CREATE EXTENSION sparsesql CASCADE;\n"
+            "Without access to the server's files: sparsesql install-extension --print | psql \"$SPARSESQL_DSN\"\n"
+            "(or op.install_extension() in an Alembic migration)."
+        )
+        return
+    paths = extension.install_files(sharedir or extension.embedded_sharedir())
+    click.echo(f"installed sparsesql {extension.VERSION} into {paths[0].parent}: {', '.join(p.name for p in paths)}")
+
+
 @cli.command()
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="BEIR folder to load (default: the shipped CISI copy).")
 @click.pass_context

@@ -39,9 +39,16 @@ def _server(folder: Path):
 
 
 def start(folder: Path | None = None) -> str:
-    """Start (or find running) the embedded server and return the DSN of its `sparsesql` database."""
+    """Start (or find running) the embedded server and return the DSN of its `sparsesql` database.
+
+    The sparsesql extension's files are (re)installed into the server's share directory first,
+    so CREATE EXTENSION sparsesql always finds this package's version.
+    """
     import psycopg
 
+    from sparsesql import extension
+
+    extension.install_embedded()
     server = _server(folder or home())
     admin = server.get_uri("postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
