@@ -239,6 +239,8 @@ def test_flushing_a_document_is_refused_and_changes_nothing(db, engine, papers, 
         (lambda P: search(select(P).where(func.lower(P.title) == "x"), sparse("x")).dialect, "cannot express"),
         (lambda P: search(select(P).where(P.year + 1 > 3), sparse("x")).dialect, "cannot express BinaryExpression"),
         (lambda P: search(select(P), "x"), None),
+        (lambda P: search(P, hybrid(sparse("x"))), "two or more"),
+        (lambda P: search(P, hybrid(sparse("x"), hybrid(sparse("y"), dense("y")))), "two or more"),
         (lambda P: search(P, sparse("x")).diversify(rrf()), "coverage"),
     ],
 )

@@ -73,6 +73,8 @@ def dense(query: str | Sequence[float] | np.ndarray) -> Signal:
 
 def hybrid(*signals: Signal, fusion: Call | None = None, candidates: int | None = None) -> Hybrid:
     """HYBRID(...): fuse two or more signals (default: min-max linear, equal weights)."""
+    if len(signals) < 2 or not all(isinstance(s, Signal) for s in signals):
+        raise CheckError(f"hybrid() fuses two or more sparse(...) / dense(...) signals, got {signals!r}")
     return Hybrid(tuple(signals), fusion, candidates)
 
 
