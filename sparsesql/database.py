@@ -3,12 +3,14 @@ writes documents. Both are thin: the work is in lang/, plan/, exec/ and db/."""
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterable
 
 import psycopg
 from psycopg import sql
 
 from sparsesql.db import access as access_roles
+from sparsesql.db import embedded
 from sparsesql.db import ingest, schema
 from sparsesql.db.catalog import CollectionInfo, get_collection, list_collections
 from sparsesql.db.connect import open_connection, resolve_dsn
@@ -21,17 +23,30 @@ from sparsesql.lang import check as chk
 from sparsesql.lang.parse import parse_statement
 from sparsesql.plan.build import build_plan
 from sparsesql.plan.explain import explain_text
+from sparsesql.tier.cache import Tiers
 
 
 class Database:
     """A connection to one PostgreSQL database holding sparsesql collections.
 
     `trace` receives (sql, params) for every statement a query runs, like sqlite-utils' tracer.
+    `sparse_tier` serves SPARSE candidates of unfiltered searches from an in-memory index of the
+    collection's postings (loaded on first use, kept current by the change log, snapshotted under
+    SPARSESQL_HOME); `sparse_tier_memory` ("2GB", or bytes) caps what one collection may take,
+    past which its searches stay in SQL.
     """
 
-    def __init__(self, dsn: str | None = None, *, trace: Callable[[str, dict], None] | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        trace: Callable[[str, dict], None] | None = None,
+        sparse_tier: bool = False,
+        sparse_tier_memory: int | str | None = None,
+    ) -> None:
         self.dsn = resolve_dsn(dsn)
         self.trace = trace
+        self.tiers = Tiers(embedded.home(), parse_bytes(sparse_tier_memory)) if sparse_tier else None
         self._conn = open_connection(self.dsn)
 
     @property
@@ -66,7 +81,7 @@ class Database:
         if isinstance(checked, chk.CheckedSelect):
             if checked.explain:
                 return [Row({"plan": line}) for line in self._explain(checked).splitlines()]
-            return run_plan(self.conn, build_plan(checked), self.trace)[0]
+            return run_plan(self.conn, build_plan(checked, tier=self.tiers is not None), self.trace, self.tiers)[0]
         if isinstance(checked, chk.CheckedCreate):
             schema.create_collection(
                 self.conn, checked.name, list(checked.fields), checked.options, if_not_exists=checked.if_not_exists
@@ -101,8 +116,8 @@ class Database:
         return self._guard(lambda: self._explain(checked, analyze=analyze or checked.analyze))
 
     def _explain(self, checked: chk.CheckedSelect, analyze: bool | None = None) -> str:
-        plan = build_plan(checked)
-        records = run_plan(self.conn, plan, self.trace)[1] if (checked.analyze if analyze is None else analyze) else None
+        plan = build_plan(checked, tier=self.tiers is not None)
+        records = run_plan(self.conn, plan, self.trace, self.tiers)[1] if (checked.analyze if analyze is None else analyze) else None
         return explain_text(self.conn, plan, records)
 
     def _guard(self, action: Callable[[], object]) -> object:
@@ -191,8 +206,24 @@ def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callabl
         raise database_error(exc, "query") from exc
 
 
-def connect(dsn: str | None = None, *, trace: Callable[[str, dict], None] | None = None) -> Database:
+def parse_bytes(size: int | str | None) -> int | None:
+    """"2GB", "512 MB", "1.5GiB" or a number of bytes; None for no limit."""
+    if size is None or isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*", size)
+    if match is None:
+        raise CheckError(f"sparse_tier_memory {size!r} is not a size such as '2GB' or '512MB'")
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
+
+
+def connect(
+    dsn: str | None = None,
+    *,
+    trace: Callable[[str, dict], None] | None = None,
+    sparse_tier: bool = False,
+    sparse_tier_memory: int | str | None = None,
+) -> Database:
     """Open a database: `dsn`, else SPARSESQL_DSN, else the embedded server in SPARSESQL_HOME."""
-    return Database(dsn, trace=trace)
+    return Database(dsn, trace=trace, sparse_tier=sparse_tier, sparse_tier_memory=sparse_tier_memory)
 
 

@@ -36,6 +36,6 @@ def downgrade() -> None:
     """Drop every collection's tables, then the catalog; pgvector stays (others may use it)."""
     bind = op.get_bind()
     for (name,) in bind.execute(text("SELECT name FROM sparsesql.collections")).fetchall():
-        for kind in ("graph", "postings", "vocab", "dense", "docs"):
+        for kind in ("graph", "changes", "postings", "vocab", "dense", "docs"):
             op.execute(f'DROP TABLE IF EXISTS sparsesql."{name}__{kind}"')
     op.execute("DROP TABLE sparsesql.collections")

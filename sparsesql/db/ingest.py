@@ -199,6 +199,14 @@ def _lock(conn: psycopg.Connection, info: CollectionInfo) -> None:
         raise IngestError(f"collection {info.name!r} was dropped while writing to it")
 
 
+def log_changes(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], *, added: bool) -> None:
+    """Record added or removed documents in the collection's change log (same transaction)."""
+    conn.execute(
+        sql.SQL("INSERT INTO {} (doc_id, added) SELECT unnest(%s::bigint[]), %s").format(info.table("changes")),
+        (doc_ids, added),
+    )
+
+
 def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -> int:
     """Delete documents by internal id inside the caller's transaction, keeping statistics exact."""
     if not doc_ids:
@@ -220,6 +228,7 @@ def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -
         {"ids": doc_ids},
     ).fetchone()
     count, length = row
+    log_changes(conn, info, doc_ids, added=False)
     graph.forget(conn, info, doc_ids)
     conn.execute(
         "UPDATE sparsesql.collections SET n_docs = n_docs - %s, sum_len = sum_len - %s, version = version + 1 "
@@ -311,6 +320,7 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
             copy.set_types(["int8", "vector"])
             for doc_id, doc in zip(doc_ids, changed):
                 copy.write_row([doc_id, Vector(doc.vector)])
+        log_changes(conn, info, doc_ids, added=True)
         graph.connect(conn, info, doc_ids)
         ids_sorted = sorted(df)
         conn.execute(

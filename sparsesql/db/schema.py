@@ -10,6 +10,9 @@ Tables of collection `c`, all in the `sparsesql` schema:
     c__postings  (term_id, doc_id) -> tf: raw term frequency for BM25, or the supplied weight
     c__vocab     term_id, term, df
     c__dense     doc_id -> embedding vector(dim)
+    c__changes   seq -> (doc_id, added): every document added or removed, written in the same
+                 transaction as the change, in commit order (writers hold the catalog row's
+                 lock), so an in-memory tier catches up by reading past the last seq it applied
 """
 
 from __future__ import annotations
@@ -128,6 +131,9 @@ def _ddl(info: CollectionInfo) -> list[sql.Composable]:
         sql.SQL(
             "CREATE TABLE {} (doc_id bigint PRIMARY KEY REFERENCES {} ON DELETE CASCADE, embedding vector({}) NOT NULL)"
         ).format(dense, docs, sql.Literal(info.settings.dim)),
+        sql.SQL(
+            "CREATE TABLE {} (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, doc_id bigint NOT NULL, added boolean NOT NULL)"
+        ).format(info.table("changes")),
     ]
 
 
@@ -169,7 +175,7 @@ def drop_collection(conn: psycopg.Connection, name: str, *, if_exists: bool = Fa
             if if_exists:
                 return False
             raise CheckError(f"collection {name!r} does not exist")
-        for kind in ("graph", "postings", "vocab", "dense", "docs"):
+        for kind in ("graph", "changes", "postings", "vocab", "dense", "docs"):
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(info.table(kind)))
         conn.execute("DELETE FROM sparsesql.collections WHERE name = %s", (name,))
     return True

@@ -24,14 +24,18 @@ from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
 from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, selective_weight
+from sparsesql.retrieval.sparse import tier_stats_sql
+from sparsesql.tier.cache import Tiers
+from sparsesql.tier.index import QueryTerm, Scoring
 
 Tracer = Callable[[str, dict], None] | None
 
 
 class _Run:
-    def __init__(self, conn: psycopg.Connection, tracer: Tracer) -> None:
+    def __init__(self, conn: psycopg.Connection, tracer: Tracer, tiers: Tiers | None = None) -> None:
         self.conn = conn
         self.tracer = tracer
+        self.tiers = tiers
         self.slots: dict[str, object] = {}
         self.records: list[StageRecord] = []
 
@@ -62,6 +66,28 @@ class _Run:
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
         self.slots[f"params:{stage.label}"] = stage.params
         record.rows = len(rows)
+
+    def tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
+        """Top k from memory: statistics and the query terms' df in one statement, scoring in numpy."""
+        info = stage.collection
+        refused = "no memory tier on this connection" if self.tiers is None else self.tiers.why_not(self.conn, info)
+        if refused:
+            self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k), record)
+            record.detail = f"memory tier not used: {refused}"
+            return
+        loaded = self.tiers.get(self.conn, info)
+        rows = self.execute(record, tier_stats_sql(info), {"name": info.name, "terms": list(stage.terms)})
+        n_docs, sum_len = rows[0][0], rows[0][1]
+        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for _, _, term, t, df in rows if t is not None and df > 0]
+        scoring = Scoring(info.settings.sparse == "bm25", info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1))
+        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k)
+        self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in zip(docs, scores)]
+        self.slots[f"params:{stage.label}"] = stage.params
+        record.rows = len(docs)
+        record.detail = (
+            f"{loaded.index.memory_bytes() / 2**20:.1f} MB in memory ({loaded.source}), change log at {loaded.seq}, "
+            + ", ".join(f"{k} {v}" for k, v in how.items())
+        )
 
     def feedback(self, stage: st.Feedback, record: StageRecord) -> None:
         ids, weights = feedback(self.slots[f"ranked:{stage.source}"], stage.depth)
@@ -142,6 +168,7 @@ class _Run:
 _DISPATCH = {
     st.EncodeQuery: _Run.encode,
     st.Candidates: _Run.candidates,
+    st.TierCandidates: _Run.tier_candidates,
     st.Feedback: _Run.feedback,
     st.Fuse: _Run.fuse,
     st.Diversify: _Run.diversify,
@@ -159,10 +186,10 @@ def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
     return DatabaseError(f"stage '{stage}' failed in PostgreSQL: {exc}".strip())
 
 
-def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None) -> tuple[list[Row], list[StageRecord]]:
+def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None) -> tuple[list[Row], list[StageRecord]]:
     """Execute every stage in order; returns the rows and a record per stage."""
-    run = _Run(conn, tracer)
-    statements = sum(isinstance(s, (st.Candidates, st.Feedback, st.Diversify, st.SqlRows, st.FetchRows)) for s in plan.stages)
+    run = _Run(conn, tracer, tiers)
+    statements = sum(isinstance(s, (st.Candidates, st.TierCandidates, st.Feedback, st.Diversify, st.SqlRows, st.FetchRows)) for s in plan.stages)
 
     def go() -> None:
         for stage in plan.stages:

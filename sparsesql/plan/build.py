@@ -42,13 +42,21 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
     return None, sparse.candidates_sql(info, where, prefix), {**bound, **sparse.bind(signal.query, k, prefix)}
 
 
-def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int) -> None:
+def _from_memory(q: CheckedSelect, signal: Signal, tier: bool) -> bool:
+    """The memory tier serves sparse signals of searches without a filter (it cannot run SQL's WHERE)."""
+    return tier and isinstance(signal, SparseSignal) and q.where is None
+
+
+def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int, tier: bool) -> None:
     """Each signal's first pass as a candidate list of its top k."""
     for signal, label in zip(q.search.signals, _labels(q.search.signals)):
         encode, statement, params = _first_pass(q, signal, label, where, bound, k)
         if encode:
             plan.stages.append(encode)
-        plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None))
+        if _from_memory(q, signal, tier):
+            plan.stages.append(st.TierCandidates(label, q.collection, sparse.query_terms(signal.query), k, statement, params))
+        else:
+            plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None))
 
 
 def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: sql.Composable, bound: dict, k: int):
@@ -74,12 +82,12 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     return None
 
 
-def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int) -> str:
+def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int, tier: bool) -> str:
     """First pass, feedback and fusion stages; returns the label of the final ranked list."""
     signals, labels = q.search.signals, _labels(q.search.signals)
     hybrid = q.search.fusion is not None
     first_k = max(q.search.candidates, q.prf.depth)
-    _candidates(q, plan, where, bound, first_k)
+    _candidates(q, plan, where, bound, first_k, tier)
     fused_feedback = hybrid and q.prf.interpolate in ("before", "both")
     if fused_feedback:
         plan.stages.append(st.Fuse(labels, q.search.fusion, first_k, out="first"))
@@ -100,12 +108,12 @@ def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dic
     return "final"
 
 
-def _ranked(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int) -> str:
+def _ranked(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int, tier: bool) -> str:
     """Stages that rank at least `keep` documents; returns the label of the final ranked list."""
     if q.prf is not None:
-        return _with_prf(q, plan, where, bound, keep)
+        return _with_prf(q, plan, where, bound, keep, tier)
     signals, labels = q.search.signals, _labels(q.search.signals)
-    _candidates(q, plan, where, bound, keep if len(signals) == 1 else max(q.search.candidates, keep))
+    _candidates(q, plan, where, bound, keep if len(signals) == 1 else max(q.search.candidates, keep), tier)
     if len(signals) == 1:
         return labels[0]
     plan.stages.append(st.Fuse(labels, q.search.fusion, keep))
@@ -131,9 +139,9 @@ def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composab
     wanted = _inputs(plan, source)
     by_label = dict(zip(_labels(q.search.signals), q.search.signals))
     for leaf in plan.stages:
-        if not isinstance(leaf, (st.Candidates, st.Feedback)) or leaf.label not in wanted:
+        if not isinstance(leaf, (st.Candidates, st.TierCandidates, st.Feedback)) or leaf.label not in wanted:
             continue
-        if isinstance(leaf, st.Candidates):
+        if isinstance(leaf, (st.Candidates, st.TierCandidates)):
             statement = _first_pass(q, by_label[leaf.label], leaf.label, only, bound, 0)[1]
             stage.rescore.append(st.Rescore(leaf.label, statement, f"{leaf.label}_", leaf.vector_slot))
         else:
@@ -143,8 +151,8 @@ def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composab
     return stage
 
 
-def build_plan(q: CheckedSelect) -> st.Plan:
-    """The stages that answer a checked SELECT."""
+def build_plan(q: CheckedSelect, *, tier: bool = False) -> st.Plan:
+    """The stages that answer a checked SELECT; with `tier`, sparse candidates come from memory."""
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)
     plan = st.Plan(info.name, [], q.columns, q.with_score)
@@ -152,7 +160,7 @@ def build_plan(q: CheckedSelect) -> st.Plan:
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan
     signals, labels = q.search.signals, _labels(q.search.signals)
-    if len(signals) == 1 and q.prf is None and q.diversify is None:
+    if len(signals) == 1 and q.prf is None and q.diversify is None and not _from_memory(q, signals[0], tier):
         encode, statement, params = _first_pass(q, signals[0], labels[0], where, bound, q.limit)
         if encode:
             plan.stages.append(encode)
@@ -160,7 +168,7 @@ def build_plan(q: CheckedSelect) -> st.Plan:
         plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot))
         return plan
     keep = q.diversify.candidates if q.diversify else q.limit
-    source = _ranked(q, plan, where, bound, keep)
+    source = _ranked(q, plan, where, bound, keep, tier)
     if q.diversify:
         plan.stages.append(_diversify(q, plan, source, where, bound))
         source = "chosen"

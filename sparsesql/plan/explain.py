@@ -12,13 +12,15 @@ from sparsesql.plan import stages as st
 def _where(stage: st.Stage) -> str:
     if isinstance(stage, st.Diversify):
         return "SQL + Python"
+    if isinstance(stage, st.TierCandidates):
+        return "memory tier"
     return "SQL" if isinstance(stage, (st.Candidates, st.Feedback, st.FetchRows, st.SqlRows)) else "Python"
 
 
 def _describe(stage: st.Stage) -> str:
     if isinstance(stage, st.EncodeQuery):
         return f"embed query text with {stage.model}"
-    if isinstance(stage, st.Candidates):
+    if isinstance(stage, (st.Candidates, st.TierCandidates)):
         return f"top {stage.k} candidates"
     if isinstance(stage, st.Feedback):
         return f"{stage.side} query moved by {stage.method} from the top {stage.depth} of {stage.source}, top {stage.k}"
@@ -49,6 +51,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
             if stage.expand is not None:
                 lines.append("     SQL (graph walk): " + stage.expand.as_string(conn))
                 lines.append("     newcomers rescored by: " + ", ".join(r.label for r in stage.rescore))
+        if isinstance(stage, st.TierCandidates):
+            lines.append("     SQL if the tier cannot serve: " + (record.sql if record and record.sql else stage.fallback.as_string(conn)))
         statement = getattr(stage, "statement", None)
         if statement is not None:
             lines.append("     SQL: " + (record.sql if record and record.sql else statement.as_string(conn)))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
+from sparsesql.db.catalog import CollectionInfo
 from sparsesql.lang.check import Fusion
 
 
@@ -32,6 +33,21 @@ class Candidates:
     statement: sql.Composed
     params: dict
     k: int
+    vector_slot: str | None = None
+    name: str = "candidates"
+
+
+@dataclass
+class TierCandidates:
+    """A sparse signal's top-k from the in-memory tier; `fallback` (the Candidates SQL, with
+    `params`) runs instead when the tier cannot serve the collection."""
+
+    label: str
+    collection: CollectionInfo
+    terms: dict[str, float]
+    k: int
+    fallback: sql.Composed
+    params: dict
     vector_slot: str | None = None
     name: str = "candidates"
 
@@ -122,7 +138,7 @@ class Diversify:
     name: str = "diversify"
 
 
-Stage = EncodeQuery | Candidates | Feedback | Fuse | Diversify | FetchRows | SqlRows
+Stage = EncodeQuery | Candidates | TierCandidates | Feedback | Fuse | Diversify | FetchRows | SqlRows
 
 
 @dataclass

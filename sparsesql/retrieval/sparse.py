@@ -82,3 +82,12 @@ def score_sql(info: CollectionInfo, ctes: sql.Composable, where: sql.Composable,
 def bind(query: str | dict[str, float], k: int, prefix: str) -> dict:
     terms = query_terms(query)
     return {prefix + "terms": list(terms), prefix + "weights": list(terms.values()), prefix + "k": k}
+
+
+def tier_stats_sql(info: CollectionInfo) -> sql.Composed:
+    """N, total length and each query term's (term, id, df) in one round trip for the memory tier
+    (binds %(name)s, %(terms)s); a collection without the terms still gives its one row."""
+    return sql.SQL(
+        "SELECT c.n_docs, c.sum_len, v.term, v.term_id, v.df FROM sparsesql.collections AS c "
+        "LEFT JOIN {vocab} AS v ON v.term = ANY(%(terms)s) WHERE c.name = %(name)s"
+    ).format(vocab=info.table("vocab"))

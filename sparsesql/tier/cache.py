@@ -1,0 +1,166 @@
+"""Keeping each collection's in-memory index current: load once, follow the change log, persist.
+
+`Tiers.get(conn, info)` returns the collection's index brought up to the caller's snapshot: it
+reads the change log past the last sequence number it applied (deleted documents are flagged,
+added ones fetched with their postings) inside the plan's REPEATABLE READ transaction, so the
+index and the statements that fetch the rows see the same committed state. A document deleted or
+replaced in a committed transaction is therefore never scored from its old postings.
+
+A new process starts from the snapshot saved under `SPARSESQL_HOME/tiers/` (numpy arrays, loaded
+in seconds) and replays the changes since; without one it reads the postings with a binary COPY.
+A collection whose index would not fit the memory budget, or that has no change log (created
+before the log existed), is not loaded: its queries run in SQL, and EXPLAIN says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from sparsesql.db.catalog import CollectionInfo
+from sparsesql.tier.index import SparseIndex
+
+BYTES_PER_POSTING = 6  # int32 doc id + uint16 term frequency
+COMPACT_SHARE = 0.1  # merge the delta into the base once it holds this share of the postings
+
+
+@dataclass
+class Loaded:
+    index: SparseIndex
+    seq: int  # last change-log entry applied
+    identity: str  # the collection's creation time: a dropped and re-created namesake differs
+    source: str  # "postings" | "snapshot"
+    load_ms: float
+
+
+def _copy_rows(conn: psycopg.Connection, query: sql.Composable, params: tuple, dtype: np.dtype) -> np.ndarray:
+    """Rows of a binary COPY as a numpy record array (every row has the same fixed layout)."""
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query), params) as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+    header = 19 + int.from_bytes(data[15:19], "big") if len(data) >= 19 else 0
+    count = max(0, (len(data) - header - 2) // dtype.itemsize)
+    return np.frombuffer(data, dtype=dtype, offset=header, count=count)
+
+
+_POSTING = np.dtype([("n", ">i2"), ("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("doc", ">i8"), ("l3", ">i4"), ("w", ">f4")])
+_LENGTH = np.dtype([("n", ">i2"), ("l1", ">i4"), ("doc", ">i8"), ("l2", ">i4"), ("len", ">i4")])
+
+
+def _postings(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composable, params: tuple) -> tuple[np.ndarray, ...]:
+    rows = _copy_rows(
+        conn,
+        sql.SQL("SELECT term_id, doc_id, tf FROM {} WHERE {} ORDER BY term_id, doc_id").format(info.table("postings"), where),
+        params,
+        _POSTING,
+    )
+    lengths = _copy_rows(
+        conn, sql.SQL("SELECT doc_id, doc_len FROM {} AS d WHERE {}").format(info.table("docs"), where), params, _LENGTH
+    )
+    return (
+        rows["term"].astype(np.int64), rows["doc"].astype(np.int64), rows["w"].astype(np.float64),
+        lengths["doc"].astype(np.int64), lengths["len"].astype(np.int32),
+    )
+
+
+class Tiers:
+    """The in-memory indexes of one connection's collections (one process, one thread)."""
+
+    def __init__(self, home: Path | None = None, memory_limit: int | None = None) -> None:
+        self.home = home
+        self.memory_limit = memory_limit
+        self.loaded: dict[str, Loaded] = {}
+
+    def why_not(self, conn: psycopg.Connection, info: CollectionInfo) -> str | None:
+        """Why this collection is not served from memory, or None when it is (or can be)."""
+        if conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{info.name}__changes"',)).fetchone()[0] is None:
+            return "the collection has no change log (created before it existed); re-create it to use the memory tier"
+        if info.name in self.loaded or self.memory_limit is None:
+            return None
+        estimate = conn.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", (f'sparsesql."{info.name}__postings"',)).fetchone()[0]
+        need = estimate * BYTES_PER_POSTING
+        if need > self.memory_limit:
+            return f"its postings need about {need / 2**20:.0f} MB, over sparse_tier_memory ({self.memory_limit / 2**20:.0f} MB)"
+        return None
+
+    def get(self, conn: psycopg.Connection, info: CollectionInfo) -> Loaded:
+        """The collection's index, current as of the caller's snapshot (call why_not first)."""
+        identity = str(conn.execute("SELECT created_at FROM sparsesql.collections WHERE name = %s", (info.name,)).fetchone()[0])
+        loaded = self.loaded.get(info.name)
+        if loaded is None or loaded.identity != identity:
+            loaded = self._snapshot(info, identity) or self._load(conn, info, identity)
+            self.loaded[info.name] = loaded
+        self._follow(conn, info, loaded)
+        return loaded
+
+    def _load(self, conn: psycopg.Connection, info: CollectionInfo, identity: str) -> Loaded:
+        start = time.perf_counter()
+        seq = conn.execute(sql.SQL("SELECT coalesce(max(seq), 0) FROM {}").format(info.table("changes"))).fetchone()[0]
+        terms, docs, weights, len_ids, lens = _postings(conn, info, sql.SQL("TRUE"), ())
+        index = SparseIndex.build(terms, docs, weights, (len_ids, lens), integer=info.settings.sparse == "bm25" and _integral(weights))
+        loaded = Loaded(index, seq, identity, "postings", (time.perf_counter() - start) * 1000)
+        self._save(info, loaded)
+        return loaded
+
+    def _follow(self, conn: psycopg.Connection, info: CollectionInfo, loaded: Loaded) -> None:
+        rows = conn.execute(
+            sql.SQL("SELECT seq, doc_id, added FROM {} WHERE seq > %s ORDER BY seq").format(info.table("changes")), (loaded.seq,)
+        ).fetchall()
+        if not rows:
+            return
+        removed = np.array([d for _, d, added in rows if not added], dtype=np.int64)
+        added = sorted({d for _, d, a in rows if a} - set(removed.tolist()))
+        loaded.index.remove(removed)
+        if added:
+            terms, docs, weights, len_ids, lens = _postings(conn, info, sql.SQL("doc_id = ANY(%s)"), (added,))
+            if loaded.index.weights.dtype == np.uint16 and not _integral(weights):
+                loaded.index = loaded.index.compact()
+                loaded.index.weights = loaded.index.weights.astype(np.float32)
+            loaded.index.add(terms, docs, weights, len_ids, lens)
+        loaded.seq = rows[-1][0]
+        if loaded.index.delta_postings > COMPACT_SHARE * max(len(loaded.index.docs), 1000):
+            loaded.index = loaded.index.compact()
+            self._save(info, loaded)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _path(self, info: CollectionInfo, identity: str) -> Path | None:
+        if self.home is None:
+            return None
+        key = hashlib.sha256(f"{info.name}|{identity}".encode()).hexdigest()[:16]
+        return self.home / "tiers" / f"{info.name}-{key}"
+
+    def _save(self, info: CollectionInfo, loaded: Loaded) -> None:
+        folder = self._path(info, loaded.identity)
+        if folder is None or loaded.index.delta:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        ix = loaded.index
+        tmp = folder / "index.tmp.npz"
+        np.savez(tmp, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, max_weight=ix.max_weight,
+                 min_len=ix.min_len, doc_len=ix.doc_len, alive=ix.alive,
+                 meta=np.array(json.dumps({"seq": loaded.seq, "identity": loaded.identity})))
+        tmp.replace(folder / "index.npz")  # one file, renamed whole: its arrays and seq always agree
+
+    def _snapshot(self, info: CollectionInfo, identity: str) -> Loaded | None:
+        folder = self._path(info, identity)
+        if folder is None or not (folder / "index.npz").exists():
+            return None
+        start = time.perf_counter()
+        with np.load(folder / "index.npz") as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("identity") != identity:
+                return None
+            index = SparseIndex(**{k: data[k] for k in ("offsets", "docs", "weights", "max_weight", "min_len", "doc_len", "alive")})
+        return Loaded(index, int(meta["seq"]), identity, "snapshot", (time.perf_counter() - start) * 1000)
+
+
+def _integral(weights: np.ndarray) -> bool:
+    return bool(len(weights) == 0 or (np.all(weights == np.round(weights)) and weights.min() >= 0 and weights.max() <= 65535))

@@ -1,0 +1,240 @@
+"""The in-memory sparse tier: one collection's postings in numpy, scored exactly as the SQL does.
+
+Layout (BiDR's coarse tier; dense vectors stay in Postgres):
+    offsets[t] .. offsets[t + 1]   term t's postings in `docs` (int32 doc ids, ascending) and
+                                   `weights` (uint16 term frequencies for BM25, float32 for
+                                   precomputed weights): 6 bytes a posting for BM25
+    doc_len[d], alive[d]           per document: its length (BM25's normalisation) and whether it
+                                   still exists (deletes only clear this flag)
+    max_weight[t], min_len[t]      per term: the largest weight and the shortest document among its
+                                   postings, so max_weight / (max_weight + k1 (1 - b + b min_len /
+                                   avgdl)) bounds any of its postings' BM25 contribution
+Documents added after the load live in a small delta (per-term arrays) until `compact()` merges
+them. Document ids are never reused (an update is a delete plus an add under a new id), so a
+delete is one flag and an add never touches the base arrays.
+
+Scores are computed at query time from the current N, avgdl and df, with the SQL's formula, and
+summed term by term in the query's order, so they equal the SQL's scores (to the last bits of
+float summation) and never go stale. `top_k` is exact: either every posting of every query term is
+accumulated, or MaxScore-style pruning (Turtle and Flood, 1995) stops accumulating new documents
+once the terms left cannot lift an unseen document above the current k-th score, then scores the
+surviving candidates exactly over all terms; both return the same documents in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+_SAFETY = 1e-9  # relative slack on the pruning bound, so float rounding never prunes a true top-k document
+
+
+@dataclass
+class Scoring:
+    """What BM25 needs beyond the postings, read from the catalog in the query's snapshot."""
+
+    bm25: bool
+    k1: float
+    b: float
+    n_docs: float
+    avgdl: float
+
+
+@dataclass
+class QueryTerm:
+    term_id: int
+    weight: float  # the query's weight for the term (its count in the analysed query)
+    df: int
+
+
+@dataclass
+class SparseIndex:
+    offsets: np.ndarray
+    docs: np.ndarray
+    weights: np.ndarray
+    max_weight: np.ndarray
+    min_len: np.ndarray
+    doc_len: np.ndarray
+    alive: np.ndarray
+    delta: dict[int, tuple[list[int], list[float]]] = field(default_factory=dict)
+    delta_postings: int = 0
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def build(cls, term_ids: np.ndarray, doc_ids: np.ndarray, weights: np.ndarray, lengths: dict[int, int] | tuple[np.ndarray, np.ndarray], *, integer: bool) -> "SparseIndex":
+        """From postings sorted by (term_id, doc_id) and (doc_id, doc_len) pairs."""
+        len_ids, len_values = lengths
+        top_doc = int(max(len_ids.max(initial=0), doc_ids.max(initial=0)))
+        if top_doc >= 2**31 - 1:
+            raise OverflowError("document ids past 2^31 do not fit the tier's int32 postings")
+        doc_len = np.zeros(top_doc + 1, dtype=np.int32)
+        doc_len[len_ids] = len_values
+        alive = np.zeros(top_doc + 1, dtype=bool)
+        alive[len_ids] = True
+        n_terms = int(term_ids.max(initial=-1)) + 1
+        counts = np.bincount(term_ids, minlength=n_terms) if len(term_ids) else np.zeros(0, dtype=np.int64)
+        offsets = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        stored = weights.astype(np.uint16) if integer else weights.astype(np.float32)
+        docs = doc_ids.astype(np.int32)
+        max_weight = np.zeros(n_terms, dtype=np.float32)
+        min_len = np.zeros(n_terms, dtype=np.int32)
+        nonempty = counts > 0
+        if len(docs):
+            starts = offsets[:-1][nonempty]
+            max_weight[nonempty] = np.maximum.reduceat(stored.astype(np.float32), starts)
+            min_len[nonempty] = np.minimum.reduceat(doc_len[docs], starts)
+        return cls(offsets, docs, stored, max_weight, min_len, doc_len, alive)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.max_weight)
+
+    def _grow(self, top_doc: int, top_term: int) -> None:
+        if top_doc >= len(self.alive):
+            extra = max(top_doc + 1, int(len(self.alive) * 1.25)) - len(self.alive)
+            self.alive = np.concatenate([self.alive, np.zeros(extra, dtype=bool)])
+            self.doc_len = np.concatenate([self.doc_len, np.zeros(extra, dtype=np.int32)])
+        if top_term >= self.n_terms:
+            extra = top_term + 1 - self.n_terms
+            self.offsets = np.concatenate([self.offsets, np.full(extra, self.offsets[-1], dtype=np.int64)])
+            self.max_weight = np.concatenate([self.max_weight, np.zeros(extra, dtype=np.float32)])
+            self.min_len = np.concatenate([self.min_len, np.zeros(extra, dtype=np.int32)])
+
+    def add(self, term_ids: np.ndarray, doc_ids: np.ndarray, weights: np.ndarray, len_ids: np.ndarray, len_values: np.ndarray) -> None:
+        """Documents added since the load (postings sorted by doc id within each term)."""
+        if len(len_ids) == 0:
+            return
+        self._grow(int(len_ids.max()), int(term_ids.max(initial=-1)))
+        self.doc_len[len_ids] = len_values
+        self.alive[len_ids] = True
+        for t, d, w in zip(term_ids.tolist(), doc_ids.tolist(), weights.tolist()):
+            ids, ws = self.delta.setdefault(t, ([], []))
+            ids.append(d)
+            ws.append(w)
+            if w > self.max_weight[t]:
+                self.max_weight[t] = w
+            dl = self.doc_len[d]
+            if self.min_len[t] == 0 or dl < self.min_len[t]:
+                self.min_len[t] = dl
+        self.delta_postings += len(term_ids)
+
+    def remove(self, doc_ids: np.ndarray) -> None:
+        ids = doc_ids[doc_ids < len(self.alive)]
+        self.alive[ids] = False
+
+    def compact(self) -> "SparseIndex":
+        """A new index with the delta merged in and deleted documents' postings dropped."""
+        term_parts, doc_parts, weight_parts = [], [], []
+        per_term = np.diff(self.offsets)
+        base_terms = np.repeat(np.arange(self.n_terms, dtype=np.int64), per_term)
+        keep = self.alive[self.docs]
+        term_parts.append(base_terms[keep])
+        doc_parts.append(self.docs[keep].astype(np.int64))
+        weight_parts.append(self.weights[keep].astype(np.float64))
+        for t, (ids, ws) in self.delta.items():
+            ids_a = np.asarray(ids, dtype=np.int64)
+            live = self.alive[ids_a]
+            term_parts.append(np.full(int(live.sum()), t, dtype=np.int64))
+            doc_parts.append(ids_a[live])
+            weight_parts.append(np.asarray(ws, dtype=np.float64)[live])
+        terms, docs, weights = (np.concatenate(p) for p in (term_parts, doc_parts, weight_parts))
+        order = np.lexsort((docs, terms))
+        live_docs = np.flatnonzero(self.alive)
+        return SparseIndex.build(
+            terms[order], docs[order], weights[order], (live_docs, self.doc_len[live_docs]),
+            integer=self.weights.dtype == np.uint16,
+        )
+
+    # ------------------------------------------------------------------ scoring
+
+    def memory_bytes(self) -> int:
+        arrays = (self.offsets, self.docs, self.weights, self.max_weight, self.min_len, self.doc_len, self.alive)
+        return sum(a.nbytes for a in arrays) + self.delta_postings * 16
+
+    def postings(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """Term's live-or-dead postings (doc ids ascending) as (ids int64, weights float64)."""
+        if term_id >= self.n_terms:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        lo, hi = self.offsets[term_id], self.offsets[term_id + 1]
+        ids, ws = self.docs[lo:hi].astype(np.int64), self.weights[lo:hi].astype(np.float64)
+        if term_id in self.delta:
+            extra_ids, extra_ws = self.delta[term_id]
+            ids = np.concatenate([ids, np.asarray(extra_ids, dtype=np.int64)])
+            ws = np.concatenate([ws, np.asarray(extra_ws, dtype=np.float64)])
+        return ids, ws
+
+    def _contribution(self, q: QueryTerm, ids: np.ndarray, ws: np.ndarray, s: Scoring) -> np.ndarray:
+        if not s.bm25:
+            return q.weight * ws
+        idf = np.log(1 + (s.n_docs - q.df + 0.5) / (q.df + 0.5))
+        norm = s.k1 * (1 - s.b + s.b * self.doc_len[ids] / s.avgdl)
+        return q.weight * idf * ws / (ws + norm)
+
+    def bound(self, q: QueryTerm, s: Scoring) -> float:
+        """No posting of the term contributes more than this."""
+        if q.term_id >= self.n_terms:
+            return 0.0
+        w = float(self.max_weight[q.term_id])
+        if not s.bm25:
+            return q.weight * w
+        idf = np.log(1 + (s.n_docs - q.df + 0.5) / (q.df + 0.5))
+        return float(q.weight * idf * w / (w + s.k1 * (1 - s.b + s.b * float(self.min_len[q.term_id]) / s.avgdl)))
+
+    def _accumulate(self, terms: list[QueryTerm], s: Scoring, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(doc ids ascending, scores) summed over `terms` in order, live documents only; with
+        `only` (sorted ids), just those documents."""
+        id_parts, score_parts = [], []
+        for q in terms:
+            ids, ws = self.postings(q.term_id)
+            if only is not None:
+                at = np.searchsorted(ids, only)
+                at[at >= len(ids)] = 0
+                hit = (ids[at] == only) if len(ids) else np.zeros(len(only), dtype=bool)
+                ids, ws = only[hit], ws[at[hit]]
+            live = self.alive[ids]
+            ids, ws = ids[live], ws[live]
+            id_parts.append(ids)
+            score_parts.append(self._contribution(q, ids, ws, s))
+        if not id_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        ids, contrib = np.concatenate(id_parts), np.concatenate(score_parts)
+        if len(ids) > len(self.alive) // 4:
+            sums = np.bincount(ids, weights=contrib, minlength=len(self.alive))
+            present = np.bincount(ids, minlength=len(self.alive)) > 0
+            docs = np.flatnonzero(present)
+            return docs, sums[docs]
+        docs, inverse = np.unique(ids, return_inverse=True)
+        return docs, np.bincount(inverse, weights=contrib, minlength=len(docs))
+
+    @staticmethod
+    def _best(docs: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best by score, ties to the lower doc id (the SQL's ORDER BY score DESC, doc_id)."""
+        if len(docs) > k:
+            kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+            keep = scores >= kth
+            docs, scores = docs[keep], scores[keep]
+        order = np.lexsort((docs, -scores))[:k]
+        return docs[order], scores[order]
+
+    def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, prune: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Exact top k (doc ids, scores) and what the search did (for EXPLAIN)."""
+        terms = [q for q in terms if q.term_id < self.n_terms and q.weight > 0]
+        if not prune or len(terms) < 2:
+            docs, scores = self._accumulate(terms, s)
+            return (*self._best(docs, scores, k), {"pruned terms": 0})
+        by_bound = sorted(terms, key=lambda q: -self.bound(q, s))
+        rest = [self.bound(q, s) for q in by_bound]
+        suffix = np.concatenate([np.cumsum(rest[::-1])[::-1], [0.0]])
+        essential = 0
+        docs = np.zeros(0, dtype=np.int64)
+        for essential in range(1, len(by_bound) + 1):
+            docs, partial = self._accumulate(by_bound[:essential], s)
+            if len(docs) >= k:
+                theta = np.partition(partial, len(partial) - k)[len(partial) - k]
+                if suffix[essential] * (1 + _SAFETY) < theta * (1 - _SAFETY):
+                    break
+        docs, scores = self._accumulate(terms, s, only=docs) if essential < len(by_bound) else self._accumulate(terms, s)
+        return (*self._best(docs, scores, k), {"pruned terms": len(by_bound) - essential, "candidates": int(len(docs))})
