@@ -15,7 +15,6 @@ from hypothesis import strategies as hs
 import sparsesql
 from sparsesql.eval.beir import test_queries
 from sparsesql.eval.run import load_beir
-from sparsesql.tier.cache import Tiers
 from sparsesql.tier.index import QueryTerm, Scoring, SparseIndex
 from tests.conftest import beir_dir
 
