@@ -75,10 +75,10 @@ class _Run:
             self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k), record)
             record.detail = f"memory tier not used: {refused}"
             return
-        loaded = self.tiers.get(self.conn, info)
         rows = self.execute(record, tier_stats_sql(info), {"name": info.name, "terms": list(stage.terms)})
-        n_docs, sum_len = rows[0][0], rows[0][1]
-        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for _, _, term, t, df in rows if t is not None and df > 0]
+        identity, version, n_docs, sum_len = rows[0][:4]
+        loaded = self.tiers.get(self.conn, info, identity, version)
+        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for *_, term, t, df in rows if t is not None and df > 0]
         scoring = Scoring(info.settings.sparse == "bm25", info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1))
         docs, scores, how = loaded.index.top_k(terms, scoring, stage.k)
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in zip(docs, scores)]

@@ -38,6 +38,7 @@ class Loaded:
     identity: str  # the collection's creation time: a dropped and re-created namesake differs
     source: str  # "postings" | "snapshot"
     load_ms: float
+    version: int | None = None  # the catalog's write counter when the change log was last read
 
 
 def _copy_rows(conn: psycopg.Connection, query: sql.Composable, params: tuple, dtype: np.dtype) -> np.ndarray:
@@ -80,9 +81,11 @@ class Tiers:
 
     def why_not(self, conn: psycopg.Connection, info: CollectionInfo) -> str | None:
         """Why this collection is not served from memory, or None when it is (or can be)."""
+        if info.name in self.loaded:
+            return None
         if conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{info.name}__changes"',)).fetchone()[0] is None:
             return "the collection has no change log (created before it existed); re-create it to use the memory tier"
-        if info.name in self.loaded or self.memory_limit is None:
+        if self.memory_limit is None:
             return None
         estimate = conn.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", (f'sparsesql."{info.name}__postings"',)).fetchone()[0]
         need = estimate * BYTES_PER_POSTING
@@ -90,17 +93,20 @@ class Tiers:
             return f"its postings need about {need / 2**20:.0f} MB, over sparse_tier_memory ({self.memory_limit / 2**20:.0f} MB)"
         return None
 
-    def get(self, conn: psycopg.Connection, info: CollectionInfo) -> Loaded:
-        """The collection's index, current as of the caller's snapshot (call why_not first)."""
-        identity = str(conn.execute("SELECT created_at FROM sparsesql.collections WHERE name = %s", (info.name,)).fetchone()[0])
+    def get(self, conn: psycopg.Connection, info: CollectionInfo, identity: str, version: int) -> Loaded:
+        """The collection's index, current as of the caller's snapshot, in which the catalog row
+        said `identity` (creation time) and `version` (write counter). Call why_not first."""
         loaded = self.loaded.get(info.name)
         if loaded is None or loaded.identity != identity:
             loaded = self._snapshot(info, identity) or self._load(conn, info, identity)
             self.loaded[info.name] = loaded
-        self._follow(conn, info, loaded)
+        if loaded.version != version:
+            self._follow(conn, info, loaded)
+            loaded.version = version
         return loaded
 
     def _load(self, conn: psycopg.Connection, info: CollectionInfo, identity: str) -> Loaded:
+        """Every posting by binary COPY, in the caller's snapshot (the change log's last seq with it)."""
         start = time.perf_counter()
         seq = conn.execute(sql.SQL("SELECT coalesce(max(seq), 0) FROM {}").format(info.table("changes"))).fetchone()[0]
         terms, docs, weights, len_ids, lens = _postings(conn, info, sql.SQL("TRUE"), ())
