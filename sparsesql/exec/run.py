@@ -200,10 +200,21 @@ def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None, tie
             run.records.append(record)
 
     if statements > 1 and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        # One round trip opens the snapshot (psycopg's transaction() would add a SET TRANSACTION).
         try:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                go()
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        except psycopg.Error as exc:
+            raise database_error(exc, "transaction") from exc
+        try:
+            go()
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except psycopg.Error:
+                pass  # the connection is gone; the server rolls back on its own
+            raise
+        try:
+            conn.execute("COMMIT")
         except psycopg.Error as exc:
             raise database_error(exc, "transaction") from exc
     else:

@@ -9,7 +9,7 @@ labelled with the message its error should get.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from typing import Iterator
 
 from lark import Lark, Token, Tree
@@ -118,7 +118,16 @@ class _ReservedWords(PostLex):
 
 
 def parse_statement(text: str) -> ast.Statement:
-    """Parse one statement; any text that is not one raises QuerySyntaxError pointing into it."""
+    """Parse one statement; any text that is not one raises QuerySyntaxError pointing into it.
+
+    Applications run the same parameterised text again and again, so parsed statements (frozen,
+    hence shareable) are kept for the most recent texts; errors are not kept.
+    """
+    return _parse_cached(text)
+
+
+@lru_cache(maxsize=512)
+def _parse_cached(text: str) -> ast.Statement:
     if len(text) > MAX_QUERY_LENGTH:
         raise QuerySyntaxError(f"query is too long ({len(text)} characters, limit {MAX_QUERY_LENGTH})")
     try:

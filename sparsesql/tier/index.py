@@ -222,6 +222,8 @@ class SparseIndex:
     def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, prune: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
         """Exact top k (doc ids, scores) and what the search did (for EXPLAIN)."""
         terms = [q for q in terms if q.term_id < self.n_terms and q.weight > 0]
+        if s.bm25 and s.avgdl <= 0:  # no document has a term: nothing can match
+            terms = []
         if not prune or len(terms) < 2:
             docs, scores = self._accumulate(terms, s)
             return (*self._best(docs, scores, k), {"pruned terms": 0})

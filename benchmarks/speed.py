@@ -1,0 +1,387 @@
+"""Speed at scale: sparsesql's SPARSE (memory tier), DENSE and HYBRID beside anchors measured in
+the same run on the same synthetic corpus (benchmarks/synthetic.py).
+
+    .venv/bin/python benchmarks/speed.py --docs 10000 100000 [1000000] [--per-band 100]
+
+Per size, in database `sparsesql_speed` on the server sparsesql uses (built once, reused while
+the corpus and the generator are unchanged; benchmarks/.cache holds nothing here):
+- ingest: sparsesql's Collection.add with precomputed vectors (binary COPY), beside a plain
+  executemany INSERT of the same rows (text + vector, no postings) into a scratch table;
+- anchors: a SQL posting-table BM25 (precomputed impacts, `SELECT doc, sum(w) ... GROUP BY doc
+  ORDER BY 2 DESC LIMIT 10`), bm25s (numba backend if it imports, else numpy), exact numpy
+  dense, pgvector HNSW (ef_search 40 and 100, recall@10 against exact), the plain Postgres recipe
+  (tsvector + GIN + ts_rank_cd, HNSW, RRF in one statement);
+- sparsesql: SPARSE from the memory tier, SPARSE in SQL, DENSE, HYBRID, each through db.query
+  with the query vector bound (no encoding in the timings).
+Latency is per query, one at a time, after one warm-up; p50/p95 per band of the query's longest
+posting list (<1k, 1k-100k, >100k). Writes benchmarks/results/speed.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.conninfo import make_conninfo
+
+ROOT = Path(__file__).resolve().parents[1]
+# The repository root instead of this folder, whose coverage.py would shadow the `coverage`
+# package that numba imports.
+sys.path[0] = str(ROOT)
+
+import sparsesql  # noqa: E402
+from benchmarks import synthetic  # noqa: E402
+from benchmarks.anchors import TSQUERY, _RECIPE_QUERY  # noqa: E402
+from sparsesql.analysis import analyze  # noqa: E402
+from sparsesql.db.connect import resolve_dsn  # noqa: E402
+
+DATABASE = "sparsesql_speed"
+RESULTS = ROOT / "benchmarks" / "results"
+K = 10
+
+
+def speed_dsn() -> str:
+    base = resolve_dsn()
+    with psycopg.connect(make_conninfo(base, dbname="postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{DATABASE}"')
+    return make_conninfo(base, dbname=DATABASE)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentiles(ms: list[float]) -> dict:
+    if not ms:
+        return {"p50": None, "p95": None, "n": 0}
+    return {"p50": statistics.median(ms), "p95": float(np.percentile(ms, 95)), "n": len(ms)}
+
+
+def timed(fn, queries: list[dict]) -> tuple[list[float], list]:
+    fn(queries[0])
+    out, ms = [], []
+    for q in queries:
+        start = time.perf_counter()
+        out.append(fn(q))
+        ms.append((time.perf_counter() - start) * 1000)
+    return ms, out
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build(db: sparsesql.Database, n: int) -> dict:
+    """The collection speed_<n> (reused when complete) and the ingest rate if built now."""
+    name = f"speed_{n}"
+    stamp = {"synthetic_docs": n, "seed": 0}
+    existing = next((c for c in db.collections() if c.name == name), None)
+    if existing is not None and existing.extra.get("synthetic") == stamp and existing.n_docs == n:
+        return {"name": name, "reused": True}
+    db.drop_collection(name, if_exists=True)
+    coll = db.create_collection(name, {"text": "text"}, dense="none", dim=synthetic.DIM)
+    start = time.perf_counter()
+    for batch in synthetic.generate(n, seed=0, batch=5000):
+        coll.add(batch, batch_size=5000)
+    seconds = time.perf_counter() - start
+    db.conn.execute("UPDATE sparsesql.collections SET extra = extra || %s WHERE name = %s", (json.dumps({"synthetic": stamp}), name))
+    db.conn.execute(f'ANALYZE sparsesql."{name}__postings"')
+    return {"name": name, "reused": False, "ingest_s": seconds, "ingest_docs_per_s": n / seconds}
+
+
+def executemany_rate(conn: psycopg.Connection, n: int) -> float:
+    """Plain executemany INSERT of the first n documents (text + vector), rows per second."""
+    conn.execute("DROP TABLE IF EXISTS speed_executemany")
+    conn.execute(f"CREATE TABLE speed_executemany (id text PRIMARY KEY, body text, embedding vector({synthetic.DIM}))")
+    rows = [(d["id"], d["text"], d["vector"]) for batch in synthetic.generate(n, batch=5000) for d in batch]
+    start = time.perf_counter()
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO speed_executemany VALUES (%s, %s, %s)", rows)
+    rate = n / (time.perf_counter() - start)
+    conn.execute("DROP TABLE speed_executemany")
+    return rate
+
+
+def impacts(conn: psycopg.Connection, name: str) -> float:
+    """The SQL posting-table anchor's table: BM25 impacts precomputed per (term, doc)."""
+    table = f"{name}__anchor_impacts"
+    if conn.execute("SELECT to_regclass(%s)", (f"public.{table}",)).fetchone()[0]:
+        return 0.0
+    start = time.perf_counter()
+    conn.execute(
+        f"""CREATE TABLE {table} AS
+            SELECT p.term_id, p.doc_id,
+                   (ln(1 + (c.n_docs - v.df + 0.5) / (v.df + 0.5)) * p.tf
+                    / (p.tf + 0.9 * (1 - 0.4 + 0.4 * d.doc_len / (c.sum_len::float8 / c.n_docs))))::real AS w
+            FROM sparsesql."{name}__postings" p JOIN sparsesql."{name}__docs" d USING (doc_id)
+            JOIN sparsesql."{name}__vocab" v USING (term_id), sparsesql.collections c WHERE c.name = %s""",
+        (name,),
+    )
+    conn.execute(f"CREATE INDEX ON {table} (term_id) INCLUDE (doc_id, w)")
+    conn.execute(f"ANALYZE {table}")
+    return time.perf_counter() - start
+
+
+def hnsw(conn: psycopg.Connection, name: str) -> float:
+    index = f"{name}__anchor_hnsw"
+    if conn.execute("SELECT to_regclass(%s)", (f"sparsesql.{index}",)).fetchone()[0]:
+        return 0.0
+    start = time.perf_counter()
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute(f'CREATE INDEX {index} ON sparsesql."{name}__dense" USING hnsw (embedding vector_cosine_ops)')
+    return time.perf_counter() - start
+
+
+def recipe(conn: psycopg.Connection, n: int) -> float:
+    """The plain Postgres recipe's table: tsvector + GIN, vector + HNSW."""
+    table = f"speed_{n}_recipe"
+    if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+        return 0.0
+    start = time.perf_counter()
+    conn.execute(
+        f"""CREATE TABLE {table} (id text PRIMARY KEY, body text NOT NULL,
+            tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED, embedding vector({synthetic.DIM}) NOT NULL)"""
+    )
+    with conn.cursor().copy(f"COPY {table} (id, body, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "text", "vector"])
+        for batch in synthetic.generate(n, batch=5000):
+            for d in batch:
+                copy.write_row((d["id"], d["text"], d["vector"]))
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute(f"CREATE INDEX ON {table} USING gin (tsv)")
+    conn.execute(f"CREATE INDEX ON {table} USING hnsw (embedding vector_cosine_ops)")
+    conn.execute(f"ANALYZE {table}")
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- one size
+
+
+def measure(n: int, per_band: int, dsn: str) -> dict:
+    result: dict = {"docs": n}
+    db = sparsesql.connect(dsn)
+    result["build"] = build(db, n)
+    name = result["build"]["name"]
+    conn = psycopg.connect(dsn, autocommit=True)
+    register_vector(conn)
+    if not result["build"]["reused"]:
+        result["build"]["executemany_docs_per_s"] = executemany_rate(conn, min(n, 20_000))
+    result["build"]["impacts_s"] = impacts(conn, name)
+    result["build"]["hnsw_s"] = hnsw(conn, name)
+    result["build"]["recipe_s"] = recipe(conn, n)
+
+    bands = synthetic.queries_by_band(n, per_band)
+    queries = [q for qs in bands.values() for q in qs]
+    band_of = {q["id"]: b for b, qs in bands.items() for q in qs}
+    vocab = dict(conn.execute(f'SELECT term, term_id FROM sparsesql."{name}__vocab"').fetchall())
+    doc_ids = dict(conn.execute(f'SELECT doc_id, id FROM sparsesql."{name}__docs"').fetchall())
+    systems: dict[str, tuple[list[float], list]] = {}
+
+    # exact numpy dense (also the recall reference for HNSW)
+    matrix = np.concatenate([np.stack([d["vector"] for d in batch]) for batch in synthetic.generate(n, batch=20_000)])
+    ids = np.array([f"d{i}" for i in range(n)])
+
+    def exact_dense(q):
+        s = matrix @ q["vector"]
+        top = np.argpartition(-s, K)[:K]
+        return list(ids[top[np.argsort(-s[top])]])
+
+    systems["exact numpy dense"] = timed(exact_dense, queries)
+    matrix = None
+
+    def posting_table(q):
+        terms = [vocab[t] for t in dict.fromkeys(analyze(q["text"])) if t in vocab]
+        return conn.execute(
+            f"SELECT doc_id, sum(w) FROM {name}__anchor_impacts WHERE term_id = ANY(%s) GROUP BY doc_id ORDER BY 2 DESC LIMIT {K}", (terms,)
+        ).fetchall()
+
+    systems["SQL posting-table BM25"] = timed(posting_table, queries)
+
+    for ef in (40, 100):
+        conn.execute(f"SET hnsw.ef_search = {ef}")
+
+        def hnsw_query(q):
+            rows = conn.execute(f'SELECT doc_id FROM sparsesql."{name}__dense" ORDER BY embedding <=> %s LIMIT {K}', (q["vector"],)).fetchall()
+            return [doc_ids[r[0]] for r in rows]
+
+        systems[f"pgvector HNSW ef_search {ef}"] = timed(hnsw_query, queries)
+    conn.execute("SET hnsw.ef_search = 100")
+    statement = _RECIPE_QUERY.replace("{tsquery}", TSQUERY["all"]).replace("anchor_docs", f"speed_{n}_recipe")
+
+    def recipe_query(q):
+        return conn.execute(statement, {"text": q["text"], "vector": q["vector"], "k": K, "rrf_k": 60}).fetchall()
+
+    systems["Postgres recipe (tsvector + HNSW + RRF)"] = timed(recipe_query, queries)
+
+    retriever, backend, bm25s_s = bm25s_index(n)
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+
+    def bm25s_query(q):
+        tokens = bm25s.tokenize([q["text"]], stopwords="en", stemmer=stemmer, show_progress=False)
+        return retriever.retrieve(tokens, k=K, show_progress=False, backend_selection=backend)
+
+    systems[f"bm25s ({backend})"] = timed(bm25s_query, queries)
+    result["build"]["bm25s_s"] = bm25s_s
+    retriever = None
+
+    before = rss_mb()
+    tiered = sparsesql.connect(dsn, sparse_tier=True)
+    sparse_text = f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT {K}"
+    start = time.perf_counter()
+    tiered.query(sparse_text, q=queries[0]["text"])
+    result["tier_first_query_s"] = time.perf_counter() - start
+    loaded = tiered.tiers.loaded[name]
+    postings = int(len(loaded.index.docs))
+    result["tier_memory"] = {
+        "postings": postings,
+        "raw_bytes": postings * 6,
+        "index_bytes": loaded.index.memory_bytes(),
+        "ratio": loaded.index.memory_bytes() / max(postings * 6, 1),
+        "rss_growth_mb": rss_mb() - before,
+    }
+    systems["sparsesql SPARSE (memory tier)"] = timed(lambda q: tiered.query(sparse_text, q=q["text"]), queries)
+    systems["sparsesql SPARSE (SQL)"] = timed(lambda q: db.query(sparse_text, q=q["text"]), queries)
+    dense_text = f"SELECT id, score FROM {name} SEARCH DENSE(:v) LIMIT {K}"
+    systems["sparsesql DENSE (exact)"] = timed(lambda q: db.query(dense_text, v=q["vector"]), queries)
+    hybrid_text = f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:v), fusion => rrf()) LIMIT {K}"
+    systems["sparsesql HYBRID rrf (memory tier)"] = timed(lambda q: tiered.query(hybrid_text, q=q["text"], v=q["vector"]), queries)
+    tiered.close()
+    result["snapshot_first_query_s"] = first_query_in_new_process(dsn, name, queries[0]["text"])
+
+    exact = systems["exact numpy dense"][1]
+    for ef in (40, 100):
+        got = systems[f"pgvector HNSW ef_search {ef}"][1]
+        result[f"hnsw_ef{ef}_recall@10"] = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(got, exact)]))
+    tier_ids = [[r["id"] for r in rows] for rows in systems["sparsesql SPARSE (memory tier)"][1]]
+    sql_ids = [[r["id"] for r in rows] for rows in systems["sparsesql SPARSE (SQL)"][1]]
+    result["tier_equals_sql_top10"] = float(np.mean([a == b for a, b in zip(tier_ids, sql_ids)]))
+    result["bands"] = {b: len(qs) for b, qs in bands.items()}
+    result["latency"] = {
+        system: {b: percentiles([m for m, q in zip(ms[0], queries) if band_of[q["id"]] == b]) for b in bands}
+        | {"all": percentiles(ms[0]), "qps": 1000 / statistics.mean(ms[0])}
+        for system, ms in systems.items()
+    }
+    conn.close()
+    db.close()
+    return result
+
+
+def bm25s_index(n: int):
+    import bm25s
+    import Stemmer
+
+    try:
+        import numba  # noqa: F401
+
+        backend = "numba"
+    except ImportError:
+        backend = "numpy"
+    texts = [d["text"] for batch in synthetic.generate(n, batch=20_000) for d in batch]
+    start = time.perf_counter()
+    retriever = bm25s.BM25(method="lucene", k1=0.9, b=0.4, backend=backend)
+    retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False), show_progress=False)
+    return retriever, backend, time.perf_counter() - start
+
+
+def first_query_in_new_process(dsn: str, name: str, text: str) -> float:
+    """Wall time from a new interpreter's start to its first SPARSE result (snapshot load)."""
+    code = (
+        "import time, sparsesql; t = time.perf_counter(); "
+        f"db = sparsesql.connect({dsn!r}, sparse_tier=True); "
+        f"db.query('SELECT id FROM {name} SEARCH SPARSE(:q) LIMIT 10', q={text!r}); "
+        "print(time.perf_counter() - t)"
+    )
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if out.returncode != 0:
+        return float("nan")
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def report(results: list[dict], command: str) -> str:
+    lines = [
+        f"## sparsesql speed, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        "",
+        f"`{command}` on {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs. "
+        "Latency per query in ms (p50 / p95), one query at a time, query vectors precomputed; "
+        "ratio = anchor's p50 / sparsesql's p50 in the same run (above 1: sparsesql faster).",
+        "",
+    ]
+    for r in results:
+        n = r["docs"]
+        b = r["build"]
+        lines.append(f"### {n:,} documents")
+        lines.append("")
+        bands = [x for x in r["bands"] if r["bands"][x]]
+        lines.append("| system | " + " | ".join(f"{x} ({r['bands'][x]} q)" for x in bands) + " | all | qps |")
+        lines.append("|---|" + "---|" * (len(bands) + 2))
+        for system, lat in r["latency"].items():
+            cells = [f"{lat[x]['p50']:.2f} / {lat[x]['p95']:.2f}" if lat[x]["p50"] is not None else "–" for x in bands]
+            lines.append(f"| {system} | " + " | ".join(cells) + f" | {lat['all']['p50']:.2f} / {lat['all']['p95']:.2f} | {lat['qps']:.0f} |")
+        tier = r["latency"]["sparsesql SPARSE (memory tier)"]
+        lines.append("")
+        for anchor in ("SQL posting-table BM25", next(s for s in r["latency"] if s.startswith("bm25s")), "sparsesql SPARSE (SQL)"):
+            ratios = []
+            for x in bands:
+                if tier[x]["p50"]:
+                    ratios.append(f"{x}: p50 {r['latency'][anchor][x]['p50'] / tier[x]['p50']:.2f}x, p95 {r['latency'][anchor][x]['p95'] / tier[x]['p95']:.2f}x")
+            lines.append(f"- memory-tier SPARSE vs {anchor}: " + "; ".join(ratios))
+        hyb, rec = r["latency"]["sparsesql HYBRID rrf (memory tier)"]["all"], r["latency"]["Postgres recipe (tsvector + HNSW + RRF)"]["all"]
+        lines.append(f"- HYBRID vs the Postgres recipe: p50 {rec['p50'] / hyb['p50']:.2f}x, p95 {rec['p95'] / hyb['p95']:.2f}x")
+        m = r["tier_memory"]
+        lines.append(
+            f"- memory tier: {m['postings']:,} postings, {m['index_bytes'] / 2**20:.1f} MB = {m['ratio']:.2f}x the raw postings "
+            f"(6 bytes each); process RSS grew {m['rss_growth_mb']:.0f} MB; first query (load from Postgres) {r['tier_first_query_s']:.2f} s; "
+            f"a new process's first query (snapshot) {r['snapshot_first_query_s']:.2f} s; top-10 equal to SQL's on {r['tier_equals_sql_top10']:.1%} of queries"
+        )
+        lines.append(f"- HNSW recall@10 against exact: ef_search 40 {r['hnsw_ef40_recall@10']:.3f}, ef_search 100 {r['hnsw_ef100_recall@10']:.3f}")
+        if not b["reused"]:
+            lines.append(
+                f"- ingest with precomputed vectors: {b['ingest_docs_per_s']:,.0f} docs/s (binary COPY, postings and statistics included) "
+                f"vs plain executemany INSERT {b['executemany_docs_per_s']:,.0f} rows/s"
+            )
+        lines.append(
+            f"- build: posting-table impacts {b['impacts_s']:.1f} s, HNSW {b['hnsw_s']:.1f} s, recipe table {b['recipe_s']:.1f} s, bm25s index {b['bm25s_s']:.1f} s (0.0 = reused)"
+        )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--per-band", type=int, default=100)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    dsn = speed_dsn()
+    results = [measure(n, args.per_band, dsn) for n in args.docs]
+    command = "benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = report(results, command)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "speed.md").write_text(text + "\n")
+    (RESULTS / "speed.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
