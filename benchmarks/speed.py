@@ -35,9 +35,7 @@ from pgvector.psycopg import register_vector
 from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]
-# The repository root instead of this folder, whose coverage.py would shadow the `coverage`
-# package that numba imports.
-sys.path[0] = str(ROOT)
+sys.path.insert(0, str(ROOT))
 
 import sparsesql  # noqa: E402
 from benchmarks import synthetic  # noqa: E402

@@ -24,6 +24,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo
 from sparsesql.tier.index import SparseIndex
 
@@ -46,13 +47,7 @@ def _copy_rows(conn: psycopg.Connection, query: sql.Composable, params: tuple, d
     with conn.cursor() as cur:
         with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query), params) as copy:
             data = b"".join(bytes(chunk) for chunk in copy)
-    header = 19 + int.from_bytes(data[15:19], "big") if len(data) >= 19 else 0
-    count = max(0, (len(data) - header - 2) // dtype.itemsize)
-    return np.frombuffer(data, dtype=dtype, offset=header, count=count)
-
-
-_POSTING = np.dtype([("n", ">i2"), ("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("doc", ">i8"), ("l3", ">i4"), ("w", ">f4")])
-_LENGTH = np.dtype([("n", ">i2"), ("l1", ">i4"), ("doc", ">i8"), ("l2", ">i4"), ("len", ">i4")])
+    return copy_binary.decode(data, dtype)
 
 
 def _postings(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composable, params: tuple) -> tuple[np.ndarray, ...]:
@@ -60,10 +55,10 @@ def _postings(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composa
         conn,
         sql.SQL("SELECT term_id, doc_id, tf FROM {} WHERE {} ORDER BY term_id, doc_id").format(info.table("postings"), where),
         params,
-        _POSTING,
+        copy_binary.POSTING,
     )
     lengths = _copy_rows(
-        conn, sql.SQL("SELECT doc_id, doc_len FROM {} AS d WHERE {}").format(info.table("docs"), where), params, _LENGTH
+        conn, sql.SQL("SELECT doc_id, doc_len FROM {} AS d WHERE {}").format(info.table("docs"), where), params, copy_binary.LENGTH
     )
     return (
         rows["term"].astype(np.int64), rows["doc"].astype(np.int64), rows["w"].astype(np.float64),

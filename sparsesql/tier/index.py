@@ -183,28 +183,27 @@ class SparseIndex:
         idf = np.log(1 + (s.n_docs - q.df + 0.5) / (q.df + 0.5))
         return float(q.weight * idf * w / (w + s.k1 * (1 - s.b + s.b * float(self.min_len[q.term_id]) / s.avgdl)))
 
-    def _accumulate(self, terms: list[QueryTerm], s: Scoring, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(doc ids ascending, scores) summed over `terms` in order, live documents only; with
-        `only` (sorted ids), just those documents."""
-        id_parts, score_parts = [], []
-        for q in terms:
-            ids, ws = self.postings(q.term_id)
-            if only is not None:
-                at = np.searchsorted(ids, only)
-                at[at >= len(ids)] = 0
-                hit = (ids[at] == only) if len(ids) else np.zeros(len(only), dtype=bool)
-                ids, ws = only[hit], ws[at[hit]]
-            live = self.alive[ids]
-            ids, ws = ids[live], ws[live]
-            id_parts.append(ids)
-            score_parts.append(self._contribution(q, ids, ws, s))
-        if not id_parts:
+    def _part(self, q: QueryTerm, s: Scoring, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One term's live postings and their contributions; with `only` (sorted ids), just those."""
+        ids, ws = self.postings(q.term_id)
+        if only is not None:
+            at = np.searchsorted(ids, only)
+            at[at >= len(ids)] = 0
+            hit = (ids[at] == only) if len(ids) else np.zeros(len(only), dtype=bool)
+            ids, ws = only[hit], ws[at[hit]]
+        live = self.alive[ids]
+        ids, ws = ids[live], ws[live]
+        return ids, self._contribution(q, ids, ws, s)
+
+    def _aggregate(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """(doc ids ascending, sums); each document's contributions are added in `parts` order."""
+        if not parts:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        ids, contrib = np.concatenate(id_parts), np.concatenate(score_parts)
+        ids = np.concatenate([i for i, _ in parts])
+        contrib = np.concatenate([c for _, c in parts])
         if len(ids) > len(self.alive) // 4:
             sums = np.bincount(ids, weights=contrib, minlength=len(self.alive))
-            present = np.bincount(ids, minlength=len(self.alive)) > 0
-            docs = np.flatnonzero(present)
+            docs = np.flatnonzero(np.bincount(ids, minlength=len(self.alive)))
             return docs, sums[docs]
         docs, inverse = np.unique(ids, return_inverse=True)
         return docs, np.bincount(inverse, weights=contrib, minlength=len(docs))
@@ -220,23 +219,34 @@ class SparseIndex:
         return docs[order], scores[order]
 
     def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, prune: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Exact top k (doc ids, scores) and what the search did (for EXPLAIN)."""
+        """Exact top k (doc ids, scores) and what the search did (for EXPLAIN).
+
+        Terms are taken in one fixed order (largest bound first) whether pruning or not, so every
+        document's score is the same sum in the same order and both paths agree to the bit.
+        """
         terms = [q for q in terms if q.term_id < self.n_terms and q.weight > 0]
         if s.bm25 and s.avgdl <= 0:  # no document has a term: nothing can match
             terms = []
-        if not prune or len(terms) < 2:
-            docs, scores = self._accumulate(terms, s)
+        bounds = {q.term_id: self.bound(q, s) for q in terms}
+        order = sorted(terms, key=lambda q: (-bounds[q.term_id], q.term_id))
+        if not prune or len(order) < 2:
+            docs, scores = self._aggregate([self._part(q, s) for q in order])
             return (*self._best(docs, scores, k), {"pruned terms": 0})
-        by_bound = sorted(terms, key=lambda q: -self.bound(q, s))
-        rest = [self.bound(q, s) for q in by_bound]
-        suffix = np.concatenate([np.cumsum(rest[::-1])[::-1], [0.0]])
-        essential = 0
-        docs = np.zeros(0, dtype=np.int64)
-        for essential in range(1, len(by_bound) + 1):
-            docs, partial = self._accumulate(by_bound[:essential], s)
-            if len(docs) >= k:
-                theta = np.partition(partial, len(partial) - k)[len(partial) - k]
-                if suffix[essential] * (1 + _SAFETY) < theta * (1 - _SAFETY):
-                    break
-        docs, scores = self._accumulate(terms, s, only=docs) if essential < len(by_bound) else self._accumulate(terms, s)
-        return (*self._best(docs, scores, k), {"pruned terms": len(by_bound) - essential, "candidates": int(len(docs))})
+        ub = [bounds[q.term_id] for q in order]
+        suffix = np.concatenate([np.cumsum(ub[::-1])[::-1], [0.0]])
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        for i, q in enumerate(order, start=1):
+            parts.append(self._part(q, s))
+            # The k-th partial score is at most the processed terms' bounds: test only when that could beat the rest.
+            if i == len(order) or sum(ub[:i]) * (1 - _SAFETY) <= suffix[i] * (1 + _SAFETY):
+                continue
+            docs, partial = self._aggregate(parts)
+            if len(docs) < k:
+                continue
+            theta = np.partition(partial, len(partial) - k)[len(partial) - k]
+            if suffix[i] * (1 + _SAFETY) < theta * (1 - _SAFETY):
+                rest = [self._part(r, s, only=docs) for r in order[i:]]
+                docs, scores = self._aggregate(parts + rest)
+                return (*self._best(docs, scores, k), {"pruned terms": len(order) - i, "candidates": int(len(docs))})
+        docs, scores = self._aggregate(parts)
+        return (*self._best(docs, scores, k), {"pruned terms": 0})

@@ -1,6 +1,6 @@
 """Coverage-aware selection next to relevance-only ranking and MMR, measured in one run.
 
-    .venv/bin/python benchmarks/coverage.py ../shared/data/beir/cisi ../shared/data/beir/limit-small
+    .venv/bin/python benchmarks/diversify.py ../shared/data/beir/cisi ../shared/data/beir/limit-small
 
 For each BEIR folder and the pipeline given by --search (default: the default HYBRID): the
 pipeline alone, DIVERSIFY BY MMR over a lambda grid, and DIVERSIFY BY COVERAGE over the same grid
