@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import psycopg
 from pgvector import Vector
-from psycopg import pq
+from psycopg import pq, sql
 
 from sparsesql.errors import DatabaseError
 from sparsesql.exec.row import Row
@@ -61,7 +61,15 @@ class _Run:
         self.slots[f"{stage.label}_vector"] = load_dense_encoder(stage.model).encode([stage.text])[0]
         record.rows = 1
 
+    def configure(self, settings: dict[str, str], record: StageRecord) -> None:
+        """Transaction-local settings (an HNSW scan's ef_search) for the statement that follows."""
+        if settings:
+            names = sql.SQL(", ").join(sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Placeholder(f"s{i}")) for i, k in enumerate(settings))
+            self.execute(StageRecord(record.stage), sql.SQL("SELECT {}").format(names), {f"s{i}": v for i, v in enumerate(settings.values())})
+            record.detail = ", ".join(f"{k} = {v}" for k, v in settings.items())
+
     def candidates(self, stage: st.Candidates, record: StageRecord) -> None:
+        self.configure(stage.settings, record)
         rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot))
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
         self.slots[f"params:{stage.label}"] = stage.params
@@ -157,6 +165,7 @@ class _Run:
         record.rows = len(self.slots["rows"])
 
     def rows(self, stage: st.SqlRows, record: StageRecord) -> None:
+        self.configure(stage.settings, record)
         rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot))
         if stage.scored:
             self.slots["rows"] = [(r[1:-1], float(r[-1])) for r in rows]
@@ -190,6 +199,7 @@ def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None, tie
     """Execute every stage in order; returns the rows and a record per stage."""
     run = _Run(conn, tracer, tiers)
     statements = sum(isinstance(s, (st.Candidates, st.TierCandidates, st.Feedback, st.Diversify, st.SqlRows, st.FetchRows)) for s in plan.stages)
+    statements += sum(bool(getattr(s, "settings", None)) for s in plan.stages)  # local settings need a transaction
 
     def go() -> None:
         for stage in plan.stages:

@@ -40,11 +40,13 @@ class SparseSignal:
 
 @dataclass(frozen=True)
 class DenseSignal:
-    """Text to embed with the collection's model, or a vector of the collection's dimension."""
+    """Text to embed with the collection's model, or a vector of the collection's dimension.
+    `ef_search` set: candidates come from the collection's pgvector HNSW index (approximate)."""
 
     query: str | np.ndarray
     pos: ast.Pos
     label: str = "dense"
+    ef_search: int | None = None
 
 
 Signal = Union[SparseSignal, DenseSignal]
@@ -235,8 +237,12 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
     return SparseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos)
 
 
+MAX_EF_SEARCH = 1000  # pgvector's own limit for hnsw.ef_search
+
+
 def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
-    c.args(node.args, set(), "DENSE")
+    got = c.args(node.args, {"ef_search"}, "DENSE")
+    ef = int(c.number(got["ef_search"], integer=True, low=1, high=MAX_EF_SEARCH)) if "ef_search" in got else None
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
     if isinstance(query, str):
         if info.settings.dense == "none":
@@ -244,7 +250,7 @@ def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
                 f"collection {info.name!r} has no dense model (dense => 'none'); bind DENSE(:q) to a vector",
                 node.query.pos,
             )
-        return DenseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos)
+        return DenseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos, ef_search=ef)
     try:
         vector = np.asarray(query, dtype=np.float64)
     except (TypeError, ValueError):
@@ -260,7 +266,7 @@ def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
         raise c.error("DENSE(...) vector holds NaN or infinite components", node.query.pos)
     if not np.any(vector):
         raise c.error("DENSE(...) vector is all zeros, so it has no direction to compare", node.query.pos)
-    return DenseSignal(vector.astype(np.float32), node.pos)
+    return DenseSignal(vector.astype(np.float32), node.pos, ef_search=ef)
 
 
 def _fusion(c: _Checker, arg: ast.Arg | None, n_inputs: int) -> Fusion:

@@ -30,16 +30,19 @@ def _labels(signals: tuple[Signal, ...]) -> list[str]:
     return [s.label if kinds.count(s.label) == 1 else f"{s.label}{i + 1}" for i, s in enumerate(signals)]
 
 
-def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composable, bound: dict, k: int):
-    """Stages of one signal's first pass: [encode], candidates statement, its parameters."""
+def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composable, bound: dict, k: int, *, exact: bool = False):
+    """One signal's first pass: [encode stage], candidates statement, its parameters, and the
+    settings it runs under (an HNSW scan's ef_search, at least k; `exact` ignores the index)."""
     info = q.collection
     prefix = f"{label}_"
     if isinstance(signal, DenseSignal):
-        statement = dense.candidates_sql(info, where, prefix)
+        ann = signal.ef_search is not None and not exact
+        statement = dense.candidates_sql(info, where, prefix, approximate=ann)
+        settings = dense.ann_settings(max(signal.ef_search, k), q.where is not None) if ann else {}
         if isinstance(signal.query, str):
-            return st.EncodeQuery(label, signal.query, info.settings.dense), statement, {**bound, prefix + "k": k}
-        return None, statement, {**bound, **dense.bind(dense.query_vector(info, signal.query), k, prefix)}
-    return None, sparse.candidates_sql(info, where, prefix), {**bound, **sparse.bind(signal.query, k, prefix)}
+            return st.EncodeQuery(label, signal.query, info.settings.dense), statement, {**bound, prefix + "k": k}, settings
+        return None, statement, {**bound, **dense.bind(dense.query_vector(info, signal.query), k, prefix)}, settings
+    return None, sparse.candidates_sql(info, where, prefix), {**bound, **sparse.bind(signal.query, k, prefix)}, {}
 
 
 def _from_memory(q: CheckedSelect, signal: Signal, tier: bool) -> bool:
@@ -50,13 +53,13 @@ def _from_memory(q: CheckedSelect, signal: Signal, tier: bool) -> bool:
 def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int, tier: bool) -> None:
     """Each signal's first pass as a candidate list of its top k."""
     for signal, label in zip(q.search.signals, _labels(q.search.signals)):
-        encode, statement, params = _first_pass(q, signal, label, where, bound, k)
+        encode, statement, params, settings = _first_pass(q, signal, label, where, bound, k)
         if encode:
             plan.stages.append(encode)
         if _from_memory(q, signal, tier):
             plan.stages.append(st.TierCandidates(label, q.collection, sparse.query_terms(signal.query), k, statement, params))
         else:
-            plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None))
+            plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None, settings))
 
 
 def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: sql.Composable, bound: dict, k: int):
@@ -142,7 +145,7 @@ def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composab
         if not isinstance(leaf, (st.Candidates, st.TierCandidates, st.Feedback)) or leaf.label not in wanted:
             continue
         if isinstance(leaf, (st.Candidates, st.TierCandidates)):
-            statement = _first_pass(q, by_label[leaf.label], leaf.label, only, bound, 0)[1]
+            statement = _first_pass(q, by_label[leaf.label], leaf.label, only, bound, 0, exact=True)[1]
             stage.rescore.append(st.Rescore(leaf.label, statement, f"{leaf.label}_", leaf.vector_slot))
         else:
             again = _feedback(q, by_label[leaf.side], leaf.side, leaf.source, only, bound, 0)
@@ -161,11 +164,11 @@ def build_plan(q: CheckedSelect, *, tier: bool = False) -> st.Plan:
         return plan
     signals, labels = q.search.signals, _labels(q.search.signals)
     if len(signals) == 1 and q.prf is None and q.diversify is None and not _from_memory(q, signals[0], tier):
-        encode, statement, params = _first_pass(q, signals[0], labels[0], where, bound, q.limit)
+        encode, statement, params, settings = _first_pass(q, signals[0], labels[0], where, bound, q.limit)
         if encode:
             plan.stages.append(encode)
         slot = f"{labels[0]}_vector" if encode else None
-        plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot))
+        plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot, settings=settings))
         return plan
     keep = q.diversify.candidates if q.diversify else q.limit
     source = _ranked(q, plan, where, bound, keep, tier)

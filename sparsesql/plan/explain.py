@@ -51,6 +51,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
             if stage.expand is not None:
                 lines.append("     SQL (graph walk): " + stage.expand.as_string(conn))
                 lines.append("     newcomers rescored by: " + ", ".join(r.label for r in stage.rescore))
+        if getattr(stage, "settings", None):
+            lines.append("     settings (this transaction): " + ", ".join(f"{k} = {v}" for k, v in stage.settings.items()))
         if isinstance(stage, st.TierCandidates):
             lines.append("     SQL if the tier cannot serve: " + (record.sql if record and record.sql else stage.fallback.as_string(conn)))
         statement = getattr(stage, "statement", None)

@@ -34,6 +34,7 @@ class Candidates:
     params: dict
     k: int
     vector_slot: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)  # transaction-local, set just before
     name: str = "candidates"
 
 
@@ -101,6 +102,7 @@ class SqlRows:
     columns: tuple[str, ...]
     scored: bool
     vector_slot: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
     name: str = "rows"
 
 

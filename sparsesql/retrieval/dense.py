@@ -22,12 +22,22 @@ def candidates_sql(
     *,
     ctes: sql.Composable = sql.SQL(""),
     query: sql.Composable | None = None,
+    approximate: bool = False,
 ) -> sql.Composed:
     """Top-k documents by cosine similarity; binds %(<prefix>vector)s and %(<prefix>k)s.
 
     `query` replaces the bound vector with an expression over `ctes` (pseudo-relevance feedback).
+    `approximate` lets an HNSW index on the vectors answer (see `ann_settings`).
     """
     vector, k = query or sql.Placeholder(prefix + "vector"), sql.Placeholder(prefix + "k")
+    if approximate:
+        # Ordered by distance alone, so PostgreSQL can walk the HNSW index; the outer ORDER BY
+        # restores the exact path's order (score, then doc_id) over the rows it found.
+        return sql.SQL(
+            "{ctes}SELECT doc_id, score FROM (SELECT d.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e "
+            "JOIN {docs} AS d ON d.doc_id = e.doc_id WHERE {where} ORDER BY e.embedding <=> {vector} LIMIT {k}) AS ann "
+            "ORDER BY score DESC, doc_id"
+        ).format(ctes=ctes, vector=vector, k=k, dense=info.table("dense"), docs=info.table("docs"), where=where)
     return sql.SQL(
         "{ctes}SELECT d.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e "
         "JOIN {docs} AS d ON d.doc_id = e.doc_id WHERE {where} "
@@ -47,3 +57,13 @@ def query_vector(info: CollectionInfo, query: str | np.ndarray) -> np.ndarray:
 
 def bind(vector: np.ndarray, k: int, prefix: str) -> dict:
     return {prefix + "vector": Vector(vector.astype(np.float32)), prefix + "k": k}
+
+
+def ann_settings(ef_search: int, filtered: bool) -> dict[str, str]:
+    """Transaction-local settings for an approximate (HNSW) scan. With a filter, pgvector >= 0.8
+    keeps scanning the graph until k rows pass it (iterative scan), instead of filtering the
+    ef_search nearest and returning fewer."""
+    settings = {"hnsw.ef_search": str(ef_search)}
+    if filtered:
+        settings["hnsw.iterative_scan"] = "relaxed_order"
+    return settings

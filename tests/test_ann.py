@@ -1,0 +1,74 @@
+"""DENSE(..., ef_search => n): candidates from the collection's pgvector HNSW index, with
+ef_search at least k, iterative scans under a filter, exact scores for what it returns, and the
+exact path unchanged without the argument."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sparsesql
+
+
+@pytest.fixture
+def indexed(db, name):
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(20, 16))
+    vectors = centres[rng.integers(0, 20, 3000)] + 0.4 * rng.normal(size=(3000, 16))
+    coll = db.create_collection(name, {"body": "text", "year": "int"}, dense="none", dim=16)
+    coll.add([{"id": f"d{i}", "body": f"word{i % 50}", "year": 2000 + i % 20, "vector": v.tolist()} for i, v in enumerate(vectors)], batch_size=1000)
+    db.conn.execute(f'CREATE INDEX {name}_hnsw ON sparsesql."{name}__dense" USING hnsw (embedding vector_cosine_ops)')
+    return name, centres[rng.integers(0, 20, 30)] + 0.4 * rng.normal(size=(30, 16))  # queries like the documents
+
+
+def index_scans(db, name: str) -> int:
+    return db.conn.execute("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s", (f"{name}_hnsw",)).fetchone()[0]
+
+
+def test_ann_finds_nearly_what_exact_finds_with_exact_scores(db, indexed):
+    name, queries = indexed
+    recalls = []
+    before = index_scans(db, name)
+    for v in queries:
+        exact = {r.id: r.score for r in db.query(f"SELECT id, score FROM {name} SEARCH DENSE(:v) LIMIT 10", v=v)}
+        ann = db.query(f"SELECT id, score FROM {name} SEARCH DENSE(:v, ef_search => 100) LIMIT 10", v=v)
+        assert len(ann) == 10 and [r.score for r in ann] == sorted((r.score for r in ann), reverse=True)
+        for r in ann:
+            if r.id in exact:
+                assert r.score == pytest.approx(exact[r.id], abs=1e-6)
+        recalls.append(len(set(exact) & {r.id for r in ann}) / 10)
+    assert np.mean(recalls) >= 0.95
+    db.conn.execute("SELECT pg_stat_force_next_flush()")
+    assert index_scans(db, name) >= before + len(queries)
+    plan = db.explain(f"SELECT id FROM {name} SEARCH DENSE(:v, ef_search => 40) LIMIT 60", v=queries[0])
+    assert "hnsw.ef_search = 60" in plan  # raised to LIMIT: HNSW returns at most ef_search rows
+
+
+def test_ann_with_a_filter_still_returns_k_matching_rows(db, indexed):
+    name, queries = indexed
+    rows = db.query(f"SELECT id, year FROM {name} SEARCH DENSE(:v, ef_search => 40) WHERE year = 2003 LIMIT 20", v=queries[1])
+    assert len(rows) == 20 and {r.year for r in rows} == {2003}
+    assert "hnsw.iterative_scan = relaxed_order" in db.explain(
+        f"SELECT id FROM {name} SEARCH DENSE(:v, ef_search => 40) WHERE year = 2003 LIMIT 20", v=queries[1]
+    )
+
+
+def test_hybrid_with_ann_dense_and_the_memory_tier(db, dsn, indexed, tmp_path, monkeypatch):
+    name, queries = indexed
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    text = f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE('word7 word9'), DENSE(:v, ef_search => 200), fusion => rrf()) LIMIT 10"
+    exact = f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE('word7 word9'), DENSE(:v), fusion => rrf()) LIMIT 10"
+    with sparsesql.connect(dsn, sparse_tier=True) as tiered:
+        overlap = [len({r.id for r in tiered.query(text, v=v)} & {r.id for r in db.query(exact, v=v)}) / 10 for v in queries[:10]]
+        plan = tiered.explain(text, analyze=True, v=queries[0])
+    assert np.mean(overlap) >= 0.9
+    assert "memory tier" in plan and "hnsw.ef_search = 200" in plan
+
+
+def test_bad_ef_search(db, indexed):
+    name, queries = indexed
+    for bad in ("0", "1001", "2.5", "'x'"):
+        with pytest.raises(sparsesql.CheckError, match="ef_search"):
+            db.query(f"SELECT id FROM {name} SEARCH DENSE(:v, ef_search => {bad})", v=queries[0])
+    with pytest.raises(sparsesql.CheckError, match="unknown argument 'ef'"):
+        db.query(f"SELECT id FROM {name} SEARCH DENSE(:v, ef => 10)", v=queries[0])
