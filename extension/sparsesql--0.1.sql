@@ -391,7 +391,7 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format(
         'WITH ranked AS (SELECT d.doc_id, 1 - (e.embedding <=> $1) AS score FROM sparsesql.%1$I AS e '
-        'JOIN sparsesql.%2$I AS d ON d.doc_id = e.doc_id WHERE TRUE ORDER BY e.embedding <=> $1, d.doc_id LIMIT $2) '
+        'JOIN sparsesql.%2$I AS d ON d.doc_id = e.doc_id WHERE TRUE ORDER BY 1 - (e.embedding <=> $1) DESC, d.doc_id LIMIT $2) '
         'SELECT d.doc_id, d.id, ranked.score FROM ranked JOIN sparsesql.%2$I AS d ON d.doc_id = ranked.doc_id '
         'ORDER BY ranked.score DESC, d.doc_id',
         c.name || '__dense', c.name || '__docs')

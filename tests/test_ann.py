@@ -72,3 +72,23 @@ def test_bad_ef_search(db, indexed):
             db.query(f"SELECT id FROM {name} SEARCH DENSE(:v, ef_search => {bad})", v=queries[0])
     with pytest.raises(sparsesql.CheckError, match="unknown argument 'ef'"):
         db.query(f"SELECT id FROM {name} SEARCH DENSE(:v, ef => 10)", v=queries[0])
+
+
+def test_an_index_never_makes_the_exact_path_approximate(db, indexed):
+    """Regression: ORDER BY embedding <=> q, doc_id let PostgreSQL walk the HNSW index with an
+    incremental sort on top, so "exact" DENSE silently returned ef_search (40) approximate rows."""
+    name, queries = indexed
+    rows = db.conn.execute(f'SELECT d.id, e.embedding FROM sparsesql."{name}__dense" e JOIN sparsesql."{name}__docs" d USING (doc_id)').fetchall()
+    ids = [r[0] for r in rows]
+    matrix = np.array([np.asarray(r[1].to_numpy() if hasattr(r[1], "to_numpy") else r[1]) for r in rows], dtype=np.float64)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    before = index_scans(db, name)
+    for v in queries[:5]:
+        sims = matrix @ (v / np.linalg.norm(v))
+        want = [ids[i] for i in np.argsort(-sims, kind="stable")[:100]]
+        got = db.query(f"SELECT id, score FROM {name} SEARCH DENSE(:v) LIMIT 100", v=v)
+        assert [r.id for r in got] == want
+        hybrid = db.query(f"SELECT id FROM {name} SEARCH HYBRID(SPARSE('word3'), DENSE(:v), candidates => 100) LIMIT 100", v=v)
+        assert len(hybrid) == 100
+    db.conn.execute("SELECT pg_stat_force_next_flush()")
+    assert index_scans(db, name) == before

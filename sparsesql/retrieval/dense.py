@@ -4,6 +4,11 @@
 the stored vectors are unit length (the model's are; supplied ones are stored as given).
 The filter is applied in the same statement as the ordering, so a selective WHERE still yields
 k rows whenever k matching documents exist (no post-filter truncation).
+
+The exact path orders by the similarity expression, not by `embedding <=> q`: PostgreSQL would
+otherwise walk an HNSW index on the vectors (an incremental sort adds the doc_id tie-break on top),
+silently making the search approximate and capping it at hnsw.ef_search rows. Only
+`DENSE(..., ef_search => n)` asks for the index.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def candidates_sql(
     return sql.SQL(
         "{ctes}SELECT d.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e "
         "JOIN {docs} AS d ON d.doc_id = e.doc_id WHERE {where} "
-        "ORDER BY e.embedding <=> {vector}, d.doc_id LIMIT {k}"
+        "ORDER BY 1 - (e.embedding <=> {vector}) DESC, d.doc_id LIMIT {k}"
     ).format(ctes=ctes, vector=vector, k=k, dense=info.table("dense"), docs=info.table("docs"), where=where)
 
 
