@@ -258,6 +258,20 @@ def _term_weights(info: CollectionInfo, doc: _Doc) -> tuple[dict[str, float], in
     return {t: float(c) for t, c in counts.items()}, length
 
 
+def _term_ids(conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str]) -> dict[str, int]:
+    """Ids of the batch's terms, adding the new ones. Known terms are looked up first: an upsert
+    that conflicts still consumes an identity value, and sparse ids would waste the memory tier's
+    per-term arrays (and the server's time on conflicts)."""
+    ids = dict(conn.execute(sql.SQL("SELECT term, term_id FROM {} WHERE term = ANY(%s)").format(vocab), (terms,)).fetchall())
+    missing = [t for t in terms if t not in ids]
+    if missing:
+        ids.update(conn.execute(
+            sql.SQL("INSERT INTO {} (term) SELECT unnest(%s::text[]) ON CONFLICT (term) DO NOTHING RETURNING term, term_id").format(vocab),
+            (missing,),
+        ).fetchall())
+    return ids
+
+
 def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc]) -> IngestReport:
     ids = [d.id for d in batch]
     known = dict(
@@ -286,13 +300,7 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
         ).fetchall()
         remove(conn, info, [r[0] for r in old])
         report.updated, report.added = len(old), len(changed) - len(old)
-        conn.execute(
-            sql.SQL("INSERT INTO {} (term) SELECT unnest(%s::text[]) ON CONFLICT (term) DO NOTHING").format(vocab_t),
-            (terms,),
-        )
-        term_ids = dict(
-            conn.execute(sql.SQL("SELECT term, term_id FROM {} WHERE term = ANY(%s)").format(vocab_t), (terms,)).fetchall()
-        )
+        term_ids = _term_ids(conn, vocab_t, terms)
         doc_ids = [
             r[0]
             for r in conn.execute(

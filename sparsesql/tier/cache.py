@@ -145,7 +145,7 @@ class Tiers:
         folder.mkdir(parents=True, exist_ok=True)
         ix = loaded.index
         tmp = folder / "index.tmp.npz"
-        np.savez(tmp, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, max_weight=ix.max_weight,
+        np.savez(tmp, terms=ix.terms, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, max_weight=ix.max_weight,
                  min_len=ix.min_len, doc_len=ix.doc_len, alive=ix.alive,
                  meta=np.array(json.dumps({"seq": loaded.seq, "identity": loaded.identity})))
         tmp.replace(folder / "index.npz")  # one file, renamed whole: its arrays and seq always agree
@@ -159,7 +159,9 @@ class Tiers:
             meta = json.loads(str(data["meta"]))
             if meta.get("identity") != identity:
                 return None
-            index = SparseIndex(**{k: data[k] for k in ("offsets", "docs", "weights", "max_weight", "min_len", "doc_len", "alive")})
+            if "terms" not in data:  # an older snapshot layout: load from Postgres instead
+                return None
+            index = SparseIndex(**{k: data[k] for k in ("terms", "offsets", "docs", "weights", "max_weight", "min_len", "doc_len", "alive")})
         return Loaded(index, int(meta["seq"]), identity, "snapshot", (time.perf_counter() - start) * 1000)
 
 

@@ -1,12 +1,14 @@
 """The in-memory sparse tier: one collection's postings in numpy, scored exactly as the SQL does.
 
 Layout (BiDR's coarse tier; dense vectors stay in Postgres):
-    offsets[t] .. offsets[t + 1]   term t's postings in `docs` (int32 doc ids, ascending) and
+    terms[i]                       the i-th term id present (ascending; vocabulary ids are sparse,
+                                   since an upsert that conflicts still takes an id)
+    offsets[i] .. offsets[i + 1]   that term's postings in `docs` (int32 doc ids, ascending) and
                                    `weights` (uint16 term frequencies for BM25, float32 for
                                    precomputed weights): 6 bytes a posting for BM25
     doc_len[d], alive[d]           per document: its length (BM25's normalisation) and whether it
                                    still exists (deletes only clear this flag)
-    max_weight[t], min_len[t]      per term: the largest weight and the shortest document among its
+    max_weight[i], min_len[i]      per term: the largest weight and the shortest document among its
                                    postings, so max_weight / (max_weight + k1 (1 - b + b min_len /
                                    avgdl)) bounds any of its postings' BM25 contribution
 Documents added after the load live in a small delta (per-term arrays) until `compact()` merges
@@ -50,6 +52,7 @@ class QueryTerm:
 
 @dataclass
 class SparseIndex:
+    terms: np.ndarray  # the term ids present, ascending: slot i holds term terms[i]
     offsets: np.ndarray
     docs: np.ndarray
     weights: np.ndarray
@@ -57,7 +60,7 @@ class SparseIndex:
     min_len: np.ndarray
     doc_len: np.ndarray
     alive: np.ndarray
-    delta: dict[int, tuple[list[int], list[float]]] = field(default_factory=dict)
+    delta: dict[int, tuple[list[int], list[float]]] = field(default_factory=dict)  # term id -> added postings
     delta_postings: int = 0
 
     # ------------------------------------------------------------------ building
@@ -73,45 +76,51 @@ class SparseIndex:
         doc_len[len_ids] = len_values
         alive = np.zeros(top_doc + 1, dtype=bool)
         alive[len_ids] = True
-        n_terms = int(term_ids.max(initial=-1)) + 1
-        counts = np.bincount(term_ids, minlength=n_terms) if len(term_ids) else np.zeros(0, dtype=np.int64)
+        terms, counts = np.unique(term_ids, return_counts=True)
+        n_terms = len(terms)
         offsets = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         stored = weights.astype(np.uint16) if integer else weights.astype(np.float32)
         docs = doc_ids.astype(np.int32)
         max_weight = np.zeros(n_terms, dtype=np.float32)
         min_len = np.zeros(n_terms, dtype=np.int32)
-        nonempty = counts > 0
         if len(docs):
-            starts = offsets[:-1][nonempty]
-            max_weight[nonempty] = np.maximum.reduceat(stored.astype(np.float32), starts)
-            min_len[nonempty] = np.minimum.reduceat(doc_len[docs], starts)
-        return cls(offsets, docs, stored, max_weight, min_len, doc_len, alive)
+            max_weight[:] = np.maximum.reduceat(stored.astype(np.float32), offsets[:-1])
+            min_len[:] = np.minimum.reduceat(doc_len[docs], offsets[:-1])
+        return cls(terms.astype(np.int64), offsets, docs, stored, max_weight, min_len, doc_len, alive)
 
     @property
     def n_terms(self) -> int:
-        return len(self.max_weight)
+        return len(self.terms)
 
-    def _grow(self, top_doc: int, top_term: int) -> None:
+    def slot(self, term_id: int) -> int | None:
+        """Where a term's arrays are, or None when no posting of it was ever loaded."""
+        i = int(np.searchsorted(self.terms, term_id))
+        return i if i < len(self.terms) and self.terms[i] == term_id else None
+
+    def _grow(self, top_doc: int, term_ids: np.ndarray) -> None:
         if top_doc >= len(self.alive):
             extra = max(top_doc + 1, int(len(self.alive) * 1.25)) - len(self.alive)
             self.alive = np.concatenate([self.alive, np.zeros(extra, dtype=bool)])
             self.doc_len = np.concatenate([self.doc_len, np.zeros(extra, dtype=np.int32)])
-        if top_term >= self.n_terms:
-            extra = top_term + 1 - self.n_terms
-            self.offsets = np.concatenate([self.offsets, np.full(extra, self.offsets[-1], dtype=np.int64)])
-            self.max_weight = np.concatenate([self.max_weight, np.zeros(extra, dtype=np.float32)])
-            self.min_len = np.concatenate([self.min_len, np.zeros(extra, dtype=np.int32)])
+        new = np.setdiff1d(term_ids, self.terms).astype(np.int64)
+        if len(new):  # terms with no base postings get empty slots where they sort
+            at = np.searchsorted(self.terms, new)
+            self.terms = np.insert(self.terms, at, new)
+            self.offsets = np.insert(self.offsets, at, self.offsets[at])
+            self.max_weight = np.insert(self.max_weight, at, 0)
+            self.min_len = np.insert(self.min_len, at, 0)
 
     def add(self, term_ids: np.ndarray, doc_ids: np.ndarray, weights: np.ndarray, len_ids: np.ndarray, len_values: np.ndarray) -> None:
         """Documents added since the load (postings sorted by doc id within each term)."""
         if len(len_ids) == 0:
             return
-        self._grow(int(len_ids.max()), int(term_ids.max(initial=-1)))
+        self._grow(int(len_ids.max()), np.unique(term_ids))
         self.doc_len[len_ids] = len_values
         self.alive[len_ids] = True
-        for t, d, w in zip(term_ids.tolist(), doc_ids.tolist(), weights.tolist()):
-            ids, ws = self.delta.setdefault(t, ([], []))
+        slots = np.searchsorted(self.terms, term_ids)
+        for term, t, d, w in zip(term_ids.tolist(), slots.tolist(), doc_ids.tolist(), weights.tolist()):
+            ids, ws = self.delta.setdefault(term, ([], []))
             ids.append(d)
             ws.append(w)
             if w > self.max_weight[t]:
@@ -129,7 +138,7 @@ class SparseIndex:
         """A new index with the delta merged in and deleted documents' postings dropped."""
         term_parts, doc_parts, weight_parts = [], [], []
         per_term = np.diff(self.offsets)
-        base_terms = np.repeat(np.arange(self.n_terms, dtype=np.int64), per_term)
+        base_terms = np.repeat(self.terms, per_term)
         keep = self.alive[self.docs]
         term_parts.append(base_terms[keep])
         doc_parts.append(self.docs[keep].astype(np.int64))
@@ -151,14 +160,15 @@ class SparseIndex:
     # ------------------------------------------------------------------ scoring
 
     def memory_bytes(self) -> int:
-        arrays = (self.offsets, self.docs, self.weights, self.max_weight, self.min_len, self.doc_len, self.alive)
+        arrays = (self.terms, self.offsets, self.docs, self.weights, self.max_weight, self.min_len, self.doc_len, self.alive)
         return sum(a.nbytes for a in arrays) + self.delta_postings * 16
 
     def postings(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
         """Term's live-or-dead postings (doc ids ascending) as (ids int64, weights float64)."""
-        if term_id >= self.n_terms:
+        t = self.slot(term_id)
+        if t is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        lo, hi = self.offsets[term_id], self.offsets[term_id + 1]
+        lo, hi = self.offsets[t], self.offsets[t + 1]
         ids, ws = self.docs[lo:hi].astype(np.int64), self.weights[lo:hi].astype(np.float64)
         if term_id in self.delta:
             extra_ids, extra_ws = self.delta[term_id]
@@ -175,13 +185,14 @@ class SparseIndex:
 
     def bound(self, q: QueryTerm, s: Scoring) -> float:
         """No posting of the term contributes more than this."""
-        if q.term_id >= self.n_terms:
+        t = self.slot(q.term_id)
+        if t is None:
             return 0.0
-        w = float(self.max_weight[q.term_id])
+        w = float(self.max_weight[t])
         if not s.bm25:
             return q.weight * w
         idf = np.log(1 + (s.n_docs - q.df + 0.5) / (q.df + 0.5))
-        return float(q.weight * idf * w / (w + s.k1 * (1 - s.b + s.b * float(self.min_len[q.term_id]) / s.avgdl)))
+        return float(q.weight * idf * w / (w + s.k1 * (1 - s.b + s.b * float(self.min_len[t]) / s.avgdl)))
 
     def _part(self, q: QueryTerm, s: Scoring, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One term's live postings and their contributions; with `only` (sorted ids), just those."""
@@ -224,7 +235,7 @@ class SparseIndex:
         Terms are taken in one fixed order (largest bound first) whether pruning or not, so every
         document's score is the same sum in the same order and both paths agree to the bit.
         """
-        terms = [q for q in terms if q.term_id < self.n_terms and q.weight > 0]
+        terms = [q for q in terms if self.slot(q.term_id) is not None and q.weight > 0]
         if s.bm25 and s.avgdl <= 0:  # no document has a term: nothing can match
             terms = []
         bounds = {q.term_id: self.bound(q, s) for q in terms}
