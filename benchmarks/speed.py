@@ -90,7 +90,20 @@ def build(db: sparsesql.Database, n: int) -> dict:
     seconds = time.perf_counter() - start
     db.conn.execute("UPDATE sparsesql.collections SET extra = extra || %s WHERE name = %s", (json.dumps({"synthetic": stamp}), name))
     db.conn.execute(f'ANALYZE sparsesql."{name}__postings"')
-    return {"name": name, "reused": False, "ingest_s": seconds, "ingest_docs_per_s": n / seconds}
+    return {"name": name, "reused": False, "build_ingest_s": seconds, "build_ingest_docs_per_s": n / seconds}
+
+
+def ingest_rate(db: sparsesql.Database, n: int) -> float:
+    """sparsesql's Collection.add with precomputed vectors (binary COPY, postings, statistics and
+    the change log included) into a fresh collection, documents per second."""
+    db.drop_collection("speed_ingest_probe", if_exists=True)
+    coll = db.create_collection("speed_ingest_probe", {"text": "text"}, dense="none", dim=synthetic.DIM)
+    docs = [d for batch in synthetic.generate(n, batch=5000) for d in batch]
+    start = time.perf_counter()
+    coll.add(docs, batch_size=5000)
+    rate = n / (time.perf_counter() - start)
+    db.drop_collection("speed_ingest_probe")
+    return rate
 
 
 def executemany_rate(conn: psycopg.Connection, n: int) -> float:
@@ -168,8 +181,10 @@ def measure(n: int, per_band: int, dsn: str) -> dict:
     name = result["build"]["name"]
     conn = psycopg.connect(dsn, autocommit=True)
     register_vector(conn)
-    if not result["build"]["reused"]:
-        result["build"]["executemany_docs_per_s"] = executemany_rate(conn, min(n, 20_000))
+    sample = min(n, 20_000)
+    result["build"]["ingest_sample"] = sample
+    result["build"]["ingest_docs_per_s"] = ingest_rate(db, sample)
+    result["build"]["executemany_docs_per_s"] = executemany_rate(conn, sample)
     result["build"]["impacts_s"] = impacts(conn, name)
     result["build"]["hnsw_s"] = hnsw(conn, name)
     result["build"]["recipe_s"] = recipe(conn, n)
@@ -361,11 +376,11 @@ def report(results: list[dict], command: str) -> str:
             f"top-10 equal to SQL's on {r['tier_equals_sql_top10']:.1%} of queries"
         )
         lines.append(f"- HNSW recall@10 against exact: ef_search 40 {r['hnsw_ef40_recall@10']:.3f}, ef_search 100 {r['hnsw_ef100_recall@10']:.3f}")
-        if not b["reused"]:
-            lines.append(
-                f"- ingest with precomputed vectors: {b['ingest_docs_per_s']:,.0f} docs/s (binary COPY, postings and statistics included) "
-                f"vs plain executemany INSERT {b['executemany_docs_per_s']:,.0f} rows/s"
-            )
+        lines.append(
+            f"- ingest of {b['ingest_sample']:,} documents with precomputed vectors: {b['ingest_docs_per_s']:,.0f} docs/s "
+            f"(binary COPY; postings, statistics and change log included) vs plain executemany INSERT of the same rows "
+            f"(text + vector, nothing else) {b['executemany_docs_per_s']:,.0f} rows/s"
+        )
         lines.append(
             f"- build: posting-table impacts {b['impacts_s']:.1f} s, HNSW {b['hnsw_s']:.1f} s, recipe table {b['recipe_s']:.1f} s, bm25s index {b['bm25s_s']:.1f} s (0.0 = reused)"
         )
