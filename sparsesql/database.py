@@ -3,7 +3,6 @@ writes documents. Both are thin: the work is in lang/, plan/, exec/ and db/."""
 
 from __future__ import annotations
 
-import re
 from typing import Callable, Iterable
 
 import psycopg
@@ -23,7 +22,7 @@ from sparsesql.lang import check as chk
 from sparsesql.lang.parse import parse_statement
 from sparsesql.plan.build import build_plan
 from sparsesql.plan.explain import explain_text
-from sparsesql.tier.cache import Tiers
+from sparsesql.tier.cache import Tiers, parse_bytes
 
 
 class Database:
@@ -46,7 +45,8 @@ class Database:
     ) -> None:
         self.dsn = resolve_dsn(dsn)
         self.trace = trace
-        self.tiers = Tiers(embedded.home(), parse_bytes(sparse_tier_memory)) if sparse_tier else None
+        self._tier_memory = parse_bytes(sparse_tier_memory)
+        self.tiers = Tiers(embedded.home(), self._tier_memory) if sparse_tier else None
         self._conn = open_connection(self.dsn)
 
     @property
@@ -93,6 +93,8 @@ class Database:
         if isinstance(checked, chk.CheckedBuildGraph):
             edges = graph_build.build(self.conn, schema.require_collection(self.conn, checked.name), checked.k)
             return [Row({"collection": checked.name, "k": checked.k, "edges": edges})]
+        if isinstance(checked, chk.CheckedSet):
+            return [Row({"setting": checked.name, "value": self._set(checked.name, checked.value)})]
         if isinstance(checked, chk.CheckedShowGraph):
             info = schema.require_collection(self.conn, checked.name)
             return [Row({"property": p, "value": v}) for p, v in graph_stats.describe(self.conn, info)]
@@ -107,6 +109,23 @@ class Database:
             })
             for c in self.collections()
         ]
+
+    def _set(self, name: str, value: bool | int | None) -> object:
+        """Apply a SET: the tier on or off, or its budget (indexes over a lower budget are dropped)."""
+        if name == "sparse_tier":
+            if value and self.tiers is None:
+                self.tiers = Tiers(embedded.home(), self._tier_memory)
+            elif not value:
+                self.tiers = None
+            return "on" if value else "off"
+        self._tier_memory = value
+        if self.tiers is not None:
+            self.tiers.memory_limit = value
+            if value is not None:
+                for collection, loaded in list(self.tiers.loaded.items()):
+                    if loaded.index.memory_bytes() > value:
+                        del self.tiers.loaded[collection]
+        return value
 
     def explain(self, text: str, /, *, analyze: bool = False, **params: object) -> str:
         """The plan of a SELECT as text; with analyze=True it runs and shows rows and times."""
@@ -204,16 +223,6 @@ def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callabl
         return run_plan(conn, build_plan(checked), trace)[0]
     except psycopg.Error as exc:
         raise database_error(exc, "query") from exc
-
-
-def parse_bytes(size: int | str | None) -> int | None:
-    """"2GB", "512 MB", "1.5GiB" or a number of bytes; None for no limit."""
-    if size is None or isinstance(size, int):
-        return size
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*", size)
-    if match is None:
-        raise CheckError(f"sparse_tier_memory {size!r} is not a size such as '2GB' or '512MB'")
-    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
 
 
 def connect(

@@ -276,7 +276,7 @@ INVALID = [
     ("  -- only a comment\n", "empty query", 1, 1),
     (";", "empty query", 1, 1),
     ("SELECT FROM docs", "unexpected 'FROM', expected one of: identifier, '*'", 1, 8),
-    ("FROM docs", "unexpected 'FROM', expected one of: 'BUILD', 'CREATE', 'DROP', 'EXPLAIN', 'SELECT', 'SHOW'", 1, 1),
+    ("FROM docs", "unexpected 'FROM', expected one of: 'BUILD', 'CREATE', 'DROP', 'EXPLAIN', 'SELECT', 'SET', 'SHOW'", 1, 1),
     ("SELECT id title FROM docs", "missing comma between select items", 1, 11),
     ("SELECT id, title body FROM docs", "missing comma between select items", 1, 18),
     ("SELECT * docs", "missing FROM", 1, 10),

@@ -227,3 +227,26 @@ def test_precomputed_weights_are_scored_exactly(db, tier_db, name):
     text = f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 15"
     query = {"t1": 0.7, "t5": 1.3, "t17": 0.2}
     assert same(ranked(tier_db, text, q=query), ranked(db, text, q=query))
+
+
+def test_set_turns_the_tier_on_and_off_and_caps_its_memory(dsn, tmp_path, monkeypatch, name):
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    with sparsesql.connect(dsn) as db:
+        db.create_collection(name, {"body": "text"}, dense="none", dim=2).add(
+            [{"id": f"d{i}", "body": f"word{i % 9} shared", "vector": [1, i]} for i in range(300)]
+        )
+        text = f"SELECT id, score FROM {name} SEARCH SPARSE('shared word4') LIMIT 5"
+        plain = ranked(db, text)
+        assert "memory tier" not in db.explain(text)
+        assert db.query("SET sparse_tier = on")[0]["value"] == "on"
+        assert "MB in memory" in db.explain(text, analyze=True) and same(ranked(db, text), plain)
+        assert db.query("SET sparse_tier_memory = '1KB'")[0]["value"] == 1024
+        assert not db.tiers.loaded  # the loaded index is over the new budget: dropped
+        assert "memory tier not used" in db.explain(text, analyze=True) and same(ranked(db, text), plain)
+        db.query("SET sparse_tier_memory TO none")
+        db.query("SET sparse_tier = off")
+        assert db.tiers is None and "memory tier" not in db.explain(text)
+        for bad, message in (("SET sparse_tier = maybe", "on or off"), ("SET sparse_tier_memory = 'lots'", "a size"),
+                             ("SET sparse_tier_memory = -5", "a size"), ("SET tier = on", "unknown setting")):
+            with pytest.raises(sparsesql.CheckError, match=message):
+                db.query(bad)

@@ -25,7 +25,7 @@ from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance
 from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
-from sparsesql.tier.cache import Tiers
+from sparsesql.tier.cache import TierRefused, Tiers
 from sparsesql.tier.index import QueryTerm, Scoring
 
 Tracer = Callable[[str, dict], None] | None
@@ -79,13 +79,17 @@ class _Run:
         """Top k from memory: statistics and the query terms' df in one statement, scoring in numpy."""
         info = stage.collection
         refused = "no memory tier on this connection" if self.tiers is None else self.tiers.why_not(self.conn, info)
+        if not refused:
+            rows = self.execute(record, tier_stats_sql(info), {"name": info.name, "terms": list(stage.terms)})
+            identity, version, n_docs, sum_len = rows[0][:4]
+            try:
+                loaded = self.tiers.get(self.conn, info, identity, version)
+            except TierRefused as exc:
+                refused = str(exc)
         if refused:
             self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k), record)
             record.detail = f"memory tier not used: {refused}"
             return
-        rows = self.execute(record, tier_stats_sql(info), {"name": info.name, "terms": list(stage.terms)})
-        identity, version, n_docs, sum_len = rows[0][:4]
-        loaded = self.tiers.get(self.conn, info, identity, version)
         terms = [QueryTerm(int(t), stage.terms[term], int(df)) for *_, term, t, df in rows if t is not None and df > 0]
         scoring = Scoring(info.settings.sparse == "bm25", info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1))
         docs, scores, how = loaded.index.top_k(terms, scoring, stage.k)

@@ -294,4 +294,13 @@ class ShowGraph:
     pos: Pos
 
 
-Statement = Union[Select, Explain, CreateCollection, DropCollection, ShowCollections, BuildGraph, ShowGraph]
+@dataclass(frozen=True)
+class SetOption:
+    """`SET name = value`: a setting of this connection."""
+
+    name: Name
+    value: Literal | Name
+    pos: Pos
+
+
+Statement = Union[Select, Explain, CreateCollection, DropCollection, ShowCollections, BuildGraph, ShowGraph, SetOption]

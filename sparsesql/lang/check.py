@@ -146,7 +146,17 @@ class CheckedShowGraph:
     name: str
 
 
-Checked = Union[CheckedSelect, CheckedCreate, CheckedDrop, CheckedShow, CheckedBuildGraph, CheckedShowGraph]
+@dataclass(frozen=True)
+class CheckedSet:
+    """A connection setting: sparse_tier (bool) or sparse_tier_memory (bytes, None = no limit)."""
+
+    name: str
+    value: bool | int | None
+
+
+SETTINGS = ("sparse_tier", "sparse_tier_memory")
+
+Checked = Union[CheckedSelect, CheckedCreate, CheckedDrop, CheckedShow, CheckedBuildGraph, CheckedShowGraph, CheckedSet]
 Catalog = Callable[[str], Union[CollectionInfo, None]]
 
 
@@ -659,7 +669,36 @@ def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None
         return CheckedDrop(name, statement.if_exists)
     if isinstance(statement, (ast.BuildGraph, ast.ShowGraph)):
         return _graph_statement(c, statement, catalog)
+    if isinstance(statement, ast.SetOption):
+        return _set_option(c, statement)
     return CheckedShow()
+
+
+def _set_option(c: _Checker, statement: ast.SetOption) -> CheckedSet:
+    name = statement.name.name.lower()
+    if name not in SETTINGS:
+        raise c.error(f"unknown setting {statement.name.name!r}; settings: {', '.join(SETTINGS)}", statement.name.pos)
+    raw = statement.value.name.lower() if isinstance(statement.value, ast.Name) else statement.value.value
+    if name == "sparse_tier":
+        value = {True: True, False: False, "on": True, "off": False, "true": True, "false": False}.get(raw)
+        if value is None or (isinstance(raw, (int, float)) and not isinstance(raw, bool)):
+            raise c.error(f"sparse_tier takes on or off, got {raw!r}", statement.value.pos)
+        return CheckedSet(name, value)
+    if raw in ("none", "unlimited", "default"):
+        return CheckedSet(name, None)
+    from sparsesql.tier.cache import parse_bytes
+
+    size: float | int | None = None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        size = raw
+    elif isinstance(raw, str):
+        try:
+            size = parse_bytes(raw)
+        except CheckError:
+            size = None
+    if size is None or size <= 0:
+        raise c.error(f"sparse_tier_memory takes a size such as '2GB' or '512MB' (or none), got {raw!r}", statement.value.pos)
+    return CheckedSet(name, int(size))
 
 
 def _graph_statement(c: _Checker, statement: ast.BuildGraph | ast.ShowGraph, catalog: Catalog) -> Checked:

@@ -115,6 +115,12 @@ class ToAst(Transformer):
         (name,) = children
         return ast.ShowGraph(ast.Name(name.value, _pos(name)), _pos(meta))
 
+    def set_option(self, meta: Meta, children: list[Any]) -> ast.SetOption:
+        name, value = children
+        if isinstance(value, Token):
+            value = ast.Name(value.value, _pos(value))
+        return ast.SetOption(ast.Name(name.value, _pos(name)), value, _pos(meta))
+
     # ------------------------------------------------------------------------- search
 
     def sparse(self, meta: Meta, children: list[Any]) -> ast.Sparse:

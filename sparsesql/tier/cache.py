@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from psycopg import sql
 
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo
+from sparsesql.errors import CheckError
 from sparsesql.tier.index import SparseIndex
 
 BYTES_PER_POSTING = 6  # int32 doc id + uint16 term frequency
@@ -66,6 +68,10 @@ def _postings(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composa
     )
 
 
+class TierRefused(Exception):
+    """The collection turned out too large for the budget once loaded; the search runs in SQL."""
+
+
 class Tiers:
     """The in-memory indexes of one connection's collections (one process, one thread)."""
 
@@ -82,18 +88,26 @@ class Tiers:
             return "the collection has no change log (created before it existed); re-create it to use the memory tier"
         if self.memory_limit is None:
             return None
-        estimate = conn.execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass", (f'sparsesql."{info.name}__postings"',)).fetchone()[0]
-        need = estimate * BYTES_PER_POSTING
-        if need > self.memory_limit:
-            return f"its postings need about {need / 2**20:.0f} MB, over sparse_tier_memory ({self.memory_limit / 2**20:.0f} MB)"
+        # The planner's row estimate; before the first ANALYZE, the sum of document lengths (at
+        # least the number of postings). `get` checks the real size once loaded.
+        estimate = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", (f'sparsesql."{info.name}__postings"',)).fetchone()[0]
+        return self._over_budget((estimate if estimate >= 0 else info.sum_len) * BYTES_PER_POSTING)
+
+    def _over_budget(self, need: int) -> str | None:
+        if self.memory_limit is not None and need > self.memory_limit:
+            return f"its postings need about {need / 2**20:.1f} MB, over sparse_tier_memory ({self.memory_limit / 2**20:.1f} MB)"
         return None
 
     def get(self, conn: psycopg.Connection, info: CollectionInfo, identity: str, version: int) -> Loaded:
         """The collection's index, current as of the caller's snapshot, in which the catalog row
-        said `identity` (creation time) and `version` (write counter). Call why_not first."""
+        said `identity` (creation time) and `version` (write counter). Call why_not first;
+        raises TierRefused when the loaded index is over the budget after all."""
         loaded = self.loaded.get(info.name)
         if loaded is None or loaded.identity != identity:
             loaded = self._snapshot(info, identity) or self._load(conn, info, identity)
+            refused = self._over_budget(loaded.index.memory_bytes())
+            if refused:
+                raise TierRefused(refused)
             self.loaded[info.name] = loaded
         if loaded.version != version:
             self._follow(conn, info, loaded)
@@ -167,3 +181,13 @@ class Tiers:
 
 def _integral(weights: np.ndarray) -> bool:
     return bool(len(weights) == 0 or (np.all(weights == np.round(weights)) and weights.min() >= 0 and weights.max() <= 65535))
+
+
+def parse_bytes(size: int | str | None) -> int | None:
+    """"2GB", "512 MB", "1.5GiB" or a number of bytes; None for no limit."""
+    if size is None or isinstance(size, int):
+        return size
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*", size)
+    if match is None:
+        raise CheckError(f"sparse_tier_memory {size!r} is not a size such as '2GB' or '512MB'")
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
