@@ -185,19 +185,19 @@ def test_a_new_process_loads_the_snapshot_and_catches_up(db, dsn, tmp_path, monk
     coll.add([{"id": f"d{i}", "body": f"term{i % 7} common text", "vector": [1, i]} for i in range(200)])
     text = f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 20"
     with sparsesql.connect(dsn, sparse_tier=True) as first:
-        assert "(postings)" in first.explain(text, analyze=True, q="term3 common")
+        assert "(from postings in" in first.explain(text, analyze=True, q="term3 common")
     assert list((tmp_path / "tiers").glob(f"{name}-*/index.npz"))
     coll.delete([f"d{i}" for i in range(0, 200, 7)])
     coll.add([{"id": "new", "body": "term3 term3 term3", "vector": [0, 1]}])
     with sparsesql.connect(dsn, sparse_tier=True) as second:
         plan = second.explain(text, analyze=True, q="term3 common")
-        assert "(snapshot)" in plan
+        assert "(from snapshot in" in plan
         got = ranked(second, text, q="term3 common")
     assert same(got, ranked(db, text, q="term3 common")) and got[0][0] == "new"
     db.drop_collection(name)
     db.create_collection(name, {"body": "text"}, dense="none", dim=2).add([{"id": "other", "body": "term3", "vector": [1, 0]}])
     with sparsesql.connect(dsn, sparse_tier=True) as third:
-        assert "(postings)" in third.explain(text, analyze=True, q="term3")  # a re-created namesake is not the snapshot's
+        assert "(from postings in" in third.explain(text, analyze=True, q="term3")  # a re-created namesake is not the snapshot's
         assert [i for i, _ in ranked(third, text, q="term3")] == ["other"]
 
 

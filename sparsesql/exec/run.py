@@ -97,7 +97,7 @@ class _Run:
         self.slots[f"params:{stage.label}"] = stage.params
         record.rows = len(docs)
         record.detail = (
-            f"{loaded.index.memory_bytes() / 2**20:.1f} MB in memory ({loaded.source}), change log at {loaded.seq}, "
+            f"{loaded.index.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in {loaded.load_ms:.0f} ms), change log at {loaded.seq}, "
             + ", ".join(f"{k} {v}" for k, v in how.items())
         )
 
