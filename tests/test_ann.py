@@ -92,3 +92,22 @@ def test_an_index_never_makes_the_exact_path_approximate(db, indexed):
         assert len(hybrid) == 100
     db.conn.execute("SELECT pg_stat_force_next_flush()")
     assert index_scans(db, name) == before
+
+
+def test_the_orm_asks_for_the_index_the_same_way(dsn, indexed):
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from sparsesql.orm import database_url, dense, search
+    from tests.test_orm import mapped
+
+    name, queries = indexed
+    Doc = mapped(name, body="str | None", year="int | None")
+    engine = create_engine(database_url(dsn))
+    with sparsesql.connect(dsn) as db, Session(engine) as session:
+        stmt = search(select(Doc).where(Doc.year >= 2005), dense(queries[2], ef_search=64)).limit(10)
+        assert "DENSE(:q0, ef_search => :a0)" in stmt.dialect
+        got = [(d.id, s) for d, s in stmt.execute(session)]
+        want = [(r.id, r.score) for r in db.query(f"SELECT id, score FROM {name} SEARCH DENSE(:v, ef_search => 64) WHERE year >= 2005 LIMIT 10", v=queries[2])]
+    engine.dispose()
+    assert got == want and len(got) == 10

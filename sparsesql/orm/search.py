@@ -52,6 +52,7 @@ class Name(str):
 class Signal:
     kind: str  # "SPARSE" | "DENSE"
     query: str | dict[str, float] | Sequence[float] | np.ndarray
+    ef_search: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,10 @@ def sparse(query: str | dict[str, float]) -> Signal:
     return Signal("SPARSE", query)
 
 
-def dense(query: str | Sequence[float] | np.ndarray) -> Signal:
-    """DENSE(query): the text embedded with the collection's model, or a vector of its size."""
-    return Signal("DENSE", query)
+def dense(query: str | Sequence[float] | np.ndarray, *, ef_search: int | None = None) -> Signal:
+    """DENSE(query): the text embedded with the collection's model, or a vector of its size;
+    with ef_search, candidates come from the collection's HNSW index (approximate)."""
+    return Signal("DENSE", query, ef_search)
 
 
 def hybrid(*signals: Signal, fusion: Call | None = None, candidates: int | None = None) -> Hybrid:
@@ -151,7 +153,8 @@ class _Renderer:
             return f"HYBRID({', '.join(parts)})"
         if not isinstance(s, Signal):
             raise CheckError(f"search() expects sparse(...), dense(...) or hybrid(...), got {s!r}")
-        return f"{s.kind}({self.bind('q', s.query)})"
+        ef = f", ef_search => {self.value(s.ef_search)}" if s.ef_search is not None else ""
+        return f"{s.kind}({self.bind('q', s.query)}{ef})"
 
 
 @dataclass(frozen=True)
