@@ -66,7 +66,7 @@ class SparseIndex:
     # ------------------------------------------------------------------ building
 
     @classmethod
-    def build(cls, term_ids: np.ndarray, doc_ids: np.ndarray, weights: np.ndarray, lengths: dict[int, int] | tuple[np.ndarray, np.ndarray], *, integer: bool) -> "SparseIndex":
+    def build(cls, term_ids: np.ndarray, doc_ids: np.ndarray, weights: np.ndarray, lengths: tuple[np.ndarray, np.ndarray], *, integer: bool) -> "SparseIndex":
         """From postings sorted by (term_id, doc_id) and (doc_id, doc_len) pairs."""
         len_ids, len_values = lengths
         top_doc = int(max(len_ids.max(initial=0), doc_ids.max(initial=0)))
