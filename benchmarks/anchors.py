@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -202,25 +202,25 @@ def _anchor_database(dsn: str) -> str:
     return anchor
 
 
-def _load_table(conn: psycopg.Connection, ids: list[str], texts: list[str], vectors: np.ndarray) -> None:
-    """(Re)create anchor_docs: generated tsvector + GIN index, vector + HNSW cosine index."""
-    conn.execute("DROP TABLE IF EXISTS anchor_docs")
+def load_recipe_table(conn: psycopg.Connection, rows: Iterable[tuple[str, str, np.ndarray]], dim: int, table: str = "anchor_docs") -> None:
+    """(Re)create the recipe's table from (id, text, vector) rows: generated tsvector + GIN
+    index, vector + HNSW cosine index."""
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.execute(
-        f"""CREATE TABLE anchor_docs (
+        f"""CREATE TABLE {table} (
             id text PRIMARY KEY,
             body text NOT NULL,
             tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED,
-            embedding vector({vectors.shape[1]}) NOT NULL)"""
+            embedding vector({dim}) NOT NULL)"""
     )
-    with conn.cursor().copy(
-        "COPY anchor_docs (id, body, embedding) FROM STDIN WITH (FORMAT BINARY)"
-    ) as copy:
+    with conn.cursor().copy(f"COPY {table} (id, body, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
         copy.set_types(["text", "text", "vector"])
-        for row in zip(ids, texts, vectors):
+        for row in rows:
             copy.write_row(row)
-    conn.execute("CREATE INDEX ON anchor_docs USING gin (tsv)")
-    conn.execute("CREATE INDEX ON anchor_docs USING hnsw (embedding vector_cosine_ops)")
-    conn.execute("ANALYZE anchor_docs")
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute(f"CREATE INDEX ON {table} USING gin (tsv)")
+    conn.execute(f"CREATE INDEX ON {table} USING hnsw (embedding vector_cosine_ops)")
+    conn.execute(f"ANALYZE {table}")
 
 
 def postgres_recipe_run(
@@ -251,7 +251,7 @@ def postgres_recipe_run(
     queries = test_queries(folder)
     with psycopg.connect(_anchor_database(dsn), autocommit=True) as conn:
         register_vector(conn)
-        _load_table(conn, ids, texts, vectors)
+        load_recipe_table(conn, zip(ids, texts, vectors), vectors.shape[1])
         conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(max(k, 40)),))
 
         def search(text: str) -> list[tuple[str, float]]:

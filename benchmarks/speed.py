@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import sparsesql  # noqa: E402
 from benchmarks import synthetic  # noqa: E402
-from benchmarks.anchors import TSQUERY, _RECIPE_QUERY  # noqa: E402
+from benchmarks.anchors import TSQUERY, _RECIPE_QUERY, load_recipe_table  # noqa: E402
 from sparsesql.analysis import analyze  # noqa: E402
 from sparsesql.db.connect import resolve_dsn  # noqa: E402
 
@@ -150,24 +150,13 @@ def hnsw(conn: psycopg.Connection, name: str) -> float:
 
 
 def recipe(conn: psycopg.Connection, n: int) -> float:
-    """The plain Postgres recipe's table: tsvector + GIN, vector + HNSW."""
+    """The plain Postgres recipe's table (benchmarks/anchors.py), streamed from the generator."""
     table = f"speed_{n}_recipe"
     if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
         return 0.0
     start = time.perf_counter()
-    conn.execute(
-        f"""CREATE TABLE {table} (id text PRIMARY KEY, body text NOT NULL,
-            tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', body)) STORED, embedding vector({synthetic.DIM}) NOT NULL)"""
-    )
-    with conn.cursor().copy(f"COPY {table} (id, body, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-        copy.set_types(["text", "text", "vector"])
-        for batch in synthetic.generate(n, batch=5000):
-            for d in batch:
-                copy.write_row((d["id"], d["text"], d["vector"]))
-    conn.execute("SET maintenance_work_mem = '1GB'")
-    conn.execute(f"CREATE INDEX ON {table} USING gin (tsv)")
-    conn.execute(f"CREATE INDEX ON {table} USING hnsw (embedding vector_cosine_ops)")
-    conn.execute(f"ANALYZE {table}")
+    rows = ((d["id"], d["text"], d["vector"]) for batch in synthetic.generate(n, batch=5000) for d in batch)
+    load_recipe_table(conn, rows, synthetic.DIM, table)
     return time.perf_counter() - start
 
 

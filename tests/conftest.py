@@ -6,9 +6,14 @@ gets its own collection name, so tests never see each other's data.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import uuid
 from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
 
 import pytest
 
@@ -27,6 +32,29 @@ def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
     home = tmp_path_factory.mktemp("home")
     yield embedded.start(home)
     embedded.stop(home)
+
+
+@contextlib.contextmanager
+def fresh_database(dsn: str, prefix: str = "fresh"):
+    """A new, empty database on the test server (no catalog, no extension), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = make_conninfo(dsn, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        try:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        except psycopg.errors.InsufficientPrivilege:
+            pytest.skip("the test role cannot create databases")
+    try:
+        yield make_conninfo(dsn, dbname=name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_dsn(dsn: str):
+    with fresh_database(dsn) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="session")

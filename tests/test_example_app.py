@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
 from tests.conftest import REPO
 
@@ -19,14 +17,8 @@ APP = REPO / "examples" / "notes"
 
 
 @pytest.fixture
-def app_dsn(dsn):
-    name = f"notes_{uuid.uuid4().hex[:8]}"
-    admin = make_conninfo(dsn, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(dsn, dbname=name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+def app_dsn(fresh_dsn):
+    return fresh_dsn
 
 
 def run(app_dsn: str, *args: str) -> str:

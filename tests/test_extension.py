@@ -11,7 +11,6 @@ example of docs/extension.md runs and shows what it returns.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from pathlib import Path
@@ -21,7 +20,6 @@ import psycopg
 import pytest
 import Stemmer
 from click.testing import CliRunner
-from psycopg import conninfo
 from psycopg.pq import ExecStatus
 
 import sparsesql
@@ -33,7 +31,7 @@ from sparsesql.encoders.dense import load_dense_encoder
 from sparsesql.eval.beir import load_corpus, load_queries
 from sparsesql.eval.run import load_beir
 from sparsesql.retrieval.dense import query_vector
-from tests.conftest import REPO, beir_dir
+from tests.conftest import REPO, beir_dir, fresh_database
 from tests.test_access import role_dsn
 from tests.test_injection import PAYLOADS, fingerprint
 
@@ -55,27 +53,6 @@ SEARCHES = {
 def vector_text(v) -> str:
     """pgvector's text form; repr of each float32 component reads back to the same bits."""
     return "[" + ",".join(repr(float(x)) for x in v) + "]"
-
-
-def other_database(dsn: str, dbname: str) -> str:
-    return conninfo.make_conninfo(dsn, dbname=dbname)
-
-
-@contextlib.contextmanager
-def fresh_database(dsn: str, dbname: str):
-    """A new empty database on the test server (no catalog, no extension), dropped afterwards."""
-    admin = other_database(dsn, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        try:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        except psycopg.errors.InsufficientPrivilege:
-            pytest.skip("the test role cannot create databases")
-    try:
-        yield other_database(dsn, dbname)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 def our_functions(conn: psycopg.Connection) -> list[tuple[str, bool]]:

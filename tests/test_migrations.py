@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-import uuid
 
 import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from psycopg.conninfo import make_conninfo
 from sqlalchemy.orm import DeclarativeBase, Mapped
 
 import sparsesql
 from sparsesql.db.catalog import CATALOG_REVISION
 from sparsesql.db.migrate import alembic_config, downgrade, upgrade
 from sparsesql.orm import Document
-
-
-@pytest.fixture
-def fresh_dsn(dsn):
-    """A new, empty database on the same server."""
-    name = f"mig_{uuid.uuid4().hex[:8]}"
-    admin = make_conninfo(dsn, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(dsn, dbname=name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def _tables(dsn: str) -> set[str]:

@@ -160,13 +160,10 @@ def conn_dsn(conn: psycopg.Connection) -> str:
 def ensure_catalog(conn: psycopg.Connection, dsn: str) -> None:
     """Bring the catalog to CATALOG_REVISION, running Alembic only when it is behind."""
     try:
-        row = conn.execute("SELECT version_num FROM sparsesql.alembic_version").fetchone()
-    except psycopg.errors.UndefinedTable:
-        row = None
+        if catalog_is_current(conn):
+            return
     except psycopg.Error as exc:
         raise ConfigError(f"cannot read the sparsesql catalog: {exc}") from exc
-    if row and row[0] == CATALOG_REVISION:
-        return
     from sparsesql.db.migrate import upgrade
 
     upgrade(dsn)
