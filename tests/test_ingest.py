@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from sparsesql.db.schema import BLOCK_POSTINGS
+
 import sparsesql
 from sparsesql.analysis import term_counts
 
@@ -33,21 +35,28 @@ def _make(db, name: str):
 
 
 def assert_exact_stats(db, name: str) -> None:
-    """Catalog counters and df equal a recount from the stored rows."""
+    """Catalog counters and df equal a recount from the stored rows, and the posting blocks are
+    exactly the documents' term arrays inverted, in well-formed blocks."""
     conn = db.conn
     n_docs, sum_len = conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
     count, total = conn.execute(f'SELECT count(*), coalesce(sum(doc_len), 0) FROM sparsesql."{name}__docs"').fetchone()
     assert (n_docs, sum_len) == (count, total)
     wrong = conn.execute(
         f'SELECT count(*) FROM sparsesql."{name}__vocab" v LEFT JOIN '
-        f'(SELECT term_id, count(*) AS n FROM sparsesql."{name}__postings" GROUP BY term_id) p USING (term_id) '
+        f'(SELECT term_id, sum(cardinality(doc_ids)) AS n FROM sparsesql."{name}__postings" GROUP BY term_id) p USING (term_id) '
         "WHERE v.df <> coalesce(p.n, 0)"
     ).fetchone()[0]
     assert wrong == 0
-    orphans = conn.execute(
-        f'SELECT count(*) FROM sparsesql."{name}__postings" p LEFT JOIN sparsesql."{name}__docs" d USING (doc_id) WHERE d.doc_id IS NULL'
-    ).fetchone()[0]
-    assert orphans == 0
+    inverted = set(conn.execute(
+        f'SELECT p.term_id, d.doc_id, p.tf FROM sparsesql."{name}__docs" d, unnest(d.term_ids, d.weights) AS p(term_id, tf)'
+    ).fetchall())
+    blocks = conn.execute(f'SELECT term_id, block, doc_ids, tfs FROM sparsesql."{name}__postings" ORDER BY term_id, block').fetchall()
+    stored = {(t, d, w) for t, _, ids, tfs in blocks for d, w in zip(ids, tfs)}
+    assert stored == inverted and sum(len(ids) for *_, ids, _ in blocks) == len(inverted)
+    for i, (term, block, ids, tfs) in enumerate(blocks):
+        assert 0 < len(ids) == len(tfs) <= BLOCK_POSTINGS and ids == sorted(ids) and block <= ids[0]
+        if i + 1 < len(blocks) and blocks[i + 1][0] == term:  # a term's blocks cover disjoint, increasing ranges
+            assert ids[-1] < blocks[i + 1][1]
 
 
 def test_add_writes_fields_postings_and_stats(db, name):
@@ -162,10 +171,11 @@ def test_precomputed_sparse_beyond_sparsevec_cap(db, name):
         {"id": "wide", "text": "w", "sparse": wide, "vector": [1, 0, 0, 0]},
         {"id": "narrow", "text": "n", "sparse": {"tok3": 20.0}, "vector": [0, 1, 0, 0]},
     ])
-    terms = db.conn.execute(f'SELECT id, terms IS NULL FROM sparsesql."{name}__docs" ORDER BY id').fetchall()
-    assert terms == [("narrow", False), ("wide", True)]
-    postings = db.conn.execute(f'SELECT count(*) FROM sparsesql."{name}__postings"').fetchone()[0]
-    assert postings == 20_001
+    sizes = db.conn.execute(f'SELECT id, cardinality(term_ids) FROM sparsesql."{name}__docs" ORDER BY id').fetchall()
+    assert sizes == [("narrow", 1), ("wide", 20_000)]
+    assert_exact_stats(db, name)
     rows = db.query(f"SELECT id, score FROM {name} SEARCH SPARSE(:q)", q={"tok19999": 2.0, "tok3": 1.0})
     assert [r.id for r in rows] == ["narrow", "wide"]
     assert rows[1].score == pytest.approx(2.0 * (1.0 + 19999 % 5) + 1.0 * (1.0 + 3 % 5))
+    coll.delete(["wide"])
+    assert_exact_stats(db, name)

@@ -1,8 +1,10 @@
-"""PostgreSQL's binary COPY format for fixed-width rows, built and parsed with numpy.
+"""PostgreSQL's binary COPY format, built and parsed with numpy.
 
-psycopg's `write_row` costs a few microseconds a row in Python; a batch's postings (hundreds of
-thousands of rows) go faster as one numpy buffer, and reading every posting of a collection for
-the memory tier parses the same way. Only rows whose every field has a fixed width fit.
+psycopg's `write_row` costs microseconds a row and more per array element in Python; a batch's
+posting blocks (tens of thousands of rows holding hundreds of thousands of postings) go faster as
+one numpy buffer, and reading every posting of a collection for the memory tier parses the same
+way. `encode`/`decode` handle rows whose every field has a fixed width; `encode_blocks` writes
+the posting table's rows, whose two arrays vary in length.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _TRAILER = (-1).to_bytes(2, "big", signed=True)
 
-# (term_id int4, doc_id int8, tf float4): the posting table's rows.
+# (term_id int4, doc_id int8, tf float4): one posting.
 POSTING = np.dtype([("n", ">i2"), ("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("doc", ">i8"), ("l3", ">i4"), ("w", ">f4")])
 # (doc_id int8, doc_len int4)
 LENGTH = np.dtype([("n", ">i2"), ("l1", ">i4"), ("doc", ">i8"), ("l2", ">i4"), ("len", ">i4")])
@@ -36,3 +38,59 @@ def decode(data: bytes, dtype: np.dtype) -> np.ndarray:
         return np.zeros(0, dtype=dtype)
     start = 19 + int.from_bytes(data[15:19], "big")
     return np.frombuffer(data, dtype=dtype, offset=start, count=(len(data) - start - 2) // dtype.itemsize)
+
+
+_INT8_OID, _FLOAT4_OID = 20, 700
+# Per block row: field count, term_id, block, then each array's length word and its header
+# (ndim 1, no NULLs, element type, size, lower bound 1).
+_BLOCK_HEAD = np.dtype([("n", ">i2"), ("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("block", ">i8"),
+                        ("l3", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4"), ("size", ">i4"), ("lb", ">i4")])
+_ARRAY_HEAD = np.dtype([("l4", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4"), ("size", ">i4"), ("lb", ">i4")])
+_DOC_ITEM = np.dtype([("l", ">i4"), ("v", ">i8")])
+_WEIGHT_ITEM = np.dtype([("l", ">i4"), ("v", ">f4")])
+
+
+def encode_blocks(term: np.ndarray, doc: np.ndarray, weight: np.ndarray, starts: np.ndarray) -> bytes:
+    """A COPY stream of posting blocks `(term_id int4, block int8, doc_ids int8[], tfs float4[])`.
+
+    Postings come sorted by (term, doc); block i holds postings starts[i] .. starts[i + 1] - 1
+    (one term each) and is keyed by its first doc id. Every byte is placed by numpy: the row
+    headers, then each posting's doc id and weight items at their row's offsets.
+    """
+    count = len(starts)
+    sizes = np.diff(np.append(starts, len(term))).astype(np.int64)
+    head_n, array_n = _BLOCK_HEAD.itemsize, _ARRAY_HEAD.itemsize
+    row_bytes = head_n + array_n + sizes * (_DOC_ITEM.itemsize + _WEIGHT_ITEM.itemsize)
+    row_start = np.zeros(count, dtype=np.int64)
+    np.cumsum(row_bytes[:-1], out=row_start[1:])
+    out = np.zeros(int(row_bytes.sum()), dtype=np.uint8)
+
+    head = np.zeros(count, dtype=_BLOCK_HEAD)
+    head["n"], head["l1"], head["l2"] = 4, 4, 8
+    head["term"], head["block"] = term[starts], doc[starts]
+    head["l3"] = 20 + sizes * _DOC_ITEM.itemsize
+    head["ndim"], head["oid"], head["size"], head["lb"] = 1, _INT8_OID, sizes, 1
+    mid = np.zeros(count, dtype=_ARRAY_HEAD)
+    mid["l4"] = 20 + sizes * _WEIGHT_ITEM.itemsize
+    mid["ndim"], mid["oid"], mid["size"], mid["lb"] = 1, _FLOAT4_OID, sizes, 1
+
+    rank = np.arange(len(term), dtype=np.int64) - np.repeat(starts.astype(np.int64), sizes)  # position in its block
+    base = np.repeat(row_start, sizes)
+    docs_at = base + head_n + rank * _DOC_ITEM.itemsize
+    weights_at = base + head_n + np.repeat(sizes, sizes) * _DOC_ITEM.itemsize + array_n + rank * _WEIGHT_ITEM.itemsize
+    mid_at = row_start + head_n + sizes * _DOC_ITEM.itemsize
+    items = np.zeros(len(term), dtype=_DOC_ITEM)
+    items["l"], items["v"] = 8, doc
+    _scatter(out, row_start, head)
+    _scatter(out, mid_at, mid)
+    _scatter(out, docs_at, items)
+    items = np.zeros(len(term), dtype=_WEIGHT_ITEM)
+    items["l"], items["v"] = 4, weight
+    _scatter(out, weights_at, items)
+    return _HEADER + out.tobytes() + _TRAILER
+
+
+def _scatter(out: np.ndarray, at: np.ndarray, records: np.ndarray) -> None:
+    """Copy each record's bytes to out[at[i]:at[i] + itemsize]."""
+    width = records.dtype.itemsize
+    out[(at[:, None] + np.arange(width)).ravel()] = records.view(np.uint8).reshape(-1, width).ravel()

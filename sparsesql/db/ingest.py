@@ -14,7 +14,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import islice
@@ -22,18 +21,17 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import psycopg
-from pgvector import SparseVector, Vector
+from pgvector import Vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sparsesql.analysis import term_counts
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, NUMERIC_TYPES
+from sparsesql.db.schema import BLOCK_POSTINGS
 from sparsesql.errors import IngestError
 from sparsesql.graph import build as graph
 
-SPARSEVEC_DIM = 1_000_000_000
-SPARSEVEC_MAX_NNZ = 16_000
 COPY_TYPES = {
     "text": "text",
     "integer": "int4",
@@ -209,16 +207,32 @@ def log_changes(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[in
 
 
 def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -> int:
-    """Delete documents by internal id inside the caller's transaction, keeping statistics exact."""
+    """Delete documents by internal id inside the caller's transaction, keeping statistics exact.
+
+    Each (term, document) pair, read from the document's own term array, finds its block as the
+    term's last block keyed at or below the document; the block is rewritten without the
+    removed documents, or deleted once empty, and df drops by the pairs counted.
+    """
     if not doc_ids:
         return 0
     docs, postings, vocab = info.table("docs"), info.table("postings"), info.table("vocab")
     conn.execute(
         sql.SQL(
-            "WITH gone AS (DELETE FROM {p} WHERE doc_id = ANY(%(ids)s) RETURNING term_id), "
+            "WITH gone AS (SELECT t.term_id, d.doc_id FROM {d} AS d CROSS JOIN LATERAL unnest(d.term_ids) AS t(term_id) "
+            "WHERE d.doc_id = ANY(%(ids)s)), "
+            "hit AS (SELECT g.term_id, b.block, array_agg(g.doc_id) AS ids FROM gone AS g CROSS JOIN LATERAL "
+            "(SELECT p.block FROM {p} AS p WHERE p.term_id = g.term_id AND p.block <= g.doc_id ORDER BY p.block DESC LIMIT 1) AS b "
+            "GROUP BY g.term_id, b.block), "
+            "kept AS (SELECT hit.term_id, hit.block, k.doc_ids, k.tfs FROM hit JOIN {p} AS p USING (term_id, block) "
+            "CROSS JOIN LATERAL (SELECT array_agg(u.doc_id ORDER BY u.o) AS doc_ids, array_agg(u.tf ORDER BY u.o) AS tfs "
+            "FROM unnest(p.doc_ids, p.tfs) WITH ORDINALITY AS u(doc_id, tf, o) WHERE u.doc_id <> ALL(hit.ids)) AS k), "
+            "shrunk AS (UPDATE {p} AS p SET doc_ids = kept.doc_ids, tfs = kept.tfs FROM kept "
+            "WHERE p.term_id = kept.term_id AND p.block = kept.block AND kept.doc_ids IS NOT NULL), "
+            "emptied AS (DELETE FROM {p} AS p USING kept "
+            "WHERE p.term_id = kept.term_id AND p.block = kept.block AND kept.doc_ids IS NULL), "
             "counts AS (SELECT term_id, count(*) AS n FROM gone GROUP BY term_id) "
             "UPDATE {v} AS v SET df = v.df - counts.n FROM counts WHERE v.term_id = counts.term_id"
-        ).format(p=postings, v=vocab),
+        ).format(d=docs, p=postings, v=vocab),
         {"ids": doc_ids},
     )
     row = conn.execute(
@@ -272,6 +286,42 @@ def _term_ids(conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str])
     return ids
 
 
+@dataclass
+class _BatchPostings:
+    """A batch's postings as flat arrays, sorted by (doc, term): each document's row arrays, and
+    the posting blocks and df changes they make."""
+
+    term: np.ndarray  # int32
+    doc: np.ndarray  # int64
+    weight: np.ndarray  # float32
+    per_doc: list[int]
+
+    def by_doc(self) -> tuple[list[list[int]], list[list[float]]]:
+        bounds = np.cumsum(self.per_doc)[:-1]
+        return [a.tolist() for a in np.split(self.term, bounds)], [a.tolist() for a in np.split(self.weight, bounds)]
+
+    def blocks(self) -> bytes:
+        order = np.lexsort((self.doc, self.term))
+        term, doc, weight = self.term[order], self.doc[order], self.weight[order]
+        index = np.arange(len(term))
+        first = np.maximum.accumulate(np.where(np.r_[True, term[1:] != term[:-1]], index, 0))
+        starts = np.flatnonzero((index - first) % BLOCK_POSTINGS == 0)
+        return copy_binary.encode_blocks(term, doc, weight, starts)
+
+    def df(self) -> tuple[list[int], list[int]]:
+        terms, counts = np.unique(self.term, return_counts=True)
+        return terms.tolist(), counts.tolist()
+
+
+def _postings(weights: list[tuple[dict[str, float], int]], term_ids: dict[str, int], doc_ids: list[int]) -> _BatchPostings:
+    per_doc = [len(w) for w, _ in weights]
+    term = np.fromiter((term_ids[t] for w, _ in weights for t in w), dtype=np.int32, count=sum(per_doc))
+    weight = np.fromiter((x for w, _ in weights for x in w.values()), dtype=np.float32, count=len(term))
+    doc = np.repeat(np.array(doc_ids, dtype=np.int64), per_doc)
+    order = np.lexsort((term, doc))
+    return _BatchPostings(term[order], doc[order], weight[order], per_doc)
+
+
 def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc]) -> IngestReport:
     ids = [d.id for d in batch]
     known = dict(
@@ -301,46 +351,38 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
         remove(conn, info, [r[0] for r in old])
         report.updated, report.added = len(old), len(changed) - len(old)
         term_ids = _term_ids(conn, vocab_t, terms)
-        doc_ids = [
+        doc_ids = sorted(
             r[0]
             for r in conn.execute(
                 "SELECT nextval(pg_get_serial_sequence(%s, 'doc_id')) FROM generate_series(1, %s)",
                 (f'sparsesql."{info.name}__docs"', len(changed)),
             ).fetchall()
-        ]
+        )
         field_names = [f.name for f in info.fields]
         columns = sql.SQL(", ").join(
-            sql.Identifier(c) for c in ["doc_id", "id", *field_names, "metadata", "doc_len", "content_hash", "terms"]
+            sql.Identifier(c) for c in ["doc_id", "id", *field_names, "metadata", "doc_len", "content_hash", "term_ids", "weights"]
         )
-        df: Counter[int] = Counter()
+        batch_postings = _postings(weights, term_ids, doc_ids)
         with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
-            copy.set_types(["int8", "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text", "sparsevec"])
-            for doc_id, doc, (w, length) in zip(doc_ids, changed, weights):
-                by_id = {term_ids[t]: x for t, x in w.items()}
-                df.update(by_id.keys())
-                vec = SparseVector(by_id, SPARSEVEC_DIM) if len(by_id) <= SPARSEVEC_MAX_NNZ else None
-                copy.write_row([doc_id, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, vec])
-        rows = copy_binary.encode(
-            copy_binary.POSTING,
-            term=np.fromiter((term_ids[t] for w, _ in weights for t in w), dtype=np.int32),
-            doc=np.repeat(np.array(doc_ids, dtype=np.int64), [len(w) for w, _ in weights]),
-            w=np.fromiter((x for w, _ in weights for x in w.values()), dtype=np.float32),
-        )
-        with conn.cursor().copy(sql.SQL("COPY {} (term_id, doc_id, tf) FROM STDIN (FORMAT BINARY)").format(postings_t)) as copy:
-            copy.write(rows)
+            copy.set_types(["int8", "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text", "int4[]", "float4[]"])
+            for doc_id, doc, (_, length), ids, ws in zip(doc_ids, changed, weights, *batch_postings.by_doc()):
+                copy.write_row([doc_id, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, ids, ws])
+        if len(batch_postings.term):
+            with conn.cursor().copy(sql.SQL("COPY {} (term_id, block, doc_ids, tfs) FROM STDIN (FORMAT BINARY)").format(postings_t)) as copy:
+                copy.write(batch_postings.blocks())
         with conn.cursor().copy(sql.SQL("COPY {} (doc_id, embedding) FROM STDIN (FORMAT BINARY)").format(dense_t)) as copy:
             copy.set_types(["int8", "vector"])
             for doc_id, doc in zip(doc_ids, changed):
                 copy.write_row([doc_id, Vector(doc.vector)])
         log_changes(conn, info, doc_ids, added=True)
         graph.connect(conn, info, doc_ids)
-        ids_sorted = sorted(df)
+        term_list, df = batch_postings.df()
         conn.execute(
             sql.SQL(
                 "UPDATE {} AS v SET df = v.df + x.n FROM unnest(%s::int[], %s::int[]) AS x(term_id, n) "
                 "WHERE v.term_id = x.term_id"
             ).format(vocab_t),
-            (ids_sorted, [df[i] for i in ids_sorted]),
+            (term_list, df),
         )
         conn.execute(
             "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1 "

@@ -8,7 +8,7 @@
         title: Mapped[str | None]
         year: Mapped[int | None]
 
-`Paper` maps `sparsesql.papers__docs` (plus, deferred, its sparse `terms` and its dense `embedding`
+`Paper` maps `sparsesql.papers__docs` (plus, deferred, its sparse `term_ids`/`weights` and its dense `embedding`
 from `papers__dense`), so plain `select(Paper).where(...)` works as usual and
 `sparsesql.orm.search` adds retrieval on top. The declared attributes are the collection's
 fields: `collection_spec(Paper)` turns them into the fields and options of CREATE COLLECTION,
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pgvector.sqlalchemy import SPARSEVEC, VECTOR
+from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Float, Integer, Numeric, String, Table, Text, event, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
 from sqlalchemy.orm import Mapped, column_property, declared_attr, mapped_column
 from sqlalchemy.types import TypeEngine
 
@@ -34,7 +34,7 @@ from sparsesql.db.catalog import SCHEMA, check_name
 from sparsesql.errors import CheckError
 
 # Columns every documents table has that are not declared fields.
-ENGINE_COLUMNS = ("doc_id", "id", "metadata", "doc_len", "content_hash", "terms")
+ENGINE_COLUMNS = ("doc_id", "id", "metadata", "doc_len", "content_hash", "term_ids", "weights")
 
 
 class Document:
@@ -59,8 +59,14 @@ class Document:
     doc_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     id: Mapped[str] = mapped_column(Text, unique=True)
     meta: Mapped[dict] = mapped_column("metadata", JSONB, default=dict)
-    # term_id -> weight (BM25: term frequency); NULL past pgvector's 16,000-nonzero cap.
-    terms: Mapped[Any] = mapped_column(SPARSEVEC, deferred=True)
+    # The sparse vector as aligned arrays: term ids ascending, weights (BM25: term frequency).
+    term_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer), deferred=True)
+    weights: Mapped[list[float]] = mapped_column(ARRAY(REAL), deferred=True)
+
+    @property
+    def terms(self) -> dict[int, float]:
+        """The document's sparse vector, term id -> weight (loads the two deferred arrays)."""
+        return dict(zip(self.term_ids, self.weights))
 
     @declared_attr
     def embedding(cls) -> Mapped[Any]:

@@ -8,7 +8,8 @@ first-pass scores, normalised), summed; the `terms` heaviest form the expansion.
 (|x| the sum of weights), so weight 1.0 is exactly the original query, scores included.
 As in Anserini, terms found in more than `max_df` of the documents never become expansion terms:
 they carry no evidence about relevance and, once weighted by the feedback model, drown it.
-Term statistics come from the posting and vocabulary tables, never from re-analysing text.
+Term statistics come from the documents' stored term arrays and the vocabulary, never from
+re-analysing text.
 
 Dense, Vector-PRF (Li et al., "Improving Query Representations for Dense Retrieval with Pseudo
 Relevance Feedback"): Average, the mean of the query and the feedback vectors; Rocchio,
@@ -82,8 +83,8 @@ def rm3_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Com
     ctes = sql.SQL(
         "WITH st AS (SELECT n_docs::float8 AS n FROM sparsesql.collections WHERE name = {name}), "
         "fb AS (SELECT * FROM unnest({fb_ids}::bigint[], {fb_weights}::float8[]) AS f(doc_id, w)), "
-        "dist AS (SELECT p.term_id, fb.w * p.tf / sum(p.tf) OVER (PARTITION BY p.doc_id) AS pw "
-        "FROM fb JOIN {postings} AS p ON p.doc_id = fb.doc_id), "
+        "dist AS (SELECT p.term_id, fb.w * p.tf / sum(p.tf) OVER (PARTITION BY fb.doc_id) AS pw "
+        "FROM fb JOIN {docs} AS d ON d.doc_id = fb.doc_id CROSS JOIN LATERAL unnest(d.term_ids, d.weights) AS p(term_id, tf)), "
         "rel AS (SELECT dist.term_id, sum(pw) AS rw, {idf} AS idf FROM dist JOIN {vocab} AS v ON v.term_id = dist.term_id "
         "WHERE v.df <= {max_df} * (SELECT n FROM st) "
         "GROUP BY dist.term_id, v.df HAVING count(*) >= {min_docs} ORDER BY rw DESC, dist.term_id LIMIT {n}), "
@@ -97,7 +98,7 @@ def rm3_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Com
         name=sql.Literal(info.name),
         fb_ids=p["fb_ids"],
         fb_weights=p["fb_weights"],
-        postings=info.table("postings"),
+        docs=info.table("docs"),
         idf=idf,
         n=p["rm3_terms"],
         vocab=info.table("vocab"),

@@ -4,8 +4,8 @@ Lucene's BM25 (as Anserini and bm25s's "lucene" method):
     idf(t)      = ln(1 + (N - df + 0.5) / (df + 0.5))
     score(d, q) = sum over query terms t of  w_q(t) * idf(t) * tf / (tf + k1 * (1 - b + b * dl / avgdl))
 N and avgdl come from the catalog row and df from the vocabulary, all kept exact by ingest, so a
-score is never computed from stale statistics. Only the postings of the query's terms are read
-(the posting table's primary key starts with term_id), never the whole collection.
+score is never computed from stale statistics. Only the posting blocks of the query's terms are
+read (the posting table's primary key starts with term_id), never the whole collection.
 For collections with precomputed (learned) sparse vectors the score is the dot product.
 """
 
@@ -64,7 +64,8 @@ def score_sql(info: CollectionInfo, ctes: sql.Composable, where: sql.Composable,
         "{ctes}q AS (SELECT v.term_id, v.df, qw.w FROM qw JOIN {vocab} AS v ON v.term_id = qw.term_id WHERE v.df > 0), "
         "s AS (SELECT n_docs::float8 AS n, sum_len::float8 / greatest(n_docs, 1) AS avgdl "
         "FROM sparsesql.collections WHERE name = {name}) "
-        "SELECT d.doc_id, {score} AS score FROM q JOIN {postings} AS p ON p.term_id = q.term_id "
+        "SELECT d.doc_id, {score} AS score FROM q JOIN {postings} AS b ON b.term_id = q.term_id "
+        "CROSS JOIN LATERAL unnest(b.doc_ids, b.tfs) AS p(doc_id, tf) "
         "JOIN {docs} AS d ON d.doc_id = p.doc_id CROSS JOIN s WHERE {where} "
         "GROUP BY d.doc_id ORDER BY score DESC, d.doc_id LIMIT {k}"
     ).format(
