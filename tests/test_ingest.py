@@ -179,3 +179,38 @@ def test_precomputed_sparse_beyond_sparsevec_cap(db, name):
     assert rows[1].score == pytest.approx(2.0 * (1.0 + 19999 % 5) + 1.0 * (1.0 + 3 % 5))
     coll.delete(["wide"])
     assert_exact_stats(db, name)
+
+
+def test_blocks_split_and_shrink_as_documents_come_and_go(db, name):
+    """A term in more documents than a block holds spans several blocks; deleting at their edges,
+    emptying one, and updating documents keep every block well formed and SPARSE exact."""
+    coll = db.create_collection(name, {"text": "text"}, dense="none", dim=DIM)
+    n = 2 * BLOCK_POSTINGS + 300
+    coll.add([{"id": f"d{i}", "text": f"common w{i % 7} " + "rare " * (i % 3), "vector": [1, 0, 0, 0]} for i in range(n)], batch_size=n)
+    blocks = db.conn.execute(
+        f'SELECT cardinality(doc_ids) FROM sparsesql."{name}__postings" p JOIN sparsesql."{name}__vocab" v USING (term_id) '
+        "WHERE v.term = 'common' ORDER BY block"
+    ).fetchall()
+    assert [b[0] for b in blocks] == [BLOCK_POSTINGS, BLOCK_POSTINGS, 300]
+    edges = [0, BLOCK_POSTINGS - 1, BLOCK_POSTINGS, 2 * BLOCK_POSTINGS - 1]
+    coll.delete([f"d{i}" for i in edges] + [f"d{i}" for i in range(2 * BLOCK_POSTINGS, n)])
+    assert_exact_stats(db, name)
+    coll.add([{"id": f"d{i}", "text": f"common rare rare w{i}", "vector": [0, 1, 0, 0]} for i in range(5, 40)])
+    coll.add([{"id": "late", "text": "common", "vector": [0, 0, 1, 0]}])
+    assert_exact_stats(db, name)
+    # SPARSE equals BM25 recomputed from the documents' own arrays
+    stats = db.conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
+    rows = db.conn.execute(f'SELECT id, doc_len, term_ids, weights FROM sparsesql."{name}__docs"').fetchall()
+    vocab = dict(db.conn.execute(f'SELECT term, term_id FROM sparsesql."{name}__vocab"').fetchall())
+    df = dict(db.conn.execute(f'SELECT term_id, df FROM sparsesql."{name}__vocab"').fetchall())
+    avgdl = stats[1] / stats[0]
+
+    def bm25(tid, tf, dl):
+        return math.log(1 + (stats[0] - df[tid] + 0.5) / (df[tid] + 0.5)) * tf / (tf + 0.9 * (1 - 0.4 + 0.4 * dl / avgdl))
+
+    query = [vocab["common"], vocab["rare"]]
+    expected = {doc: sum(bm25(t, w, dl) for t, w in zip(ids, ws) if t in query) for doc, dl, ids, ws in rows if set(ids) & set(query)}
+    got = db.query(f"SELECT id, score FROM {name} SEARCH SPARSE('common rare') LIMIT 5000")
+    assert {r.id for r in got} == set(expected) and len(got) == len(expected)
+    assert all(r.score == pytest.approx(expected[r.id], rel=1e-9) for r in got)
+    assert [r.score for r in got] == sorted((r.score for r in got), reverse=True)

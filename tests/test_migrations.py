@@ -14,9 +14,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.orm import DeclarativeBase, Mapped
 
 import sparsesql
+from sparsesql import extension
 from sparsesql.db.catalog import CATALOG_REVISION
 from sparsesql.db.migrate import alembic_config, downgrade, upgrade
 from sparsesql.orm import Document
+from tests.test_ingest import assert_exact_stats
 
 
 def _tables(dsn: str) -> set[str]:
@@ -40,6 +42,51 @@ def test_catalog_upgrade_downgrade_upgrade(fresh_dsn):
     upgrade(fresh_dsn)
     with sparsesql.connect(fresh_dsn) as db:
         assert db.collections() == []
+
+
+def _columns(conn: psycopg.Connection, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'sparsesql' AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    )]
+
+
+def test_posting_blocks_revision_converts_collections_down_and_up(fresh_dsn):
+    """Revision 0002 turns a row per posting into blocks and back, with the extension's version,
+    and every search answers as before, scores included."""
+    n = 1100  # past one block of "common"
+    with sparsesql.connect(fresh_dsn) as db:
+        extension.create(db.conn)
+        coll = db.create_collection("papers", {"title": "text"}, dense="none", dim=3)
+        coll.add([{"id": f"p{i}", "title": f"common word{i % 13} " + "rare " * (i % 4), "vector": [1, i % 5, 0]} for i in range(n)])
+        coll.delete(["p3", "p1050"])
+        queries = ["common rare", "word7 rare", "common word3"]
+        before = [[tuple(r) for r in db.query("SELECT id, score FROM papers SEARCH SPARSE(:q) LIMIT 50", q=q)] for q in queries]
+        prf = db.query("SELECT id, score FROM papers SEARCH SPARSE('word7 rare') WITH PRF(depth => 5, sparse => rm3(min_docs => 1)) LIMIT 20")
+        postings = db.conn.execute('SELECT sum(cardinality(doc_ids)), count(*) FROM sparsesql."papers__postings"').fetchone()
+    assert postings[0] > 2 * n and postings[1] > 13 + 2  # "common" spans two blocks
+    sql_search = "SELECT id, score FROM sparsesql.bm25_search('papers', %s, 50)"
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        extension_before = [conn.execute(sql_search, (q,)).fetchall() for q in queries]
+
+    downgrade(fresh_dsn, "0001_catalog")
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        assert "terms" in _columns(conn, "papers__docs") and "term_ids" not in _columns(conn, "papers__docs")
+        assert _columns(conn, "papers__postings") == ["term_id", "doc_id", "tf"]
+        assert conn.execute('SELECT count(*) FROM sparsesql."papers__postings"').fetchone()[0] == postings[0]
+        assert conn.execute('SELECT count(*) FROM sparsesql."papers__docs" WHERE terms IS NULL').fetchone()[0] == 0
+        assert extension.installed_version(conn) == "0.2"
+        assert [conn.execute(sql_search, (q,)).fetchall() for q in queries] == extension_before
+
+    upgrade(fresh_dsn)
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        assert extension.installed_version(conn) == "0.3"
+        assert [conn.execute(sql_search, (q,)).fetchall() for q in queries] == extension_before
+    with sparsesql.connect(fresh_dsn) as db:
+        assert_exact_stats(db, "papers")
+        assert [[tuple(r) for r in db.query("SELECT id, score FROM papers SEARCH SPARSE(:q) LIMIT 50", q=q)] for q in queries] == before
+        again = db.query("SELECT id, score FROM papers SEARCH SPARSE('word7 rare') WITH PRF(depth => 5, sparse => rm3(min_docs => 1)) LIMIT 20")
+        assert [tuple(r) for r in again] == [tuple(r) for r in prf]
 
 
 def test_connect_brings_a_new_database_to_head(fresh_dsn):

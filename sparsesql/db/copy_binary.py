@@ -10,6 +10,8 @@ the posting table's rows, whose two arrays vary in length.
 from __future__ import annotations
 
 import numpy as np
+from psycopg.adapt import AdaptersMap, Dumper
+from psycopg.pq import Format
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _TRAILER = (-1).to_bytes(2, "big", signed=True)
@@ -94,3 +96,51 @@ def _scatter(out: np.ndarray, at: np.ndarray, records: np.ndarray) -> None:
     """Copy each record's bytes to out[at[i]:at[i] + itemsize]."""
     width = records.dtype.itemsize
     out[(at[:, None] + np.arange(width)).ravel()] = records.view(np.uint8).reshape(-1, width).ravel()
+
+
+# Arrays in PostgreSQL's binary format, built by numpy: psycopg's own list dumper costs about a
+# microsecond an element in Python, which made a batch's per-document term arrays its slowest part.
+_ARRAY_TYPES = {"int4": (1007, 23, ">i4"), "float4": (1021, 700, ">f4")}
+
+
+def array_bytes(values: np.ndarray, element: str) -> bytes:
+    """One-dimensional `values` as a binary int4[] or float4[] value (no NULLs)."""
+    _, oid, code = _ARRAY_TYPES[element]
+    items = np.empty(len(values), dtype=[("l", ">i4"), ("v", code)])
+    items["l"], items["v"] = 4, values
+    return np.array([1, 0, oid, len(values), 1], dtype=">i4").tobytes() + items.tobytes()
+
+
+def _array_dumper(element: str) -> type[Dumper]:
+    array_oid = _ARRAY_TYPES[element][0]
+
+    class NumpyArrayDumper(Dumper):
+        format = Format.BINARY
+        oid = array_oid
+
+        def dump(self, obj: np.ndarray) -> bytes:
+            return array_bytes(obj, element)
+
+    return NumpyArrayDumper
+
+
+def dump_numpy_arrays(adapters: AdaptersMap) -> None:
+    """Make `adapters` (a cursor's, say) write int4[] and float4[] COPY columns, once declared by
+    `set_types`, from numpy arrays."""
+    for element in _ARRAY_TYPES:
+        adapters.register_dumper(None, _array_dumper(element))
+
+
+class TextArray(list):
+    """A list of str bound as a binary text[] parameter, encoded in one pass."""
+
+
+class TextArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = 1009
+
+    def dump(self, obj: TextArray) -> bytes:
+        encoded = [t.encode("utf-8") for t in obj]
+        lengths = [len(e).to_bytes(4, "big") for e in encoded]
+        body = b"".join([x for pair in zip(lengths, encoded) for x in pair])
+        return np.array([1, 0, 25, len(encoded), 1], dtype=">i4").tobytes() + body

@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import islice
+from itertools import chain, islice
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -276,12 +276,14 @@ def _term_ids(conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str])
     """Ids of the batch's terms, adding the new ones. Known terms are looked up first: an upsert
     that conflicts still consumes an identity value, and sparse ids would waste the memory tier's
     per-term arrays (and the server's time on conflicts)."""
-    ids = dict(conn.execute(sql.SQL("SELECT term, term_id FROM {} WHERE term = ANY(%s)").format(vocab), (terms,)).fetchall())
+    cursor = conn.cursor()
+    cursor.adapters.register_dumper(copy_binary.TextArray, copy_binary.TextArrayDumper)
+    ids = dict(cursor.execute(sql.SQL("SELECT term, term_id FROM {} WHERE term = ANY(%s)").format(vocab), (copy_binary.TextArray(terms),)).fetchall())
     missing = [t for t in terms if t not in ids]
     if missing:
-        ids.update(conn.execute(
+        ids.update(cursor.execute(
             sql.SQL("INSERT INTO {} (term) SELECT unnest(%s::text[]) ON CONFLICT (term) DO NOTHING RETURNING term, term_id").format(vocab),
-            (missing,),
+            (copy_binary.TextArray(missing),),
         ).fetchall())
     return ids
 
@@ -296,9 +298,9 @@ class _BatchPostings:
     weight: np.ndarray  # float32
     per_doc: list[int]
 
-    def by_doc(self) -> tuple[list[list[int]], list[list[float]]]:
+    def by_doc(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         bounds = np.cumsum(self.per_doc)[:-1]
-        return [a.tolist() for a in np.split(self.term, bounds)], [a.tolist() for a in np.split(self.weight, bounds)]
+        return np.split(self.term, bounds), np.split(self.weight, bounds)
 
     def blocks(self) -> bytes:
         order = np.lexsort((self.doc, self.term))
@@ -315,8 +317,9 @@ class _BatchPostings:
 
 def _postings(weights: list[tuple[dict[str, float], int]], term_ids: dict[str, int], doc_ids: list[int]) -> _BatchPostings:
     per_doc = [len(w) for w, _ in weights]
-    term = np.fromiter((term_ids[t] for w, _ in weights for t in w), dtype=np.int32, count=sum(per_doc))
-    weight = np.fromiter((x for w, _ in weights for x in w.values()), dtype=np.float32, count=len(term))
+    terms = chain.from_iterable(w for w, _ in weights)
+    term = np.array(list(map(term_ids.__getitem__, terms)), dtype=np.int32)
+    weight = np.array(list(chain.from_iterable(w.values() for w, _ in weights)), dtype=np.float32)
     doc = np.repeat(np.array(doc_ids, dtype=np.int64), per_doc)
     order = np.lexsort((term, doc))
     return _BatchPostings(term[order], doc[order], weight[order], per_doc)
@@ -363,7 +366,9 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
             sql.Identifier(c) for c in ["doc_id", "id", *field_names, "metadata", "doc_len", "content_hash", "term_ids", "weights"]
         )
         batch_postings = _postings(weights, term_ids, doc_ids)
-        with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
+        cursor = conn.cursor()
+        copy_binary.dump_numpy_arrays(cursor.adapters)
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
             copy.set_types(["int8", "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text", "int4[]", "float4[]"])
             for doc_id, doc, (_, length), ids, ws in zip(doc_ids, changed, weights, *batch_postings.by_doc()):
                 copy.write_row([doc_id, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, ids, ws])
