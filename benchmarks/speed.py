@@ -127,10 +127,10 @@ def impacts(conn: psycopg.Connection, name: str) -> float:
     start = time.perf_counter()
     conn.execute(
         f"""CREATE TABLE {table} AS
-            SELECT p.term_id, p.doc_id,
+            SELECT p.term_id, d.doc_id,
                    (ln(1 + (c.n_docs - v.df + 0.5) / (v.df + 0.5)) * p.tf
                     / (p.tf + 0.9 * (1 - 0.4 + 0.4 * d.doc_len / (c.sum_len::float8 / c.n_docs))))::real AS w
-            FROM sparsesql."{name}__postings" p JOIN sparsesql."{name}__docs" d USING (doc_id)
+            FROM sparsesql."{name}__docs" d CROSS JOIN LATERAL unnest(d.term_ids, d.weights) AS p(term_id, tf)
             JOIN sparsesql."{name}__vocab" v USING (term_id), sparsesql.collections c WHERE c.name = %s""",
         (name,),
     )

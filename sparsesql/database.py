@@ -18,6 +18,8 @@ from sparsesql.exec.row import Row
 from sparsesql.graph import build as graph_build
 from sparsesql.graph import stats as graph_stats
 from sparsesql.exec.run import database_error, run_plan
+from sparsesql.exec.snapshot import Snapshot
+from sparsesql.lang import ast
 from sparsesql.lang import check as chk
 from sparsesql.lang.parse import parse_statement
 from sparsesql.plan.build import build_plan
@@ -72,16 +74,28 @@ class Database:
         statement = parse_statement(text)
         return chk.check(statement, lambda name: get_collection(self.conn, name), params, text)
 
+    def _select(self, statement: ast.Select | ast.Explain, text: str, params: dict, explain: bool | None = None) -> list[Row] | str:
+        """A search, checked and run in one snapshot: the catalog it is checked against is the
+        one its statements see. Returns rows, or the plan's text for EXPLAIN."""
+        with Snapshot(self.conn) as snap:
+            checked = chk.check(statement, lambda name: get_collection(snap, name), params, text)
+            plan = build_plan(checked, tier=self.tiers is not None)
+            analyze = checked.analyze if explain is None else explain
+            if not checked.explain and explain is None:
+                return run_plan(snap, plan, self.trace, self.tiers)[0]
+            records = run_plan(snap, plan, self.trace, self.tiers)[1] if analyze else None
+            return explain_text(self.conn, plan, records)
+
     def query(self, text: str, /, **params: object) -> list[Row]:
         """Run one dialect statement; `:name` placeholders are bound from keyword arguments."""
         return self._guard(lambda: self._query(text, params))
 
     def _query(self, text: str, params: dict) -> list[Row]:
-        checked = self.check(text, **params)
-        if isinstance(checked, chk.CheckedSelect):
-            if checked.explain:
-                return [Row({"plan": line}) for line in self._explain(checked).splitlines()]
-            return run_plan(self.conn, build_plan(checked, tier=self.tiers is not None), self.trace, self.tiers)[0]
+        statement = parse_statement(text)
+        if isinstance(statement, (ast.Select, ast.Explain)):
+            out = self._select(statement, text, params)
+            return [Row({"plan": line}) for line in out.splitlines()] if isinstance(out, str) else out
+        checked = chk.check(statement, lambda name: get_collection(self.conn, name), params, text)
         if isinstance(checked, chk.CheckedCreate):
             schema.create_collection(
                 self.conn, checked.name, list(checked.fields), checked.options, if_not_exists=checked.if_not_exists
@@ -129,15 +143,10 @@ class Database:
 
     def explain(self, text: str, /, *, analyze: bool = False, **params: object) -> str:
         """The plan of a SELECT as text; with analyze=True it runs and shows rows and times."""
-        checked = self._guard(lambda: self.check(text, **params))
-        if not isinstance(checked, chk.CheckedSelect):
+        statement = self._guard(lambda: parse_statement(text))
+        if not isinstance(statement, (ast.Select, ast.Explain)):
             raise CheckError("EXPLAIN applies to SELECT statements")
-        return self._guard(lambda: self._explain(checked, analyze=analyze or checked.analyze))
-
-    def _explain(self, checked: chk.CheckedSelect, analyze: bool | None = None) -> str:
-        plan = build_plan(checked, tier=self.tiers is not None)
-        records = run_plan(self.conn, plan, self.trace, self.tiers)[1] if (checked.analyze if analyze is None else analyze) else None
-        return explain_text(self.conn, plan, records)
+        return self._guard(lambda: self._select(statement, text, params, explain=analyze or (isinstance(statement, ast.Explain) and statement.analyze)))
 
     def _guard(self, action: Callable[[], object]) -> object:
         try:
@@ -216,11 +225,13 @@ class Collection:
 
 def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callable[[str, dict], None] | None = None) -> list[Row]:
     """Parse, check, plan and run one SELECT on `conn` (the ORM's path into the engine)."""
-    checked = chk.check(parse_statement(text), lambda name: get_collection(conn, name), params, text)
-    if not isinstance(checked, chk.CheckedSelect):
+    statement = parse_statement(text)
+    if not isinstance(statement, ast.Select):
         raise CheckError("only SELECT statements run here")
     try:
-        return run_plan(conn, build_plan(checked), trace)[0]
+        with Snapshot(conn) as snap:
+            checked = chk.check(statement, lambda name: get_collection(snap, name), params, text)
+            return run_plan(snap, build_plan(checked), trace)[0]
     except psycopg.Error as exc:
         raise database_error(exc, "query") from exc
 

@@ -1,10 +1,9 @@
-"""Runs a plan on a connection: one function per stage kind, results passed through a context.
+"""Runs a plan in a search's snapshot: one function per stage kind, results passed through a context.
 
-A plan with more than one statement runs in one REPEATABLE READ, READ ONLY transaction, so its
-candidate and fetch statements see the same snapshot: a document deleted or replaced by a
-concurrent writer is either wholly there or wholly absent, never half of each. On a connection
-already inside a transaction (an ORM session's) the plan runs in that transaction instead, with
-the isolation its owner chose.
+Every statement goes through the `Snapshot` the search was checked in (its catalog read opened
+it), so candidates and fetched rows see the same committed state: a document deleted or replaced
+by a concurrent writer is either wholly there or wholly absent, never half of each. The final
+statement closes the snapshot in its own round trip.
 """
 
 from __future__ import annotations
@@ -15,10 +14,11 @@ from typing import Callable
 import numpy as np
 import psycopg
 from pgvector import Vector
-from psycopg import pq, sql
+from psycopg import sql
 
 from sparsesql.errors import DatabaseError
 from sparsesql.exec.row import Row
+from sparsesql.exec.snapshot import Snapshot
 from sparsesql.exec.trace import StageRecord, short
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
@@ -32,21 +32,22 @@ Tracer = Callable[[str, dict], None] | None
 
 
 class _Run:
-    def __init__(self, conn: psycopg.Connection, tracer: Tracer, tiers: Tiers | None = None) -> None:
-        self.conn = conn
+    def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None) -> None:
+        self.snap = snap
+        self.conn = snap.conn
         self.tracer = tracer
         self.tiers = tiers
         self.slots: dict[str, object] = {}
         self.records: list[StageRecord] = []
 
-    def execute(self, record: StageRecord, statement, params: dict, *, binary: bool = False) -> list[tuple]:
+    def execute(self, record: StageRecord, statement, params: dict, *, binary: bool = False, last: bool = False) -> list[tuple]:
         text = statement.as_string(self.conn)
         record.sql = text
         record.params = {k: short(v) for k, v in params.items()}
         if self.tracer:
             self.tracer(text, params)
         try:
-            return self.conn.execute(statement, params, binary=binary).fetchall()
+            return self.snap.execute(statement, params, binary=binary, last=last).fetchall()
         except psycopg.Error as exc:
             raise database_error(exc, record.stage) from exc
 
@@ -163,14 +164,14 @@ class _Run:
 
     def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
         ranked = self.slots[f"ranked:{stage.source}"][: stage.limit]
-        rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}) if ranked else []
+        rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}, last=True) if ranked else []
         by_id = {r[0]: r[1:] for r in rows}
         self.slots["rows"] = [(by_id[d], s) for d, s in ranked if d in by_id]
         record.rows = len(self.slots["rows"])
 
     def rows(self, stage: st.SqlRows, record: StageRecord) -> None:
         self.configure(stage.settings, record)
-        rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot))
+        rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), last=True)
         if stage.scored:
             self.slots["rows"] = [(r[1:-1], float(r[-1])) for r in rows]
         else:
@@ -199,40 +200,15 @@ def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
     return DatabaseError(f"stage '{stage}' failed in PostgreSQL: {exc}".strip())
 
 
-def run_plan(conn: psycopg.Connection, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None) -> tuple[list[Row], list[StageRecord]]:
+def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None) -> tuple[list[Row], list[StageRecord]]:
     """Execute every stage in order; returns the rows and a record per stage."""
-    run = _Run(conn, tracer, tiers)
-    statements = sum(isinstance(s, (st.Candidates, st.TierCandidates, st.Feedback, st.Diversify, st.SqlRows, st.FetchRows)) for s in plan.stages)
-    statements += sum(bool(getattr(s, "settings", None)) for s in plan.stages)  # local settings need a transaction
-
-    def go() -> None:
-        for stage in plan.stages:
-            record = StageRecord(stage.name, getattr(stage, "label", ""))
-            start = time.perf_counter()
-            _DISPATCH[type(stage)](run, stage, record)
-            record.ms = (time.perf_counter() - start) * 1000
-            run.records.append(record)
-
-    if statements > 1 and conn.info.transaction_status == pq.TransactionStatus.IDLE:
-        # One round trip opens the snapshot (psycopg's transaction() would add a SET TRANSACTION).
-        try:
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        except psycopg.Error as exc:
-            raise database_error(exc, "transaction") from exc
-        try:
-            go()
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except psycopg.Error:
-                pass  # the connection is gone; the server rolls back on its own
-            raise
-        try:
-            conn.execute("COMMIT")
-        except psycopg.Error as exc:
-            raise database_error(exc, "transaction") from exc
-    else:
-        go()
+    run = _Run(snap, tracer, tiers)
+    for stage in plan.stages:
+        record = StageRecord(stage.name, getattr(stage, "label", ""))
+        start = time.perf_counter()
+        _DISPATCH[type(stage)](run, stage, record)
+        record.ms = (time.perf_counter() - start) * 1000
+        run.records.append(record)
     names = list(plan.columns) + (["score"] if plan.with_score else [])
     out = []
     for values, score in run.slots.get("rows", []):
