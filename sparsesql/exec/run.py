@@ -40,14 +40,24 @@ class _Run:
         self.slots: dict[str, object] = {}
         self.records: list[StageRecord] = []
 
-    def execute(self, record: StageRecord, statement, params: dict, *, binary: bool = False, last: bool = False) -> list[tuple]:
+    def execute(self, record: StageRecord, statement, params: dict, *, binary: bool = False, last: bool = False,
+                settings: dict[str, str] | None = None) -> list[tuple]:
+        """Run one statement in the snapshot; `settings` (transaction-local, such as an HNSW
+        scan's ef_search) are set in the same round trip, just before it."""
         text = statement.as_string(self.conn)
         record.sql = text
         record.params = {k: short(v) for k, v in params.items()}
+        prelude = None
+        if settings:
+            names = sql.SQL(", ").join(sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Placeholder(f"s{i}")) for i, k in enumerate(settings))
+            prelude = (sql.SQL("SELECT {}").format(names), {f"s{i}": v for i, v in enumerate(settings.values())})
+            record.detail = ", ".join(f"{k} = {v}" for k, v in settings.items())
         if self.tracer:
+            if prelude:
+                self.tracer(prelude[0].as_string(self.conn), prelude[1])
             self.tracer(text, params)
         try:
-            return self.snap.execute(statement, params, binary=binary, last=last).fetchall()
+            return self.snap.execute(statement, params, binary=binary, last=last, prelude=prelude).fetchall()
         except psycopg.Error as exc:
             raise database_error(exc, record.stage) from exc
 
@@ -62,16 +72,8 @@ class _Run:
         self.slots[f"{stage.label}_vector"] = load_dense_encoder(stage.model).encode([stage.text])[0]
         record.rows = 1
 
-    def configure(self, settings: dict[str, str], record: StageRecord) -> None:
-        """Transaction-local settings (an HNSW scan's ef_search) for the statement that follows."""
-        if settings:
-            names = sql.SQL(", ").join(sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Placeholder(f"s{i}")) for i, k in enumerate(settings))
-            self.execute(StageRecord(record.stage), sql.SQL("SELECT {}").format(names), {f"s{i}": v for i, v in enumerate(settings.values())})
-            record.detail = ", ".join(f"{k} = {v}" for k, v in settings.items())
-
     def candidates(self, stage: st.Candidates, record: StageRecord) -> None:
-        self.configure(stage.settings, record)
-        rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot))
+        rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), settings=stage.settings)
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
         self.slots[f"params:{stage.label}"] = stage.params
         record.rows = len(rows)
@@ -170,8 +172,7 @@ class _Run:
         record.rows = len(self.slots["rows"])
 
     def rows(self, stage: st.SqlRows, record: StageRecord) -> None:
-        self.configure(stage.settings, record)
-        rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), last=True)
+        rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), last=True, settings=stage.settings)
         if stage.scored:
             self.slots["rows"] = [(r[1:-1], float(r[-1])) for r in rows]
         else:

@@ -28,22 +28,24 @@ class Snapshot:
         self.owned = conn.info.transaction_status == pq.TransactionStatus.IDLE
         self.begun = not self.owned  # a caller's transaction is already open
 
-    def execute(self, query, params: object = None, *, binary: bool = False, last: bool = False) -> psycopg.Cursor:
-        """Run one statement; `last` commits the snapshot in the same round trip."""
-        begin = not self.begun
+    def execute(self, query, params: object = None, *, binary: bool = False, last: bool = False,
+                prelude: tuple[object, object] | None = None) -> psycopg.Cursor:
+        """Run one statement; `last` commits the snapshot in the same round trip, and `prelude`
+        (a statement and its parameters, such as transaction-local settings) goes just before it."""
+        before = ([(BEGIN, None)] if not self.begun else []) + ([prelude] if prelude else [])
         commit = last and self.owned
         self.begun = True  # even if this round trip fails: __exit__ then rolls back what it opened
-        if (begin or commit) and isinstance(self.conn, psycopg.Connection):
+        if (before or commit) and isinstance(self.conn, psycopg.Connection):
             cursor = self.conn.cursor(binary=binary)
             with self.conn.pipeline():
-                if begin:
-                    self.conn.execute(BEGIN)
+                for statement, values in before:
+                    self.conn.execute(statement, values)
                 cursor.execute(query, params)
                 if commit:
                     self.conn.execute("COMMIT")
         else:
-            if begin:
-                self.conn.execute(BEGIN)
+            for statement, values in before:
+                self.conn.execute(statement, values)
             cursor = self.conn.execute(query, params, binary=binary)
             if commit:
                 self.conn.execute("COMMIT")
