@@ -137,7 +137,7 @@ class Database:
             self.tiers.memory_limit = value
             if value is not None:
                 for collection, loaded in list(self.tiers.loaded.items()):
-                    if loaded.index.memory_bytes() > value:
+                    if loaded.memory_bytes() > value:
                         del self.tiers.loaded[collection]
         return value
 

@@ -141,6 +141,32 @@ def test_every_committed_write_is_seen_by_the_next_query(db, tier_db, name):
     assert [i for i, _ in ranked(tier_db, text, q="gamma")] == ["d3"]
 
 
+def test_statistics_come_from_memory_until_a_write_changes_them(db, tier_db, name):
+    """With every query term known at the catalog's version, a search reads no statistics; a write
+    (new version, new df) sends the next search back to the statement, and scores stay SQL's."""
+    coll = db.create_collection(name, {"body": "text"}, dense="none", dim=2)
+    coll.add([{"id": f"d{i}", "body": f"alpha {'beta ' * i}", "vector": [1, i]} for i in range(6)])
+    text = f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 10"
+    statements: list[str] = []
+    tier_db.trace = lambda sql_text, params: statements.append(sql_text)
+
+    def tier_detail(q: str) -> str:
+        plan = tier_db.explain(text, analyze=True, q=q)
+        return next(line for line in plan.splitlines() if "MB in memory" in line)
+
+    assert "statistics from memory" not in tier_detail("alpha")  # the first search loads the index
+    assert "statistics from memory" in tier_detail("alpha beta")  # with its whole vocabulary
+    statements.clear()
+    assert same(ranked(tier_db, text, q="beta zeta"), ranked(db, text, q="beta zeta"))
+    assert not any("df" in s for s in statements)  # an unknown term is known to be absent
+    coll.add([{"id": "n1", "body": "beta zeta zeta", "vector": [0, 1]}])
+    assert "statistics from memory" not in tier_detail("beta zeta")
+    assert same(ranked(tier_db, text, q="beta zeta"), ranked(db, text, q="beta zeta"))
+    assert "statistics from memory" in tier_detail("beta zeta")
+    assert "statistics from memory" not in tier_detail("alpha")  # read at the old version: stale
+    assert same(ranked(tier_db, text, q="alpha"), ranked(db, text, q="alpha"))
+
+
 def test_concurrent_writers_never_make_the_tier_serve_old_content(db, dsn, tier_db, name):
     """Documents flip between 'alpha' and 'omega' bodies; a search for alpha whose rows (fetched in
     the plan's snapshot) say omega would be the tier scoring a replaced document."""

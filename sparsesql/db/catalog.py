@@ -68,6 +68,7 @@ class CollectionInfo:
     sum_len: int = 0
     version: int = 0
     extra: dict = field(default_factory=dict, compare=False)
+    created: str = ""  # creation time as text: tells a re-created namesake apart
 
     def table(self, kind: str) -> sql.Identifier:
         """The schema-qualified table `sparsesql.<name>__<kind>` (docs, postings, vocab, dense)."""
@@ -101,7 +102,7 @@ def check_name(name: str, what: str = "collection") -> str:
 
 
 def _row_to_info(row: tuple) -> CollectionInfo:
-    name, fields, settings, n_docs, sum_len, version, extra = row
+    name, fields, settings, n_docs, sum_len, version, extra, created = row
     settings = dict(settings)
     settings["text_fields"] = tuple(settings.get("text_fields", ()))
     return CollectionInfo(
@@ -112,10 +113,11 @@ def _row_to_info(row: tuple) -> CollectionInfo:
         sum_len=sum_len,
         version=version,
         extra=extra or {},
+        created=created,
     )
 
 
-_SELECT = "SELECT name, fields, settings, n_docs, sum_len, version, extra FROM sparsesql.collections"
+_SELECT = "SELECT name, fields, settings, n_docs, sum_len, version, extra, created_at::text FROM sparsesql.collections"
 
 
 def get_collection(conn: psycopg.Connection, name: str) -> CollectionInfo | None:

@@ -79,28 +79,38 @@ class _Run:
         record.rows = len(rows)
 
     def tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
-        """Top k from memory: statistics and the query terms' df in one statement, scoring in numpy."""
+        """Top k from memory, scored in numpy. The index follows the change log to the version the
+        search's catalog row shows; the query terms' df comes from the index's vocabulary when it
+        knows them at that version, else from one statement that also reads the statistics."""
         info = stage.collection
         refused = "no memory tier on this connection" if self.tiers is None else self.tiers.why_not(self.conn, info)
-        if not refused:
+        current = None if refused else self.tiers.current(info, stage.terms)
+        if current is not None:
+            loaded, known = current
+            n_docs, sum_len = info.n_docs, info.sum_len
+        elif not refused:
             rows = self.execute(record, tier_stats_sql(info), {"name": info.name, "terms": list(stage.terms)})
             identity, version, n_docs, sum_len = rows[0][:4]
             try:
                 loaded = self.tiers.get(self.conn, info, identity, version)
             except TierRefused as exc:
                 refused = str(exc)
+            else:
+                known = [(term, t, df) for *_, term, t, df in rows if t is not None]
+                loaded.remember(stage.terms, {term: (t, df) for term, t, df in known}, version)
         if refused:
             self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k), record)
             record.detail = f"memory tier not used: {refused}"
             return
-        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for *_, term, t, df in rows if t is not None and df > 0]
+        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
         scoring = Scoring(info.settings.sparse == "bm25", info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1))
         docs, scores, how = loaded.index.top_k(terms, scoring, stage.k)
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in zip(docs, scores)]
         self.slots[f"params:{stage.label}"] = stage.params
         record.rows = len(docs)
         record.detail = (
-            f"{loaded.index.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in {loaded.load_ms:.0f} ms), change log at {loaded.seq}, "
+            f"{loaded.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in {loaded.load_ms:.0f} ms), change log at {loaded.seq}, "
+            + ("statistics from memory, " if current is not None else "")
             + ", ".join(f"{k} {v}" for k, v in how.items())
         )
 

@@ -18,8 +18,9 @@ import hashlib
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import psycopg
@@ -31,6 +32,7 @@ from sparsesql.errors import CheckError
 from sparsesql.tier.index import SparseIndex
 
 BYTES_PER_POSTING = 6  # int32 doc id + uint16 term frequency
+VOCAB_ENTRY_BYTES = 210  # a vocabulary entry in a Python dict (key, tuple, ints, slot): 208 by tracemalloc over 256k entries
 COMPACT_SHARE = 0.1  # merge the delta into the base once it holds this share of the postings
 
 
@@ -42,6 +44,31 @@ class Loaded:
     source: str  # "postings" | "snapshot"
     load_ms: float
     version: int | None = None  # the catalog's write counter when the change log was last read
+    # term -> (term_id or -1 when absent, df, the catalog version it was read at): a search whose
+    # terms are all known at the current version needs no statistics statement of its own
+    vocab: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    vocab_whole_at: int | None = None  # the version at which `vocab` held every term: others were absent
+
+    def memory_bytes(self) -> int:
+        return self.index.memory_bytes() + VOCAB_ENTRY_BYTES * len(self.vocab)
+
+    def known(self, terms: Iterable[str], version: int) -> list[tuple[str, int, int]] | None:
+        """(term, term_id, df) of the terms present, if every term is known at `version`."""
+        out = []
+        for term in terms:
+            entry = self.vocab.get(term)
+            if entry is None and self.vocab_whole_at == version:
+                continue
+            if entry is None or entry[2] != version:
+                return None
+            if entry[0] >= 0:
+                out.append((term, entry[0], entry[1]))
+        return out
+
+    def remember(self, terms: Iterable[str], found: dict[str, tuple[int, int]], version: int) -> None:
+        for term in terms:
+            term_id, df = found.get(term, (-1, 0))
+            self.vocab[term] = (term_id, df, version)
 
 
 def _copy_rows(conn: psycopg.Connection, query: sql.Composable, params: tuple, dtype: np.dtype) -> np.ndarray:
@@ -103,6 +130,15 @@ class Tiers:
             return f"its postings need about {need / 2**20:.1f} MB, over sparse_tier_memory ({self.memory_limit / 2**20:.1f} MB)"
         return None
 
+    def current(self, info: CollectionInfo, terms: Iterable[str]) -> tuple[Loaded, list[tuple[str, int, int]]] | None:
+        """The index and the terms' (term, id, df), when the index is at the version the search's
+        catalog row shows and every term is known there; None sends the search to `get`."""
+        loaded = self.loaded.get(info.name)
+        if loaded is None or loaded.identity != info.created or loaded.version != info.version:
+            return None
+        known = loaded.known(terms, info.version)
+        return None if known is None else (loaded, known)
+
     def get(self, conn: psycopg.Connection, info: CollectionInfo, identity: str, version: int) -> Loaded:
         """The collection's index, current as of the caller's snapshot, in which the catalog row
         said `identity` (creation time) and `version` (write counter). Call why_not first;
@@ -110,7 +146,10 @@ class Tiers:
         loaded = self.loaded.get(info.name)
         if loaded is None or loaded.identity != identity:
             loaded = self._snapshot(info, identity) or self._load(conn, info, identity)
-            refused = self._over_budget(loaded.index.memory_bytes())
+            rows = conn.execute(sql.SQL("SELECT term, term_id, df FROM {}").format(info.table("vocab"))).fetchall()
+            loaded.vocab = {term: (term_id, df, version) for term, term_id, df in rows}
+            loaded.vocab_whole_at = version
+            refused = self._over_budget(loaded.memory_bytes())
             if refused:
                 raise TierRefused(refused)
             self.loaded[info.name] = loaded
