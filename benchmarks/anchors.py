@@ -217,7 +217,7 @@ def load_recipe_table(conn: psycopg.Connection, rows: Iterable[tuple[str, str, n
         copy.set_types(["text", "text", "vector"])
         for row in rows:
             copy.write_row(row)
-    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute("SET maintenance_work_mem = '4GB'")
     conn.execute(f"CREATE INDEX ON {table} USING gin (tsv)")
     conn.execute(f"CREATE INDEX ON {table} USING hnsw (embedding vector_cosine_ops)")
     conn.execute(f"ANALYZE {table}")

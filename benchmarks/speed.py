@@ -144,7 +144,7 @@ def hnsw(conn: psycopg.Connection, name: str) -> float:
     if conn.execute("SELECT to_regclass(%s)", (f"sparsesql.{index}",)).fetchone()[0]:
         return 0.0
     start = time.perf_counter()
-    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute("SET maintenance_work_mem = '4GB'")
     conn.execute(f'CREATE INDEX {index} ON sparsesql."{name}__dense" USING hnsw (embedding vector_cosine_ops)')
     return time.perf_counter() - start
 

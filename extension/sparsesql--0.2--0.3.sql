@@ -1,6 +1,8 @@
 -- sparsesql 0.2 -> 0.3: posting blocks. sparsesql's catalog revision 0002 stores a collection's
 -- postings as blocks, (term_id, block) -> doc_ids[] and tfs[], instead of a row per posting; BM25
--- reads them through unnest. That migration updates an installed extension to this version.
+-- reads them through unnest, summing each document's terms in term-id order as the dialect does
+-- (so the last bits of a score do not depend on the plan). That migration updates an installed
+-- extension to this version.
 
 \echo Use "ALTER EXTENSION sparsesql UPDATE TO '0.3'" to load this file. \quit
 
@@ -13,8 +15,8 @@ DECLARE
         ELSE 'SELECT x.term_id, x.w FROM unnest($2::int[], $3::float8[]) AS x(term_id, w)'
     END;
     total text := CASE WHEN settings->>'sparse' = 'precomputed'
-        THEN 'sum(q.w * p.tf)'
-        ELSE 'sum(q.w * ln(1 + (s.n - q.df + 0.5) / (q.df + 0.5)) * p.tf / (p.tf + $5 * (1 - $6 + $6 * d.doc_len / s.avgdl)))'
+        THEN 'sum(q.w * p.tf ORDER BY q.term_id)'
+        ELSE 'sum(q.w * ln(1 + (s.n - q.df + 0.5) / (q.df + 0.5)) * p.tf / (p.tf + $5 * (1 - $6 + $6 * d.doc_len / s.avgdl)) ORDER BY q.term_id)'
     END;
 BEGIN
     RETURN QUERY EXECUTE format(

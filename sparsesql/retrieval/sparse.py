@@ -7,6 +7,9 @@ N and avgdl come from the catalog row and df from the vocabulary, all kept exact
 score is never computed from stale statistics. Only the posting blocks of the query's terms are
 read (the posting table's primary key starts with term_id), never the whole collection.
 For collections with precomputed (learned) sparse vectors the score is the dot product.
+Each document's terms are summed in term-id order: floating-point addition is not associative,
+and without the order the last bits of a score (and so the order of exact ties) would depend on
+the join order the planner picked, which differs between custom and generic plans.
 """
 
 from __future__ import annotations
@@ -52,14 +55,14 @@ def score_sql(info: CollectionInfo, ctes: sql.Composable, where: sql.Composable,
     k = sql.Placeholder(prefix + "k")
     if info.settings.sparse == "bm25":
         score = sql.SQL(
-            "sum(q.w * {idf} * p.tf / (p.tf + {k1} * (1 - {b} + {b} * d.doc_len / s.avgdl)))"
+            "sum(q.w * {idf} * p.tf / (p.tf + {k1} * (1 - {b} + {b} * d.doc_len / s.avgdl)) ORDER BY q.term_id)"
         ).format(
             idf=idf_sql(info, sql.SQL("q.df"), sql.SQL("s.n")),
             k1=sql.Literal(info.settings.k1),
             b=sql.Literal(info.settings.b),
         )
     else:
-        score = sql.SQL("sum(q.w * p.tf)")
+        score = sql.SQL("sum(q.w * p.tf ORDER BY q.term_id)")
     return sql.SQL(
         "{ctes}q AS (SELECT v.term_id, v.df, qw.w FROM qw JOIN {vocab} AS v ON v.term_id = qw.term_id WHERE v.df > 0), "
         "s AS (SELECT n_docs::float8 AS n, sum_len::float8 / greatest(n_docs, 1) AS avgdl "
