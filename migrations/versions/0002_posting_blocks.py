@@ -8,6 +8,12 @@ sparsevec held at most 16,000 nonzeros (past it, the column was NULL). The spars
 BM25 function reads the new layout from version 0.3; an installed extension (or the plain
 functions) is updated here, and taken back to 0.2 on downgrade.
 
+The upgrade rewrites every documents row (its new arrays) and the posting table: on a large
+collection, run `VACUUM FULL ANALYZE` on `sparsesql."<name>__docs"` afterwards to give back the
+old row versions (measured on 1M synthetic documents: upgrade 474 s; the documents table went from
+3.4 GB to 1.5 GB in a 28 s VACUUM FULL; its blocks take 1.4 GB, where rows would take about 11 GB
+at the 57.6 MB per 494,721 postings measured for rows).
+
 Revision ID: 0002_posting_blocks
 Revises: 0001_catalog
 """
