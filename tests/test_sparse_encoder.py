@@ -1,0 +1,103 @@
+"""The SPLADE-style encoder (issue 9) against a hand-written reference on a tiny, randomly
+initialised BERT masked LM built here: no weights are downloaded."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sparsesql.encoders.sparse import load_sparse_encoder
+from sparsesql.errors import ConfigError
+
+WORDS = "sparse dense retrieval hybrid query expansion term weight model vector index postgres search fusion rank".split()
+TEXTS = [
+    "sparse retrieval",
+    "dense vector search with hybrid fusion over a postgres index",
+    "query expansion",
+    "term weight model rank rank rank",
+]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("tiny_splade")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *"abcdefghijklmnopqrstuvwxyz"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    assert len(tokenizer) == len(vocab)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab) + 3,  # padded past the tokenizer, as some models are hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    model = transformers.BertForMaskedLM(config)
+    with torch.no_grad():  # bias the output layer upwards so that relu keeps a fair share of entries
+        model.cls.predictions.bias += 0.5
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def reference(folder, text: str) -> dict[str, float]:
+    """Loop by loop: one text alone (no padding), max over positions of log(1 + max(0, logit))."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    batch = tokenizer([text], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits[0].tolist()
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(logits[0]))))
+    out = {}
+    for j, token in enumerate(tokens):
+        w = max(math.log(1 + max(0.0, row[j])) for row in logits)
+        if w > 0 and token is not None:
+            out[token] = w
+    return out
+
+
+def test_weights_equal_the_reference_with_padding_masked(model_dir):
+    encoder = load_sparse_encoder(model_dir)
+    got = encoder.encode(TEXTS, batch_size=4)  # one padded batch: short texts carry padding
+    for text, weights in zip(TEXTS, got):
+        expected = reference(model_dir, text)
+        assert set(weights) == set(expected)
+        assert max(abs(weights[t] - expected[t]) for t in expected) < 1e-5
+        assert 0 < len(weights) < encoder.vocab_size  # relu leaves it sparse
+        assert None not in weights  # ids past the tokenizer's vocabulary carry no token
+
+
+def test_batching_does_not_change_the_weights(model_dir):
+    encoder = load_sparse_encoder(model_dir)
+    one_by_one = np.stack([encoder.weights([t])[0] for t in TEXTS])
+    assert np.abs(encoder.weights(TEXTS, batch_size=3) - one_by_one).max() < 1e-5
+
+
+def test_pruning_keeps_exactly_the_top_k(model_dir):
+    encoder = load_sparse_encoder(model_dir)
+    full = encoder.encode(TEXTS)
+    for k in (1, 3, 10):
+        for whole, pruned in zip(full, encoder.encode(TEXTS, top_k=k)):
+            ranked = sorted(whole.items(), key=lambda kv: -kv[1])
+            assert len(pruned) == min(k, len(whole))
+            assert sorted(pruned.values(), reverse=True) == [w for _, w in ranked[: len(pruned)]]
+            assert all(whole[t] == w for t, w in pruned.items())
+    with pytest.raises(ConfigError, match="top_k must be at least 1"):
+        encoder.encode(TEXTS, top_k=0)
+
+
+def test_inference_free_queries_are_the_tokenizers_tokens(model_dir):
+    assert load_sparse_encoder(model_dir).tokens("Sparse retrieval zq") == ["sparse", "retrieval", "z", "##q"]
+
+
+def test_missing_or_incomplete_model_folders_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist .*nothing is downloaded"):
+        load_sparse_encoder(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="has no config.json"):
+        load_sparse_encoder(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ConfigError, match="does not hold a masked language model"):
+        load_sparse_encoder(tmp_path)
