@@ -3,7 +3,7 @@
 Every statement goes through the `Snapshot` the search was checked in (its catalog read opened
 it), so candidates and fetched rows see the same committed state: a document deleted or replaced
 by a concurrent writer is either wholly there or wholly absent, never half of each. The final
-statement closes the snapshot in its own round trip.
+statement commits the snapshot in the same round trip.
 """
 
 from __future__ import annotations
