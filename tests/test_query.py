@@ -125,6 +125,42 @@ def test_hybrid_rrf_and_linear_fuse_both_lists(db, small):
     assert dense_only[0].id == dense[0].id
 
 
+def test_three_way_hybrid_equals_a_numpy_fusion_of_exact_lists(db, small):
+    """HYBRID over three signals (two sparse queries and a dense one), by min-max linear fusion
+    with weights and by RRF, equals the fusion computed here from reference scores: BM25 by
+    hand, cosine by numpy, ties to the earlier document (the lower internal id)."""
+    name, vectors = small
+    v = vectors[6] + 0.3 * vectors[0]
+    cosine = vectors @ (v / np.linalg.norm(v))
+    lists = []
+    for scores in (bm25_reference("lazy dog"), bm25_reference("honey bread"), {f"t{i}": float(c) for i, c in enumerate(cosine)}):
+        lists.append(sorted(scores.items(), key=lambda kv: (-kv[1], int(kv[0][1:]))))
+    signals = "SPARSE('lazy dog'), SPARSE('honey bread'), DENSE(:v)"
+
+    def fused(expected: dict[str, float]) -> list[tuple[str, float]]:
+        return sorted(expected.items(), key=lambda kv: (-kv[1], int(kv[0][1:])))
+
+    weights = [0.3, 0.3, 0.4]
+    linear: dict[str, float] = {}
+    normalised = []
+    for ranked in lists:
+        values = np.array([x for _, x in ranked])
+        normalised.append({d: (x - values.min()) / (values.max() - values.min()) for d, x in ranked})
+    for doc in {d for ranked in lists for d, _ in ranked}:
+        linear[doc] = sum(w * n.get(doc, 0.0) for w, n in zip(weights, normalised))
+    got = db.query(f"SELECT id, score FROM {name} SEARCH HYBRID({signals}, fusion => linear(weights => [0.3, 0.3, 0.4], norm => minmax)) LIMIT 8", v=v.tolist())
+    # pgvector computes cosine from float32 vectors: scores agree to about 1e-8
+    assert [(r.id, pytest.approx(r.score, rel=1e-6)) for r in got] == [(d, pytest.approx(x, rel=1e-6)) for d, x in fused(linear)[:8]]
+
+    rrf: dict[str, float] = {}
+    for ranked in lists:
+        for rank, (doc, _) in enumerate(ranked, start=1):
+            rrf[doc] = rrf.get(doc, 0.0) + 1 / (60 + rank)
+    got = db.query(f"SELECT id, score FROM {name} SEARCH HYBRID({signals}, fusion => rrf()) LIMIT 8", v=v.tolist())
+    assert [(r.id, pytest.approx(r.score, rel=1e-12)) for r in got] == [(d, pytest.approx(x, rel=1e-12)) for d, x in fused(rrf)[:8]]
+    assert len({r.id for r in got} & set(dict(lists[0]))) and len({r.id for r in got} & set(dict(lists[1])))
+
+
 @pytest.mark.parametrize(
     "where, expected",
     [
