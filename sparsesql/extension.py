@@ -77,9 +77,20 @@ def files() -> list[Path]:
     return [folder() / f"{NAME}.control", *sorted(folder().glob(f"{NAME}--*.sql"))]
 
 
+def _plain(path: Path) -> str:
+    """A script as plain SQL: its psql-only `\\echo` guard removed."""
+    return _ECHO.sub("", path.read_text(encoding="utf-8"))
+
+
 def script_sql() -> str:
     """The SQL that creates VERSION's functions, with the scripts' psql-only `\\echo` guards removed."""
-    return "\n".join(_ECHO.sub("", path.read_text(encoding="utf-8")) for path in _scripts())
+    return "\n".join(_plain(path) for path in _scripts())
+
+
+def update_sql(source: str, target: str) -> str:
+    """The update script from one version to another as plain SQL, for functions created without
+    the extension (a catalog migration that changes what they read brings them along)."""
+    return _plain(folder() / f"{NAME}--{source}--{target}.sql")
 
 
 def standalone_sql() -> str:

@@ -89,6 +89,27 @@ def test_posting_blocks_revision_converts_collections_down_and_up(fresh_dsn):
         assert [tuple(r) for r in again] == [tuple(r) for r in prf]
 
 
+def test_posting_blocks_revision_brings_plain_functions_along(fresh_dsn):
+    """Functions created without the extension (servers that lack its files) follow revision
+    0002 down and up: BM25 answers the same on either layout."""
+    with sparsesql.connect(fresh_dsn) as db:
+        with db.conn.transaction():
+            extension._create_functions(db.conn)
+        db.create_collection("papers", {"title": "text"}, dense="none", dim=3).add(
+            [{"id": f"p{i}", "title": f"common word{i % 3} " + "rare " * (i % 2), "vector": [1, 0, 0]} for i in range(12)]
+        )
+    search = "SELECT id, score FROM sparsesql.bm25_search('papers', 'common rare', 12)"
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        expected = conn.execute(search).fetchall()
+    downgrade(fresh_dsn, "0001_catalog")
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        assert extension.installed_version(conn) is None
+        assert conn.execute(search).fetchall() == expected
+    upgrade(fresh_dsn)
+    with psycopg.connect(fresh_dsn, autocommit=True) as conn:
+        assert conn.execute(search).fetchall() == expected
+
+
 def test_connect_brings_a_new_database_to_head(fresh_dsn):
     with sparsesql.connect(fresh_dsn) as db:
         version = db.conn.execute("SELECT version_num FROM sparsesql.alembic_version").fetchone()[0]

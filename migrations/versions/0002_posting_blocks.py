@@ -18,8 +18,6 @@ Revision ID: 0002_posting_blocks
 Revises: 0001_catalog
 """
 
-import re
-
 from alembic import op
 from sqlalchemy import text
 
@@ -58,7 +56,9 @@ def _functions(source: str, target: str) -> None:
     bind = op.get_bind()
     installed = bind.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'sparsesql'")).scalar()
     if installed is not None:
-        if _version(installed) < _version(target) if _version(source) < _version(target) else _version(installed) > _version(target):
+        upgrading = _version(source) < _version(target)
+        behind = _version(installed) < _version(target) if upgrading else _version(installed) > _version(target)
+        if behind:
             available = bind.execute(
                 text("SELECT 1 FROM pg_available_extension_versions WHERE name = 'sparsesql' AND version = :v"), {"v": target}
             ).scalar()
@@ -71,8 +71,7 @@ def _functions(source: str, target: str) -> None:
         return
     plain = bind.execute(text("SELECT to_regprocedure('sparsesql._bm25(text, jsonb, text[], int[], float8[], int)')")).scalar()
     if plain is not None:
-        script = (extension.folder() / f"sparsesql--{source}--{target}.sql").read_text(encoding="utf-8")
-        op.execute(re.sub(r"(?m)^\\echo .*$", "", script))
+        op.execute(extension.update_sql(source, target))
 
 
 def upgrade() -> None:
