@@ -240,7 +240,7 @@ def measure(n: int, per_band: int, dsn: str) -> dict:
     start = time.perf_counter()
     tiered.query(sparse_text, q=queries[0]["text"])
     result["tier_first_query_s"] = time.perf_counter() - start
-    loaded = tiered.tiers.loaded[name]
+    loaded = tiered.tiers.loaded[(name, 0)]
     result["tier_first_source"] = loaded.source
     postings = int(len(loaded.index.docs))
     result["tier_memory"] = {

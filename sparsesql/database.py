@@ -117,7 +117,7 @@ class Database:
                 "name": c.name,
                 "documents": c.n_docs,
                 "fields": ", ".join(f"{f.name} {f.type}" for f in c.fields),
-                "sparse": c.settings.sparse,
+                "sparse": ", ".join(f.name for f in c.sparse_fields),
                 "dense": c.settings.dense,
                 "dim": c.settings.dim,
             })

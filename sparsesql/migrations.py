@@ -25,7 +25,7 @@ from psycopg import sql
 
 
 from sparsesql.db import schema
-from sparsesql.db.catalog import SCHEMA, catalog_is_current, conn_dsn
+from sparsesql.db.catalog import SCHEMA, catalog_is_current, conn_dsn, creation_options, settings_from_json
 from sparsesql.db.migrate import upgrade_in_subprocess
 from sparsesql.errors import CheckError
 from sparsesql.graph import build as graph
@@ -293,7 +293,10 @@ def _existing_collections(conn) -> dict[str, tuple[dict[str, str], dict]]:
     if conn.execute("SELECT to_regclass('sparsesql.collections')").fetchone()[0] is None:
         return {}
     rows = conn.execute("SELECT name, fields, settings FROM sparsesql.collections ORDER BY name").fetchall()
-    return {name: ({f["name"]: f["type"] for f in fields}, dict(settings)) for name, fields, settings in rows}
+    return {
+        name: ({f["name"]: f["type"] for f in fields}, creation_options(settings_from_json(settings)))
+        for name, fields, settings in rows
+    }
 
 
 @comparators.dispatch_for("schema", priority=alembic_util.DispatchPriority.LAST)

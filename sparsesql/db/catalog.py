@@ -48,8 +48,42 @@ class Field:
 
 
 @dataclass(frozen=True)
+class SparseField:
+    """One sparse representation of every document, with its own vocabulary, postings and df.
+
+    `kind` is "bm25" (the analyzer's terms, BM25 at query time; at most one per collection) or
+    "learned" (a model's tokens with weights, scored by dot product). A learned field's `model`
+    is the local masked-LM folder that encodes its documents (and, in full mode, its queries),
+    or "none" when the vectors are supplied with each document. `slot` places the field's
+    storage: slot 0 is the docs table's own term_ids/weights/doc_len with `<c>__vocab` and
+    `<c>__postings` (the BM25 field when there is one, so the catalog's sum_len is its
+    length); slot i > 0 adds the columns term_ids__i/weights__i and the tables `<c>__vocab__i`,
+    `<c>__postings__i` (a number, not the name, keeps every table name within PostgreSQL's 63).
+    """
+
+    name: str
+    kind: str = "bm25"
+    model: str = "none"
+    slot: int = 0
+    top_k: int | None = None  # learned, encoded at ingest: keep each document's top_k weights
+
+    @property
+    def bm25(self) -> bool:
+        return self.kind == "bm25"
+
+    def column(self, base: str) -> sql.Identifier:
+        """The docs table's column `term_ids` or `weights` of this field."""
+        return sql.Identifier(base if self.slot == 0 else f"{base}__{self.slot}")
+
+
+@dataclass(frozen=True)
 class Settings:
-    """How a collection analyses and embeds; fixed at creation."""
+    """How a collection analyses and embeds; fixed at creation.
+
+    `sparse` is the kind of slot 0 ("bm25" or "precomputed": what the SQL functions of the
+    extension read); `sparse_fields` lists every sparse field in the order declared, empty for
+    collections made before there could be several (their one field is derived from `sparse`).
+    """
 
     sparse: str = "bm25"
     dense: str = "minilm-l6"
@@ -57,6 +91,7 @@ class Settings:
     k1: float = 0.9
     b: float = 0.4
     text_fields: tuple[str, ...] = ()
+    sparse_fields: tuple[SparseField, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +108,30 @@ class CollectionInfo:
     def table(self, kind: str) -> sql.Identifier:
         """The schema-qualified table `sparsesql.<name>__<kind>` (docs, postings, vocab, dense)."""
         return sql.Identifier(SCHEMA, f"{self.name}__{kind}")
+
+    def field_table(self, sparse: SparseField, kind: str) -> sql.Identifier:
+        """A sparse field's `vocab` or `postings` table."""
+        return self.table(kind if sparse.slot == 0 else f"{kind}__{sparse.slot}")
+
+    @property
+    def sparse_fields(self) -> tuple[SparseField, ...]:
+        if self.settings.sparse_fields:
+            return self.settings.sparse_fields
+        if self.settings.sparse == "bm25":
+            return (SparseField("bm25"),)
+        return (SparseField(self.settings.sparse, "learned"),)
+
+    def sparse_field(self, name: str | None = None) -> SparseField:
+        """A sparse field by name; None is the first declared (what SPARSE(:q) searches)."""
+        fields = self.sparse_fields
+        if name is None:
+            return fields[0]
+        for f in fields:
+            if f.name == name.lower():
+                return f
+        raise CheckError(
+            f"collection {self.name!r} has no sparse field {name!r} (sparse fields: {', '.join(f.name for f in fields)})"
+        )
 
     def field_type(self, name: str) -> str | None:
         """The PostgreSQL type of a selectable column, or None when the name is unknown."""
@@ -101,14 +160,36 @@ def check_name(name: str, what: str = "collection") -> str:
     return folded
 
 
+def settings_from_json(data: dict) -> Settings:
+    settings = dict(data)
+    settings["text_fields"] = tuple(settings.get("text_fields", ()))
+    settings["sparse_fields"] = tuple(SparseField(**f) for f in settings.get("sparse_fields", ()))
+    return Settings(**settings)
+
+
+def creation_options(settings: Settings) -> dict:
+    """The WITH options that create a collection with these settings (autogenerate writes them
+    into a drop_collection, to make it reversible)."""
+    data = settings_json(settings)
+    fields = settings.sparse_fields
+    del data["sparse_fields"]
+    if fields:
+        data["sparse"] = [f.name for f in fields] if len(fields) > 1 else fields[0].name
+        models = [f.model for f in fields if not f.bm25]
+        if any(m != "none" for m in models):
+            data["sparse_model"] = models if len(models) > 1 else models[0]
+        top_k = [f.top_k for f in fields if f.top_k is not None]
+        if top_k:
+            data["sparse_top_k"] = top_k[0]
+    return data
+
+
 def _row_to_info(row: tuple) -> CollectionInfo:
     name, fields, settings, n_docs, sum_len, version, extra, created = row
-    settings = dict(settings)
-    settings["text_fields"] = tuple(settings.get("text_fields", ()))
     return CollectionInfo(
         name=name,
         fields=tuple(Field(f["name"], f["type"]) for f in fields),
-        settings=Settings(**settings),
+        settings=settings_from_json(settings),
         n_docs=n_docs,
         sum_len=sum_len,
         version=version,
@@ -132,6 +213,7 @@ def list_collections(conn: psycopg.Connection) -> list[CollectionInfo]:
 def settings_json(settings: Settings) -> dict:
     data = asdict(settings)
     data["text_fields"] = list(settings.text_fields)
+    data["sparse_fields"] = [asdict(f) for f in settings.sparse_fields]
     return data
 
 

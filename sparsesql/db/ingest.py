@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 
 from sparsesql.analysis import term_counts
 from sparsesql.db import copy_binary
-from sparsesql.db.catalog import CollectionInfo, NUMERIC_TYPES
+from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField
 from sparsesql.db.schema import BLOCK_POSTINGS
 from sparsesql.errors import IngestError
 from sparsesql.graph import build as graph
@@ -66,7 +66,7 @@ class _Doc:
     values: dict
     metadata: dict
     vector: np.ndarray | None
-    sparse: dict[str, float] | None
+    sparse: dict[str, dict[str, float]]  # learned field -> the vector supplied for it
     hash: str
 
 
@@ -148,6 +148,37 @@ def _sparse(value: object, where: str) -> dict[str, float]:
     return out
 
 
+def _supplied(info: CollectionInfo, value: object, where: str) -> dict[str, dict[str, float]]:
+    """The learned vectors a document brings: `sparse` is {token: weight} for a collection's only
+    learned field, or {field: {token: weight}}; a field without a model must get one."""
+    learned = [f for f in info.sparse_fields if not f.bm25]
+    if value is not None and not learned:
+        raise IngestError(f"{where}: collection {info.name!r} computes BM25 from text; 'sparse' is not accepted")
+    if value is None:
+        given = {}
+    elif isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        names = {f.name for f in learned}
+        for name in value:
+            if name not in names:
+                raise IngestError(
+                    f"{where}: 'sparse' names field {name!r}; collection {info.name!r} has learned sparse fields "
+                    f"{', '.join(sorted(names))}"
+                )
+        given = {name: _sparse(v, f"{where}, field {name!r}") for name, v in value.items()}
+    elif len(learned) == 1:
+        given = {learned[0].name: _sparse(value, where)}
+    else:
+        raise IngestError(
+            f"{where}: collection {info.name!r} has learned sparse fields {', '.join(f.name for f in learned)}; "
+            "give 'sparse' as {field: {token: weight}}"
+        )
+    for f in learned:
+        if f.model == "none" and f.name not in given:
+            what = "stores precomputed sparse vectors" if len(learned) == 1 else f"has no model for sparse field {f.name!r}"
+            raise IngestError(f"{where}: collection {info.name!r} {what}; supply 'sparse'")
+    return given
+
+
 def validate(info: CollectionInfo, doc: object, position: int) -> _Doc:
     """Check one input document against the collection and compute its content hash."""
     where = _where(position, doc if isinstance(doc, dict) else {})
@@ -170,18 +201,15 @@ def validate(info: CollectionInfo, doc: object, position: int) -> _Doc:
     vector = _vector(info, doc["vector"], where) if doc.get("vector") is not None else None
     if vector is None and info.settings.dense == "none":
         raise IngestError(f"{where}: collection {info.name!r} has no dense model (dense => 'none'); supply 'vector'")
-    sparse = None
-    if info.settings.sparse == "precomputed":
-        if doc.get("sparse") is None:
-            raise IngestError(f"{where}: collection {info.name!r} stores precomputed sparse vectors; supply 'sparse'")
-        sparse = _sparse(doc["sparse"], where)
-    elif doc.get("sparse") is not None:
-        raise IngestError(f"{where}: collection {info.name!r} computes BM25 from text; 'sparse' is not accepted")
+    sparse = _supplied(info, doc.get("sparse"), where)
     try:
         meta_json = json.dumps(metadata, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise IngestError(f"{where}: 'metadata' is not JSON ({exc})") from None
-    digest = hashlib.sha256(json.dumps([values, meta_json, sparse], sort_keys=True, default=str).encode())
+    # One learned field hashes its bare vector, as before there could be several: unchanged
+    # documents of older collections stay unchanged.
+    hashed = (next(iter(sparse.values())) if len(info.sparse_fields) == 1 else sparse) if sparse else None
+    digest = hashlib.sha256(json.dumps([values, meta_json, hashed], sort_keys=True, default=str).encode())
     if vector is not None:  # its float32 bytes: exact, and far cheaper than 384 floats as JSON
         digest.update(vector.astype("<f4").tobytes())
     return _Doc(str(ident), values, metadata, vector, sparse, digest.hexdigest())
@@ -206,19 +234,17 @@ def log_changes(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[in
     )
 
 
-def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -> int:
-    """Delete documents by internal id inside the caller's transaction, keeping statistics exact.
+def _remove_postings(conn: psycopg.Connection, info: CollectionInfo, field: SparseField, doc_ids: list[int]) -> None:
+    """Take documents out of one sparse field's blocks and df (before their rows go).
 
     Each (term, document) pair, read from the document's own term array, finds its block as the
     term's last block keyed at or below the document; the block is rewritten without the
     removed documents, or deleted once empty, and df drops by the pairs counted.
     """
-    if not doc_ids:
-        return 0
-    docs, postings, vocab = info.table("docs"), info.table("postings"), info.table("vocab")
+    docs, postings, vocab = info.table("docs"), info.field_table(field, "postings"), info.field_table(field, "vocab")
     conn.execute(
         sql.SQL(
-            "WITH gone AS (SELECT t.term_id, d.doc_id FROM {d} AS d CROSS JOIN LATERAL unnest(d.term_ids) AS t(term_id) "
+            "WITH gone AS (SELECT t.term_id, d.doc_id FROM {d} AS d CROSS JOIN LATERAL unnest(d.{terms}) AS t(term_id) "
             "WHERE d.doc_id = ANY(%(ids)s)), "
             "hit AS (SELECT g.term_id, b.block, array_agg(g.doc_id) AS ids FROM gone AS g CROSS JOIN LATERAL "
             "(SELECT p.block FROM {p} AS p WHERE p.term_id = g.term_id AND p.block <= g.doc_id ORDER BY p.block DESC LIMIT 1) AS b "
@@ -232,9 +258,18 @@ def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -
             "WHERE p.term_id = kept.term_id AND p.block = kept.block AND kept.doc_ids IS NULL), "
             "counts AS (SELECT term_id, count(*) AS n FROM gone GROUP BY term_id) "
             "UPDATE {v} AS v SET df = v.df - counts.n FROM counts WHERE v.term_id = counts.term_id"
-        ).format(d=docs, p=postings, v=vocab),
+        ).format(d=docs, p=postings, v=vocab, terms=field.column("term_ids")),
         {"ids": doc_ids},
     )
+
+
+def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -> int:
+    """Delete documents by internal id inside the caller's transaction, keeping statistics exact."""
+    if not doc_ids:
+        return 0
+    docs = info.table("docs")
+    for f in info.sparse_fields:
+        _remove_postings(conn, info, f, doc_ids)
     row = conn.execute(
         sql.SQL(
             "WITH gone AS (DELETE FROM {d} WHERE doc_id = ANY(%(ids)s) RETURNING doc_len) "
@@ -265,11 +300,26 @@ def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -
         return remove(conn, info, [r[0] for r in rows])
 
 
-def _term_weights(info: CollectionInfo, doc: _Doc) -> tuple[dict[str, float], int]:
-    if doc.sparse is not None:
-        return doc.sparse, len(doc.sparse)
-    counts, length = term_counts(document_text(info, doc.values))
-    return {t: float(c) for t, c in counts.items()}, length
+def _field_weights(info: CollectionInfo, field: SparseField, docs: list[_Doc]) -> list[tuple[dict[str, float], int]]:
+    """Each document's (term -> weight, length) in one sparse field: the analyzer's counts and
+    token count for BM25; for a learned field the supplied vector, else the model's encoding
+    (batched), and its number of terms."""
+    if field.bm25:
+        out = []
+        for doc in docs:
+            counts, length = term_counts(document_text(info, doc.values))
+            out.append(({t: float(c) for t, c in counts.items()}, length))
+        return out
+    vectors = [doc.sparse.get(field.name) for doc in docs]
+    missing = [i for i, v in enumerate(vectors) if v is None]
+    if missing:
+        from sparsesql.encoders.sparse import load_sparse_encoder
+
+        encoder = load_sparse_encoder(field.model)
+        encoded = encoder.encode([document_text(info, docs[i].values) for i in missing], top_k=field.top_k)
+        for i, vector in zip(missing, encoded):
+            vectors[i] = vector
+    return [(v, len(v)) for v in vectors]
 
 
 def _term_ids(conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str]) -> dict[str, int]:
@@ -336,7 +386,9 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
     report = IngestReport(unchanged=len(batch) - len(changed))
     if not changed:
         return report
-    weights = [_term_weights(info, d) for d in changed]
+    fields = sorted(info.sparse_fields, key=lambda f: f.slot)
+    weights = {f.slot: _field_weights(info, f, changed) for f in fields}
+    lengths = [length for _, length in weights[0]]
     missing = [i for i, d in enumerate(changed) if d.vector is None]
     if missing:
         from sparsesql.encoders.dense import load_dense_encoder
@@ -344,8 +396,7 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
         encoded = load_dense_encoder(info.settings.dense).encode([document_text(info, changed[i].values) for i in missing])
         for i, vec in zip(missing, encoded):
             changed[i].vector = vec
-    terms = sorted({t for w, _ in weights for t in w})
-    docs_t, postings_t, vocab_t, dense_t = (info.table(k) for k in ("docs", "postings", "vocab", "dense"))
+    docs_t, dense_t = info.table("docs"), info.table("dense")
     with conn.transaction():
         _lock(conn, info)
         old = conn.execute(
@@ -353,7 +404,6 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
         ).fetchall()
         remove(conn, info, [r[0] for r in old])
         report.updated, report.added = len(old), len(changed) - len(old)
-        term_ids = _term_ids(conn, vocab_t, terms)
         doc_ids = sorted(
             r[0]
             for r in conn.execute(
@@ -361,38 +411,48 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
                 (f'sparsesql."{info.name}__docs"', len(changed)),
             ).fetchall()
         )
+        postings = {}
+        for f in fields:
+            terms = sorted({t for w, _ in weights[f.slot] for t in w})
+            postings[f.slot] = _postings(weights[f.slot], _term_ids(conn, info.field_table(f, "vocab"), terms), doc_ids)
         field_names = [f.name for f in info.fields]
+        arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))]
         columns = sql.SQL(", ").join(
-            sql.Identifier(c) for c in ["doc_id", "id", *field_names, "metadata", "doc_len", "content_hash", "term_ids", "weights"]
+            [*(sql.Identifier(c) for c in ["doc_id", "id", *field_names, "metadata", "doc_len", "content_hash"]), *arrays]
         )
-        batch_postings = _postings(weights, term_ids, doc_ids)
         cursor = conn.cursor()
         copy_binary.dump_numpy_arrays(cursor.adapters)
+        per_doc = [list(zip(*postings[f.slot].by_doc())) for f in fields]
         with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
-            copy.set_types(["int8", "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text", "int4[]", "float4[]"])
-            for doc_id, doc, (_, length), ids, ws in zip(doc_ids, changed, weights, *batch_postings.by_doc()):
-                copy.write_row([doc_id, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, ids, ws])
-        if len(batch_postings.term):
-            with conn.cursor().copy(sql.SQL("COPY {} (term_id, block, doc_ids, tfs) FROM STDIN (FORMAT BINARY)").format(postings_t)) as copy:
-                copy.write(batch_postings.blocks())
+            copy.set_types(["int8", "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text", *["int4[]", "float4[]"] * len(fields)])
+            for i, (doc_id, doc, length) in enumerate(zip(doc_ids, changed, lengths)):
+                vectors = [a for field_arrays in per_doc for a in field_arrays[i]]
+                copy.write_row([doc_id, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
+        for f in fields:
+            if len(postings[f.slot].term):
+                with conn.cursor().copy(
+                    sql.SQL("COPY {} (term_id, block, doc_ids, tfs) FROM STDIN (FORMAT BINARY)").format(info.field_table(f, "postings"))
+                ) as copy:
+                    copy.write(postings[f.slot].blocks())
         with conn.cursor().copy(sql.SQL("COPY {} (doc_id, embedding) FROM STDIN (FORMAT BINARY)").format(dense_t)) as copy:
             copy.set_types(["int8", "vector"])
             for doc_id, doc in zip(doc_ids, changed):
                 copy.write_row([doc_id, Vector(doc.vector)])
         log_changes(conn, info, doc_ids, added=True)
         graph.connect(conn, info, doc_ids)
-        term_list, df = batch_postings.df()
-        conn.execute(
-            sql.SQL(
-                "UPDATE {} AS v SET df = v.df + x.n FROM unnest(%s::int[], %s::int[]) AS x(term_id, n) "
-                "WHERE v.term_id = x.term_id"
-            ).format(vocab_t),
-            (term_list, df),
-        )
+        for f in fields:
+            term_list, df = postings[f.slot].df()
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} AS v SET df = v.df + x.n FROM unnest(%s::int[], %s::int[]) AS x(term_id, n) "
+                    "WHERE v.term_id = x.term_id"
+                ).format(info.field_table(f, "vocab")),
+                (term_list, df),
+            )
         conn.execute(
             "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1 "
             "WHERE name = %s",
-            (len(changed), sum(length for _, length in weights), info.name),
+            (len(changed), sum(lengths), info.name),
         )
     return report
 

@@ -35,13 +35,14 @@ from sparsesql.db.catalog import (
     CollectionInfo,
     Field,
     Settings,
+    SparseField,
     check_name,
     get_collection,
     settings_json,
 )
-from sparsesql.errors import CheckError
+from sparsesql.errors import CheckError, ConfigError
 
-SPARSE_KINDS = ("bm25", "precomputed")
+MAX_SPARSE_FIELDS = 8
 BLOCK_POSTINGS = 1024  # a deleted document rewrites one block per term: a few KB each
 
 
@@ -74,13 +75,11 @@ def _option_number(options: dict, name: str, default: float, *, integer: bool = 
 
 def make_settings(fields: tuple[Field, ...], options: dict) -> Settings:
     """Turn CREATE COLLECTION's WITH options into settings, refusing unknown or bad ones."""
-    known = {"dense", "sparse", "dim", "k1", "b", "text_fields"}
+    known = {"dense", "sparse", "sparse_model", "sparse_top_k", "dim", "k1", "b", "text_fields"}
     unknown = set(options) - known
     if unknown:
         raise CheckError(f"unknown option {sorted(unknown)[0]} => for a collection; known options: {', '.join(sorted(known))}")
-    sparse = str(options.get("sparse", "bm25")).lower()
-    if sparse not in SPARSE_KINDS:
-        raise CheckError(f"option sparse => {sparse!r} is not supported; use one of {', '.join(SPARSE_KINDS)}")
+    sparse_fields = make_sparse_fields(options)
     dense = str(options.get("dense", "minilm-l6"))
     if dense.lower() in DENSE_MODELS:
         dense = dense.lower()
@@ -113,7 +112,76 @@ def make_settings(fields: tuple[Field, ...], options: dict) -> Settings:
         for t in text_fields:
             if t not in declared_text:
                 raise CheckError(f"option text_fields => names {t!r}, which is not a declared text field")
-    return Settings(sparse=sparse, dense=dense, dim=dim, k1=k1, b=b, text_fields=text_fields)
+    return Settings(
+        sparse="bm25" if sparse_fields[0].bm25 else "precomputed",
+        dense=dense,
+        dim=dim,
+        k1=k1,
+        b=b,
+        text_fields=text_fields,
+        sparse_fields=sparse_fields,
+    )
+
+
+def _names(options: dict, key: str, default: object) -> list[str]:
+    value = options.get(key, default)
+    listed = [value] if isinstance(value, str) else value
+    if not isinstance(listed, list) or not listed or not all(isinstance(v, str) for v in listed):
+        raise CheckError(f"option {key} => expects a name or a non-empty list of names, got {value!r}")
+    return listed
+
+
+def make_sparse_fields(options: dict) -> tuple[SparseField, ...]:
+    """The sparse fields of `sparse => ['bm25', 'splade']`, `sparse_model => ...` and
+    `sparse_top_k => n`, in declared order. 'bm25' is the analyzer's field; any other name is a
+    learned field, encoded by its entry of sparse_model (one local folder per learned field, or
+    'none': vectors supplied at ingest; no sparse_model means all supplied). A model folder is
+    loaded here, so a wrong path fails CREATE COLLECTION rather than the first ingest."""
+    names: list[str] = []
+    for raw in _names(options, "sparse", "bm25"):
+        name = check_name(raw, "sparse field")
+        if name in names:
+            raise CheckError(f"option sparse => names field {name!r} twice")
+        names.append(name)
+    if len(names) > MAX_SPARSE_FIELDS:
+        raise CheckError(f"option sparse => declares {len(names)} fields; a collection holds at most {MAX_SPARSE_FIELDS}")
+    learned = [n for n in names if n != "bm25"]
+    models = ["none"] * len(learned)
+    if "sparse_model" in options:
+        models = _names(options, "sparse_model", None)
+        if not learned:
+            raise CheckError("option sparse_model => needs a learned sparse field: name one in sparse => ['bm25', 'splade']")
+        if len(models) != len(learned):
+            raise CheckError(
+                f"option sparse_model => gives {len(models)} model(s) for {len(learned)} learned field(s) "
+                f"({', '.join(learned)}): one local folder (or 'none') per learned field, in order"
+            )
+    top_k = None
+    if "sparse_top_k" in options:
+        top_k = int(_option_number(options, "sparse_top_k", 0, integer=True))
+        if top_k < 1:
+            raise CheckError(f"option sparse_top_k => must be at least 1, got {top_k}")
+        if all(m.lower() == "none" for m in models):
+            raise CheckError("option sparse_top_k => prunes model-encoded documents; no field has a sparse_model")
+    resolved = {}
+    for name, model in zip(learned, models):
+        if model.lower() == "none":
+            resolved[name] = "none"
+        else:
+            from sparsesql.encoders.sparse import load_sparse_encoder
+
+            try:
+                resolved[name] = load_sparse_encoder(model).path
+            except ConfigError as exc:
+                raise CheckError(f"option sparse_model => for field {name!r}: {exc.message}") from None
+    primary = "bm25" if "bm25" in names else names[0]
+    slots = {primary: 0, **{n: i + 1 for i, n in enumerate(n for n in names if n != primary)}}
+    return tuple(
+        SparseField(n)
+        if n == "bm25"
+        else SparseField(n, "learned", resolved[n], slots[n], top_k if resolved[n] != "none" else None)
+        for n in names
+    )
 
 
 def postings_ddl(postings: sql.Composable) -> list[sql.Composed]:
@@ -128,23 +196,33 @@ def postings_ddl(postings: sql.Composable) -> list[sql.Composed]:
     ]
 
 
+def _vocab_ddl(vocab: sql.Composable) -> sql.Composed:
+    return sql.SQL(
+        "CREATE TABLE {} (term_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
+        "term text NOT NULL UNIQUE, df integer NOT NULL DEFAULT 0 CHECK (df >= 0))"
+    ).format(vocab)
+
+
 def _ddl(info: CollectionInfo) -> list[sql.Composable]:
-    docs, postings, vocab, dense = (info.table(k) for k in ("docs", "postings", "vocab", "dense"))
+    docs, dense = info.table("docs"), info.table("dense")
     columns = sql.SQL("").join(
         sql.SQL("{} {}, ").format(sql.Identifier(f.name), sql.SQL(f.type)) for f in info.fields
     )
-    return [
+    extra = [f for f in info.sparse_fields if f.slot > 0]
+    arrays = sql.SQL("").join(
+        sql.SQL(", {} integer[] NOT NULL, {} real[] NOT NULL").format(f.column("term_ids"), f.column("weights")) for f in extra
+    )
+    statements: list[sql.Composable] = [
         sql.SQL(
             "CREATE TABLE {} (doc_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
             "id text NOT NULL UNIQUE, {}metadata jsonb NOT NULL DEFAULT '{{}}', "
             "doc_len integer NOT NULL CHECK (doc_len >= 0), content_hash text NOT NULL, "
-            "term_ids integer[] NOT NULL, weights real[] NOT NULL)"
-        ).format(docs, columns),
-        sql.SQL(
-            "CREATE TABLE {} (term_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, "
-            "term text NOT NULL UNIQUE, df integer NOT NULL DEFAULT 0 CHECK (df >= 0))"
-        ).format(vocab),
-        *postings_ddl(postings),
+            "term_ids integer[] NOT NULL, weights real[] NOT NULL{})"
+        ).format(docs, columns, arrays),
+    ]
+    for f in sorted(info.sparse_fields, key=lambda f: f.slot):
+        statements += [_vocab_ddl(info.field_table(f, "vocab")), *postings_ddl(info.field_table(f, "postings"))]
+    return statements + [
         sql.SQL(
             "CREATE TABLE {} (doc_id bigint PRIMARY KEY REFERENCES {} ON DELETE CASCADE, embedding vector({}) NOT NULL)"
         ).format(dense, docs, sql.Literal(info.settings.dim)),
@@ -192,8 +270,9 @@ def drop_collection(conn: psycopg.Connection, name: str, *, if_exists: bool = Fa
             if if_exists:
                 return False
             raise CheckError(f"collection {name!r} does not exist")
-        for kind in ("graph", "changes", "postings", "vocab", "dense", "docs"):
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(info.table(kind)))
+        tables = [info.field_table(f, kind) for f in info.sparse_fields for kind in ("postings", "vocab")]
+        for table in [info.table("graph"), info.table("changes"), *tables, info.table("dense"), info.table("docs")]:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
         conn.execute("DELETE FROM sparsesql.collections WHERE name = %s", (name,))
     return True
 

@@ -83,16 +83,16 @@ class _Run:
         search's catalog row shows; the query terms' df comes from the index's vocabulary when it
         knows them at that version, else from one statement that also reads the statistics."""
         info = stage.collection
-        refused = "no memory tier on this connection" if self.tiers is None else self.tiers.why_not(self.conn, info)
-        current = None if refused else self.tiers.current(info, stage.terms)
+        refused = "no memory tier on this connection" if self.tiers is None else self.tiers.why_not(self.conn, info, stage.field)
+        current = None if refused else self.tiers.current(info, stage.field, stage.terms)
         if current is not None:
             loaded, known = current
             n_docs, sum_len = info.n_docs, info.sum_len
         elif not refused:
-            rows = self.execute(record, tier_stats_sql(info), {"name": info.name, "terms": list(stage.terms)})
+            rows = self.execute(record, tier_stats_sql(info, stage.field), {"name": info.name, "terms": list(stage.terms)})
             identity, version, n_docs, sum_len = rows[0][:4]
             try:
-                loaded = self.tiers.get(self.conn, info, identity, version)
+                loaded = self.tiers.get(self.conn, info, stage.field, identity, version)
             except TierRefused as exc:
                 refused = str(exc)
             else:
@@ -103,7 +103,7 @@ class _Run:
             record.detail = f"memory tier not used: {refused}"
             return
         terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
-        scoring = Scoring(info.settings.sparse == "bm25", info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1))
+        scoring = Scoring(stage.field.bm25, info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
         docs, scores, how = loaded.index.top_k(terms, scoring, stage.k)
         self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in zip(docs, scores)]
         self.slots[f"params:{stage.label}"] = stage.params

@@ -14,7 +14,7 @@ from typing import Callable, Union
 
 import numpy as np
 
-from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, check_name
+from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, check_name
 from sparsesql.errors import CheckError, Error, ParameterError
 from sparsesql.lang import ast
 from sparsesql.retrieval.prf import Rm3, VectorPrf
@@ -31,11 +31,15 @@ MAX_CANDIDATES = 100_000
 
 @dataclass(frozen=True)
 class SparseSignal:
-    """Text to analyse, or {term: weight} already in the collection's vocabulary."""
+    """Text to analyse (BM25) or to encode (a learned field's model: `idf` set, its tokens
+    weighted by the field's idf, as inference-free retrievers do), or {term: weight} in the
+    field's vocabulary."""
 
     query: str | dict[str, float]
     pos: ast.Pos
     label: str = "sparse"
+    field: SparseField = SparseField("bm25")
+    idf: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,22 +233,47 @@ class _Checker:
 # ----------------------------------------------------------------------------- search
 
 
+SPARSE_MODES = ("full", "inference_free")
+
+
 def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal:
-    c.args(node.args, set(), "SPARSE")
+    got = c.args(node.args, {"field", "mode"}, "SPARSE")
+    field = info.sparse_field()
+    if "field" in got:
+        name = c.value(got["field"].value)
+        if not isinstance(name, str):
+            raise c.error(f"field => expects a sparse field's name, got {name!r}", got["field"].value.pos)
+        try:
+            field = info.sparse_field(name)
+        except CheckError as exc:
+            raise c.error(exc.message, got["field"].value.pos) from None
+    mode = None
+    if "mode" in got:
+        mode = c.value(got["mode"].value)
+        if not isinstance(mode, str) or mode.lower() not in SPARSE_MODES:
+            raise c.error(f"mode => expects one of {', '.join(SPARSE_MODES)}, got {mode!r}", got["mode"].value.pos)
+        mode = mode.lower()
+        if field.bm25 or field.model == "none":
+            what = "a BM25 field" if field.bm25 else "a field without a model"
+            raise c.error(f"mode => chooses how a learned field's model reads query text; {field.name!r} is {what}", got["mode"].pos)
+    label = "sparse" if field == info.sparse_field() else f"sparse_{field.name}"
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
     if isinstance(query, dict):
         bad = [t for t, w in query.items() if not isinstance(t, str) or isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0]
         if bad or not query:
             raise c.error("SPARSE(...) takes text or a non-empty {term: weight >= 0} mapping", node.query.pos)
-        return SparseSignal({t: float(w) for t, w in query.items()}, node.pos)
+        if mode is not None:
+            raise c.error("mode => applies to query text; a {term: weight} mapping is used as given", got["mode"].pos)
+        return SparseSignal({t: float(w) for t, w in query.items()}, node.pos, label, field)
     if not isinstance(query, str):
         raise c.error(f"SPARSE(...) takes text, got {type(query).__name__}", node.query.pos)
-    if info.settings.sparse == "precomputed":
+    if not field.bm25 and field.model == "none":
+        where = f"collection {info.name!r}" if len(info.sparse_fields) == 1 else f"sparse field {field.name!r}"
         raise c.error(
-            f"collection {info.name!r} stores precomputed sparse vectors; bind SPARSE(:q) to a {{token: weight}} mapping",
+            f"{where} stores precomputed sparse vectors (no model reads text); bind SPARSE(:q) to a {{token: weight}} mapping",
             node.query.pos,
         )
-    return SparseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos)
+    return SparseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos, label, field, mode == "inference_free")
 
 
 MAX_EF_SEARCH = 1000  # pgvector's own limit for hnsw.ef_search

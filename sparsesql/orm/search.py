@@ -53,6 +53,8 @@ class Signal:
     kind: str  # "SPARSE" | "DENSE"
     query: str | dict[str, float] | Sequence[float] | np.ndarray
     ef_search: int | None = None
+    field: str | None = None
+    mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,11 @@ class Hybrid:
     candidates: int | None = None
 
 
-def sparse(query: str | dict[str, float]) -> Signal:
-    """SPARSE(query): BM25 over the analysed text, or a dict of term weights for learned sparse."""
-    return Signal("SPARSE", query)
+def sparse(query: str | dict[str, float], *, field: str | None = None, mode: str | None = None) -> Signal:
+    """SPARSE(query): the collection's first sparse field (or `field`) searched with text (BM25
+    analysed, or a learned field's model: mode "full" or "inference_free") or a dict of term
+    weights in the field's vocabulary."""
+    return Signal("SPARSE", query, field=field, mode=mode)
 
 
 def dense(query: str | Sequence[float] | np.ndarray, *, ef_search: int | None = None) -> Signal:
@@ -153,8 +157,9 @@ class _Renderer:
             return f"HYBRID({', '.join(parts)})"
         if not isinstance(s, Signal):
             raise CheckError(f"search() expects sparse(...), dense(...) or hybrid(...), got {s!r}")
-        ef = f", ef_search => {self.value(s.ef_search)}" if s.ef_search is not None else ""
-        return f"{s.kind}({self.bind('q', s.query)}{ef})"
+        named = {"ef_search": s.ef_search, "field": s.field, "mode": s.mode}
+        args = "".join(f", {k} => {self.value(v)}" for k, v in named.items() if v is not None)
+        return f"{s.kind}({self.bind('q', s.query)}{args})"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ second-pass result with the first-pass one.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from psycopg import sql
 
 from sparsesql.lang.check import CheckedSelect, DenseSignal, Fusion, Signal, SparseSignal
@@ -42,7 +44,8 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
         if isinstance(signal.query, str):
             return st.EncodeQuery(label, signal.query, info.settings.dense), statement, {**bound, prefix + "k": k}, settings
         return None, statement, {**bound, **dense.bind(dense.query_vector(info, signal.query), k, prefix)}, settings
-    return None, sparse.candidates_sql(info, where, prefix), {**bound, **sparse.bind(signal.query, k, prefix)}, {}
+    statement = sparse.candidates_sql(info, signal.field, where, prefix, idf=signal.idf)
+    return None, statement, {**bound, **sparse.bind(signal.query, k, prefix)}, {}
 
 
 def _from_memory(q: CheckedSelect, signal: Signal, tier: bool) -> bool:
@@ -57,7 +60,7 @@ def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: d
         if encode:
             plan.stages.append(encode)
         if _from_memory(q, signal, tier):
-            plan.stages.append(st.TierCandidates(label, q.collection, sparse.query_terms(signal.query), k, statement, params))
+            plan.stages.append(st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params))
         else:
             plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None, settings))
 
@@ -71,7 +74,7 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
         r = fb.sparse
         method = f"rm3(terms => {r.terms}, weight => {r.weight}, max_df => {r.max_df}, min_docs => {r.min_docs}"
         method += ", selective => true)" if r.selective else ")"
-        statement = prf.rm3_sql(info, where, prefix)
+        statement = prf.rm3_sql(info, signal.field, where, prefix, idf=signal.idf)
         return st.Feedback(f"{label}_prf", label, method, source, fb.depth, statement, params, k, prefix, selective=r.selective)
     if isinstance(signal, DenseSignal) and fb.dense is not None:
         v = fb.dense
@@ -154,8 +157,21 @@ def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composab
     return stage
 
 
+def _with_terms(q: CheckedSelect) -> CheckedSelect:
+    """Each sparse signal's query as the {term: weight} it searches with: analysed, tokenized or
+    encoded once here, so every stage (first pass, tier, feedback, rescoring) uses the same."""
+    if q.search is None:
+        return q
+    signals = tuple(
+        replace(s, query=sparse.query_terms(s.field, s.query, idf=s.idf)) if isinstance(s, SparseSignal) else s
+        for s in q.search.signals
+    )
+    return replace(q, search=replace(q.search, signals=signals))
+
+
 def build_plan(q: CheckedSelect, *, tier: bool = False) -> st.Plan:
     """The stages that answer a checked SELECT; with `tier`, sparse candidates come from memory."""
+    q = _with_terms(q)
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)
     plan = st.Plan(info.name, [], q.columns, q.with_score)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
-from sparsesql.db.catalog import CollectionInfo
+from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.lang.check import Fusion
 
 
@@ -45,6 +45,8 @@ class TierCandidates:
 
     label: str
     collection: CollectionInfo
+    field: SparseField
+    idf: bool
     terms: dict[str, float]
     k: int
     fallback: sql.Composed

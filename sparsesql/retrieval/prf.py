@@ -24,7 +24,7 @@ import numpy as np
 from pgvector import Vector
 from psycopg import sql
 
-from sparsesql.db.catalog import CollectionInfo
+from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.retrieval import dense, sparse
 
 
@@ -74,17 +74,17 @@ def selective_weight(scores: list[float], weight: float) -> float:
     return 1.0 - (1.0 - weight) * h * h
 
 
-def rm3_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
+def rm3_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, prefix: str, *, idf: bool = False) -> sql.Composed:
     """Expanded sparse query in one statement; binds <prefix> terms, weights, k, fb_ids,
     fb_weights, rm3_terms, rm3_weight, rm3_max_df, rm3_min_docs."""
     names = ("fb_ids", "fb_weights", "rm3_terms", "rm3_weight", "rm3_max_df", "rm3_min_docs")
     p = {n: sql.Placeholder(prefix + n) for n in names}
-    idf = sparse.idf_sql(info, sql.SQL("v.df"), sql.SQL("(SELECT n FROM st)"))
+    weight = sparse.idf_sql(field, sql.SQL("v.df"), sql.SQL("(SELECT n FROM st)"), idf=idf)
     ctes = sql.SQL(
         "WITH st AS (SELECT n_docs::float8 AS n FROM sparsesql.collections WHERE name = {name}), "
         "fb AS (SELECT * FROM unnest({fb_ids}::bigint[], {fb_weights}::float8[]) AS f(doc_id, w)), "
         "dist AS (SELECT p.term_id, fb.w * p.tf / sum(p.tf) OVER (PARTITION BY fb.doc_id) AS pw "
-        "FROM fb JOIN {docs} AS d ON d.doc_id = fb.doc_id CROSS JOIN LATERAL unnest(d.term_ids, d.weights) AS p(term_id, tf)), "
+        "FROM fb JOIN {docs} AS d ON d.doc_id = fb.doc_id CROSS JOIN LATERAL unnest(d.{terms}, d.{weights}) AS p(term_id, tf)), "
         "rel AS (SELECT dist.term_id, sum(pw) AS rw, {idf} AS idf FROM dist JOIN {vocab} AS v ON v.term_id = dist.term_id "
         "WHERE v.df <= {max_df} * (SELECT n FROM st) "
         "GROUP BY dist.term_id, v.df HAVING count(*) >= {min_docs} ORDER BY rw DESC, dist.term_id LIMIT {n}), "
@@ -99,19 +99,21 @@ def rm3_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Com
         fb_ids=p["fb_ids"],
         fb_weights=p["fb_weights"],
         docs=info.table("docs"),
-        idf=idf,
+        terms=field.column("term_ids"),
+        weights=field.column("weights"),
+        idf=weight,
         n=p["rm3_terms"],
-        vocab=info.table("vocab"),
+        vocab=info.field_table(field, "vocab"),
         max_df=p["rm3_max_df"],
         min_docs=p["rm3_min_docs"],
-        original=sparse.query_cte(info, prefix),
+        original=sparse.query_cte(info, field, prefix),
         weight=p["rm3_weight"],
     )
-    return sparse.score_sql(info, ctes, where, prefix)
+    return sparse.score_sql(info, field, ctes, where, prefix, idf=idf)
 
 
-def rm3_bind(query: str | dict[str, float], rm3: Rm3, k: int, prefix: str) -> dict:
-    params = sparse.bind(query, k, prefix)
+def rm3_bind(terms: dict[str, float], rm3: Rm3, k: int, prefix: str) -> dict:
+    params = sparse.bind(terms, k, prefix)
     return {
         **params,
         prefix + "rm3_terms": rm3.terms,

@@ -6,7 +6,10 @@ Lucene's BM25 (as Anserini and bm25s's "lucene" method):
 N and avgdl come from the catalog row and df from the vocabulary, all kept exact by ingest, so a
 score is never computed from stale statistics. Only the posting blocks of the query's terms are
 read (the posting table's primary key starts with term_id), never the whole collection.
-For collections with precomputed (learned) sparse vectors the score is the dot product.
+A learned field scores by dot product of the query's and the document's weights; its
+inference-free mode (`idf`) weights each query token by the same idf over the field's df, as in
+Geng et al., "Towards Competitive Search Relevance for Inference-Free Learned Sparse Retrievers".
+Every field has its own vocabulary and posting tables (`CollectionInfo.field_table`).
 Each document's terms are summed in term-id order: floating-point addition is not associative,
 and without the order the last bits of a score (and so the order of exact ties) would depend on
 the join order the planner picked, which differs between custom and generic plans.
@@ -19,48 +22,61 @@ from collections import Counter
 from psycopg import sql
 
 from sparsesql.analysis import analyze
-from sparsesql.db.catalog import CollectionInfo
+from sparsesql.db.catalog import CollectionInfo, SparseField
 
 
-def query_terms(query: str | dict[str, float]) -> dict[str, float]:
-    """Query term weights: analysed text counts a repeated term once per occurrence."""
+def query_terms(field: SparseField, query: str | dict[str, float], *, idf: bool = False) -> dict[str, float]:
+    """Query term weights: a mapping as given; text analysed (BM25), tokenized by the field's
+    model (inference-free: each occurrence counts once, the idf comes in SQL or the tier) or
+    encoded by it (full). A repeated term counts once per occurrence."""
     if isinstance(query, dict):
         return dict(query)
-    return {t: float(n) for t, n in Counter(analyze(query)).items()}
+    if field.bm25:
+        return {t: float(n) for t, n in Counter(analyze(query)).items()}
+    from sparsesql.encoders.sparse import load_sparse_encoder
+
+    encoder = load_sparse_encoder(field.model)
+    if idf:
+        return {t: float(n) for t, n in Counter(encoder.tokens(query)).items()}
+    return encoder.encode([query])[0]
 
 
-def query_cte(info: CollectionInfo, prefix: str) -> sql.Composed:
+def query_cte(info: CollectionInfo, field: SparseField, prefix: str) -> sql.Composed:
     """`(term_id, w)` of the query's terms found in the vocabulary; binds <prefix>terms, <prefix>weights."""
     return sql.SQL(
         "SELECT v.term_id, x.w FROM unnest({terms}::text[], {weights}::float8[]) AS x(term, w) "
         "JOIN {vocab} AS v ON v.term = x.term"
-    ).format(terms=sql.Placeholder(prefix + "terms"), weights=sql.Placeholder(prefix + "weights"), vocab=info.table("vocab"))
+    ).format(
+        terms=sql.Placeholder(prefix + "terms"), weights=sql.Placeholder(prefix + "weights"), vocab=info.field_table(field, "vocab")
+    )
 
 
-def candidates_sql(info: CollectionInfo, where: sql.Composable, prefix: str) -> sql.Composed:
+def candidates_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, prefix: str, *, idf: bool = False) -> sql.Composed:
     """Top-k documents by sparse score; binds %(<prefix>terms)s, %(<prefix>weights)s, %(<prefix>k)s."""
-    return score_sql(info, sql.SQL("WITH qw AS ({}), ").format(query_cte(info, prefix)), where, prefix)
+    return score_sql(info, field, sql.SQL("WITH qw AS ({}), ").format(query_cte(info, field, prefix)), where, prefix, idf=idf)
 
 
-def idf_sql(info: CollectionInfo, df: sql.Composable, n: sql.Composable) -> sql.Composable:
-    """A term's share of the score per unit of query weight: Lucene's BM25 idf, or 1 for
-    precomputed weights (they carry their own importance)."""
-    if info.settings.sparse == "bm25":
+def idf_sql(field: SparseField, df: sql.Composable, n: sql.Composable, *, idf: bool = False) -> sql.Composable:
+    """A term's share of the score per unit of query weight: Lucene's BM25 idf (BM25, and a
+    learned field's inference-free queries), or 1 (learned weights carry their own importance)."""
+    if field.bm25 or idf:
         return sql.SQL("ln(1 + ({n} - {df} + 0.5) / ({df} + 0.5))").format(n=n, df=df)
     return sql.SQL("1.0")
 
 
-def score_sql(info: CollectionInfo, ctes: sql.Composable, where: sql.Composable, prefix: str) -> sql.Composed:
+def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, where: sql.Composable, prefix: str, *, idf: bool = False) -> sql.Composed:
     """Score documents against `qw(term_id, w)`, defined by `ctes` (which ends with a comma)."""
     k = sql.Placeholder(prefix + "k")
-    if info.settings.sparse == "bm25":
+    if field.bm25:
         score = sql.SQL(
             "sum(q.w * {idf} * p.tf / (p.tf + {k1} * (1 - {b} + {b} * d.doc_len / s.avgdl)) ORDER BY q.term_id)"
         ).format(
-            idf=idf_sql(info, sql.SQL("q.df"), sql.SQL("s.n")),
+            idf=idf_sql(field, sql.SQL("q.df"), sql.SQL("s.n")),
             k1=sql.Literal(info.settings.k1),
             b=sql.Literal(info.settings.b),
         )
+    elif idf:
+        score = sql.SQL("sum(q.w * {idf} * p.tf ORDER BY q.term_id)").format(idf=idf_sql(field, sql.SQL("q.df"), sql.SQL("s.n"), idf=True))
     else:
         score = sql.SQL("sum(q.w * p.tf ORDER BY q.term_id)")
     return sql.SQL(
@@ -74,8 +90,8 @@ def score_sql(info: CollectionInfo, ctes: sql.Composable, where: sql.Composable,
     ).format(
         ctes=ctes,
         k=k,
-        vocab=info.table("vocab"),
-        postings=info.table("postings"),
+        vocab=info.field_table(field, "vocab"),
+        postings=info.field_table(field, "postings"),
         docs=info.table("docs"),
         name=sql.Literal(info.name),
         score=score,
@@ -83,16 +99,15 @@ def score_sql(info: CollectionInfo, ctes: sql.Composable, where: sql.Composable,
     )
 
 
-def bind(query: str | dict[str, float], k: int, prefix: str) -> dict:
-    terms = query_terms(query)
+def bind(terms: dict[str, float], k: int, prefix: str) -> dict:
     return {prefix + "terms": list(terms), prefix + "weights": list(terms.values()), prefix + "k": k}
 
 
-def tier_stats_sql(info: CollectionInfo) -> sql.Composed:
+def tier_stats_sql(info: CollectionInfo, field: SparseField) -> sql.Composed:
     """In one round trip for the memory tier: the collection's identity (creation time) and write
     version, N, total length, and each query term's (term, id, df) (binds %(name)s, %(terms)s);
     a collection without the terms still gives its one row."""
     return sql.SQL(
         "SELECT c.created_at::text, c.version, c.n_docs, c.sum_len, v.term, v.term_id, v.df FROM sparsesql.collections AS c "
         "LEFT JOIN {vocab} AS v ON v.term = ANY(%(terms)s) WHERE c.name = %(name)s"
-    ).format(vocab=info.table("vocab"))
+    ).format(vocab=info.field_table(field, "vocab"))

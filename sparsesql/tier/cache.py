@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from sparsesql.db import copy_binary
-from sparsesql.db.catalog import CollectionInfo
+from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.errors import CheckError
 from sparsesql.tier.index import SparseIndex
 
@@ -79,19 +79,22 @@ def _copy_rows(conn: psycopg.Connection, query: sql.Composable, params: tuple, d
     return copy_binary.decode(data, dtype)
 
 
-def _postings(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composable, params: tuple) -> tuple[np.ndarray, ...]:
-    """The chosen documents' postings sorted by (term, doc), and their lengths, from the documents'
-    own term arrays: one sequential pass that also yields the lengths, and no sort on the server."""
+def _postings(conn: psycopg.Connection, info: CollectionInfo, field: SparseField, where: sql.Composable, params: tuple) -> tuple[np.ndarray, ...]:
+    """The chosen documents' postings in one field sorted by (term, doc), and their lengths, from
+    the documents' own term arrays: one sequential pass, no sort on the server. A learned field
+    in a further slot has no length of its own (dot products never read one): its number of terms."""
+    terms_col, weights_col = field.column("term_ids"), field.column("weights")
     rows = _copy_rows(
         conn,
-        sql.SQL("SELECT p.term_id, d.doc_id, p.tf FROM {} AS d CROSS JOIN LATERAL unnest(d.term_ids, d.weights) AS p(term_id, tf) WHERE {}").format(
-            info.table("docs"), where
+        sql.SQL("SELECT p.term_id, d.doc_id, p.tf FROM {} AS d CROSS JOIN LATERAL unnest(d.{}, d.{}) AS p(term_id, tf) WHERE {}").format(
+            info.table("docs"), terms_col, weights_col, where
         ),
         params,
         copy_binary.POSTING,
     )
+    length = sql.SQL("doc_len") if field.slot == 0 else sql.SQL("cardinality({})").format(terms_col)
     lengths = _copy_rows(
-        conn, sql.SQL("SELECT doc_id, doc_len FROM {} AS d WHERE {}").format(info.table("docs"), where), params, copy_binary.LENGTH
+        conn, sql.SQL("SELECT doc_id, {} FROM {} AS d WHERE {}").format(length, info.table("docs"), where), params, copy_binary.LENGTH
     )
     terms, docs = rows["term"].astype(np.int64), rows["doc"].astype(np.int64)
     order = np.lexsort((docs, terms))
@@ -111,15 +114,15 @@ class Tiers:
     def __init__(self, home: Path | None = None, memory_limit: int | None = None) -> None:
         self.home = home
         self.memory_limit = memory_limit
-        self.loaded: dict[str, Loaded] = {}
+        self.loaded: dict[tuple[str, int], Loaded] = {}  # (collection, sparse field's slot)
 
-    def why_not(self, conn: psycopg.Connection, info: CollectionInfo) -> str | None:
-        """Why this collection is not served from memory, or None when it is (or can be)."""
-        if info.name in self.loaded:
+    def why_not(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField) -> str | None:
+        """Why this field of the collection is not served from memory, or None when it is (or can be)."""
+        if (info.name, field.slot) in self.loaded:
             return None
         if conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{info.name}__changes"',)).fetchone()[0] is None:
             return "the collection has no change log (created before it existed); re-create it to use the memory tier"
-        if self.memory_limit is None:
+        if self.memory_limit is None or field.slot > 0:
             return None
         # The sum of document lengths is at least the number of postings (a term counts once per
         # document however often it occurs); `get` checks the real size once loaded.
@@ -130,45 +133,45 @@ class Tiers:
             return f"its postings need about {need / 2**20:.1f} MB, over sparse_tier_memory ({self.memory_limit / 2**20:.1f} MB)"
         return None
 
-    def current(self, info: CollectionInfo, terms: Iterable[str]) -> tuple[Loaded, list[tuple[str, int, int]]] | None:
+    def current(self, info: CollectionInfo, field: SparseField, terms: Iterable[str]) -> tuple[Loaded, list[tuple[str, int, int]]] | None:
         """The index and the terms' (term, id, df), when the index is at the version the search's
         catalog row shows and every term is known there; None sends the search to `get`."""
-        loaded = self.loaded.get(info.name)
+        loaded = self.loaded.get((info.name, field.slot))
         if loaded is None or loaded.identity != info.created or loaded.version != info.version:
             return None
         known = loaded.known(terms, info.version)
         return None if known is None else (loaded, known)
 
-    def get(self, conn: psycopg.Connection, info: CollectionInfo, identity: str, version: int) -> Loaded:
+    def get(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField, identity: str, version: int) -> Loaded:
         """The collection's index, current as of the caller's snapshot, in which the catalog row
         said `identity` (creation time) and `version` (write counter). Call why_not first;
         raises TierRefused when the loaded index is over the budget after all."""
-        loaded = self.loaded.get(info.name)
+        loaded = self.loaded.get((info.name, field.slot))
         if loaded is None or loaded.identity != identity:
-            loaded = self._snapshot(info, identity) or self._load(conn, info, identity)
-            rows = conn.execute(sql.SQL("SELECT term, term_id, df FROM {}").format(info.table("vocab"))).fetchall()
+            loaded = self._snapshot(info, field, identity) or self._load(conn, info, field, identity)
+            rows = conn.execute(sql.SQL("SELECT term, term_id, df FROM {}").format(info.field_table(field, "vocab"))).fetchall()
             loaded.vocab = {term: (term_id, df, version) for term, term_id, df in rows}
             loaded.vocab_whole_at = version
             refused = self._over_budget(loaded.memory_bytes())
             if refused:
                 raise TierRefused(refused)
-            self.loaded[info.name] = loaded
+            self.loaded[(info.name, field.slot)] = loaded
         if loaded.version != version:
-            self._follow(conn, info, loaded)
+            self._follow(conn, info, field, loaded)
             loaded.version = version
         return loaded
 
-    def _load(self, conn: psycopg.Connection, info: CollectionInfo, identity: str) -> Loaded:
+    def _load(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField, identity: str) -> Loaded:
         """Every posting by binary COPY, in the caller's snapshot (the change log's last seq with it)."""
         start = time.perf_counter()
         seq = conn.execute(sql.SQL("SELECT coalesce(max(seq), 0) FROM {}").format(info.table("changes"))).fetchone()[0]
-        terms, docs, weights, len_ids, lens = _postings(conn, info, sql.SQL("TRUE"), ())
-        index = SparseIndex.build(terms, docs, weights, (len_ids, lens), integer=info.settings.sparse == "bm25" and _integral(weights))
+        terms, docs, weights, len_ids, lens = _postings(conn, info, field, sql.SQL("TRUE"), ())
+        index = SparseIndex.build(terms, docs, weights, (len_ids, lens), integer=field.bm25 and _integral(weights))
         loaded = Loaded(index, seq, identity, "postings", (time.perf_counter() - start) * 1000)
-        self._save(info, loaded)
+        self._save(info, field, loaded)
         return loaded
 
-    def _follow(self, conn: psycopg.Connection, info: CollectionInfo, loaded: Loaded) -> None:
+    def _follow(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField, loaded: Loaded) -> None:
         rows = conn.execute(
             sql.SQL("SELECT seq, doc_id, added FROM {} WHERE seq > %s ORDER BY seq").format(info.table("changes")), (loaded.seq,)
         ).fetchall()
@@ -178,7 +181,7 @@ class Tiers:
         added = sorted({d for _, d, a in rows if a} - set(removed.tolist()))
         loaded.index.remove(removed)
         if added:
-            terms, docs, weights, len_ids, lens = _postings(conn, info, sql.SQL("d.doc_id = ANY(%s)"), (added,))
+            terms, docs, weights, len_ids, lens = _postings(conn, info, field, sql.SQL("d.doc_id = ANY(%s)"), (added,))
             if loaded.index.weights.dtype == np.uint16 and not _integral(weights):
                 loaded.index = loaded.index.compact()
                 loaded.index.weights = loaded.index.weights.astype(np.float32)
@@ -186,18 +189,19 @@ class Tiers:
         loaded.seq = rows[-1][0]
         if loaded.index.delta_postings > COMPACT_SHARE * max(len(loaded.index.docs), 1000):
             loaded.index = loaded.index.compact()
-            self._save(info, loaded)
+            self._save(info, field, loaded)
 
     # ------------------------------------------------------------------ snapshots
 
-    def _path(self, info: CollectionInfo, identity: str) -> Path | None:
+    def _path(self, info: CollectionInfo, field: SparseField, identity: str) -> Path | None:
         if self.home is None:
             return None
-        key = hashlib.sha256(f"{info.name}|{identity}".encode()).hexdigest()[:16]
-        return self.home / "tiers" / f"{info.name}-{key}"
+        name = info.name if field.slot == 0 else f"{info.name}.{field.slot}"
+        key = hashlib.sha256(f"{name}|{identity}".encode()).hexdigest()[:16]
+        return self.home / "tiers" / f"{name}-{key}"
 
-    def _save(self, info: CollectionInfo, loaded: Loaded) -> None:
-        folder = self._path(info, loaded.identity)
+    def _save(self, info: CollectionInfo, field: SparseField, loaded: Loaded) -> None:
+        folder = self._path(info, field, loaded.identity)
         if folder is None or loaded.index.delta:
             return
         folder.mkdir(parents=True, exist_ok=True)
@@ -208,8 +212,8 @@ class Tiers:
                  meta=np.array(json.dumps({"seq": loaded.seq, "identity": loaded.identity})))
         tmp.replace(folder / "index.npz")  # one file, renamed whole: its arrays and seq always agree
 
-    def _snapshot(self, info: CollectionInfo, identity: str) -> Loaded | None:
-        folder = self._path(info, identity)
+    def _snapshot(self, info: CollectionInfo, field: SparseField, identity: str) -> Loaded | None:
+        folder = self._path(info, field, identity)
         if folder is None or not (folder / "index.npz").exists():
             return None
         start = time.perf_counter()

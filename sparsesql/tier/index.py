@@ -34,13 +34,18 @@ _SAFETY = 1e-9  # relative slack on the pruning bound, so float rounding never p
 
 @dataclass
 class Scoring:
-    """What BM25 needs beyond the postings, read from the catalog in the query's snapshot."""
+    """What BM25 needs beyond the postings, read from the catalog in the query's snapshot; a
+    learned field's inference-free query (`idf`) weights each term by BM25's idf too."""
 
     bm25: bool
     k1: float
     b: float
     n_docs: float
     avgdl: float
+    idf: bool = False
+
+    def idf_of(self, df: int) -> float:
+        return np.log(1 + (self.n_docs - df + 0.5) / (df + 0.5))
 
 
 @dataclass
@@ -178,8 +183,8 @@ class SparseIndex:
 
     def _contribution(self, q: QueryTerm, ids: np.ndarray, ws: np.ndarray, s: Scoring) -> np.ndarray:
         if not s.bm25:
-            return q.weight * ws
-        idf = np.log(1 + (s.n_docs - q.df + 0.5) / (q.df + 0.5))
+            return q.weight * s.idf_of(q.df) * ws if s.idf else q.weight * ws
+        idf = s.idf_of(q.df)
         norm = s.k1 * (1 - s.b + s.b * self.doc_len[ids] / s.avgdl)
         return q.weight * idf * ws / (ws + norm)
 
@@ -190,8 +195,8 @@ class SparseIndex:
             return 0.0
         w = float(self.max_weight[t])
         if not s.bm25:
-            return q.weight * w
-        idf = np.log(1 + (s.n_docs - q.df + 0.5) / (q.df + 0.5))
+            return float(q.weight * s.idf_of(q.df) * w) if s.idf else q.weight * w
+        idf = s.idf_of(q.df)
         return float(q.weight * idf * w / (w + s.k1 * (1 - s.b + s.b * float(self.min_len[t]) / s.avgdl)))
 
     def _part(self, q: QueryTerm, s: Scoring, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
