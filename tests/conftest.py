@@ -85,3 +85,31 @@ def beir_dir(set_name: str) -> Path:
     if not (folder / "corpus.jsonl").exists():
         pytest.skip(f"BEIR set {set_name} not found under {BEIR}")
     return folder
+
+
+TINY_WORDS = "sparse dense retrieval hybrid query expansion term weight model vector index postgres search fusion rank".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_splade(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT masked LM with random weights and a small word-piece vocabulary, saved as a
+    local model folder: a SPLADE encoder to test with, built here (nothing is downloaded)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("tiny_splade")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS, *[f"##{c}" for c in letters], *letters]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    assert len(tokenizer) == len(vocab)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(  # the output layer padded past the tokenizer, as some models are
+        vocab_size=len(vocab) + 3, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+    model = transformers.BertForMaskedLM(config)
+    with torch.no_grad():  # bias the output layer upwards so that relu keeps a fair share of entries
+        model.cls.predictions.bias += 0.5
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -34,23 +34,25 @@ def _make(db, name: str):
     return db.create_collection(name, {"title": "text", "body": "text", "year": "int"}, dense="none", dim=DIM)
 
 
-def assert_exact_stats(db, name: str) -> None:
-    """Catalog counters and df equal a recount from the stored rows, and the posting blocks are
-    exactly the documents' term arrays inverted, in well-formed blocks."""
+def assert_exact_stats(db, name: str, slot: int = 0) -> None:
+    """Catalog counters and df equal a recount from the stored rows, and the posting blocks of the
+    sparse field in `slot` are exactly the documents' term arrays inverted, in well-formed blocks."""
     conn = db.conn
     n_docs, sum_len = conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
     count, total = conn.execute(f'SELECT count(*), coalesce(sum(doc_len), 0) FROM sparsesql."{name}__docs"').fetchone()
     assert (n_docs, sum_len) == (count, total)
+    tail = f"__{slot}" if slot else ""
+    vocab, postings = f'sparsesql."{name}__vocab{tail}"', f'sparsesql."{name}__postings{tail}"'
     wrong = conn.execute(
-        f'SELECT count(*) FROM sparsesql."{name}__vocab" v LEFT JOIN '
-        f'(SELECT term_id, sum(cardinality(doc_ids)) AS n FROM sparsesql."{name}__postings" GROUP BY term_id) p USING (term_id) '
+        f"SELECT count(*) FROM {vocab} v LEFT JOIN "
+        f"(SELECT term_id, sum(cardinality(doc_ids)) AS n FROM {postings} GROUP BY term_id) p USING (term_id) "
         "WHERE v.df <> coalesce(p.n, 0)"
     ).fetchone()[0]
     assert wrong == 0
     inverted = set(conn.execute(
-        f'SELECT p.term_id, d.doc_id, p.tf FROM sparsesql."{name}__docs" d, unnest(d.term_ids, d.weights) AS p(term_id, tf)'
+        f'SELECT p.term_id, d.doc_id, p.tf FROM sparsesql."{name}__docs" d, unnest(d.term_ids{tail}, d.weights{tail}) AS p(term_id, tf)'
     ).fetchall())
-    blocks = conn.execute(f'SELECT term_id, block, doc_ids, tfs FROM sparsesql."{name}__postings" ORDER BY term_id, block').fetchall()
+    blocks = conn.execute(f"SELECT term_id, block, doc_ids, tfs FROM {postings} ORDER BY term_id, block").fetchall()
     stored = {(t, d, w) for t, _, ids, tfs in blocks for d, w in zip(ids, tfs)}
     assert stored == inverted and sum(len(ids) for *_, ids, _ in blocks) == len(inverted)
     for i, (term, block, ids, tfs) in enumerate(blocks):

@@ -11,7 +11,6 @@ import pytest
 from sparsesql.encoders.sparse import load_sparse_encoder
 from sparsesql.errors import ConfigError
 
-WORDS = "sparse dense retrieval hybrid query expansion term weight model vector index postgres search fusion rank".split()
 TEXTS = [
     "sparse retrieval",
     "dense vector search with hybrid fusion over a postgres index",
@@ -20,24 +19,9 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    folder = tmp_path_factory.mktemp("tiny_splade")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"], *"abcdefghijklmnopqrstuvwxyz"]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = transformers.BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
-    assert len(tokenizer) == len(vocab)
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab) + 3,  # padded past the tokenizer, as some models are hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=64)
-    model = transformers.BertForMaskedLM(config)
-    with torch.no_grad():  # bias the output layer upwards so that relu keeps a fair share of entries
-        model.cls.predictions.bias += 0.5
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+@pytest.fixture
+def model_dir(tiny_splade):
+    return tiny_splade
 
 
 def reference(folder, text: str) -> dict[str, float]:

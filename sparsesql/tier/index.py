@@ -237,16 +237,18 @@ class SparseIndex:
     def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, prune: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
         """Exact top k (doc ids, scores) and what the search did (for EXPLAIN).
 
-        Terms are taken in one fixed order (largest bound first) whether pruning or not, so every
-        document's score is the same sum in the same order and both paths agree to the bit.
+        Pruning takes terms largest bound first; every final score is then summed in term-id
+        order, the order the SQL's sum uses, so both paths and the SQL add the same numbers in the
+        same order.
         """
         terms = [q for q in terms if self.slot(q.term_id) is not None and q.weight > 0]
         if s.bm25 and s.avgdl <= 0:  # no document has a term: nothing can match
             terms = []
         bounds = {q.term_id: self.bound(q, s) for q in terms}
         order = sorted(terms, key=lambda q: (-bounds[q.term_id], q.term_id))
+        by_id = sorted(range(len(order)), key=lambda i: order[i].term_id)
         if not prune or len(order) < 2:
-            docs, scores = self._aggregate([self._part(q, s) for q in order])
+            docs, scores = self._aggregate([self._part(order[i], s) for i in by_id])
             return (*self._best(docs, scores, k), {"pruned terms": 0})
         ub = [bounds[q.term_id] for q in order]
         suffix = np.concatenate([np.cumsum(ub[::-1])[::-1], [0.0]])
@@ -261,8 +263,10 @@ class SparseIndex:
                 continue
             theta = np.partition(partial, len(partial) - k)[len(partial) - k]
             if suffix[i] * (1 + _SAFETY) < theta * (1 - _SAFETY):
+                kept = [self._part(r, s, only=docs) for r in order[:i]]  # candidates: all their terms
                 rest = [self._part(r, s, only=docs) for r in order[i:]]
-                docs, scores = self._aggregate(parts + rest)
+                every = kept + rest
+                docs, scores = self._aggregate([every[j] for j in by_id])
                 return (*self._best(docs, scores, k), {"pruned terms": len(order) - i, "candidates": int(len(docs))})
-        docs, scores = self._aggregate(parts)
+        docs, scores = self._aggregate([parts[j] for j in by_id])
         return (*self._best(docs, scores, k), {"pruned terms": 0})
