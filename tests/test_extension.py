@@ -241,6 +241,51 @@ def test_precomputed_collections_take_terms_not_text(ext, db, name):
     assert got == [(r.id, r.score) for r in expected] == [("x", 2.5), ("y", 1.0)]
 
 
+def test_sparse_search_serves_a_learned_field_as_the_dialect_does(ext, db, name, tiny_splade):
+    """A BM25 + learned (tiny SPLADE model) collection: the model's query encoding as jsonb and
+    the query's tokens as text[] (inference-free) give the dialect's documents and scores, bit for
+    bit; a collection made before sparse fields (no list in its settings) still answers."""
+    from sparsesql.encoders.sparse import load_sparse_encoder
+
+    texts = ["sparse retrieval with term weight", "dense vector search", "hybrid fusion of sparse and dense rank",
+             "query expansion for sparse search", "model weight and vector index"]
+    coll = db.create_collection(name, {"body": "text"}, sparse=["bm25", "splade"], sparse_model=str(tiny_splade), dense="none", dim=2)
+    coll.add([{"id": f"t{i}", "body": t, "vector": [1, i]} for i, t in enumerate(texts)])
+    encoder = load_sparse_encoder(tiny_splade)
+    for query in ("sparse search", "dense vector fusion rank", "query"):
+        weights = encoder.encode([query])[0]
+        got = ext.execute("SELECT id, score FROM sparsesql.sparse_search(%s, %s::jsonb, 4, field => 'splade')", (name, json.dumps(weights))).fetchall()
+        dialect = db.query(f"SELECT id, score FROM {name} SEARCH SPARSE(:q, field => 'splade') LIMIT 4", q=query)
+        assert got == [(r.id, r.score) for r in dialect] and got
+        got = ext.execute("SELECT id, score FROM sparsesql.sparse_search(%s, %s::text[], 4, 'SPLADE')", (name, encoder.tokens(query))).fetchall()
+        dialect = db.query(f"SELECT id, score FROM {name} SEARCH SPARSE(:q, field => 'splade', mode => inference_free) LIMIT 4", q=query)
+        assert got == [(r.id, r.score) for r in dialect] and got
+        got = ext.execute("SELECT id, score FROM sparsesql.sparse_search(%s, %s, 4)", (name, query)).fetchall()
+        assert got == [(r.id, r.score) for r in db.query(f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 4", q=query)]
+    cases = [
+        (f"SELECT * FROM sparsesql.sparse_search('{name}', 'x', field => 'colbert')", psycopg.errors.UndefinedObject,
+         f"sparsesql.sparse_search: collection '{name}' has no sparse field 'colbert' (sparse fields: bm25, splade)"),
+        (f"SELECT * FROM sparsesql.sparse_search('{name}', 'x', field => 'splade')", psycopg.errors.InvalidParameterValue,
+         "sparse field 'splade' of collection"),
+        (f"SELECT * FROM sparsesql.sparse_search('{name}', '{{\"x\": -1}}'::jsonb)", psycopg.errors.InvalidParameterValue, "weights must be numbers >= 0 (term 'x')"),
+        (f"SELECT * FROM sparsesql.sparse_search('{name}', '{{\"x\": \"a\"}}'::jsonb)", psycopg.errors.InvalidParameterValue, "weights must be numbers >= 0"),
+        (f"SELECT * FROM sparsesql.sparse_search('{name}', '[1]'::jsonb)", psycopg.errors.InvalidParameterValue, "query must be a non-empty JSON object"),
+        (f"SELECT * FROM sparsesql.sparse_search('{name}', ARRAY['a', NULL])", psycopg.errors.NullValueNotAllowed, "tokens must not be NULL or contain NULL"),
+        (f"SELECT * FROM sparsesql.sparse_search('{name}', 'x', 0)", psycopg.errors.InvalidParameterValue, "k must be between 1 and 100000"),
+    ]
+    for statement, error, message in cases:
+        with pytest.raises(error) as caught:
+            ext.execute(statement)
+        assert message in str(caught.value), statement
+    old = db.create_collection(f"{name}_old", {"body": "text"}, dense="none", dim=2)
+    old.add([{"id": f"t{i}", "body": t, "vector": [1, i]} for i, t in enumerate(texts)])
+    expected = ext.execute("SELECT id, score FROM sparsesql.sparse_search(%s, 'sparse search')", (f"{name}_old",)).fetchall()
+    ext.execute("UPDATE sparsesql.collections SET settings = settings - 'sparse_fields' WHERE name = %s", (f"{name}_old",))
+    assert ext.execute("SELECT id, score FROM sparsesql.sparse_search(%s, 'sparse search', field => 'bm25')", (f"{name}_old",)).fetchall() == expected
+    assert [(r.id, r.score) for r in db.query(f"SELECT id, score FROM {name}_old SEARCH SPARSE('sparse search')")] == expected
+    db.drop_collection(f"{name}_old")
+
+
 def test_injection_payloads_as_names_and_values_change_nothing(ext, db, small):
     db.conn.execute("CREATE TABLE IF NOT EXISTS public.canary (x int)")
     before = fingerprint(db, small)
@@ -348,7 +393,7 @@ def test_plain_sql_fallback_creates_the_same_functions_and_drop_removes_them(dsn
             extension._create_functions(conn)  # what create() does when the server lacks the files
             assert conn.execute("SHOW search_path").fetchone()[0] == path_before
         functions = our_functions(conn)
-        assert len(functions) == 11 and not any(member for _, member in functions)
+        assert len(functions) == 16 and not any(member for _, member in functions)
         assert extension.installed_version(conn) is None
         got = conn.execute("SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 2, fusion => 'rrf')").fetchall()
         expected = db.query("SELECT id, score FROM papers SEARCH HYBRID(SPARSE('dense'), DENSE(:v), fusion => rrf(k => 60)) LIMIT 2", v=[0, 1, 0])
@@ -357,13 +402,13 @@ def test_plain_sql_fallback_creates_the_same_functions_and_drop_removes_them(dsn
         conn.execute("CREATE VIEW public.uses_analyze AS SELECT sparsesql.analyze('x') AS terms")
         with pytest.raises(psycopg.errors.DependentObjectsStillExist):
             extension.drop(conn)
-        assert len(our_functions(conn)) == 11  # a failed drop changes nothing
+        assert len(our_functions(conn)) == 16  # a failed drop changes nothing
         conn.execute("DROP VIEW public.uses_analyze")
         extension.drop(conn)
         assert our_functions(conn) == []
         extension._create_functions(conn)
         assert extension.create(conn) == "extension"  # the files are there: plain functions become the extension
-        assert len(our_functions(conn)) == 11 and all(member for _, member in our_functions(conn))
+        assert len(our_functions(conn)) == 16 and all(member for _, member in our_functions(conn))
         extension.drop(conn)
         assert our_functions(conn) == [] and extension.installed_version(conn) is None
         assert db.collection("papers").count() == 2
@@ -373,7 +418,7 @@ def test_script_sql_is_the_chain_create_extension_runs():
     sql = extension.script_sql()
     assert "\\echo" not in sql and sql.index("FUNCTION sparsesql.stem(") < sql.index("FUNCTION sparsesql.hybrid_search(")
     assert extension.function_names() == sorted(
-        ["_bm25", "_check_range", "_collection", "analyze", "bm25_search", "dense_search", "hybrid_search", "rrf", "stem"]
+        ["_bm25", "_check_range", "_collection", "_field", "_sparse", "analyze", "bm25_search", "dense_search", "hybrid_search", "rrf", "sparse_search", "stem"]
     )
     control = (extension.folder() / "sparsesql.control").read_text()
     assert f"default_version = '{extension.VERSION}'" in control and "requires = 'vector'" in control
@@ -417,7 +462,7 @@ def test_standalone_sql_runs_in_psql_style(dsn):
     with fresh_database(dsn, "sparsesql_ext_print") as fresh, sparsesql.connect(fresh) as db, psycopg.connect(fresh, autocommit=True) as conn:
         db.create_collection("papers", {"title": "text"}, dense="none", dim=3).add(DOCS)
         conn.execute(extension.standalone_sql())
-        assert len(our_functions(conn)) == 11
+        assert len(our_functions(conn)) == 16
         assert [r[0] for r in conn.execute("SELECT id FROM sparsesql.dense_search('papers', '[0,1,0]', 1)")] == ["b"]
 
 

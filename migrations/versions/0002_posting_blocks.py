@@ -71,6 +71,9 @@ def _functions(source: str, target: str) -> None:
         return
     plain = bind.execute(text("SELECT to_regprocedure('sparsesql._bm25(text, jsonb, text[], int[], float8[], int)')")).scalar()
     if plain is not None:
+        newer = bind.execute(text("SELECT to_regprocedure('sparsesql._sparse(text, jsonb, text, int, text[], float8[], int, boolean)')")).scalar()
+        if newer is not None and _version(target) < _version("0.4"):  # 0.4's sparse fields read blocks too: back to 0.3 first
+            op.execute(extension.update_sql("0.4", "0.3"))
         op.execute(extension.update_sql(source, target))
 
 

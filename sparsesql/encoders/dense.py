@@ -8,13 +8,13 @@ sentence-transformers are imported inside the loader: importing sparsesql must s
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sparsesql.encoders.loading import quiet_loading
 from sparsesql.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -77,24 +77,14 @@ def _model_folder(spec: str) -> Path:
 
 def _load(folder: Path) -> SentenceTransformer:
     """Load a sentence-transformers model on CPU, offline, without a weight-loading bar."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as hf_logging
 
-    bar_was_enabled = hf_logging.is_progress_bar_enabled()
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-    except OSError as exc:
-        message = f"cannot load a sentence-transformers model from {folder}: {exc}"
-        raise ConfigError(message) from exc
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bar_was_enabled:
-            hf_logging.enable_progress_bar()
+    with quiet_loading():
+        try:
+            return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+        except OSError as exc:
+            message = f"cannot load a sentence-transformers model from {folder}: {exc}"
+            raise ConfigError(message) from exc
 
 
 def load_dense_encoder(spec: str = DEFAULT_SPEC) -> DenseEncoder:

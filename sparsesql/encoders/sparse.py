@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from sparsesql.encoders.loading import quiet_loading
 from sparsesql.errors import ConfigError
 
 _cache: dict[str, "SparseEncoder"] = {}
@@ -89,14 +90,14 @@ def load_sparse_encoder(path: str | os.PathLike) -> SparseEncoder:
             raise ConfigError(f"sparse model folder {str(folder)!r} does not exist (models load from local folders only; nothing is downloaded)")
         if not (folder / "config.json").exists():
             raise ConfigError(f"sparse model folder {str(folder)!r} has no config.json: save the model there with save_pretrained")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModelForMaskedLM, AutoTokenizer
+        with quiet_loading():
+            from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"sparse model folder {str(folder)!r} does not hold a masked language model and its tokenizer: {exc}") from None
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+                model = AutoModelForMaskedLM.from_pretrained(folder, local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"sparse model folder {str(folder)!r} does not hold a masked language model and its tokenizer: {exc}") from None
         model.eval()
         encoder = SparseEncoder(key, model, tokenizer)
         _cache[key] = encoder
