@@ -186,6 +186,24 @@ def test_mmr_and_prf_off_switches_render_and_run(db, engine, papers, name):
     assert got == [(r["id"], r["score"]) for r in db.query(text, **params)]
 
 
+def test_a_learned_sparse_field_through_the_orm(db, engine, name):
+    """A mapped collection with sparse fields (options as in CREATE COLLECTION): documents bring
+    their learned vectors to add(), and sparse(..., field=...) searches that field as the dialect."""
+    Note = mapped(name, title="str | None")
+    Note.__collection_options__ = {"dense": "none", "dim": 2, "sparse": ["bm25", "lsr"]}
+    with Session(engine) as session:
+        create_collection(session, Note)
+        add(session, [Note(id="a", title="sparse"), Note(id="b", title="dense")], vectors={"a": [1, 0], "b": [0, 1]},
+            sparse={"a": {"tok": 1.0, "sparse": 2.0}, "b": {"tok": 3.0}})
+        session.commit()
+        stmt = search(Note, sparse({"tok": 1.0, "sparse": 0.5}, field="lsr")).limit(5)
+        assert "field => :a" in stmt.dialect
+        got = [(n.id, s) for n, s in stmt.execute(session)]
+    assert got == [("b", 3.0), ("a", 2.0)]
+    text, params = stmt.render()
+    assert got == [(r["id"], r["score"]) for r in db.query(text, **params)]
+
+
 def test_collection_spec_comes_from_the_mapped_columns(papers, name):
     assert collection_spec(papers) == (name, {"title": "text", "year": "integer", "day": "date"}, {"dense": "none", "dim": 3})
 

@@ -260,3 +260,21 @@ def test_wrong_queries_and_documents_are_refused(db, three):
     with pytest.raises(IngestError, match=r"document 1 \(id 'n2'\), field 'splade': 'sparse' weight of 'x' is -1.0"):
         coll.add([{"id": "n2", "body": "x", "vector": [1, 0, 0, 0], "sparse": {"splade": {"x": -1.0}}}])
     assert db.collection(name).info.n_docs == len(TEXTS) and not db.query(f"SELECT id FROM {name} WHERE id IN ('n1', 'n2') LIMIT 5")
+
+
+def test_autogenerate_options_recreate_the_same_fields(tiny_splade):
+    """What autogenerate writes into a reversible drop_collection creates the same sparse fields."""
+    from sparsesql.db.catalog import creation_options, settings_from_json, settings_json
+    from sparsesql.db.schema import make_fields, make_settings
+
+    fields = make_fields({"body": "text"})
+    for options in (
+        {"sparse": ["splade", "bm25", "lsr"], "sparse_model": [str(tiny_splade), "none"], "sparse_top_k": 7, "dense": "none", "dim": 2},
+        {"sparse": "precomputed", "dense": "none", "dim": 2},
+        {"dense": "none", "dim": 2},
+    ):
+        settings = make_settings(fields, options)
+        assert settings_from_json(settings_json(settings)) == settings
+        assert make_settings(fields, creation_options(settings)) == settings
+    legacy = settings_from_json({"sparse": "precomputed", "dense": "none", "dim": 2, "k1": 0.9, "b": 0.4, "text_fields": ["body"]})
+    assert creation_options(legacy)["sparse"] == "precomputed"

@@ -30,10 +30,18 @@ def drop_collection(session: Session, entity: type, *, if_exists: bool = False) 
     return schema.drop_collection(session_connection(session, install=True), mapped_collection(entity), if_exists=if_exists)
 
 
-def add(session: Session, documents: Iterable[Document], *, vectors: dict[str, list[float]] | None = None) -> ingest.IngestReport:
+def add(
+    session: Session,
+    documents: Iterable[Document],
+    *,
+    vectors: dict[str, list[float]] | None = None,
+    sparse: dict[str, dict] | None = None,
+) -> ingest.IngestReport:
     """Add or replace documents given as (transient) instances of one mapped class.
 
-    `vectors` maps ids to dense vectors for collections without a model (dense => 'none').
+    `vectors` maps ids to dense vectors for collections without a model (dense => 'none');
+    `sparse` maps ids to the learned sparse vectors a document brings (its `sparse` key in
+    Collection.add: {token: weight}, or {field: {token: weight}}).
     """
     docs = list(documents)
     if not docs:
@@ -50,6 +58,8 @@ def add(session: Session, documents: Iterable[Document], *, vectors: dict[str, l
         row = {"id": d.id, "metadata": d.meta or {}, **{f: getattr(d, f) for f in fields}}
         if vectors and d.id in vectors:
             row["vector"] = vectors[d.id]
+        if sparse and d.id in sparse:
+            row["sparse"] = sparse[d.id]
         rows.append(row)
     try:
         return ingest.add(conn, schema.require_collection(conn, name), rows)
