@@ -263,9 +263,7 @@ class SparseIndex:
                 continue
             theta = np.partition(partial, len(partial) - k)[len(partial) - k]
             if suffix[i] * (1 + _SAFETY) < theta * (1 - _SAFETY):
-                kept = [self._part(r, s, only=docs) for r in order[:i]]  # candidates: all their terms
-                rest = [self._part(r, s, only=docs) for r in order[i:]]
-                every = kept + rest
+                every = parts + [self._part(r, s, only=docs) for r in order[i:]]
                 docs, scores = self._aggregate([every[j] for j in by_id])
                 return (*self._best(docs, scores, k), {"pruned terms": len(order) - i, "candidates": int(len(docs))})
         docs, scores = self._aggregate([parts[j] for j in by_id])
