@@ -68,3 +68,27 @@ def test_eval_json_contract(dsn, tmp_path, session_db):
         assert summary["queries"] == 2 and summary["ndcg@10"] == pytest.approx(1.0)
     assert [c.name for c in session_db.collections()].count("tiny_set") == 1
     session_db.drop_collection("tiny_set")
+
+
+def test_eval_with_a_learned_sparse_field(dsn, tmp_path, session_db, tiny_splade):
+    """--sparse-model loads the set into <name>_splade with a field the model encodes; the search
+    names it; a second run reuses the collection; a wrong folder is a message, not a traceback."""
+    folder = _beir(
+        tmp_path / "tiny-lsr",
+        [("d1", "Sparse", "sparse retrieval model"), ("d2", "Dense", "dense vector index"), ("d3", "Fusion", "hybrid fusion rank")],
+        [("q1", "sparse retrieval"), ("q2", "dense vector")],
+        [("q1", "d1"), ("q2", "d2")],
+    )
+    session_db.drop_collection("tiny_lsr_splade", if_exists=True)
+    for mode in ("full", "inference_free", "full"):
+        search = f"SPARSE(:q, field => 'splade', mode => {mode})"
+        result = run(dsn, "eval", str(folder), "--search", search, "--sparse-model", str(tiny_splade), "--json")
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.output.strip().splitlines()[-1])
+        assert summary["queries"] == 2 and 0 < summary["recall@100"] <= 1
+    info = session_db.collection("tiny_lsr_splade").info
+    assert [f.name for f in info.sparse_fields] == ["bm25", "splade"] and info.n_docs == 3
+    wrong = run(dsn, "eval", str(folder), "--sparse-model", str(tmp_path / "nowhere"))
+    assert wrong.exit_code == 1 and "sparse model folder" in wrong.output and "does not exist" in wrong.output and "Traceback" not in wrong.output
+    assert session_db.collection("tiny_lsr_splade").info.n_docs == 3  # the loaded collection is kept
+    session_db.drop_collection("tiny_lsr_splade")

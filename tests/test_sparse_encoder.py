@@ -54,6 +54,16 @@ def test_weights_equal_the_reference_with_padding_masked(model_dir):
         assert None not in weights  # ids past the tokenizer's vocabulary carry no token
 
 
+def test_long_texts_are_cut_at_the_models_positions(model_dir):
+    """The tiny tokenizer has no length limit; the model reads 64 positions: a longer text is
+    encoded as its first 64 tokens (special tokens included), not refused by torch."""
+    encoder = load_sparse_encoder(model_dir)
+    assert encoder.max_length == 64
+    long = "sparse " * 200 + "rank"
+    head = " ".join(["sparse"] * 62)
+    assert encoder.encode([long]) == encoder.encode([head])
+
+
 def test_batching_does_not_change_the_weights(model_dir):
     encoder = load_sparse_encoder(model_dir)
     one_by_one = np.stack([encoder.weights([t])[0] for t in TEXTS])

@@ -150,13 +150,16 @@ def grant(ctx: click.Context, role: str, access: str) -> None:
 @click.option("--search", default="HYBRID(SPARSE(:q), DENSE(:q))", show_default=True, help="Any SEARCH clause of the dialect.")
 @click.option("--limit", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON line of the metrics.")
+@click.option("--sparse-model", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A local masked-LM folder: load into <name>_splade with a learned field 'splade' it encodes.")
 @click.pass_context
 @_fail_cleanly
-def eval_(ctx: click.Context, beir_dir: Path, search: str, limit: int, as_json: bool) -> None:
+def eval_(ctx: click.Context, beir_dir: Path, search: str, limit: int, as_json: bool, sparse_model: Path | None) -> None:
     """Load BEIR_DIR (once), run every test query, print nDCG@10, Recall@100 and latency."""
     from sparsesql.eval.run import evaluate
 
-    result = evaluate(_db(ctx), beir_dir, search, limit=limit, progress=sys.stderr.isatty())
+    model = str(sparse_model) if sparse_model is not None else None
+    result = evaluate(_db(ctx), beir_dir, search, limit=limit, progress=sys.stderr.isatty(), sparse_model=model)
     s = result.summary()
     click.echo(f"collection  {result.collection}   search  {search}")
     click.echo(f"queries     {s['queries']}")

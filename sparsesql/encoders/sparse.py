@@ -44,6 +44,9 @@ class SparseEncoder:
         # token, can never be queried, and are dropped.
         self._tokens = tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
         self._has_token = np.array([t is not None for t in self._tokens])
+        # Texts are cut at what the model can read: a tokenizer saved without a length limit
+        # would otherwise hand it more positions than it has embeddings for.
+        self.max_length = min(int(tokenizer.model_max_length), int(getattr(model.config, "max_position_embeddings", 512)))
 
     def weights(self, texts: list[str], batch_size: int = 8) -> np.ndarray:
         """An (n, vocab_size) float32 array of SPLADE weights, one row per text.
@@ -57,7 +60,7 @@ class SparseEncoder:
         import torch
 
         out = np.zeros((len(texts), self.vocab_size), dtype=np.float32)
-        encoded = self._tokenizer(list(texts), truncation=True)
+        encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)
         order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]

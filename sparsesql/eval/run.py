@@ -50,10 +50,20 @@ def collection_name(folder: str | Path) -> str:
     return name if not name[0].isdigit() else f"c_{name}"
 
 
-def load_beir(db, folder: str | Path, *, progress: bool = False) -> str:
-    """Make sure the folder's corpus is loaded; returns the collection name."""
+def load_beir(db, folder: str | Path, *, progress: bool = False, sparse_model: str | None = None) -> str:
+    """Make sure the folder's corpus is loaded; returns the collection name. With `sparse_model`
+    (a local masked-LM folder) the collection `<name>_splade` also holds a learned sparse field
+    'splade' encoded by it, for `SPARSE(:q, field => 'splade')`."""
     name = collection_name(folder)
+    options: dict = {}
     fingerprint = corpus_fingerprint(folder)
+    if sparse_model is not None:
+        from sparsesql.encoders.sparse import load_sparse_encoder
+
+        load_sparse_encoder(sparse_model)  # a wrong folder fails before a loaded collection is replaced
+        name += "_splade"
+        options = {"sparse": ["bm25", "splade"], "sparse_model": sparse_model}
+        fingerprint += f"|sparse_model={Path(sparse_model).expanduser().resolve()}"
     existing = next((c for c in db.collections() if c.name == name), None)
     if existing is not None and existing.extra.get("fingerprint") == fingerprint:
         return name
@@ -61,15 +71,17 @@ def load_beir(db, folder: str | Path, *, progress: bool = False) -> str:
         db.drop_collection(name)
         existing = None
     if existing is None:
-        db.create_collection(name, BEIR_FIELDS)
+        db.create_collection(name, BEIR_FIELDS, **options)
     db.collection(name).add(load_corpus(folder), progress=progress)
     set_extra(db.conn, name, "fingerprint", fingerprint)
     return name
 
 
-def evaluate(db, folder: str | Path, search: str, *, limit: int = 100, progress: bool = False) -> EvalResult:
+def evaluate(
+    db, folder: str | Path, search: str, *, limit: int = 100, progress: bool = False, sparse_model: str | None = None
+) -> EvalResult:
     """Run `SELECT id, score FROM <coll> SEARCH <search> LIMIT <limit>` for every test query."""
-    name = load_beir(db, folder, progress=progress)
+    name = load_beir(db, folder, progress=progress, sparse_model=sparse_model)
     queries = test_queries(folder)
     qrels = load_qrels(folder)
     statement = f"SELECT id, score FROM {name} SEARCH {search} LIMIT {int(limit)}"
