@@ -62,6 +62,8 @@ def test_long_texts_are_cut_at_the_models_positions(model_dir):
     long = "sparse " * 200 + "rank"
     head = " ".join(["sparse"] * 62)
     assert encoder.encode([long]) == encoder.encode([head])
+    assert encoder.encode([]) == [] and encoder.weights([]).shape == (0, encoder.vocab_size)
+    assert encoder.encode([""])[0]  # the tiny model weighs [CLS] [SEP] alone: an empty text still encodes
 
 
 def test_batching_does_not_change_the_weights(model_dir):

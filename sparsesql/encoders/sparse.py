@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -48,8 +48,8 @@ class SparseEncoder:
         # would otherwise hand it more positions than it has embeddings for.
         self.max_length = min(int(tokenizer.model_max_length), int(getattr(model.config, "max_position_embeddings", 512)))
 
-    def weights(self, texts: list[str], batch_size: int = 8) -> np.ndarray:
-        """An (n, vocab_size) float32 array of SPLADE weights, one row per text.
+    def _batches(self, texts: list[str], batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(positions in `texts`, their (len, vocab_size) float32 SPLADE weights) batch by batch.
 
         Texts are batched by length (little padding) in small batches: the (batch, positions,
         vocabulary) logits dominate the cost, and small ones stay in cache. Measured on the first
@@ -59,7 +59,8 @@ class SparseEncoder:
         """
         import torch
 
-        out = np.zeros((len(texts), self.vocab_size), dtype=np.float32)
+        if not texts:
+            return
         encoded = self._tokenizer(list(texts), truncation=True, max_length=self.max_length)
         order = np.argsort([len(ids) for ids in encoded["input_ids"]], kind="stable")
         for start in range(0, len(texts), batch_size):
@@ -68,20 +69,28 @@ class SparseEncoder:
             with torch.inference_mode():
                 logits = self._model(**batch).logits  # (batch, positions, vocab)
                 logits.relu_().log1p_().mul_(batch["attention_mask"].unsqueeze(-1).to(logits.dtype))
-                out[rows] = torch.amax(logits, dim=1).float().numpy()
+                yield rows, torch.amax(logits, dim=1).float().numpy()
+
+    def weights(self, texts: list[str], batch_size: int = 8) -> np.ndarray:
+        """An (n, vocab_size) float32 array of SPLADE weights, one row per text."""
+        out = np.zeros((len(texts), self.vocab_size), dtype=np.float32)
+        for rows, block in self._batches(texts, batch_size):
+            out[rows] = block
         return out
 
     def encode(self, texts: list[str], *, top_k: int | None = None, batch_size: int = 8) -> list[dict[str, float]]:
-        """Each text's nonzero weights as {token: weight}; with top_k, only its k largest."""
+        """Each text's nonzero weights as {token: weight}; with top_k, only its k largest. Made
+        batch by batch: no (texts x vocabulary) array for a large ingest batch."""
         if top_k is not None and top_k < 1:
             raise ConfigError(f"top_k must be at least 1, got {top_k}")
-        out = []
-        for row in self.weights(texts, batch_size):
-            ids = np.flatnonzero((row > 0) & self._has_token)
-            if top_k is not None and len(ids) > top_k:
-                order = np.lexsort((ids, -row[ids]))  # by weight descending, then token id
-                ids = np.sort(ids[order[:top_k]])
-            out.append({self._tokens[i]: float(row[i]) for i in ids})
+        out: list[dict[str, float]] = [{} for _ in texts]
+        for rows, block in self._batches(texts, batch_size):
+            for position, row in zip(rows.tolist(), block):
+                ids = np.flatnonzero((row > 0) & self._has_token)
+                if top_k is not None and len(ids) > top_k:
+                    order = np.lexsort((ids, -row[ids]))  # by weight descending, then token id
+                    ids = np.sort(ids[order[:top_k]])
+                out[position] = {self._tokens[i]: float(row[i]) for i in ids}
         return out
 
     def tokens(self, text: str) -> list[str]:
