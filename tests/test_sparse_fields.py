@@ -278,3 +278,20 @@ def test_autogenerate_options_recreate_the_same_fields(tiny_splade):
         assert make_settings(fields, creation_options(settings)) == settings
     legacy = settings_from_json({"sparse": "precomputed", "dense": "none", "dim": 2, "k1": 0.9, "b": 0.4, "text_fields": ["body"]})
     assert creation_options(legacy)["sparse"] == "precomputed"
+
+
+def test_learned_field_in_diversified_search_with_graph_hops(db, three):
+    """DIVERSIFY over a fusion with the learned field: without hops the chosen documents keep the
+    search's scores; with hops the graph's newcomers are rescored by every fused list, the
+    learned field's included, and the selection still returns LIMIT distinct documents."""
+    name, vectors, _ = three
+    db.query(f"BUILD GRAPH ON {name} WITH (k => 3)")
+    search = "SEARCH HYBRID(SPARSE(:q, field => 'splade'), DENSE(:v), fusion => rrf()) "
+    params = {"q": "sparse search", "v": vectors[0].tolist()}
+    plain = {r.id: r.score for r in db.query(f"SELECT id, score FROM {name} {search} LIMIT 8", **params)}
+    chosen = db.query(f"SELECT id, score FROM {name} {search} DIVERSIFY BY COVERAGE(candidates => 4) LIMIT 3", **params)
+    assert len(chosen) == 3 and all(r.score == plain[r.id] for r in chosen)
+    widened = db.query(f"SELECT id, score FROM {name} {search} DIVERSIFY BY COVERAGE(candidates => 4, hops => 1) LIMIT 3", **params)
+    assert len({r.id for r in widened}) == 3 and all(r.score > 0 for r in widened)
+    explained = db.explain(f"SELECT id FROM {name} {search} DIVERSIFY BY COVERAGE(candidates => 4, hops => 1) LIMIT 3", analyze=True, **params)
+    assert "sparse_splade" in explained and "diversify" in explained
