@@ -37,8 +37,8 @@ class SparseSignal:
 
     query: str | dict[str, float]
     pos: ast.Pos
+    field: SparseField
     label: str = "sparse"
-    field: SparseField = SparseField("bm25")
     idf: bool = False
 
 
@@ -264,7 +264,7 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
             raise c.error("SPARSE(...) takes text or a non-empty {term: weight >= 0} mapping", node.query.pos)
         if mode is not None:
             raise c.error("mode => applies to query text; a {term: weight} mapping is used as given", got["mode"].pos)
-        return SparseSignal({t: float(w) for t, w in query.items()}, node.pos, label, field)
+        return SparseSignal({t: float(w) for t, w in query.items()}, node.pos, field, label)
     if not isinstance(query, str):
         raise c.error(f"SPARSE(...) takes text, got {type(query).__name__}", node.query.pos)
     if not field.bm25 and field.model == "none":
@@ -273,7 +273,7 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
             f"{where} stores precomputed sparse vectors (no model reads text); bind SPARSE(:q) to a {{token: weight}} mapping",
             node.query.pos,
         )
-    return SparseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos, label, field, mode == "inference_free")
+    return SparseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos, field, label, mode == "inference_free")
 
 
 MAX_EF_SEARCH = 1000  # pgvector's own limit for hnsw.ef_search
