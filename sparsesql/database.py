@@ -17,6 +17,7 @@ from sparsesql.errors import CheckError
 from sparsesql.exec.row import Row
 from sparsesql.graph import build as graph_build
 from sparsesql.graph import stats as graph_stats
+from sparsesql.exec import write
 from sparsesql.exec.run import database_error, run_plan
 from sparsesql.exec.snapshot import Snapshot
 from sparsesql.lang import ast
@@ -192,7 +193,7 @@ class Collection:
     def add(self, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False) -> ingest.IngestReport:
         """Add or update documents: {"id", declared fields..., "metadata", "vector", "sparse"}."""
         try:
-            return ingest.add(self.db.conn, self.info, docs, batch_size=batch_size, progress=progress)
+            return write.add(self.db.conn, self.info, docs, batch_size=batch_size, progress=progress)
         except psycopg.Error as exc:
             raise database_error(exc, "ingest") from exc
 
@@ -203,7 +204,7 @@ class Collection:
 
     def delete(self, ids: Iterable[str]) -> int:
         try:
-            return ingest.delete(self.db.conn, self.info, ids)
+            return write.delete(self.db.conn, self.info, ids)
         except psycopg.Error as exc:
             raise database_error(exc, "delete") from exc
 

@@ -6,6 +6,10 @@ content hash is unchanged is skipped before any analysis or encoding, which make
 the same input cheap and an interrupted ingest resumable by running it again. Bulk rows travel
 by binary COPY; document ids are drawn from the table's sequence first so postings can be
 copied in the same pass.
+
+Storage stops at the collection's own tables: structures built over its documents (the kNN
+graph) are kept in step by an `Upkeep` the caller passes, run inside the same transaction, so
+this module never imports them (sparsesql/exec/write.py is the door that supplies it).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain, islice
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import psycopg
@@ -30,7 +34,6 @@ from sparsesql.db import copy_binary
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField
 from sparsesql.db.schema import BLOCK_POSTINGS
 from sparsesql.errors import IngestError
-from sparsesql.graph import build as graph
 
 COPY_TYPES = {
     "text": "text",
@@ -58,6 +61,19 @@ class IngestReport:
         self.updated += other.updated
         self.unchanged += other.unchanged
         return self
+
+
+Hook = Callable[[psycopg.Connection, CollectionInfo, list[int]], None]
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """What a write owes the structures built over a collection's documents: `added(conn, info,
+    doc_ids)` runs after new rows (vectors included) are in, `removed` after rows are gone, both
+    inside the batch's transaction so the structure commits or rolls back with the rows."""
+
+    added: Hook
+    removed: Hook
 
 
 @dataclass
@@ -120,17 +136,17 @@ def _field_value(info: CollectionInfo, name: str, type_name: str, value: object,
     return value
 
 
-def _vector(info: CollectionInfo, value: object, where: str) -> np.ndarray:
+def _vector(info: CollectionInfo, value: object, where: str, label: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise IngestError(f"{where}: 'vector' must be a list of numbers") from None
+        raise IngestError(f"{where}: {label} must be a list of numbers") from None
     if array.ndim != 1 or array.shape[0] != info.settings.dim:
         raise IngestError(
-            f"{where}: 'vector' has {array.size} dimensions; collection {info.name!r} stores {info.settings.dim}"
+            f"{where}: {label} has {array.size} dimensions; collection {info.name!r} stores {info.settings.dim}"
         )
     if not np.isfinite(array).all():
-        raise IngestError(f"{where}: 'vector' holds NaN or infinite components")
+        raise IngestError(f"{where}: {label} holds NaN or infinite components")
     return array.astype(np.float32)
 
 
@@ -179,9 +195,43 @@ def _supplied(info: CollectionInfo, value: object, where: str) -> dict[str, dict
     return given
 
 
-def validate(info: CollectionInfo, doc: object, position: int) -> _Doc:
-    """Check one input document against the collection and compute its content hash."""
-    where = _where(position, doc if isinstance(doc, dict) else {})
+def _ident(value: object, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        raise IngestError(f"{where}: every document needs an 'id' (a non-empty string or an integer)")
+    return str(value)
+
+
+def _metadata(value: object, where: str) -> tuple[dict, str]:
+    """The metadata mapping ({} for none) and its canonical JSON, which the content hash takes."""
+    metadata = value or {}
+    if not isinstance(metadata, dict):
+        raise IngestError(f"{where}: 'metadata' must be a mapping")
+    try:
+        return metadata, json.dumps(metadata, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise IngestError(f"{where}: 'metadata' is not JSON ({exc})") from None
+
+
+def check_value(info: CollectionInfo, key: str, value: object, where: str, *, label: str | None = None) -> object:
+    """One key of an input document ("id", a declared field, "metadata", "vector", "sparse"),
+    checked and converted exactly as `validate` does, so a caller that knows where each value
+    was written (the dialect's INSERT) can blame that value; `label` names the key in messages."""
+    if key == "id":
+        return _ident(value, where)
+    if key == "metadata":
+        return _metadata(value, where)[0]
+    if key == "vector":
+        return None if value is None else _vector(info, value, where, label or "'vector'")
+    if key == "sparse":
+        return _supplied(info, value, where)
+    (field,) = [f for f in info.fields if f.name == key]
+    return _field_value(info, field.name, field.type, value, where)
+
+
+def validate(info: CollectionInfo, doc: object, position: int, *, where: str | None = None) -> _Doc:
+    """Check one input document against the collection and compute its content hash; `where`
+    names it in messages (default: its position and id)."""
+    where = where or _where(position, doc if isinstance(doc, dict) else {})
     if not isinstance(doc, dict):
         raise IngestError(f"{where}: expected a mapping with an 'id', got {type(doc).__name__}")
     allowed = {"id", "metadata", "vector", "sparse"} | {f.name for f in info.fields}
@@ -191,28 +241,20 @@ def validate(info: CollectionInfo, doc: object, position: int) -> _Doc:
             f"{where}: unknown field {unknown[0]!r}; collection {info.name!r} has fields "
             f"{', '.join(f.name for f in info.fields) or '(none)'} plus id, metadata, vector, sparse"
         )
-    ident = doc.get("id")
-    if isinstance(ident, bool) or not isinstance(ident, (str, int)) or str(ident) == "":
-        raise IngestError(f"{where}: every document needs an 'id' (a non-empty string or an integer)")
+    ident = _ident(doc.get("id"), where)
     values = {f.name: _field_value(info, f.name, f.type, doc.get(f.name), where) for f in info.fields}
-    metadata = doc.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise IngestError(f"{where}: 'metadata' must be a mapping")
-    vector = _vector(info, doc["vector"], where) if doc.get("vector") is not None else None
+    metadata, meta_json = _metadata(doc.get("metadata"), where)
+    vector = check_value(info, "vector", doc.get("vector"), where)
     if vector is None and info.settings.dense == "none":
         raise IngestError(f"{where}: collection {info.name!r} has no dense model (dense => 'none'); supply 'vector'")
     sparse = _supplied(info, doc.get("sparse"), where)
-    try:
-        meta_json = json.dumps(metadata, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise IngestError(f"{where}: 'metadata' is not JSON ({exc})") from None
     # One learned field hashes its bare vector, as before there could be several: unchanged
     # documents of older collections stay unchanged.
     hashed = (next(iter(sparse.values())) if len(info.sparse_fields) == 1 else sparse) if sparse else None
     digest = hashlib.sha256(json.dumps([values, meta_json, hashed], sort_keys=True, default=str).encode())
     if vector is not None:  # its float32 bytes: exact, and far cheaper than 384 floats as JSON
         digest.update(vector.astype("<f4").tobytes())
-    return _Doc(str(ident), values, metadata, vector, sparse, digest.hexdigest())
+    return _Doc(ident, values, metadata, vector, sparse, digest.hexdigest())
 
 
 def document_text(info: CollectionInfo, values: dict) -> str:
@@ -263,7 +305,7 @@ def _remove_postings(conn: psycopg.Connection, info: CollectionInfo, field: Spar
     )
 
 
-def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -> int:
+def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], *, upkeep: Upkeep) -> int:
     """Delete documents by internal id inside the caller's transaction, keeping statistics exact."""
     if not doc_ids:
         return 0
@@ -279,7 +321,7 @@ def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -
     ).fetchone()
     count, length = row
     log_changes(conn, info, doc_ids, added=False)
-    graph.forget(conn, info, doc_ids)
+    upkeep.removed(conn, info, doc_ids)
     conn.execute(
         "UPDATE sparsesql.collections SET n_docs = n_docs - %s, sum_len = sum_len - %s, version = version + 1 "
         "WHERE name = %s",
@@ -288,16 +330,25 @@ def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int]) -
     return count
 
 
-def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -> int:
-    """Delete documents by external id in one transaction; returns how many existed."""
-    wanted = [ids] if isinstance(ids, (str, int)) else [str(i) for i in ids]
-    wanted = [str(i) for i in wanted]
+def delete_where(
+    conn: psycopg.Connection, info: CollectionInfo, condition: sql.Composable, params: dict, *, upkeep: Upkeep
+) -> int:
+    """Delete the documents matching `condition` (SQL over the documents table as alias `d`,
+    binding named `params`) in one transaction; the rows are chosen under the collection's lock,
+    so a concurrent writer cannot slip one in between. Returns how many went."""
     with conn.transaction():
         _lock(conn, info)
         rows = conn.execute(
-            sql.SQL("SELECT doc_id FROM {} WHERE id = ANY(%s)").format(info.table("docs")), (wanted,)
+            sql.SQL("SELECT d.doc_id FROM {} AS d WHERE {}").format(info.table("docs"), condition), params
         ).fetchall()
-        return remove(conn, info, [r[0] for r in rows])
+        return remove(conn, info, [r[0] for r in rows], upkeep=upkeep)
+
+
+def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str], *, upkeep: Upkeep) -> int:
+    """Delete documents by external id in one transaction; returns how many existed."""
+    wanted = [ids] if isinstance(ids, (str, int)) else [str(i) for i in ids]
+    wanted = [str(i) for i in wanted]
+    return delete_where(conn, info, sql.SQL("d.id = ANY(%(ids)s)"), {"ids": wanted}, upkeep=upkeep)
 
 
 def _field_weights(info: CollectionInfo, field: SparseField, docs: list[_Doc]) -> list[tuple[dict[str, float], int]]:
@@ -375,7 +426,7 @@ def _postings(weights: list[tuple[dict[str, float], int]], term_ids: dict[str, i
     return _BatchPostings(term[order], doc[order], weight[order], per_doc)
 
 
-def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc]) -> IngestReport:
+def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc], upkeep: Upkeep) -> IngestReport:
     ids = [d.id for d in batch]
     known = dict(
         conn.execute(
@@ -402,7 +453,7 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
         old = conn.execute(
             sql.SQL("SELECT doc_id FROM {} WHERE id = ANY(%s)").format(docs_t), ([d.id for d in changed],)
         ).fetchall()
-        remove(conn, info, [r[0] for r in old])
+        remove(conn, info, [r[0] for r in old], upkeep=upkeep)
         report.updated, report.added = len(old), len(changed) - len(old)
         doc_ids = sorted(
             r[0]
@@ -439,7 +490,7 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
             for doc_id, doc in zip(doc_ids, changed):
                 copy.write_row([doc_id, Vector(doc.vector)])
         log_changes(conn, info, doc_ids, added=True)
-        graph.connect(conn, info, doc_ids)
+        upkeep.added(conn, info, doc_ids)
         for f in fields:
             term_list, df = postings[f.slot].df()
             conn.execute(
@@ -468,6 +519,7 @@ def add(
     info: CollectionInfo,
     docs: Iterable[dict],
     *,
+    upkeep: Upkeep,
     batch_size: int = 500,
     progress: bool = False,
 ) -> IngestReport:
@@ -486,6 +538,6 @@ def add(
                 position += 1
                 valid = validate(info, doc, position)
                 checked[valid.id] = valid
-            report += _write_batch(conn, info, list(checked.values()))
+            report += _write_batch(conn, info, list(checked.values()), upkeep)
             bar.update(len(raw))
     return report

@@ -1,9 +1,9 @@
 """Writes through a SQLAlchemy session: collections from mapped classes, documents from instances.
 
 Both run on the session's connection inside its transaction (a savepoint each), so they commit or
-roll back with the rest of the unit of work. Documents go through sparsesql's ingest, which keeps
-postings, vectors, statistics and the kNN graph in step; that path streams rows with COPY, which
-only a sync Session offers.
+roll back with the rest of the unit of work. Documents go through sparsesql's write path
+(exec/write.py), which keeps postings, vectors, statistics and the kNN graph in step; that path
+streams rows with COPY, which only a sync Session offers.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from sparsesql.db import ingest, schema
 from sparsesql.errors import CheckError
+from sparsesql.exec import write
 from sparsesql.exec.run import database_error
 from sparsesql.orm.connection import AwaitingConnection, session_connection
 from sparsesql.orm.model import Document, collection_spec, mapped_collection
@@ -62,6 +63,6 @@ def add(
             row["sparse"] = sparse[d.id]
         rows.append(row)
     try:
-        return ingest.add(conn, schema.require_collection(conn, name), rows)
+        return write.add(conn, schema.require_collection(conn, name), rows)
     except psycopg.Error as exc:
         raise database_error(exc, "ingest") from exc

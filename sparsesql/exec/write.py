@@ -1,0 +1,48 @@
+"""Every write to a collection's documents, with the upkeep of what is built over them.
+
+Storage (db/ingest.py) writes rows, postings, vectors and statistics; the kNN graph
+(graph/build.py) is a retrieval structure over those rows. This module sits above both, in exec/
+beside run.py (which executes reads), because a write is execution too: `Collection.add` and
+`.delete`, the ORM and the dialect's INSERT and DELETE all come through here, so storage never
+imports retrieval and no door can write without keeping the graph current. Ingest runs the
+graph's hooks inside each batch's transaction, so a batch and its edges stay all or nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import psycopg
+
+from sparsesql.db import ingest
+from sparsesql.db.catalog import CollectionInfo
+from sparsesql.graph import build as graph
+from sparsesql.lang import ast
+from sparsesql.plan.sql import where_sql
+
+GRAPH_UPKEEP = ingest.Upkeep(added=graph.connect, removed=graph.forget)
+
+
+def add(
+    conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False
+) -> ingest.IngestReport:
+    """Add or update documents; each batch is its own transaction (a savepoint inside the caller's)."""
+    return ingest.add(conn, info, docs, upkeep=GRAPH_UPKEEP, batch_size=batch_size, progress=progress)
+
+
+def insert(conn: psycopg.Connection, info: CollectionInfo, docs: list[dict]) -> ingest.IngestReport:
+    """Add or update documents all or none: one statement's rows, one transaction around every batch."""
+    with conn.transaction():
+        return add(conn, info, docs)
+
+
+def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -> int:
+    """Delete documents by external id in one transaction; returns how many existed."""
+    return ingest.delete(conn, info, ids, upkeep=GRAPH_UPKEEP)
+
+
+def delete_where(conn: psycopg.Connection, info: CollectionInfo, where: ast.Predicate | None, params: dict) -> int:
+    """Delete the documents a checked WHERE matches (every document without one), compiled as
+    SELECT's filter is; returns how many went."""
+    condition, bound = where_sql(info, where, params)
+    return ingest.delete_where(conn, info, condition, bound, upkeep=GRAPH_UPKEEP)
