@@ -145,6 +145,39 @@ def grant(ctx: click.Context, role: str, access: str) -> None:
     click.echo(f"granted {access} access to sparsesql's collections to {role}")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=6433, show_default=True, type=int, help="TCP port (0: any free one, printed).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate: answer SSLRequest with TLS.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option("--require-tls", is_flag=True, help="Refuse clients that do not use TLS.")
+@click.option("--no-sparse-tier", is_flag=True, help="Run SPARSE candidates in SQL instead of the shared memory tier.")
+@click.option("--sparse-tier-memory", help='Cap per collection of the memory tier, e.g. "2GB".')
+@click.pass_context
+@_fail_cleanly
+def serve(ctx: click.Context, host: str, port: int, tls_cert: str | None, tls_key: str | None, require_tls: bool,
+          no_sparse_tier: bool, sparse_tier_memory: str | None) -> None:
+    """Serve the dialect over the PostgreSQL wire protocol: psql -h 127.0.0.1 -p 6433 -U postgres sparsesql."""
+    import asyncio
+    import logging
+
+    from sparsesql.server.serve import Server
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = Server(
+        ctx.obj.get("dsn"), host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls,
+        sparse_tier=not no_sparse_tier, sparse_tier_memory=sparse_tier_memory,
+    )
+
+    def ready(s: Server) -> None:
+        click.echo(f"sparsesql serve: listening on {s.host}:{s.port}, database {s.database!r}" + (" (TLS)" if s.ssl else ""))
+        if s.password_file is not None:
+            click.echo(f"  log in as {s.user!r}; its password is in {s.password_file} (mode 0600)")
+        sys.stdout.flush()
+
+    asyncio.run(server.serve_forever(ready))
+
+
 @cli.command("eval")
 @click.argument("beir_dir", type=click.Path(path_type=Path))
 @click.option("--search", default="HYBRID(SPARSE(:q), DENSE(:q))", show_default=True, help="Any SEARCH clause of the dialect.")

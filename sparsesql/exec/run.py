@@ -79,11 +79,24 @@ class _Run:
         record.rows = len(rows)
 
     def tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
+        if self.tiers is None:
+            return self._tier_candidates(stage, record)
+        with self.tiers.lock:
+            return self._tier_candidates(stage, record)
+
+    def _tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
         """Top k from memory, scored in numpy. The index follows the change log to the version the
         search's catalog row shows; the query terms' df comes from the index's vocabulary when it
         knows them at that version, else from one statement that also reads the statistics."""
         info = stage.collection
-        refused = "no memory tier on this connection" if self.tiers is None else self.tiers.why_not(self.conn, info, stage.field)
+        if self.tiers is None:
+            refused = "no memory tier on this connection"
+        elif self.snap.in_callers_transaction:
+            # A caller's transaction may hold writes of its own, which the shared index must not
+            # take in from the change log (they could still roll back).
+            refused = "the search runs inside the caller's transaction"
+        else:
+            refused = self.tiers.why_not(self.conn, info, stage.field)
         current = None if refused else self.tiers.current(info, stage.field, stage.terms)
         if current is not None:
             loaded, known = current

@@ -26,6 +26,7 @@ class Snapshot:
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
         self.owned = conn.info.transaction_status == pq.TransactionStatus.IDLE
+        self.in_callers_transaction = not self.owned
         self.begun = not self.owned  # a caller's transaction is already open
 
     def execute(self, query, params: object = None, *, binary: bool = False, last: bool = False,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,12 +110,18 @@ class TierRefused(Exception):
 
 
 class Tiers:
-    """The in-memory indexes of one connection's collections (one process, one thread)."""
+    """The in-memory indexes of a process's collections.
+
+    Several sessions may share one (the server's): `lock` is held around each search's use of
+    an index (bringing it to the search's version, then scoring), since following the change
+    log mutates the arrays a concurrent search would read.
+    """
 
     def __init__(self, home: Path | None = None, memory_limit: int | None = None) -> None:
         self.home = home
         self.memory_limit = memory_limit
         self.loaded: dict[tuple[str, int], Loaded] = {}  # (collection, sparse field's slot)
+        self.lock = threading.RLock()
 
     def why_not(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField) -> str | None:
         """Why this field of the collection is not served from memory, or None when it is (or can be)."""
@@ -156,6 +163,10 @@ class Tiers:
             if refused:
                 raise TierRefused(refused)
             self.loaded[(info.name, field.slot)] = loaded
+        if loaded.version is not None and version < loaded.version:
+            # Another session's newer snapshot moved the index past this one's: serving it would
+            # score documents this snapshot cannot see, with statistics it does not have.
+            raise TierRefused(f"the index is at version {loaded.version}, newer than this search's snapshot ({version})")
         if loaded.version != version:
             self._follow(conn, info, field, loaded)
             loaded.version = version

@@ -1,0 +1,256 @@
+"""Dialect statements on the wire: what they take and return, described before they run.
+
+Drivers describe a statement before binding it (asyncpg, node-postgres, JDBC all do), so a
+dialect statement's parameter types and result columns are worked out from its syntax tree and
+the collection's declared fields, without running it. Running goes through `Database.query`,
+the same path as in-process use; this module only lays its rows out as the columns it
+described, and turns sparsesql's errors into ErrorResponse fields with a SQLSTATE and the
+caret's position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import psycopg
+
+from sparsesql import errors
+from sparsesql.database import Database
+from sparsesql.db.catalog import CollectionInfo, get_collection
+from sparsesql.lang import ast
+from sparsesql.lang.check import CAST_TYPES
+from sparsesql.lang.parse import parse_statement
+from sparsesql.server import types as t
+from sparsesql.server.wire import Column
+
+
+@dataclass
+class Described:
+    """A statement's shape: parameter OIDs ($1 first), result columns (None: no rows), and the
+    command tag's verb."""
+
+    param_oids: list[int]
+    columns: list[Column] | None
+    verb: str
+    statement: ast.Statement | None = None
+
+
+@dataclass
+class Outcome:
+    columns: list[Column] | None
+    rows: list[list[object]]
+    tag: str
+
+
+SHOW_COLLECTIONS = [("name", t.TEXT), ("documents", t.INT8), ("fields", t.TEXT), ("sparse", t.TEXT), ("dense", t.TEXT), ("dim", t.INT4)]
+SHOW_GRAPH = [("property", t.TEXT), ("value", t.TEXT)]
+BUILD_GRAPH = [("collection", t.TEXT), ("k", t.INT4), ("edges", t.INT8)]
+EXPLAIN = [("QUERY PLAN", t.TEXT)]
+
+
+def _columns(pairs: list[tuple[str, int]]) -> list[Column]:
+    return [Column(name, oid, t.TYPE_SIZES.get(oid, -1)) for name, oid in pairs]
+
+
+def _field_oid(info: CollectionInfo | None, name: str) -> int:
+    if info is None:
+        return t.TEXT
+    if name == "metadata":
+        return t.JSONB
+    if name == "embedding":
+        return t.FLOAT4_ARRAY
+    if name == "sparse":
+        return t.JSONB
+    return t.FIELD_OIDS.get(info.field_type(name) or "text", t.TEXT)
+
+
+def _select_columns(node: ast.Select, info: CollectionInfo) -> list[tuple[str, int]]:
+    if not node.items:
+        names = ["id", *(f.name for f in info.fields), "metadata"] + (["score"] if node.search is not None else [])
+    else:
+        names = []
+        for item in node.items:
+            if item.name.lower() not in names:
+                names.append(item.name.lower())
+    return [(n, t.FLOAT8 if n == "score" else _field_oid(info, n)) for n in names]
+
+
+def _operand_oid(op: object, info: CollectionInfo | None) -> int | None:
+    if isinstance(op, ast.Column):
+        return _field_oid(info, op.name.lower())
+    if isinstance(op, ast.JsonPath):
+        return t.TEXT if op.as_text else t.JSONB
+    if isinstance(op, ast.Cast):
+        return t.FIELD_OIDS.get(CAST_TYPES.get(op.type_name.lower(), "text"), t.TEXT)
+    return None
+
+
+def _param_hints(node: object, info: CollectionInfo | None, hint: int, out: dict[str, int]) -> None:
+    """Walk the tree; each parameter gets the type its context asks for (first use wins)."""
+    if isinstance(node, ast.Param):
+        out.setdefault(node.name, hint)
+        return
+    if isinstance(node, (tuple, list)):
+        for item in node:
+            _param_hints(item, info, hint, out)
+        return
+    if not dataclasses.is_dataclass(node):
+        return
+    if isinstance(node, (ast.Compare, ast.Like)):
+        left, right = (node.left, node.right) if isinstance(node, ast.Compare) else (node.expr, node.pattern)
+        _param_hints(left, info, _operand_oid(right, info) or t.TEXT, out)
+        _param_hints(right, info, _operand_oid(left, info) or t.TEXT, out)
+        return
+    if isinstance(node, ast.InList):
+        side = _operand_oid(node.expr, info) or t.TEXT
+        _param_hints(node.items, info, side, out)
+        _param_hints(node.expr, info, _operand_oid(node.items[0], info) or t.TEXT if node.items else t.TEXT, out)
+        return
+    if isinstance(node, ast.Select):
+        _param_hints(node.limit, info, t.INT8, out)
+    if isinstance(node, ast.Arg):
+        _param_hints(node.value, info, t.NUMERIC, out)
+        return
+    if isinstance(node, ast.Insert):
+        for row in node.rows:
+            for column, value in zip(node.columns, row.values):
+                _param_hints(value, info, _field_oid(info, column.name.lower()), out)
+        return
+    for f in dataclasses.fields(node):
+        _param_hints(getattr(node, f.name), info, t.TEXT, out)
+
+
+def _collection_of(statement: ast.Statement) -> str | None:
+    target = getattr(statement, "select", statement)
+    for attr in ("collection", "name"):
+        value = getattr(target, attr, None)
+        if isinstance(value, ast.Name):
+            return value.name
+    return None
+
+
+def describe(db: Database, text: str, client_oids: list[int]) -> Described:
+    """Parameter types and result columns of a dialect statement, before any value is bound."""
+    statement = parse_statement(text)
+    name = _collection_of(statement)
+    info = get_collection(db.conn, name.lower()) if name and name.replace("_", "").isalnum() else None
+    hints: dict[str, int] = {}
+    _param_hints(statement, info, t.TEXT, hints)
+    positional = [int(k) for k in hints if k.isdigit()]
+    count = max([len(client_oids), *positional], default=0)
+    oids = [client_oids[i] if i < len(client_oids) and client_oids[i] else hints.get(str(i + 1), t.TEXT) for i in range(count)]
+    if isinstance(statement, ast.Select):
+        columns = _columns(_select_columns(statement, info)) if info else None
+        return Described(oids, columns, "SELECT", statement)
+    if isinstance(statement, ast.Explain):
+        return Described(oids, _columns(EXPLAIN), "EXPLAIN", statement)
+    if isinstance(statement, ast.ShowCollections):
+        return Described(oids, _columns(SHOW_COLLECTIONS), "SHOW", statement)
+    if isinstance(statement, ast.ShowGraph):
+        return Described(oids, _columns(SHOW_GRAPH), "SHOW", statement)
+    if isinstance(statement, ast.BuildGraph):
+        return Described(oids, _columns(BUILD_GRAPH), "BUILD GRAPH", statement)
+    if isinstance(statement, ast.CreateCollection):
+        return Described(oids, None, "CREATE COLLECTION", statement)
+    if isinstance(statement, ast.DropCollection):
+        return Described(oids, None, "DROP COLLECTION", statement)
+    if isinstance(statement, ast.Insert):
+        return Described(oids, None, "INSERT", statement)
+    if isinstance(statement, ast.Delete):
+        return Described(oids, None, "DELETE", statement)
+    return Described(oids, None, "SET", statement)
+
+
+def run(db: Database, text: str, params: dict[str, object], described: Described) -> Outcome:
+    """Run the statement through the Python API's own path; rows laid out as described."""
+    rows = db.query(text, **params)
+    verb = described.verb
+    if verb == "INSERT":
+        report = rows[0] if rows else {}
+        return Outcome(None, [], f"INSERT 0 {int(report.get('added', 0)) + int(report.get('updated', 0))}")
+    if verb == "DELETE":
+        return Outcome(None, [], f"DELETE {int(rows[0]['deleted']) if rows else 0}")
+    if described.columns is None:
+        return Outcome(None, [], verb)
+    if verb == "SELECT" and described.columns is None:
+        raise errors.CheckError("collection vanished between describe and execute")
+    names = [c.name for c in described.columns]
+    if verb == "EXPLAIN":
+        out = [[r["plan"]] for r in rows]
+    elif verb == "SHOW" and names == [n for n, _ in SHOW_COLLECTIONS]:
+        out = [[r[n] for n in names] for r in rows]
+    else:
+        out = [[r.get(n) if n != "QUERY PLAN" else r.get("plan") for n in names] for r in rows]
+    tag = f"SELECT {len(out)}" if verb in ("SELECT", "BUILD GRAPH") else verb
+    return Outcome(described.columns, out, tag)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE a PostgreSQL client should see for a sparsesql error."""
+    if isinstance(exc, psycopg.Error):
+        return exc.sqlstate or "XX000"
+    cause = exc.__cause__
+    if isinstance(exc, errors.DatabaseError) and isinstance(cause, psycopg.Error):
+        return cause.sqlstate or "XX000"
+    if isinstance(exc, errors.QuerySyntaxError):
+        return "42601"
+    if isinstance(exc, errors.ParameterError):
+        return "22023"
+    if isinstance(exc, errors.CheckError):
+        message = exc.message
+        if message.startswith("collection ") and "does not exist" in message:
+            return "42P01"
+        if message.startswith("unknown field") or message.startswith("unknown column"):
+            return "42703"
+        return "22023"
+    if isinstance(exc, errors.IngestError):
+        return "22023"
+    if isinstance(exc, errors.ConfigError):
+        return "55000"
+    if isinstance(exc, t.BadValue):
+        return "22P02"
+    return "XX000"
+
+
+def error_fields(exc: BaseException, text: str, offset: int = 0) -> dict[str, str]:
+    """ErrorResponse fields (letters as the protocol has them) for an exception raised while
+    running `text`, which starts at `offset` of the message the client sent."""
+    if isinstance(exc, psycopg.Error) and exc.diag is not None:
+        return backend_fields(exc.diag)
+    cause = exc.__cause__
+    if isinstance(exc, errors.DatabaseError) and isinstance(cause, psycopg.Error) and cause.diag is not None:
+        fields = backend_fields(cause.diag)
+        fields["M"] = exc.message
+        return fields
+    message = exc.message if isinstance(exc, errors.Error) else str(exc)
+    fields = {"C": sqlstate(exc), "M": message}
+    if isinstance(exc, errors.Error) and exc.line is not None and exc.query is not None:
+        fields["P"] = str(offset + _offset(exc.query, exc.line, exc.column or 1) + 1)
+    return fields
+
+
+def _offset(query: str, line: int, column: int) -> int:
+    lines = query.split("\n")
+    return sum(len(l) + 1 for l in lines[: line - 1]) + column - 1
+
+
+def backend_fields(diag: psycopg.errors.Diagnostic) -> dict[str, str]:
+    """PostgreSQL's own error or notice fields, relayed as they were."""
+    names = {
+        "S": "severity_nonlocalized", "V": "severity_nonlocalized", "C": "sqlstate", "M": "message_primary",
+        "D": "message_detail", "H": "message_hint", "P": "statement_position", "p": "internal_position",
+        "q": "internal_query", "W": "context", "s": "schema_name", "t": "table_name", "c": "column_name",
+        "d": "datatype_name", "n": "constraint_name", "F": "source_file", "L": "source_line", "R": "source_function",
+    }
+    out = {}
+    for letter, attr in names.items():
+        value = getattr(diag, attr, None)
+        if value:
+            out[letter] = value
+    if "S" in out:
+        out["S"] = diag.severity or out["S"]
+    return out

@@ -1,0 +1,179 @@
+"""`sparsesql serve`: one process per database, many clients, one copy of the encoders and tiers.
+
+The server keeps one administrative connection (the DSN's role) for reading the SCRAM
+verifiers of the roles clients log in as, and opens one backend session per client, as that
+client's role, so GRANTs, `sparsesql grant` roles and row-level security apply unchanged. The
+in-memory sparse tier is shared by every session (its lock serialises each search's use of an
+index); dense encoders are cached per process and loaded once.
+
+On the embedded database the superuser has no password (it is reached over a Unix socket in
+the data folder, with trust); the first `serve` gives it a random one, stored in
+`SPARSESQL_HOME/server-password` with mode 0600, since TCP clients must authenticate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import ssl
+import threading
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from sparsesql.database import Database
+from sparsesql.db import embedded
+from sparsesql.db.connect import open_connection, resolve_dsn
+from sparsesql.errors import ConfigError
+from sparsesql.server.auth import Keys, Verifier
+from sparsesql.server.session import Session
+from sparsesql.tier.cache import Tiers, parse_bytes
+
+log = logging.getLogger("sparsesql.server")
+PASSWORD_FILE = "server-password"
+
+
+class Server:
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 6433,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        require_tls: bool = False,
+        sparse_tier: bool = True,
+        sparse_tier_memory: int | str | None = None,
+    ) -> None:
+        from sparsesql import __version__
+
+        self.embedded = not dsn and not os.environ.get("SPARSESQL_DSN")
+        self.dsn = resolve_dsn(dsn)
+        self.host, self.port = host, port
+        self.version = __version__
+        self.admin = open_connection(self.dsn)
+        self.admin_lock = threading.Lock()
+        self.database = self.admin.info.dbname
+        self.user = self.admin.info.user
+        self._check_verifiers_readable()
+        self.password_file = self._first_password() if self.embedded else None
+        self.ssl = _tls_context(tls_cert, tls_key)
+        self.require_tls = require_tls
+        self.tiers = Tiers(embedded.home(), parse_bytes(sparse_tier_memory)) if sparse_tier else None
+        self.mock_secret = secrets.token_bytes(32)
+        self.sessions: dict[int, Session] = {}
+        self._listener: asyncio.base_events.Server | None = None
+
+    # ------------------------------------------------------------------ roles and passwords
+
+    def _check_verifiers_readable(self) -> None:
+        try:
+            with self.admin_lock:
+                self.admin.execute("SELECT rolpassword FROM pg_authid LIMIT 1").fetchall()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ConfigError(
+                f"sparsesql serve checks clients' SCRAM passwords against pg_authid, which role {self.user!r} "
+                "cannot read: give --dsn a superuser's connection string"
+            ) from exc
+
+    def verifier(self, user: str) -> Verifier | None:
+        """The role's SCRAM verifier, when it may log in now (None: refuse, after a mock exchange)."""
+        with self.admin_lock:
+            row = self.admin.execute(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = %s AND rolcanlogin "
+                "AND (rolvaliduntil IS NULL OR rolvaliduntil > now())",
+                (user,),
+            ).fetchone()
+        return Verifier.parse(row[0]) if row else None
+
+    def _first_password(self) -> Path:
+        """Give the embedded superuser a password the first time it is served over TCP."""
+        path = embedded.home() / PASSWORD_FILE
+        if self.verifier(self.user) is None:
+            password = secrets.token_urlsafe(18)
+            hashed = self.admin.pgconn.encrypt_password(password.encode(), self.user.encode(), b"scram-sha-256").decode()
+            with self.admin_lock:
+                self.admin.execute(
+                    psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(psycopg.sql.Identifier(self.user), psycopg.sql.Literal(hashed))
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+            os.chmod(path, 0o600)
+        return path
+
+    def open_backend(self, user: str, keys: Keys, options: dict[str, str]) -> Database:
+        """The client's own backend session, logged in as its role with the keys its SCRAM
+        exchange proved (libpq 18's SCRAM pass-through), sharing this process's tiers."""
+        base = {k: v for k, v in conninfo_to_dict(self.dsn).items() if k not in ("user", "password", "passfile")}
+        dsn = make_conninfo(**base, user=user, **keys.libpq_options(), **{k: v for k, v in options.items() if v})
+        db = Database(dsn)
+        db.conn.prepare_threshold = None  # the backend's prepared statements are the relay's to name
+        db.tiers = self.tiers
+        return db
+
+    # ------------------------------------------------------------------ sessions
+
+    def register(self, session: Session) -> None:
+        self.sessions[session.pid] = session
+
+    def forget(self, session: Session) -> None:
+        if self.sessions.get(session.pid) is session:
+            del self.sessions[session.pid]
+
+    async def cancel(self, pid: int, secret: int) -> None:
+        """A CancelRequest: cancel the matching session's running backend query, nothing else."""
+        session = self.sessions.get(pid)
+        if session is None or not secrets.compare_digest(session.secret.to_bytes(4, "big"), secret.to_bytes(4, "big")):
+            return
+        if session.db is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _cancel_backend, session.db)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await Session(self, reader, writer).run()
+
+    async def start(self) -> None:
+        self._listener = await asyncio.start_server(self._client, self.host, self.port)
+        if self.port == 0:
+            self.port = self._listener.sockets[0].getsockname()[1]
+
+    async def serve_forever(self, ready: "callable | None" = None) -> None:
+        await self.start()
+        if ready:
+            ready(self)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        self._listener.close()
+        for session in list(self.sessions.values()):
+            session.writer.close()
+        await asyncio.sleep(0.1)
+        self.admin.close()
+
+
+def _cancel_backend(db: Database) -> None:
+    try:
+        db.conn.cancel_safe()
+    except psycopg.Error:
+        pass
+
+
+def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate {cert!r} and key {key!r}: {exc}") from exc
+    return context
