@@ -9,10 +9,17 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
+import signal
+import subprocess
+import sys
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 import pytest
@@ -113,3 +120,63 @@ def tiny_splade(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@dataclass
+class Served:
+    """A running `sparsesql serve` and how to reach it."""
+
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+    log: Path
+    process: subprocess.Popen
+
+    def dsn(self, user: str | None = None, password: str | None = None, **extra: str) -> str:
+        return make_conninfo(
+            host=self.host, port=self.port, dbname=self.database, user=user or self.user,
+            password=self.password if password is None else password, sslmode="disable", **extra,
+        )
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+SERVER_PASSWORD = "sparsesql-test-password"
+
+
+@pytest.fixture(scope="session")
+def server(dsn: str, tmp_path_factory: pytest.TempPathFactory):
+    """`sparsesql serve` over the test database, as a separate process on a free port; the
+    test role gets a password, since clients of the server must authenticate."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        user = conn.info.user
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(SERVER_PASSWORD)))
+        database = conn.info.dbname
+    home = tmp_path_factory.mktemp("serve")
+    log = home / "serve.log"
+    env = {**os.environ, "SPARSESQL_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [str(Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0"]
+    with log.open("w") as err:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
+    deadline = time.monotonic() + 120
+    port = None
+    while time.monotonic() < deadline and process.poll() is None:
+        ready, _, _ = select.select([process.stdout], [], [], 1.0)
+        if ready:
+            match = re.search(r"listening on ([\d.]+):(\d+)", process.stdout.readline())
+            if match:
+                port = int(match.group(2))
+                break
+    if port is None:
+        process.kill()
+        pytest.fail(f"sparsesql serve did not start:\n{log.read_text(errors='replace')[-4000:]}")
+    served = Served("127.0.0.1", port, database, user, SERVER_PASSWORD, log, process)
+    yield served
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -11,6 +11,7 @@ caret's position.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 import psycopg
@@ -34,6 +35,17 @@ class Described:
     columns: list[Column] | None
     verb: str
     statement: ast.Statement | None = None
+    vector_params: frozenset[str] = frozenset()  # DENSE(...)'s parameters: text may carry a vector
+
+    def bind(self, name: str, value: object) -> object:
+        """A bound value as the dialect takes it: a DENSE query parameter sent as text that
+        spells a vector ('[0.1, 0.2]' or '{0.1,0.2}', as drivers write arrays) becomes one."""
+        if name in self.vector_params and isinstance(value, str) and _VECTOR.match(value):
+            return [float(x) for x in value.strip()[1:-1].split(",") if x.strip()]
+        return value
+
+
+_VECTOR = re.compile(r"^\s*[\[{]\s*[-+0-9.eE, ]*[\]}]\s*$")
 
 
 @dataclass
@@ -121,6 +133,16 @@ def _param_hints(node: object, info: CollectionInfo | None, hint: int, out: dict
         _param_hints(getattr(node, f.name), info, t.TEXT, out)
 
 
+def _dense_params(node: object) -> list[str]:
+    if isinstance(node, ast.Dense):
+        return [node.query.name] if isinstance(node.query, ast.Param) else []
+    if isinstance(node, (tuple, list)):
+        return [n for item in node for n in _dense_params(item)]
+    if dataclasses.is_dataclass(node):
+        return [n for f in dataclasses.fields(node) for n in _dense_params(getattr(node, f.name))]
+    return []
+
+
 def _collection_of(statement: ast.Statement) -> str | None:
     target = getattr(statement, "select", statement)
     for attr in ("collection", "name"):
@@ -137,29 +159,30 @@ def describe(db: Database, text: str, client_oids: list[int]) -> Described:
     info = get_collection(db.conn, name.lower()) if name and name.replace("_", "").isalnum() else None
     hints: dict[str, int] = {}
     _param_hints(statement, info, t.TEXT, hints)
+    vectors = frozenset(_dense_params(statement))
     positional = [int(k) for k in hints if k.isdigit()]
     count = max([len(client_oids), *positional], default=0)
     oids = [client_oids[i] if i < len(client_oids) and client_oids[i] else hints.get(str(i + 1), t.TEXT) for i in range(count)]
     if isinstance(statement, ast.Select):
         columns = _columns(_select_columns(statement, info)) if info else None
-        return Described(oids, columns, "SELECT", statement)
+        return Described(oids, columns, "SELECT", statement, vectors)
     if isinstance(statement, ast.Explain):
-        return Described(oids, _columns(EXPLAIN), "EXPLAIN", statement)
+        return Described(oids, _columns(EXPLAIN), "EXPLAIN", statement, vectors)
     if isinstance(statement, ast.ShowCollections):
-        return Described(oids, _columns(SHOW_COLLECTIONS), "SHOW", statement)
+        return Described(oids, _columns(SHOW_COLLECTIONS), "SHOW", statement, vectors)
     if isinstance(statement, ast.ShowGraph):
-        return Described(oids, _columns(SHOW_GRAPH), "SHOW", statement)
+        return Described(oids, _columns(SHOW_GRAPH), "SHOW", statement, vectors)
     if isinstance(statement, ast.BuildGraph):
-        return Described(oids, _columns(BUILD_GRAPH), "BUILD GRAPH", statement)
+        return Described(oids, _columns(BUILD_GRAPH), "BUILD GRAPH", statement, vectors)
     if isinstance(statement, ast.CreateCollection):
-        return Described(oids, None, "CREATE COLLECTION", statement)
+        return Described(oids, None, "CREATE COLLECTION", statement, vectors)
     if isinstance(statement, ast.DropCollection):
-        return Described(oids, None, "DROP COLLECTION", statement)
+        return Described(oids, None, "DROP COLLECTION", statement, vectors)
     if isinstance(statement, ast.Insert):
-        return Described(oids, None, "INSERT", statement)
+        return Described(oids, None, "INSERT", statement, vectors)
     if isinstance(statement, ast.Delete):
-        return Described(oids, None, "DELETE", statement)
-    return Described(oids, None, "SET", statement)
+        return Described(oids, None, "DELETE", statement, vectors)
+    return Described(oids, None, "SET", statement, vectors)
 
 
 def run(db: Database, text: str, params: dict[str, object], described: Described) -> Outcome:

@@ -137,9 +137,18 @@ class Session:
             pass
 
     async def call(self, fn: Callable, *args: object) -> object:
+        """Run `fn` in the session's thread. A client that hangs up meanwhile has its backend
+        query cancelled at once, instead of when the statement would have finished."""
         self.busy = True
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+            work = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+            while True:
+                done, _ = await asyncio.wait({work}, timeout=0.25)
+                if done:
+                    return work.result()
+                if self.reader.at_eof() and self.db is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, _cancel, self.db)
+                    raise ConnectionResetError("the client went away during a statement")
         finally:
             self.busy = False
 
@@ -428,7 +437,7 @@ class Session:
         if prepared.kind == "dialect":
             for i, (raw, oid) in enumerate(zip(values, prepared.param_oids)):
                 try:
-                    params[str(i + 1)] = t.decode(raw, oid, _fmt(formats, i) == 1)
+                    params[str(i + 1)] = prepared.described.bind(str(i + 1), t.decode(raw, oid, _fmt(formats, i) == 1))
                 except t.BadValue as exc:
                     raise SessionError("22P02", f"parameter ${i + 1}: {exc}") from None
         self.portals[portal] = Portal(prepared, values, formats, result_formats, params)
