@@ -41,6 +41,14 @@ def param(name: str) -> ast.Param:
     return ast.Param(name, P)
 
 
+def name(text: str) -> ast.Name:
+    return ast.Name(text, P)
+
+
+def insert(collection: str, columns: tuple[str, ...], *rows: tuple[ast.Literal | ast.Param, ...]) -> ast.Insert:
+    return ast.Insert(name(collection), tuple(map(name, columns)), tuple(ast.InsertRow(r, P) for r in rows), P)
+
+
 def arg(name: str, value: ast.ArgValue) -> ast.Arg:
     return ast.Arg(name, value, P)
 
@@ -236,6 +244,23 @@ VALID = [
     ("DROP COLLECTION docs", ast.DropCollection(ast.Name("docs", P), False, P)),
     ("drop collection if exists docs;", ast.DropCollection(ast.Name("docs", P), True, P)),
     ("SHOW COLLECTIONS", ast.ShowCollections(P)),
+    # ---- $n parameters beside :name
+    ("SELECT * FROM docs SEARCH SPARSE($1) WHERE a = $12 LIMIT $2", select(search=ast.Sparse(param("1"), (), P), where=cmp("=", col("a"), param("12")), limit=param("2"))),
+    # ---- writes
+    (
+        "INSERT INTO docs (id, title, metadata, embedding, sparse) VALUES ('a', 'it''s', '{}', $1, NULL), (:id, -1.5, TRUE, FALSE, 3);",
+        insert(
+            "docs", ("id", "title", "metadata", "embedding", "sparse"),
+            (lit("a"), lit("it's"), lit("{}"), param("1"), lit(None)),
+            (param("id"), lit(-1.5), lit(True), lit(False), lit(3)),
+        ),
+    ),
+    ('insert into "My Docs" (id) values (1)', insert("My Docs", ("id",), (lit(1),))),
+    ("DELETE FROM docs", ast.Delete(name("docs"), None, P)),
+    ("delete from docs where a = 1 or b = 2", ast.Delete(name("docs"), ast.Or((A1, B2), P), P)),
+    # the write keywords are not reserved: they stay names elsewhere
+    ("SELECT values, delete, insert, into FROM values", select("values", ("values", "delete", "insert", "into"))),
+    ("CREATE COLLECTION insert (values text, delete int)", create("insert", (field("values", "text"), field("delete", "int")))),
 ]
 
 
@@ -261,6 +286,16 @@ def test_positions_of_a_multi_line_query() -> None:
     )
 
 
+def test_positions_of_writes_and_parameters_as_written() -> None:
+    statement = parse_statement("INSERT INTO d (id, year)\nVALUES ($1, :y),\n  ('b', 2)")
+    assert statement.collection == ast.Name("d", ast.Pos(1, 13))
+    assert statement.columns[1] == ast.Name("year", ast.Pos(1, 20))
+    assert statement.rows[0] == ast.InsertRow((ast.Param("1", ast.Pos(2, 9)), ast.Param("y", ast.Pos(2, 13))), ast.Pos(2, 8))
+    assert statement.rows[1].pos == ast.Pos(3, 3)
+    assert [p.written for p in statement.rows[0].values] == ["$1", ":y"]
+    assert parse_statement("DELETE FROM d WHERE a = 1").where.pos == ast.Pos(1, 21)
+
+
 def test_positions_of_create_and_json_path() -> None:
     statement = parse_statement("  CREATE COLLECTION c (a int)")
     assert statement.pos == ast.Pos(1, 3)
@@ -276,7 +311,7 @@ INVALID = [
     ("  -- only a comment\n", "empty query", 1, 1),
     (";", "empty query", 1, 1),
     ("SELECT FROM docs", "unexpected 'FROM', expected one of: identifier, '*'", 1, 8),
-    ("FROM docs", "unexpected 'FROM', expected one of: 'BUILD', 'CREATE', 'DROP', 'EXPLAIN', 'SELECT', 'SET', 'SHOW'", 1, 1),
+    ("FROM docs", "unexpected 'FROM', expected one of: 'BUILD', 'CREATE', 'DELETE', 'DROP', 'EXPLAIN', 'INSERT', 'SELECT', 'SET', 'SHOW'", 1, 1),
     ("SELECT id title FROM docs", "missing comma between select items", 1, 11),
     ("SELECT id, title body FROM docs", "missing comma between select items", 1, 18),
     ("SELECT * docs", "missing FROM", 1, 10),
@@ -308,6 +343,17 @@ INVALID = [
     ("DROP docs", "unexpected identifier \"docs\", expected 'COLLECTION'", 1, 6),
     ("SELECT * FROM docs LIMIT 1e999", "number out of range", 1, 26),
     ("SELECT * FROM docs WHERE " + "NOT " * 150 + "a = 1", "nested too deeply", 1, 26 + 99 * 4),
+    ("SELECT * FROM docs LIMIT $0", "unexpected character '$', expected one of: number, parameter", 1, 26),
+    ("SELECT * FROM docs LIMIT $n", "unexpected character '$'", 1, 26),
+    ("INSERT INTO docs VALUES ('a')", "INSERT names its columns first", 1, 18),
+    ("INSERT INTO docs (id) VALUES ('a') ('b')", "missing comma between VALUES rows", 1, 36),
+    ("INSERT INTO docs (id) VALUES (a)", 'unexpected identifier "a", expected one of: number, parameter, string', 1, 31),
+    ("INSERT INTO docs (id) VALUES (1 + 2)", "unexpected character '+'", 1, 33),
+    ("INSERT INTO docs (id) VALUES ()", "unexpected ')'", 1, 31),
+    ("INSERT INTO docs () VALUES (1)", "unexpected ')', expected identifier", 1, 19),
+    ("DELETE docs", "unexpected identifier \"docs\", expected 'FROM'", 1, 8),
+    ("DELETE FROM docs LIMIT 1", "unexpected 'LIMIT'", 1, 18),
+    ("EXPLAIN DELETE FROM docs", 'unexpected identifier "DELETE", expected one of: \'ANALYZE\', \'SELECT\'', 1, 9),
 ]
 
 
@@ -359,7 +405,10 @@ def test_grammar_is_found() -> None:
 # ----------------------------------------------------------------------------- fuzzing
 
 SAMPLES = [query for query, _ in VALID]
-STATEMENTS = (ast.Select, ast.Explain, ast.CreateCollection, ast.DropCollection, ast.ShowCollections, ast.BuildGraph, ast.ShowGraph)
+STATEMENTS = (
+    ast.Select, ast.Explain, ast.CreateCollection, ast.DropCollection, ast.ShowCollections, ast.BuildGraph, ast.ShowGraph,
+    ast.SetOption, ast.Insert, ast.Delete,
+)
 WORDS = ["SELECT", "*", "FROM", "docs", "WHERE", "a", "=", "1", "'x'", "(", ")", ",", "AND", "OR", "NOT",
          "SEARCH", "SPARSE", "HYBRID", "=>", "[", "]", ":p", "::", "int", "->>", "IN", "IS", "NULL", "LIMIT", ";"]
 

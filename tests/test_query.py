@@ -290,6 +290,23 @@ def test_any_parameter_name_can_be_bound(db, small):
     assert [r.id for r in rows] == ["t7"]
 
 
+def test_positional_parameters_bind_from_numbered_keys(db, small):
+    """`$n`, as a PostgreSQL client writes parameters, binds params["n"]; messages spell it `$n`."""
+    name, _ = small
+    text = f"SELECT id, score FROM {name} SEARCH SPARSE($1) WHERE year > $2 LIMIT $10"
+    rows = db.query(text, **{"1": "honey fox", "2": 2016, "10": 3})
+    assert rows == db.query(f"SELECT id, score FROM {name} SEARCH SPARSE(:q) WHERE year > :y LIMIT :n", q="honey fox", y=2016, n=3)
+    assert len(rows) == 3
+    with pytest.raises(sparsesql.ParameterError) as info:
+        db.query(text, **{"1": "honey", "10": 3, "x": 1})
+    assert info.value.message == "parameter $2 is not bound (bound: :x, $1, $10)"
+    assert info.value.column == text.index("$2") + 1
+    with pytest.raises(sparsesql.ParameterError, match=r"parameter \$1 must be a scalar here, got list"):
+        db.query(f"SELECT id FROM {name} WHERE year = $1", **{"1": [2016]})
+    with pytest.raises(sparsesql.ParameterError, match=r"parameter :y is nan"):
+        db.query(f"SELECT id FROM {name} WHERE year = :y", y=math.nan)
+
+
 @pytest.mark.parametrize(
     "statement, message, column",
     [

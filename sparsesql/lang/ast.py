@@ -29,10 +29,21 @@ class Literal:
 
 @dataclass(frozen=True)
 class Param:
-    """A bound parameter `:name`; its value never enters the SQL text."""
+    """A bound parameter, `:name` or positional `$n` (name "n", as a PostgreSQL client binds its
+    parameters); its value never enters the SQL text."""
 
     name: str
     pos: Pos
+
+    @property
+    def written(self) -> str:
+        """The parameter as the query spells it, for messages."""
+        return param_text(self.name)
+
+
+def param_text(name: str) -> str:
+    """`$n` for a positional name (all digits: `:` names start with a letter), else `:name`."""
+    return f"${name}" if name.isascii() and name.isdigit() else f":{name}"
 
 
 @dataclass(frozen=True)
@@ -303,4 +314,34 @@ class SetOption:
     pos: Pos
 
 
-Statement = Union[Select, Explain, CreateCollection, DropCollection, ShowCollections, BuildGraph, ShowGraph, SetOption]
+@dataclass(frozen=True)
+class InsertRow:
+    """One parenthesised row of VALUES: a literal or a parameter per column, in the list's order."""
+
+    values: tuple[Union[Literal, Param], ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Insert:
+    """`INSERT INTO collection (column, ...) VALUES (...), ...`: add documents, or update those
+    whose id exists."""
+
+    collection: Name
+    columns: tuple[Name, ...]
+    rows: tuple[InsertRow, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Delete:
+    """`DELETE FROM collection [WHERE p]`: without a WHERE, every document goes."""
+
+    collection: Name
+    where: Predicate | None
+    pos: Pos
+
+
+Statement = Union[
+    Select, Explain, CreateCollection, DropCollection, ShowCollections, BuildGraph, ShowGraph, SetOption, Insert, Delete
+]

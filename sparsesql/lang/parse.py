@@ -81,6 +81,14 @@ _COMMON_MISTAKES: dict[str, tuple[str, ...]] = {
         f"{_SELECT_FROM} SEARCH SPARSE('q', k = 1)",
         f"{_SELECT_FROM} SEARCH SPARSE('q', k 1)",
     ),
+    "INSERT names its columns first: INSERT INTO collection (id, ...) VALUES (...)": (
+        "INSERT INTO docs VALUES ('a')",
+        "INSERT INTO docs id VALUES ('a')",
+    ),
+    "missing comma between VALUES rows": (
+        "INSERT INTO docs (id) VALUES ('a') ('b')",
+        "INSERT INTO docs (id) VALUES ('a'), ('b') ('c')",
+    ),
     "strings take single quotes; double quotes are for names": (
         f'{_SELECT_FROM} SEARCH SPARSE("q")',
         f'{_SELECT_FROM} SEARCH DENSE("q")',

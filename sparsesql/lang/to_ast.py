@@ -121,6 +121,20 @@ class ToAst(Transformer):
             value = ast.Name(value.value, _pos(value))
         return ast.SetOption(ast.Name(name.value, _pos(name)), value, _pos(meta))
 
+    def insert(self, meta: Meta, children: list[Any]) -> ast.Insert:
+        collection, columns, *rows = children
+        return ast.Insert(ast.Name(collection.value, _pos(collection)), columns, tuple(rows), _pos(meta))
+
+    def insert_columns(self, meta: Meta, names: list[Token]) -> tuple[ast.Name, ...]:
+        return tuple(ast.Name(name.value, _pos(name)) for name in names)
+
+    def insert_row(self, meta: Meta, values: list[ast.Literal | ast.Param]) -> ast.InsertRow:
+        return ast.InsertRow(tuple(values), _pos(meta))
+
+    def delete(self, meta: Meta, children: list[Any]) -> ast.Delete:
+        collection, where = children
+        return ast.Delete(ast.Name(collection.value, _pos(collection)), where, _pos(meta))
+
     # ------------------------------------------------------------------------- search
 
     def sparse(self, meta: Meta, children: list[Any]) -> ast.Sparse:
