@@ -88,7 +88,8 @@ class Database:
             return explain_text(self.conn, plan, records)
 
     def query(self, text: str, /, **params: object) -> list[Row]:
-        """Run one dialect statement; `:name` placeholders are bound from keyword arguments."""
+        """Run one dialect statement; `:name` placeholders are bound from keyword arguments, `$n`
+        ones from the key "n" (`**{"1": value}`), as a PostgreSQL client's positional parameters."""
         return self._guard(lambda: self._query(text, params))
 
     def _query(self, text: str, params: dict) -> list[Row]:
@@ -110,6 +111,11 @@ class Database:
             return [Row({"collection": checked.name, "k": checked.k, "edges": edges})]
         if isinstance(checked, chk.CheckedSet):
             return [Row({"setting": checked.name, "value": self._set(checked.name, checked.value)})]
+        if isinstance(checked, chk.CheckedInsert):
+            report = write.insert(self.conn, checked.collection, list(checked.docs))
+            return [Row({"added": report.added, "updated": report.updated, "unchanged": report.unchanged})]
+        if isinstance(checked, chk.CheckedDelete):
+            return [Row({"deleted": write.delete_where(self.conn, checked.collection, checked.where, checked.params)})]
         if isinstance(checked, chk.CheckedShowGraph):
             info = schema.require_collection(self.conn, checked.name)
             return [Row({"property": p, "value": v}) for p, v in graph_stats.describe(self.conn, info)]

@@ -36,7 +36,9 @@ FIELD_TYPES = {
     "timestamptz": "timestamptz",
 }
 NUMERIC_TYPES = {"integer", "bigint", "real", "double precision", "numeric"}
-RESERVED = {"id", "metadata", "score", "doc_id", "doc_len", "content_hash", "terms"}
+# Columns of every collection, and the names a document's vectors go by (Collection.add's
+# "vector" and "sparse", INSERT's embedding and sparse, the ORM's `embedding`).
+RESERVED = {"id", "metadata", "score", "doc_id", "doc_len", "content_hash", "terms", "vector", "embedding", "sparse"}
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 DENSE_MODELS = {"minilm-l6": 384}
 

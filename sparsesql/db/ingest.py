@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain, islice
@@ -98,13 +99,7 @@ def _field_value(info: CollectionInfo, name: str, type_name: str, value: object,
     if type_name == "text":
         if not isinstance(value, str):
             raise bad
-        if "\x00" in value:
-            raise IngestError(f"{where}: field {name!r} contains a NUL character, which PostgreSQL text cannot hold")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise IngestError(f"{where}: field {name!r} is not valid Unicode (it holds a lone surrogate)") from None
-        return value
+        return _storable(value, f"{where}: field {name!r}")
     if type_name in INT_RANGE:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
@@ -195,10 +190,25 @@ def _supplied(info: CollectionInfo, value: object, where: str) -> dict[str, dict
     return given
 
 
+def _storable(text: str, what: str) -> str:
+    """Text PostgreSQL can store: no NUL character, valid Unicode."""
+    if "\x00" in text:
+        raise IngestError(f"{what} contains a NUL character, which PostgreSQL text cannot hold")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise IngestError(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
+    return text
+
+
 def _ident(value: object, where: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
         raise IngestError(f"{where}: every document needs an 'id' (a non-empty string or an integer)")
-    return str(value)
+    return _storable(str(value), f"{where}: 'id'")
+
+
+# JSON's escape of NUL (jsonb refuses it), not preceded by an escaped backslash.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _metadata(value: object, where: str) -> tuple[dict, str]:
@@ -207,9 +217,12 @@ def _metadata(value: object, where: str) -> tuple[dict, str]:
     if not isinstance(metadata, dict):
         raise IngestError(f"{where}: 'metadata' must be a mapping")
     try:
-        return metadata, json.dumps(metadata, sort_keys=True, allow_nan=False)
+        text = json.dumps(metadata, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise IngestError(f"{where}: 'metadata' is not JSON ({exc})") from None
+    if _JSON_NUL.search(text):
+        raise IngestError(f"{where}: 'metadata' contains a NUL character, which PostgreSQL jsonb cannot hold")
+    return metadata, text
 
 
 def check_value(info: CollectionInfo, key: str, value: object, where: str, *, label: str | None = None) -> object:

@@ -8,14 +8,17 @@ Python values (bound parameters already looked up), so planning needs no further
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Callable, Union
 
 import numpy as np
 
+from sparsesql.db import ingest
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, check_name
-from sparsesql.errors import CheckError, Error, ParameterError
+from sparsesql.errors import CheckError, Error, IngestError, ParameterError
 from sparsesql.lang import ast
 from sparsesql.retrieval.prf import Rm3, VectorPrf
 
@@ -160,7 +163,29 @@ class CheckedSet:
 
 SETTINGS = ("sparse_tier", "sparse_tier_memory")
 
-Checked = Union[CheckedSelect, CheckedCreate, CheckedDrop, CheckedShow, CheckedBuildGraph, CheckedShowGraph, CheckedSet]
+
+@dataclass(frozen=True)
+class CheckedInsert:
+    """An INSERT's rows as ingest documents ({"id", fields..., "metadata", "vector", "sparse"}),
+    every one already validated, so the write that follows cannot fail on a value."""
+
+    collection: CollectionInfo
+    docs: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class CheckedDelete:
+    """A DELETE: the checked WHERE (None: every document) and the parameters it binds."""
+
+    collection: CollectionInfo
+    where: ast.Predicate | None
+    params: dict
+
+
+Checked = Union[
+    CheckedSelect, CheckedCreate, CheckedDrop, CheckedShow, CheckedBuildGraph, CheckedShowGraph, CheckedSet,
+    CheckedInsert, CheckedDelete,
+]
 Catalog = Callable[[str], Union[CollectionInfo, None]]
 
 
@@ -177,8 +202,9 @@ class _Checker:
 
     def param(self, p: ast.Param) -> object:
         if p.name not in self.params:
-            given = ", ".join(f":{k}" for k in sorted(self.params)) or "none"
-            raise self.error(f"parameter :{p.name} is not bound (bound: {given})", p.pos, ParameterError)
+            names = sorted(self.params, key=lambda k: (k.isascii() and k.isdigit(), k.zfill(20)))
+            given = ", ".join(map(ast.param_text, names)) or "none"
+            raise self.error(f"parameter {p.written} is not bound (bound: {given})", p.pos, ParameterError)
         return self.params[p.name]
 
     def value(self, v: ast.ArgValue) -> object:
@@ -279,10 +305,16 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
 MAX_EF_SEARCH = 1000  # pgvector's own limit for hnsw.ef_search
 
 
+VECTOR_TEXT = re.compile(r"^\s*\[\s*[-+0-9.eE]+(\s*,\s*[-+0-9.eE]+)*\s*\]\s*$")
+
+
 def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
     got = c.args(node.args, {"ef_search"}, "DENSE")
     ef = int(c.number(got["ef_search"], integer=True, low=1, high=MAX_EF_SEARCH)) if "ef_search" in got else None
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
+    if isinstance(query, str) and info.settings.dense == "none" and VECTOR_TEXT.match(query):
+        # pgvector's text form ('[0.1, 0.2]'): how a client without parameters writes a vector
+        query = [float(x) for x in query.strip()[1:-1].split(",") if x.strip()]
     if isinstance(query, str):
         if info.settings.dense == "none":
             raise c.error(
@@ -512,11 +544,11 @@ def _operand(c: _Checker, op: ast.Operand, info: CollectionInfo) -> None:
     elif isinstance(op, ast.Param):
         value = c.param(op)
         if not (value is None or isinstance(value, (str, int, float, bool, dt.date, dt.datetime))):
-            raise c.error(f"parameter :{op.name} must be a scalar here, got {type(value).__name__}", op.pos, ParameterError)
+            raise c.error(f"parameter {op.written} must be a scalar here, got {type(value).__name__}", op.pos, ParameterError)
         if isinstance(value, float) and not math.isfinite(value):
-            raise c.error(f"parameter :{op.name} is {value}; comparisons need a finite number", op.pos, ParameterError)
+            raise c.error(f"parameter {op.written} is {value}; comparisons need a finite number", op.pos, ParameterError)
         if isinstance(value, str):
-            c.valid_text(value, op.pos, f"parameter :{op.name}")
+            c.valid_text(value, op.pos, f"parameter {op.written}")
     elif isinstance(op, ast.Literal) and isinstance(op.value, str):
         c.valid_text(op.value, op.pos, "string literal")
 
@@ -577,14 +609,19 @@ def _limit(c: _Checker, node: ast.Literal | ast.Param | None) -> int:
     return value
 
 
-def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
+def _collection(c: _Checker, node: ast.Name, catalog: Catalog) -> CollectionInfo:
     try:
-        name = check_name(node.collection.name)
+        name = check_name(node.name)
     except CheckError as exc:
-        raise c.error(exc.message, node.collection.pos) from None
+        raise c.error(exc.message, node.pos) from None
     info = catalog(name)
     if info is None:
-        raise c.error(f"collection {node.collection.name!r} does not exist", node.collection.pos)
+        raise c.error(f"collection {node.name!r} does not exist", node.pos)
+    return info
+
+
+def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
+    info = _collection(c, node.collection, catalog)
     columns: list[str] = []
     with_score = False
     for item in node.items:
@@ -621,6 +658,95 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     if node.where is not None:
         _predicate(c, node.where, info)
     return CheckedSelect(info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify)
+
+
+# ----------------------------------------------------------------------------- INSERT and DELETE
+
+
+def insert_columns(info: CollectionInfo) -> dict[str, str]:
+    """INSERT's columns for a collection -> the keys of an ingest document: `embedding` is the
+    dense vector ("vector"), `sparse` exists where a sparse field is learned."""
+    columns = {"id": "id", **{f.name: f.name for f in info.fields}, "metadata": "metadata", "embedding": "vector"}
+    if any(not f.bm25 for f in info.sparse_fields):
+        columns["sparse"] = "sparse"
+    return columns
+
+
+def _vector_text(text: str) -> list[float] | None:
+    """'[0.1, 0.2]' (pgvector) or '{0.1,0.2}' (a PostgreSQL array) as numbers; None if neither."""
+    inner = text.strip()
+    if len(inner) < 2 or (inner[0], inner[-1]) not in (("[", "]"), ("{", "}")):
+        return None
+    parts = inner[1:-1].split(",")
+    try:
+        return [] if parts == [""] else [float(part) for part in parts]
+    except ValueError:
+        return None
+
+
+def _insert_value(c: _Checker, node: ast.Literal | ast.Param, key: str) -> object:
+    """A written value as ingest takes it: text that holds JSON (metadata, sparse) or a vector
+    (embedding) is decoded, so a literal and a parameter may carry either form."""
+    value = c.param(node) if isinstance(node, ast.Param) else node.value
+    if not isinstance(value, str) or key not in ("metadata", "sparse", "vector"):
+        return value
+    if key == "vector":
+        vector = _vector_text(value)
+        if vector is None:
+            raise c.error(f"embedding text must look like '[0.1, 0.2]' or '{{0.1,0.2}}', got {value[:40]!r}", node.pos)
+        return vector
+    try:
+        decoded = json.loads(value)
+    except ValueError as exc:
+        raise c.error(f"{key} text is not JSON ({exc})", node.pos) from None
+    if not isinstance(decoded, dict):
+        raise c.error(f"{key} must be a JSON object, got {type(decoded).__name__}", node.pos)
+    return decoded
+
+
+def _insert(c: _Checker, node: ast.Insert, catalog: Catalog) -> CheckedInsert:
+    info = _collection(c, node.collection, catalog)
+    known = insert_columns(info)
+    keys: list[str] = []
+    for column in node.columns:
+        key = known.get(column.name.lower())
+        if key is None:
+            raise c.error(f"unknown column {column.name!r} for collection {info.name!r} (columns: {', '.join(known)})", column.pos)
+        if key in keys:
+            raise c.error(f"column {column.name!r} is listed twice", column.pos)
+        keys.append(key)
+    first = node.columns[0].pos
+    if "id" not in keys:
+        raise c.error("INSERT needs the id column: every document has one", first)
+    if "vector" not in keys and info.settings.dense == "none":
+        raise c.error(f"collection {info.name!r} has no dense model (dense => 'none'); list an embedding column", first)
+    docs = []
+    for number, row in enumerate(node.rows, 1):
+        if len(row.values) != len(keys):
+            raise c.error(f"row {number} has {len(row.values)} values for {len(keys)} columns", row.pos)
+        where = f"row {number}"
+        doc = {}
+        for key, value in zip(keys, row.values):
+            doc[key] = _insert_value(c, value, key)
+            if key == "vector" and doc[key] is None and info.settings.dense == "none":
+                raise c.error(f"collection {info.name!r} has no dense model (dense => 'none'); embedding cannot be NULL", value.pos)
+            try:
+                ingest.check_value(info, key, doc[key], where, label="embedding")
+            except IngestError as exc:
+                raise c.error(exc.message, value.pos) from None
+        try:  # what a row needs as a whole (a learned field without a model needs its vector)
+            ingest.validate(info, doc, number, where=where)
+        except IngestError as exc:
+            raise c.error(exc.message, row.pos) from None
+        docs.append(doc)
+    return CheckedInsert(info, tuple(docs))
+
+
+def _delete(c: _Checker, node: ast.Delete, catalog: Catalog) -> CheckedDelete:
+    info = _collection(c, node.collection, catalog)
+    if node.where is not None:
+        _predicate(c, node.where, info)
+    return CheckedDelete(info, node.where, c.params)
 
 
 def _diversify(c: _Checker, node: ast.Diversify, limit: int) -> CheckedDiversify:
@@ -700,6 +826,10 @@ def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None
         return _graph_statement(c, statement, catalog)
     if isinstance(statement, ast.SetOption):
         return _set_option(c, statement)
+    if isinstance(statement, ast.Insert):
+        return _insert(c, statement, catalog)
+    if isinstance(statement, ast.Delete):
+        return _delete(c, statement, catalog)
     return CheckedShow()
 
 
