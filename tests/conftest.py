@@ -135,10 +135,9 @@ class Served:
     process: subprocess.Popen
 
     def dsn(self, user: str | None = None, password: str | None = None, **extra: str) -> str:
-        return make_conninfo(
-            host=self.host, port=self.port, dbname=self.database, user=user or self.user,
-            password=self.password if password is None else password, sslmode="disable", **extra,
-        )
+        options = {"host": self.host, "port": self.port, "dbname": self.database, "user": user or self.user,
+                   "password": self.password if password is None else password, "sslmode": "disable", **extra}
+        return make_conninfo(**options)
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

@@ -83,8 +83,17 @@ def _end_copy(pgconn: pq.PGconn) -> None:
         pgconn.put_copy_end(b"COPY is not supported through sparsesql serve")
     except psycopg.Error:
         pass
-    while pgconn.get_result() is not None:
+    while next_result(pgconn) is not None:
         pass
+
+
+def next_result(pgconn: pq.PGconn) -> pq.PGresult | None:
+    """The next result of a sent query, waiting in select() (which lets other threads run:
+    libpq's own blocking wait inside PQgetResult would hold the interpreter lock meanwhile)."""
+    while pgconn.is_busy():
+        select.select([pgconn.socket], [], [], 1.0)
+        pgconn.consume_input()
+    return pgconn.get_result()
 
 
 def _flush(pgconn: pq.PGconn) -> None:
@@ -108,7 +117,7 @@ class Relay:
         self.pgconn.send_query(text.encode("utf-8"))
         _flush(self.pgconn)
         failed: dict[str, str] | None = None
-        while (result := self.pgconn.get_result()) is not None:
+        while (result := next_result(self.pgconn)) is not None:
             status = result.status
             if status == pq.ExecStatus.TUPLES_OK:
                 out.extend(rows_messages(result, None, with_description=True))

@@ -243,6 +243,8 @@ class Session:
         size = 0
         while True:
             kind, body = await wire.read_message(self.reader)
+            if kind not in self.HANDLERS and kind != b"X":
+                raise ProtocolViolation(f"invalid frontend message type {kind!r}")
             if kind == b"X":
                 if batch:
                     await self.call(self.process, batch)
