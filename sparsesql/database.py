@@ -14,6 +14,7 @@ from sparsesql.db import ingest, schema
 from sparsesql.db.catalog import CollectionInfo, get_collection, list_collections
 from sparsesql.db.connect import open_connection, resolve_dsn
 from sparsesql.errors import CheckError
+from sparsesql.exec import remote
 from sparsesql.exec.row import Row
 from sparsesql.graph import build as graph_build
 from sparsesql.graph import stats as graph_stats
@@ -90,6 +91,8 @@ class Database:
     def query(self, text: str, /, **params: object) -> list[Row]:
         """Run one dialect statement; `:name` placeholders are bound from keyword arguments, `$n`
         ones from the key "n" (`**{"1": value}`), as a PostgreSQL client's positional parameters."""
+        if remote.is_server(self.conn):
+            return remote.run(self.conn, text, params)
         return self._guard(lambda: self._query(text, params))
 
     def _query(self, text: str, params: dict) -> list[Row]:
@@ -153,6 +156,9 @@ class Database:
         statement = self._guard(lambda: parse_statement(text))
         if not isinstance(statement, (ast.Select, ast.Explain)):
             raise CheckError("EXPLAIN applies to SELECT statements")
+        if remote.is_server(self.conn):
+            prefix = "" if isinstance(statement, ast.Explain) else "EXPLAIN ANALYZE " if analyze else "EXPLAIN "
+            return "\n".join(str(r["plan"]) for r in remote.run(self.conn, prefix + text, params))
         return self._guard(lambda: self._select(statement, text, params, explain=analyze or (isinstance(statement, ast.Explain) and statement.analyze)))
 
     def _guard(self, action: Callable[[], object]) -> object:
@@ -206,6 +212,8 @@ class Collection:
     def build_graph(self, k: int = 16, *, progress: bool = False) -> int:
         """Build (or rebuild) the kNN graph DIVERSIFY's hops walk; returns the number of edges.
         Later adds and deletes keep it current."""
+        if remote.is_server(self.db.conn):
+            return int(self.db.query(f'BUILD GRAPH ON "{self.name}" WITH (k => {int(k)})')[0]["edges"])
         return self.db._guard(lambda: graph_build.build(self.db.conn, self.info, k, progress=progress))
 
     def delete(self, ids: Iterable[str]) -> int:
@@ -235,6 +243,8 @@ def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callabl
     statement = parse_statement(text)
     if not isinstance(statement, ast.Select):
         raise CheckError("only SELECT statements run here")
+    if remote.is_server(conn):
+        return remote.run(conn, text, params)
     try:
         with Snapshot(conn) as snap:
             checked = chk.check(statement, lambda name: get_collection(snap, name), params, text)

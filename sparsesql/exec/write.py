@@ -16,6 +16,7 @@ import psycopg
 
 from sparsesql.db import ingest
 from sparsesql.db.catalog import CollectionInfo
+from sparsesql.exec import remote
 from sparsesql.graph import build as graph
 from sparsesql.lang import ast
 from sparsesql.plan.sql import where_sql
@@ -26,7 +27,10 @@ GRAPH_UPKEEP = ingest.Upkeep(added=graph.connect, removed=graph.forget)
 def add(
     conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False
 ) -> ingest.IngestReport:
-    """Add or update documents; each batch is its own transaction (a savepoint inside the caller's)."""
+    """Add or update documents; each batch is its own transaction (a savepoint inside the caller's).
+    On a sparsesql server's connection they travel as the dialect's INSERT, for the server to write."""
+    if remote.is_server(conn):
+        return remote.insert(conn, info, docs)
     return ingest.add(conn, info, docs, upkeep=GRAPH_UPKEEP, batch_size=batch_size, progress=progress)
 
 
@@ -38,6 +42,8 @@ def insert(conn: psycopg.Connection, info: CollectionInfo, docs: list[dict]) -> 
 
 def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -> int:
     """Delete documents by external id in one transaction; returns how many existed."""
+    if remote.is_server(conn):
+        return remote.delete(conn, info, ids)
     return ingest.delete(conn, info, ids, upkeep=GRAPH_UPKEEP)
 
 
