@@ -45,9 +45,9 @@ def tokens(text: str) -> Iterator[Token]:
         elif text.startswith("/*", i):
             i = _block_comment_end(text, i)
         elif ch == "'" or (ch in "eE" and text.startswith("'", i + 1)):
-            i = _string_end(text, i + 1 if ch != "'" else i, backslashes=ch != "'")
+            i = _closing(text, i + 1 if ch != "'" else i, "'", backslashes=ch != "'")
         elif ch == '"':
-            end = _quoted_end(text, i)
+            end = _closing(text, i, '"')
             yield Token(text[i:end], i, depth, quoted=True)
             i = end
         elif ch == "$" and (m := _DOLLAR_TAG.match(text, i)):
@@ -79,26 +79,14 @@ def _block_comment_end(text: str, i: int) -> int:
     return len(text)
 
 
-def _string_end(text: str, i: int, *, backslashes: bool) -> int:
-    i += 1  # the opening quote
+def _closing(text: str, i: int, quote: str, *, backslashes: bool = False) -> int:
+    """The offset just past the quote closing the one at `i` (a doubled quote is part of the text)."""
+    i += 1
     while i < len(text):
         if backslashes and text[i] == "\\":
             i += 2
-        elif text[i] == "'":
-            if text.startswith("''", i):
-                i += 2
-            else:
-                return i + 1
-        else:
-            i += 1
-    return len(text)
-
-
-def _quoted_end(text: str, i: int) -> int:
-    i += 1
-    while i < len(text):
-        if text[i] == '"':
-            if text.startswith('""', i):
+        elif text[i] == quote:
+            if text.startswith(quote * 2, i):
                 i += 2
             else:
                 return i + 1

@@ -146,11 +146,8 @@ def _numeric_from_binary(raw: bytes) -> int | float:
     if sign in (0xD000, 0xF000):
         return math.inf if sign == 0xD000 else -math.inf
     digits = struct.unpack_from(f"!{ndigits}h", raw, 8)
-    value = Decimal(0)
-    for i, d in enumerate(digits):
-        value += Decimal(d) * Decimal(10000) ** (weight - i)
-    if sign == 0x4000:
-        value = -value
+    text = "".join(f"{d:04d}" for d in digits) or "0"
+    value = Decimal((1 if sign == 0x4000 else 0, tuple(int(c) for c in text), (weight - ndigits + 1) * 4 if digits else 0))
     return int(value) if dscale == 0 else float(value)
 
 
@@ -212,7 +209,7 @@ def _numeric_to_binary(value: Decimal) -> bytes:
     if value.is_infinite():
         return struct.pack("!hhHh", 0, 0, 0xD000 if value > 0 else 0xF000, 0)
     sign = 0x4000 if value < 0 else 0
-    value = abs(value)
+    value = value.copy_abs()
     dscale = max(-value.as_tuple().exponent, 0)
     whole, _, frac = f"{value:f}".partition(".")
     whole = whole.lstrip("0")
