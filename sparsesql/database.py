@@ -52,6 +52,9 @@ class Database:
         self._tier_memory = parse_bytes(sparse_tier_memory)
         self.tiers = Tiers(embedded.home(), self._tier_memory) if sparse_tier else None
         self._conn = open_connection(self.dsn)
+        # The catalog entry the last search was checked against: the server lays out a search's
+        # rows by it without reading the catalog a second time.
+        self.last_collection: CollectionInfo | None = None
 
     @property
     def conn(self) -> psycopg.Connection:
@@ -81,6 +84,7 @@ class Database:
         one its statements see. Returns rows, or the plan's text for EXPLAIN."""
         with Snapshot(self.conn) as snap:
             checked = chk.check(statement, lambda name: get_collection(snap, name), params, text)
+            self.last_collection = checked.collection
             plan = build_plan(checked, tier=self.tiers is not None)
             analyze = checked.analyze if explain is None else explain
             if not checked.explain and explain is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from dataclasses import dataclass
 
 import psycopg
@@ -36,6 +37,7 @@ class Described:
     verb: str
     statement: ast.Statement | None = None
     vector_params: frozenset[str] = frozenset()  # DENSE(...)'s parameters: text may carry a vector
+    created: str | None = None  # the described collection's identity (a re-created namesake differs)
 
     def bind(self, name: str, value: object) -> object:
         """A bound value as the dialect takes it: a DENSE query parameter sent as text that
@@ -152,43 +154,71 @@ def _collection_of(statement: ast.Statement) -> str | None:
     return None
 
 
+_described: dict[tuple[str, tuple[int, ...]], Described] = {}
+_described_lock = threading.Lock()
+DESCRIBED_KEPT = 4096
+
+
 def describe(db: Database, text: str, client_oids: list[int]) -> Described:
-    """Parameter types and result columns of a dialect statement, before any value is bound."""
+    """Parameter types and result columns of a dialect statement, before any value is bound.
+
+    Apps send the same texts again and again (an unnamed statement is parsed anew for every
+    query), so descriptions of searches are kept, process-wide: a search then costs no catalog
+    read here, and `run` re-lays a kept description out when the collection it was made for
+    has been re-created since."""
+    key = (text, tuple(client_oids))
+    kept = _described.get(key)
+    if kept is not None:
+        return kept
+    described = _describe(db, text, client_oids)
+    if described.created is not None:
+        with _described_lock:
+            if len(_described) >= DESCRIBED_KEPT:
+                _described.clear()
+            _described[key] = described
+    return described
+
+
+def _describe(db: Database, text: str, client_oids: list[int]) -> Described:
     statement = parse_statement(text)
     name = _collection_of(statement)
     info = get_collection(db.conn, name.lower()) if name and name.replace("_", "").isalnum() else None
     hints: dict[str, int] = {}
     _param_hints(statement, info, t.TEXT, hints)
     vectors = frozenset(_dense_params(statement))
+    created = info.created if info else None
     positional = [int(k) for k in hints if k.isdigit()]
     count = max([len(client_oids), *positional], default=0)
     oids = [client_oids[i] if i < len(client_oids) and client_oids[i] else hints.get(str(i + 1), t.TEXT) for i in range(count)]
     if isinstance(statement, ast.Select):
         columns = _columns(_select_columns(statement, info)) if info else None
-        return Described(oids, columns, "SELECT", statement, vectors)
+        return Described(oids, columns, "SELECT", statement, vectors, info.created if info else None)
     if isinstance(statement, ast.Explain):
-        return Described(oids, _columns(EXPLAIN), "EXPLAIN", statement, vectors)
+        return Described(oids, _columns(EXPLAIN), "EXPLAIN", statement, vectors, created)
     if isinstance(statement, ast.ShowCollections):
-        return Described(oids, _columns(SHOW_COLLECTIONS), "SHOW", statement, vectors)
+        return Described(oids, _columns(SHOW_COLLECTIONS), "SHOW", statement, vectors, created)
     if isinstance(statement, ast.ShowGraph):
-        return Described(oids, _columns(SHOW_GRAPH), "SHOW", statement, vectors)
+        return Described(oids, _columns(SHOW_GRAPH), "SHOW", statement, vectors, created)
     if isinstance(statement, ast.BuildGraph):
-        return Described(oids, _columns(BUILD_GRAPH), "BUILD GRAPH", statement, vectors)
+        return Described(oids, _columns(BUILD_GRAPH), "BUILD GRAPH", statement, vectors, created)
     if isinstance(statement, ast.CreateCollection):
-        return Described(oids, None, "CREATE COLLECTION", statement, vectors)
+        return Described(oids, None, "CREATE COLLECTION", statement, vectors, created)
     if isinstance(statement, ast.DropCollection):
-        return Described(oids, None, "DROP COLLECTION", statement, vectors)
+        return Described(oids, None, "DROP COLLECTION", statement, vectors, created)
     if isinstance(statement, ast.Insert):
-        return Described(oids, None, "INSERT", statement, vectors)
+        return Described(oids, None, "INSERT", statement, vectors, created)
     if isinstance(statement, ast.Delete):
-        return Described(oids, None, "DELETE", statement, vectors)
-    return Described(oids, None, "SET", statement, vectors)
+        return Described(oids, None, "DELETE", statement, vectors, created)
+    return Described(oids, None, "SET", statement, vectors, created)
 
 
 def run(db: Database, text: str, params: dict[str, object], described: Described) -> Outcome:
     """Run the statement through the Python API's own path; rows laid out as described."""
     rows = db.query(text, **params)
     verb = described.verb
+    info = db.last_collection
+    if verb == "SELECT" and isinstance(described.statement, ast.Select) and info is not None and info.created != described.created:
+        described = dataclasses.replace(described, columns=_columns(_select_columns(described.statement, info)), created=info.created)
     if verb == "INSERT":
         report = rows[0] if rows else {}
         return Outcome(None, [], f"INSERT 0 {int(report.get('added', 0)) + int(report.get('updated', 0))}")
@@ -196,8 +226,6 @@ def run(db: Database, text: str, params: dict[str, object], described: Described
         return Outcome(None, [], f"DELETE {int(rows[0]['deleted']) if rows else 0}")
     if described.columns is None:
         return Outcome(None, [], verb)
-    if verb == "SELECT" and described.columns is None:
-        raise errors.CheckError("collection vanished between describe and execute")
     names = [c.name for c in described.columns]
     if verb == "EXPLAIN":
         out = [[r["plan"]] for r in rows]

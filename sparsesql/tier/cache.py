@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -217,7 +218,7 @@ class Tiers:
             return
         folder.mkdir(parents=True, exist_ok=True)
         ix = loaded.index
-        tmp = folder / "index.tmp.npz"
+        tmp = folder / f"index.{os.getpid()}.{threading.get_ident()}.tmp.npz"  # writers in other processes share the folder
         np.savez(tmp, terms=ix.terms, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, max_weight=ix.max_weight,
                  min_len=ix.min_len, doc_len=ix.doc_len, alive=ix.alive,
                  meta=np.array(json.dumps({"seq": loaded.seq, "identity": loaded.identity})))
