@@ -150,14 +150,26 @@ class Relay:
         return [result.param_type(i) for i in range(result.nparams)], result
 
     def execute(self, name: str, values: list[bytes | None], formats: list[int], result_formats: list[int]) -> pq.PGresult:
-        single = set(result_formats) if result_formats else {0}
-        result_format = single.pop() if len(single) == 1 else 0
-        n = len(values)
-        param_formats = formats * n if len(formats) == 1 else (formats or [0] * n)
+        param_formats, result_format = _formats(values, formats, result_formats)
         return _ok(self.pgconn.exec_prepared(name.encode(), values, param_formats, result_format), self.pgconn)
+
+    def execute_text(self, text: str, oids: list[int], values: list[bytes | None], formats: list[int],
+                     result_formats: list[int]) -> pq.PGresult:
+        """Parse, bind and run an unprepared statement in one round trip."""
+        param_formats, result_format = _formats(values, formats, result_formats)
+        types = (oids + [0] * len(values))[: len(values)]
+        return _ok(self.pgconn.exec_params(text.encode("utf-8"), values, types, param_formats, result_format), self.pgconn)
 
     def close(self, name: str) -> None:
         _ok(self.pgconn.close_prepared(name.encode()), self.pgconn)
+
+
+def _formats(values: list[bytes | None], formats: list[int], result_formats: list[int]) -> tuple[list[int], int]:
+    """Bind's parameter format codes spelled out per value, and the one result format libpq takes
+    (text when the client mixed them: `rows_messages` converts its binary columns)."""
+    single = set(result_formats) if result_formats else {0}
+    n = len(values)
+    return (formats * n if len(formats) == 1 else (formats or [0] * n)), (single.pop() if len(single) == 1 else 0)
 
 
 class _Partial(Exception):

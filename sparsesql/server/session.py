@@ -95,6 +95,7 @@ class Session:
         self.secret = secrets.randbits(32)
         self.tls = False
         self.busy = False
+        self.following: tuple[bytes, bytes] | None = None  # the next message of the batch being run
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -261,7 +262,8 @@ class Session:
 
     def process(self, batch: list[tuple[bytes, bytes]]) -> bytes:
         """Run a batch in the session's thread; returns every message it produced."""
-        for kind, body in batch:
+        for i, (kind, body) in enumerate(batch):
+            self.following = batch[i + 1] if i + 1 < len(batch) else None
             if self.skipping and kind != b"S":
                 continue
             handler = self.HANDLERS.get(kind)
@@ -402,8 +404,12 @@ class Session:
                 self.skipping = True
                 return
             prepared = Prepared(body, "dialect", described.param_oids, described=described)
-        else:
+        elif name:
             prepared = Prepared(text, "sql", oids, backend=self.relay.prepare(text, oids))
+        else:
+            # The unnamed statement is parsed for one use: PostgreSQL parses, binds and runs it in
+            # one round trip at Execute (exec_params), unless a Describe needs it prepared first.
+            prepared = Prepared(text, "sql", oids)
         if not name:
             self.unnamed_cleared_statement()
         self.statements[name] = prepared
@@ -432,7 +438,7 @@ class Session:
             raise ProtocolViolation(f"bind message has {len(formats)} parameter formats but {len(values)} parameters")
         if any(code not in (0, 1) for code in formats + result_formats):
             raise ProtocolViolation("format codes must be 0 (text) or 1 (binary)")
-        expected = len(self.param_oids(prepared))
+        expected = len(values) if prepared.kind == "sql" and prepared.backend is None else len(self.param_oids(prepared))
         if len(values) != expected:
             raise ProtocolViolation(f'bind message supplies {len(values)} parameters, but prepared statement "{name}" requires {expected}')
         params: dict[str, object] = {}
@@ -451,6 +457,8 @@ class Session:
         return prepared.param_oids
 
     def backend_describe(self, prepared: Prepared):
+        if prepared.backend is None:
+            prepared.backend = self.relay.prepare(prepared.text, prepared.param_oids)
         if prepared.columns is None:
             prepared.columns = self.relay.describe(prepared.backend)
         return prepared.columns
@@ -469,9 +477,30 @@ class Session:
             portal = self.portals.get(name)
             if portal is None:
                 raise SessionError("34000", f'portal "{name}" does not exist')
-            self.out.append(self.row_shape(portal.statement, portal.result_formats))
+            prepared = portal.statement
+            if prepared.kind == "sql" and prepared.columns is None and self._executes_next(name):
+                # Describe then Execute of one portal (node-postgres, psycopg): its result's
+                # columns describe it, with no round trip of their own.
+                self.run_sql(portal)
+                result = portal.result
+                self.out.append(wire.row_description(columns_of(result, portal.result_formats)) if result.nfields else wire.NO_DATA)
+                return
+            self.out.append(self.row_shape(prepared, portal.result_formats))
         else:
             raise ProtocolViolation(f"invalid Describe target {what!r}: expected 'S' or 'P'")
+
+    def _executes_next(self, portal: str) -> bool:
+        if self.following is None or self.following[0] != b"E":
+            return False
+        body = self.following[1]
+        return body[: body.find(b"\0")] == portal.encode()
+
+    def run_sql(self, portal: Portal) -> None:
+        prepared = portal.statement
+        if prepared.backend is None:
+            portal.result = self.relay.execute_text(prepared.text, prepared.param_oids, portal.values, portal.formats, portal.result_formats)
+        else:
+            portal.result = self.relay.execute(prepared.backend, portal.values, portal.formats, portal.result_formats)
 
     def row_shape(self, prepared: Prepared, formats: list[int]) -> bytes:
         if prepared.kind == "dialect":
@@ -506,7 +535,7 @@ class Session:
             total = len(portal.result.rows)
         else:
             if portal.result is None:
-                portal.result = self.relay.execute(prepared.backend, portal.values, portal.formats, portal.result_formats)
+                self.run_sql(portal)
             result = portal.result
             if result.status == pq.ExecStatus.COMMAND_OK:
                 self.out.append(wire.command_complete(result.command_status or b""))
