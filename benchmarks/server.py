@@ -623,7 +623,7 @@ def report(r: dict) -> str:
     lines = [
         f"## sparsesql serve under load, {r['date']}",
         "",
-        f"`{r['command']}` on {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs (clients, server and "
+        f"`{r['command']}` at commit {r.get('git', 'unknown')}, on {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs (clients, server and "
         f"PostgreSQL share them). Collection `{COLL}`: {r['docs']:,} synthetic documents (benchmarks/synthetic.py), "
         f"384-d vectors supplied (`dense => 'none'`, no model loaded), memory tier on in both paths; exact dense. "
         f"Latency in ms (p50 / p95); ratio = server / in-process in the same run.",
@@ -722,6 +722,16 @@ def report(r: dict) -> str:
 # ----------------------------------------------------------------------------- main
 
 
+def git_state() -> str:
+    """The commit measured, and whether sparsesql/ differed from it (the server changes often)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sparsesql"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes in sparsesql/" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=None, help="documents loaded first (default 20000; --quick 2000)")
@@ -754,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
         q["vlist"] = [float(x) for x in q["vector"]]
     pool_size = 2000  # new documents per path; past that, texts repeat under new ids
     pool = documents(n_docs, 2 * pool_size)
-    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "docs": n_docs,
+    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "git": git_state(), "docs": n_docs,
                     "clients": n_clients, "seconds": seconds, "n_queries": len(queries), "setup": setup_info,
                     "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(), "platform": f"{platform.system()} {platform.machine()}", "log": str(log)}
     result["in_process_snapshots"] = "shared SPARSESQL_HOME/tiers" if args.shared_snapshots else "private folder per thread after warm-up"
