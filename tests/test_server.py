@@ -319,7 +319,10 @@ def test_random_traffic_never_crashes_the_server_or_hangs_it(server):
                     message = message[: rng.randint(1, len(message))]
                 sock.sendall(message)
             sock.sendall(_msg(b"S", b""))
-            _replies(sock, timeout=10)
+            sock.shutdown(socket.SHUT_WR)  # a message cut short waits for its bytes; the end of input ends it
+            sock.settimeout(10)
+            while sock.recv(65536):  # whatever it answers, the server then closes: no hang
+                pass
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:

@@ -21,7 +21,7 @@ def test_split_cuts_only_at_top_level_semicolons():
     parts = [s.strip() for _, s in split(text)]
     assert parts == ["select 'a;b'", "select E'x\\';y'", 'select "q;"', "select $t$;$t$", "/* ; /* ; */ */ select 1", "-- c;\nselect (1;2)"]
     assert all(text[at:at + len(s)] == s for at, s in split(text))
-    assert split(" ; -- nothing\n;") == []
+    assert split(" ; -- nothing\n;") == ()
     assert [s for _, s in split("select $1; select 2")] == ["select $1", " select 2"]  # $1 is no dollar quote
 
 

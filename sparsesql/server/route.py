@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Iterator
 
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
@@ -95,15 +96,17 @@ def _closing(text: str, i: int, quote: str, *, backslashes: bool = False) -> int
     return len(text)
 
 
-def split(text: str) -> list[tuple[int, str]]:
-    """(offset, statement) for each non-empty statement of a simple query, semicolons dropped."""
+@lru_cache(maxsize=4096)
+def split(text: str) -> tuple[tuple[int, str], ...]:
+    """(offset, statement) for each non-empty statement of a simple query, semicolons dropped.
+    Kept for recent texts, as apps send the same ones again and again."""
     out, start = [], 0
     for tok in tokens(text):
         if tok.text == ";" and tok.depth == 0:
             out.append((start, text[start:tok.at]))
             start = tok.at + 1
     out.append((start, text[start:]))
-    return [(at, s) for at, s in out if any(True for _ in tokens(s))]
+    return tuple((at, s) for at, s in out if any(True for _ in tokens(s)))
 
 
 def _name(tok: Token | None) -> str | None:
@@ -128,6 +131,13 @@ def _table_after(words: list[Token], keyword: str) -> str | None:
 def is_dialect(statement: str, is_collection: Callable[[str], bool]) -> bool:
     """True when sparsesql runs the statement; `is_collection` is asked only when the words leave
     it open (a SELECT, INSERT or DELETE without SEARCH)."""
+    verdict = _verdict(statement)
+    return verdict if isinstance(verdict, bool) else is_collection(verdict)
+
+
+@lru_cache(maxsize=4096)
+def _verdict(statement: str) -> bool | str:
+    """True or False from the words alone, else the table whose being a collection decides."""
     words = list(tokens(statement))
     if not words:
         return False
@@ -150,13 +160,12 @@ def is_dialect(statement: str, is_collection: Callable[[str], bool]) -> bool:
                 return False
         table = _table_after(words, "FROM")
         joined = any(t.text in ("JOIN", "UNION", "GROUP", "ORDER", "HAVING", "OFFSET") and t.depth == 0 for t in words)
-        return table is not None and not joined and not any(t.text == "," for t in _after(words, "FROM")) and is_collection(table)
-    if first == "INSERT" and second == "INTO":
-        table = _table_after(words, "INTO")
-        return table is not None and is_collection(table)
-    if first == "DELETE" and second == "FROM":
-        table = _table_after(words, "FROM")
-        return table is not None and is_collection(table)
+        if table is None or joined or any(t.text == "," for t in _after(words, "FROM")):
+            return False
+        return table
+    if (first, second) in (("INSERT", "INTO"), ("DELETE", "FROM")):
+        table = _table_after(words, "INTO" if first == "INSERT" else "FROM")
+        return False if table is None else table
     return False
 
 

@@ -30,11 +30,12 @@ from sparsesql.db import embedded
 from sparsesql.db.connect import open_connection, resolve_dsn
 from sparsesql.errors import ConfigError
 from sparsesql.server.auth import Keys, Verifier
-from sparsesql.server.session import Session
+from sparsesql.server.session import Session, cancel_backend
 from sparsesql.tier.cache import Tiers, parse_bytes
 
 log = logging.getLogger("sparsesql.server")
 PASSWORD_FILE = "server-password"
+JANITOR_SECONDS = 0.5
 
 
 class Server:
@@ -133,12 +134,22 @@ class Server:
         if session is None or not secrets.compare_digest(session.secret.to_bytes(4, "big"), secret.to_bytes(4, "big")):
             return
         if session.db is not None:
-            await asyncio.get_running_loop().run_in_executor(None, _cancel_backend, session.db)
+            await asyncio.get_running_loop().run_in_executor(None, cancel_backend, session.db)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await Session(self, reader, writer).run()
 
+    async def _janitor(self) -> None:
+        """Cancel the running statement of every client that hung up meanwhile, so its backend
+        session is released now rather than when the statement would have ended."""
+        while True:
+            await asyncio.sleep(JANITOR_SECONDS)
+            for session in list(self.sessions.values()):
+                if session.hung_up() and session.db is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, cancel_backend, session.db)
+
     async def start(self) -> None:
+        self._janitor_task = asyncio.get_running_loop().create_task(self._janitor())
         self._listener = await asyncio.start_server(self._client, self.host, self.port)
         if self.port == 0:
             self.port = self._listener.sockets[0].getsockname()[1]
@@ -157,13 +168,6 @@ class Server:
             session.writer.close()
         await asyncio.sleep(0.1)
         self.admin.close()
-
-
-def _cancel_backend(db: Database) -> None:
-    try:
-        db.conn.cancel_safe()
-    except psycopg.Error:
-        pass
 
 
 def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import secrets
 import struct
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sparsesql.server")
 
 BATCH_MESSAGES = 512
+READ_CHUNK = 256 * 1024
 BATCH_BYTES = 64 * 2**20
 _STATUS = {pq.TransactionStatus.IDLE: b"I", pq.TransactionStatus.INTRANS: b"T", pq.TransactionStatus.INERROR: b"E"}
 # ParameterStatus values relayed from the backend at startup and whenever a SET changes them.
@@ -82,7 +84,8 @@ class Session:
         self.server = server
         self.reader = reader
         self.writer = writer
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="sparsesql-session")
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=_worker, args=(self.jobs,), name="sparsesql-session", daemon=True).start()
         self.db: Database | None = None
         self.relay: Relay | None = None
         self.statements: dict[str, Prepared] = {}
@@ -129,29 +132,39 @@ class Session:
         db = self.db
         if db is not None:
             if self.busy:
-                await asyncio.get_running_loop().run_in_executor(None, _cancel, db)
-            await asyncio.get_running_loop().run_in_executor(self.executor, db.close)
-        self.executor.shutdown(wait=False)
+                await asyncio.get_running_loop().run_in_executor(None, cancel_backend, db)
+            try:
+                await self.call(db.close)
+            except psycopg.Error:
+                pass
+        self.jobs.put(None)  # the session's thread ends after what is queued
         try:
             self.writer.close()
         except RuntimeError:
             pass
 
     async def call(self, fn: Callable, *args: object) -> object:
-        """Run `fn` in the session's thread. A client that hangs up meanwhile has its backend
-        query cancelled at once, instead of when the statement would have finished."""
+        """Run `fn` in the session's own thread (which alone touches its backend connection)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def work() -> None:
+            try:
+                result, failure = fn(*args), None
+            except BaseException as exc:  # handed to the awaiting side as it is
+                result, failure = None, exc
+            loop.call_soon_threadsafe(_settle, future, result, failure)
+
         self.busy = True
+        self.jobs.put(work)
         try:
-            work = asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-            while True:
-                done, _ = await asyncio.wait({work}, timeout=0.25)
-                if done:
-                    return work.result()
-                if self.reader.at_eof() and self.db is not None:
-                    await asyncio.get_running_loop().run_in_executor(None, _cancel, self.db)
-                    raise ConnectionResetError("the client went away during a statement")
+            return await future
         finally:
             self.busy = False
+
+    def hung_up(self) -> bool:
+        """The client closed its connection while a statement of its runs (the janitor asks)."""
+        return self.busy and self.reader.at_eof()
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -240,25 +253,30 @@ class Session:
     # ------------------------------------------------------------------ the message loop
 
     async def serve(self) -> None:
+        """Read what the client sent, whole messages at a time, and run them in batches."""
+        frames = wire.Frames()
         batch: list[tuple[bytes, bytes]] = []
         size = 0
         while True:
-            kind, body = await wire.read_message(self.reader)
-            if kind not in self.HANDLERS and kind != b"X":
-                raise ProtocolViolation(f"invalid frontend message type {kind!r}")
-            if kind == b"X":
-                if batch:
-                    await self.call(self.process, batch)
-                return
-            batch.append((kind, body))
-            size += len(body)
-            if kind in (b"S", b"H", b"Q") or len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
-                out = await self.call(self.process, batch)
-                batch, size = [], 0
-                if out:
-                    await self.send(out)
-                if self.db is None or self.db.conn.broken or self.db.conn.closed:
-                    raise SessionError("08006", "the backend connection to PostgreSQL was lost")
+            chunk = await self.reader.read(READ_CHUNK)
+            if not chunk:
+                return  # the client went away (close() releases its backend)
+            for kind, body in frames.feed(chunk):
+                if kind not in self.HANDLERS and kind != b"X":
+                    raise ProtocolViolation(f"invalid frontend message type {kind!r}")
+                if kind == b"X":
+                    if batch:
+                        await self.call(self.process, batch)
+                    return
+                batch.append((kind, body))
+                size += len(body)
+                if kind in (b"S", b"H", b"Q") or len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
+                    out = await self.call(self.process, batch)
+                    batch, size = [], 0
+                    if out:
+                        await self.send(out)
+                    if self.db is None or self.db.conn.broken or self.db.conn.closed:
+                        raise SessionError("08006", "the backend connection to PostgreSQL was lost")
 
     def process(self, batch: list[tuple[bytes, bytes]]) -> bytes:
         """Run a batch in the session's thread; returns every message it produced."""
@@ -608,7 +626,22 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
-def _cancel(db: Database) -> None:
+def _worker(jobs: queue.SimpleQueue) -> None:
+    while (job := jobs.get()) is not None:
+        job()
+
+
+def _settle(future: asyncio.Future, result: object, failure: BaseException | None) -> None:
+    if future.done():
+        return
+    if failure is not None:
+        future.set_exception(failure)
+    else:
+        future.set_result(result)
+
+
+def cancel_backend(db: Database) -> None:
+    """Cancel what the session's backend runs now (a no-op when it is idle)."""
     try:
         db.conn.cancel_safe()
     except psycopg.Error:

@@ -64,6 +64,32 @@ async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return kind, await reader.readexactly(length - 4)
 
 
+class Frames:
+    """Typed messages cut from the bytes a client sends, as they arrive: one read can carry a
+    whole pipeline (Parse, Bind, Describe, Execute, Sync), and a message can span reads. A bad
+    length fails as soon as its five header bytes are in, before any body is waited for."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        self.buffer += data
+        out, at, buf = [], 0, self.buffer
+        while len(buf) - at >= 5:
+            kind = bytes(buf[at:at + 1])
+            (length,) = struct.unpack_from("!i", buf, at + 1)
+            if length < 4:
+                raise ProtocolViolation(f"message {kind!r} has invalid length {length}")
+            if length - 4 > MAX_MESSAGE:
+                raise ProtocolViolation(f"message {kind!r} claims {length} bytes; the limit is {MAX_MESSAGE + 4}")
+            if len(buf) - at < 1 + length:
+                break
+            out.append((kind, bytes(buf[at + 5:at + 1 + length])))
+            at += 1 + length
+        del buf[:at]
+        return out
+
+
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
