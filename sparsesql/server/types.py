@@ -15,6 +15,8 @@ import math
 import struct
 from decimal import Decimal
 
+import numpy as np
+
 BOOL, BYTEA, NAME, INT8, INT2, INT4, TEXT, OID = 16, 17, 19, 20, 21, 23, 25, 26
 JSON, FLOAT4, FLOAT8, UNKNOWN, BPCHAR, VARCHAR = 114, 700, 701, 705, 1042, 1043
 DATE, TIMESTAMP, TIMESTAMPTZ, NUMERIC, JSONB = 1082, 1114, 1184, 1700, 3802
@@ -127,6 +129,14 @@ def _array_from_binary(raw: bytes) -> list:
     if ndim != 1:
         raise ValueError("only one-dimensional arrays are accepted")
     size, _ = struct.unpack_from("!ii", raw, 12)
+    width = {FLOAT8: 8, FLOAT4: 4, INT4: 4, INT8: 8}.get(item_oid)
+    if width and len(raw) == 20 + size * (4 + width):
+        # A dense vector's components, each behind its length, read in one numpy pass (a
+        # 384-d embedding element by element costs a third of a millisecond).
+        code = {FLOAT8: ">f8", FLOAT4: ">f4", INT4: ">i4", INT8: ">i8"}[item_oid]
+        items = np.frombuffer(raw, dtype=np.dtype([("n", ">i4"), ("v", code)]), offset=20, count=size)
+        if (items["n"] == width).all():
+            return items["v"].tolist()
     at, out = 20, []
     for _ in range(size):
         (length,) = struct.unpack_from("!i", raw, at)
