@@ -28,7 +28,8 @@ Measured, in this order:
   `sparsesql.connect(dsn, sparse_tier=True)`, through db.query (the same statements, so the
   same engine path). Every operation's latency and error is recorded. Each in-process tier
   loads from the shared snapshot, then saves its own (after a compaction) to a folder of its
-  own: tiers sharing SPARSESQL_HOME/tiers collide in Tiers._save (--shared-snapshots shows it).
+  own (tiers sharing SPARSESQL_HOME/tiers collided in Tiers._save until each writer got a
+  temporary file of its own; --shared-snapshots shares the folder).
   CPU seconds over each load are read from /proc per process (this process, the server, this
   run's PostgreSQL) and for the whole machine, so work that ran outside them shows.
 - after each load: no errors; every inserted id present exactly once; the catalog's n_docs and
@@ -285,8 +286,8 @@ class LocalClient:
 
     `snapshot_home`: once warm (its tier loaded from the shared snapshot), the tier writes its
     later snapshots (after each compaction) there instead of SPARSESQL_HOME/tiers, which every
-    Database of the process shares: Tiers._save writes a fixed `index.tmp.npz` and renames it, so
-    two tiers compacting at once collide (FileNotFoundError on the rename; see the report).
+    Database of the process shares (Tiers._save once wrote a fixed `index.tmp.npz`, so two tiers
+    compacting at once collided; each writer now has its own temporary file).
     """
 
     def __init__(self, dsn: str, snapshot_home: Path | None = None) -> None:
@@ -667,7 +668,7 @@ def report(r: dict) -> str:
             f"{srv['cpu_share_of_machine']:.0%} and {loc['cpu_share_of_machine']:.0%} of its {os.cpu_count()} CPUs",
             f"- server RSS {r['load']['server_rss_before_mb']:.0f} MB before the load, {r['load']['server_rss_after_mb']:.0f} MB after",
             f"- in-process tiers load from the shared snapshot, then save theirs (after each compaction) to "
-            f"{r['in_process_snapshots']}: tiers that share the folder collide in Tiers._save (fixed index.tmp.npz)",
+            f"{r['in_process_snapshots']} (--shared-snapshots: one folder for all)",
         ]
     lines += ["", f"### Wire overhead: one client, sequential, the same statement {r['overhead']['repeat']} times (after {r['overhead']['warmup']} warm-up), alternating paths", "",
               "| statement | server | in-process | added p50 (ms) | added p95 (ms) |", "|---|---|---|---|---|"]
