@@ -346,3 +346,16 @@ def test_a_client_that_vanishes_mid_query_leaves_the_server_serving(server, db):
         time.sleep(0.2)
     assert busy == 0, server.log_tail()
     _ping(server)
+
+
+def test_notices_and_parameter_changes_reach_the_client(server):
+    with psycopg.connect(server.dsn(options="-c search_path=public"), autocommit=True) as conn:
+        notices = []
+        conn.add_notice_handler(lambda diag: notices.append((diag.severity_nonlocalized, diag.message_primary)))
+        conn.execute("DO $$BEGIN RAISE NOTICE 'hello from plpgsql'; END$$")
+        assert notices == [("NOTICE", "hello from plpgsql")]
+        assert conn.execute("SHOW search_path").fetchone() == ("public",)  # the startup option reached the backend
+        conn.execute("SET application_name = 'renamed-by-set'")
+        assert conn.info.parameter_status("application_name") == "renamed-by-set"
+        assert conn.info.parameter_status("sparsesql_version")
+        assert conn.info.parameter_status("server_version").split(".")[0].isdigit()

@@ -92,7 +92,7 @@ class Session:
         self.portals: dict[str, Portal] = {}
         self.skipping = False
         self.out: list[bytes] = []
-        self.notices: list[psycopg.errors.Diagnostic] = []
+        self.notices: list[dict[str, str]] = []
         self.reported: dict[str, str] = {}
         self.pid = 0
         self.secret = secrets.randbits(32)
@@ -215,7 +215,8 @@ class Session:
         except Exception as exc:  # ConfigError and the like
             raise SessionError("08006", f"could not open the backend session: {exc}") from exc
         self.relay = Relay(self.db.conn)
-        self.db.conn.add_notice_handler(self.notices.append)
+        # a notice's fields are read in the handler: its result is freed once the handler returns
+        self.db.conn.add_notice_handler(lambda diag: self.notices.append(dialect.backend_fields(diag)))
         self.pid = self.db.conn.info.backend_pid
         self.server.register(self)
         out = [wire.auth(0)]
@@ -327,7 +328,7 @@ class Session:
 
     def drain_notices(self) -> None:
         while self.notices:
-            self.out.append(wire.notice_or_error(b"N", dialect.backend_fields(self.notices.pop(0))))
+            self.out.append(wire.notice_or_error(b"N", self.notices.pop(0)))
 
     def report_changes(self) -> None:
         info = self.db.conn.info
