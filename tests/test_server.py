@@ -359,3 +359,27 @@ def test_notices_and_parameter_changes_reach_the_client(server):
         assert conn.info.parameter_status("application_name") == "renamed-by-set"
         assert conn.info.parameter_status("sparsesql_version")
         assert conn.info.parameter_status("server_version").split(".")[0].isdigit()
+
+
+def test_executes_before_one_sync_are_one_transaction(server, db):
+    """As in PostgreSQL (and as JDBC's executeBatch expects): a failure rolls back the batch."""
+    db.conn.execute("DROP TABLE IF EXISTS public.batch_atomic")
+    db.conn.execute("CREATE TABLE public.batch_atomic (x int PRIMARY KEY)")
+    conn, sock = _raw(server)
+    try:
+        parse = _msg(b"P", b"ins\0INSERT INTO public.batch_atomic VALUES ($1::int)\0" + struct.pack("!h", 0))
+        def run(value: bytes) -> bytes:
+            return (_msg(b"B", b"\0ins\0" + struct.pack("!hhi", 0, 1, len(value)) + value + struct.pack("!h", 0))
+                    + _msg(b"E", b"\0" + struct.pack("!i", 0)))
+        sock.sendall(parse + run(b"1") + run(b"2") + run(b"1") + run(b"3") + _msg(b"S", b""))
+        replies = _replies(sock)
+        assert [k for k, _ in replies] == [b"1", b"2", b"C", b"2", b"C", b"2", b"E", b"Z"]
+        assert _sqlstate(replies[-2][1]) == "23505" and replies[-1][1] == b"I"
+        assert db.conn.execute("SELECT count(*) FROM public.batch_atomic").fetchone() == (0,)
+        sock.sendall(run(b"1") + run(b"2") + _msg(b"S", b""))
+        assert [k for k, _ in _replies(sock)] == [b"2", b"C", b"2", b"C", b"Z"]
+        assert db.conn.execute("SELECT count(*) FROM public.batch_atomic").fetchone() == (2,)
+    finally:
+        sock.close()
+        conn.close()
+        db.conn.execute("DROP TABLE IF EXISTS public.batch_atomic")

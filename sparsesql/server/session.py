@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import re
 import secrets
 import struct
 import threading
@@ -26,7 +27,7 @@ from sparsesql.database import Database
 from sparsesql.server import dialect, route, wire
 from sparsesql.server import types as t
 from sparsesql.server.auth import MECHANISM, AuthFailed, ScramExchange
-from sparsesql.server.relay import Relay, RelayError, columns_of, partial, rows_messages
+from sparsesql.server.relay import Relay, RelayError, columns_of, partial, result_error, rows_messages
 from sparsesql.server.wire import Fields, ProtocolViolation
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ class Session:
         self.tls = False
         self.busy = False
         self.following: tuple[bytes, bytes] | None = None  # the next message of the batch being run
+        self.more_executes = False  # another Execute follows the current one before the batch ends
+        self.implicit = False  # a transaction opened here for the Executes before the next Sync
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -281,8 +284,12 @@ class Session:
 
     def process(self, batch: list[tuple[bytes, bytes]]) -> bytes:
         """Run a batch in the session's thread; returns every message it produced."""
+        executes = sum(1 for kind, _ in batch if kind == b"E")
         for i, (kind, body) in enumerate(batch):
             self.following = batch[i + 1] if i + 1 < len(batch) else None
+            if kind == b"E":
+                executes -= 1
+                self.more_executes = executes > 0
             if self.skipping and kind != b"S":
                 continue
             handler = self.HANDLERS.get(kind)
@@ -541,6 +548,7 @@ class Session:
         if prepared.kind == "empty":
             self.out.append(wire.EMPTY_QUERY)
             return
+        self.open_implicit(prepared)
         stop = portal.sent + max_rows if max_rows > 0 else None
         if prepared.kind == "dialect":
             if portal.result is None:
@@ -569,9 +577,30 @@ class Session:
         if stop is not None and portal.sent < total:
             self.out.append(wire.PORTAL_SUSPENDED)
 
+    def open_implicit(self, prepared: Prepared) -> None:
+        """Several Executes before one Sync run in one transaction, as PostgreSQL runs them
+        (JDBC's executeBatch relies on it): libpq would commit each on its own."""
+        pgconn = self.db.conn.pgconn
+        if (self.implicit or not self.more_executes or pgconn.transaction_status != pq.TransactionStatus.IDLE
+                or _TRANSACTION_CONTROL.match(prepared.text)):
+            return
+        _check(pgconn.exec_(b"BEGIN"), pgconn)
+        self.implicit = True
+
     def sync(self, f: Fields) -> None:
         f.end()
         self.skipping = False
+        if self.implicit:
+            self.implicit = False
+            pgconn = self.db.conn.pgconn
+            status = pgconn.transaction_status
+            if status == pq.TransactionStatus.INERROR:
+                pgconn.exec_(b"ROLLBACK")
+            elif status == pq.TransactionStatus.INTRANS:
+                try:
+                    _check(pgconn.exec_(b"COMMIT"), pgconn)
+                except RelayError as exc:
+                    self.error(exc)
         self.out.append(wire.ready(self.status()))
 
     def flush(self, f: Fields) -> None:
@@ -625,6 +654,14 @@ def _backend_options(params: dict[str, str]) -> dict[str, str]:
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+_TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b", re.IGNORECASE)
+
+
+def _check(result: pq.PGresult | None, pgconn: pq.PGconn) -> None:
+    if result is None or result.status != pq.ExecStatus.COMMAND_OK:
+        raise RelayError(result_error(result, pgconn))
 
 
 def _worker(jobs: queue.SimpleQueue) -> None:
