@@ -109,11 +109,13 @@ class Relay:
         self.conn = conn
         self.pgconn = conn.pgconn
         self.counter = 0
+        self.relayed = 0  # statements relayed so far: only they can change a reported parameter
 
     def simple(self, text: str) -> list[bytes]:
         """Messages for a run of plain statements sent as one simple query (PostgreSQL's own
         multi-statement semantics), ending at the first error (raised after what came before)."""
         out: list[bytes] = []
+        self.relayed += 1
         self.pgconn.send_query(text.encode("utf-8"))
         _flush(self.pgconn)
         failed: dict[str, str] | None = None
@@ -150,12 +152,14 @@ class Relay:
         return [result.param_type(i) for i in range(result.nparams)], result
 
     def execute(self, name: str, values: list[bytes | None], formats: list[int], result_formats: list[int]) -> pq.PGresult:
+        self.relayed += 1
         param_formats, result_format = _formats(values, formats, result_formats)
         return _ok(self.pgconn.exec_prepared(name.encode(), values, param_formats, result_format), self.pgconn)
 
     def execute_text(self, text: str, oids: list[int], values: list[bytes | None], formats: list[int],
                      result_formats: list[int]) -> pq.PGresult:
         """Parse, bind and run an unprepared statement in one round trip."""
+        self.relayed += 1
         param_formats, result_format = _formats(values, formats, result_formats)
         types = (oids + [0] * len(values))[: len(values)]
         return _ok(self.pgconn.exec_params(text.encode("utf-8"), values, types, param_formats, result_format), self.pgconn)

@@ -102,6 +102,7 @@ class Session:
         self.following: tuple[bytes, bytes] | None = None  # the next message of the batch being run
         self.more_executes = False  # another Execute follows the current one before the batch ends
         self.implicit = False  # a transaction opened here for the Executes before the next Sync
+        self.reported_at = 0  # the relay's statement count when parameters were last compared
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -338,6 +339,10 @@ class Session:
             self.out.append(wire.notice_or_error(b"N", self.notices.pop(0)))
 
     def report_changes(self) -> None:
+        """ParameterStatus for what a relayed statement (a SET, say) changed."""
+        if self.relay.relayed == self.reported_at:
+            return
+        self.reported_at = self.relay.relayed
         info = self.db.conn.info
         for name in REPORTED:
             value = info.parameter_status(name)
