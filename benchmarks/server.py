@@ -53,6 +53,7 @@ import signal
 import subprocess
 import sys
 import threading
+import tempfile
 import time
 from pathlib import Path
 
@@ -522,6 +523,39 @@ def overhead(server: Served, dsn: str, queries: list[dict], repeat: int, warmup:
             "result_compare": {"queries": min(40, len(queries)), "kinds": 2, "mismatches": mismatches}}
 
 
+def c_client(server: Served, dsn: str, q: dict, repeat: int) -> dict | None:
+    """The same SPARSE search from a client written in C (pgbench, prepared statements) through
+    the server, beside db.query in-process: how much of the wire overhead is the server's, with a
+    driver that costs little of its own. None when pgbench is not installed."""
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        return None
+    text = SPARSE.format(q="'" + q["text"].replace("'", "''") + "'")
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / "search.sql"
+        script.write_text(text + ";\n")
+        env = {**os.environ, "PGPASSWORD": PASSWORD}
+        subprocess.run(
+            [pgbench, "-n", "-M", "prepared", "-t", str(repeat + 50), "-f", str(script), "-l", "--log-prefix", str(Path(folder) / "log"),
+             "-h", server.host, "-p", str(server.port), "-U", server.user, server.database],
+            env=env, check=True, capture_output=True, text=True, cwd=folder,
+        )
+        latencies = [int(line.split()[2]) / 1000 for log in Path(folder).glob("log*") for line in log.read_text().splitlines()]
+    mine = LocalClient(dsn)
+    try:
+        for _ in range(50):
+            mine.db.query(text)
+        local_ms = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            mine.db.query(text)
+            local_ms.append((time.perf_counter() - start) * 1000)
+    finally:
+        mine.close()
+    sa, sb = stats(latencies[50:]), stats(local_ms)
+    return {"server": sa, "in_process": sb, "added_p50_ms": sa["p50"] - sb["p50"], "added_p95_ms": sa["p95"] - sb["p95"]}
+
+
 # ----------------------------------------------------------------------------- memory
 
 _SERVER_CLIENT = """
@@ -779,6 +813,9 @@ def main(argv: list[str] | None = None) -> int:
         result["memory"] = {"server": memory_server(server, queries), "in_process": memory_local(dsn, queries)}
         print("wire overhead ...", flush=True)
         result["overhead"] = overhead(server, dsn, queries, repeat)
+        c_side = c_client(server, dsn, queries[0], repeat)
+        if c_side is not None:
+            result["overhead"]["cases"]["SPARSE from a C client (pgbench -M prepared) vs db.query"] = c_side
 
         print(f"load through the server: {n_clients} clients, {seconds:.0f} s ...", flush=True)
         before = rss_mb(server.pid)
