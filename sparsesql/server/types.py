@@ -88,7 +88,10 @@ def _decode_text(text: str, oid: int) -> object:
         inner = text.strip()
         if len(inner) < 2 or inner[0] not in "{[" or inner[-1] not in "}]":
             raise ValueError(f"{text[:40]!r} is not an array")
-        items = [i.strip() for i in inner[1:-1].split(",") if i.strip()]
+        body = inner[1:-1]
+        if oid in (FLOAT4_ARRAY, FLOAT8_ARRAY) and body.strip() and not any(c in body for c in '"Nn'):
+            return list(map(float, body.split(",")))  # a vector: no per-item dispatch
+        items = [i.strip() for i in body.split(",") if i.strip()]
         return [None if i.upper() == "NULL" else _decode_text(i.strip('"'), _ARRAY_ITEMS[oid]) for i in items]
     return text  # any other type (pgvector's vector among them) reaches the checker as its text
 
