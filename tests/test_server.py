@@ -383,3 +383,34 @@ def test_executes_before_one_sync_are_one_transaction(server, db):
         sock.close()
         conn.close()
         db.conn.execute("DROP TABLE IF EXISTS public.batch_atomic")
+
+
+def test_a_bind_mixing_text_and_binary_columns_gets_each_in_its_format(server):
+    """JDBC asks for binary integers and floats beside text columns; libpq takes one format for
+    all, so the relay converts. The bytes must equal what PostgreSQL itself sends in binary."""
+    conn, sock = _raw(server)
+    try:
+        query = b"SELECT 7::int4, 'seven'::text, 2.5::float8, '2024-02-29'::date, 12.50::numeric, true, NULL::int8"
+        formats = [1, 0, 1, 1, 1, 1, 1]
+        bind = b"\0\0" + struct.pack("!hh", 0, 0) + struct.pack(f"!h{len(formats)}h", len(formats), *formats)
+        sock.sendall(_msg(b"P", b"\0" + query + b"\0" + struct.pack("!h", 0)) + _msg(b"B", bind)
+                     + _msg(b"D", b"P\0") + _msg(b"E", b"\0" + struct.pack("!i", 0)) + _msg(b"S", b""))
+        replies = dict((k, b) for k, b in _replies(sock))
+        described = replies[b"T"]
+        assert struct.unpack_from("!h", described)[0] == 7
+        row = replies[b"D"]
+        values, at = [], 2
+        for _ in range(struct.unpack_from("!h", row)[0]):
+            (length,) = struct.unpack_from("!i", row, at)
+            at += 4
+            values.append(None if length < 0 else row[at:at + length])
+            at += max(length, 0)
+        with psycopg.connect(server.dsn()) as plain:  # all binary: PostgreSQL's bytes, relayed as they came
+            expected = plain.execute(query.decode(), binary=True).pgresult
+        assert values[1] == b"seven"
+        assert values[6] is None
+        for col in (0, 2, 3, 4, 5):
+            assert values[col] == expected.get_value(0, col), col
+    finally:
+        sock.close()
+        conn.close()
