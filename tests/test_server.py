@@ -210,8 +210,8 @@ def _raw(server: Served) -> tuple[psycopg.Connection, socket.socket]:
     return conn, socket.socket(fileno=os.dup(conn.pgconn.socket))
 
 
-def _replies(sock: socket.socket, timeout: float = 10.0) -> list[tuple[bytes, bytes]]:
-    """Messages until ReadyForQuery, a FATAL error, or the server closing the connection."""
+def _replies(sock: socket.socket, timeout: float = 10.0, until: bytes = b"Z") -> list[tuple[bytes, bytes]]:
+    """Messages until `until` (ReadyForQuery), a FATAL error, or the server closing the connection."""
     sock.settimeout(timeout)
     data, out = b"", []
     while True:
@@ -221,7 +221,7 @@ def _replies(sock: socket.socket, timeout: float = 10.0) -> list[tuple[bytes, by
                 break
             out.append((kind, data[5:1 + length]))
             data = data[1 + length:]
-            if kind == b"Z" or (kind == b"E" and b"SFATAL" in out[-1][1]):
+            if kind in (b"Z", until) or (kind == b"E" and b"SFATAL" in out[-1][1]):
                 return out
         try:
             chunk = sock.recv(65536)
@@ -414,3 +414,22 @@ def test_a_bind_mixing_text_and_binary_columns_gets_each_in_its_format(server):
     finally:
         sock.close()
         conn.close()
+
+
+def test_execute_with_a_row_limit_pages_through_a_portal(server, db, name):
+    coll = db.create_collection(name, {"title": "text"}, dense="none", dim=2)
+    coll.add([{"id": f"d{i}", "title": f"retrieval paper {i}", "vector": [1, i]} for i in range(5)])
+    for query in (f"SELECT id, score FROM {name} SEARCH SPARSE('retrieval') LIMIT 5".encode(),
+                  b"SELECT g FROM generate_series(1, 5) g"):
+        conn, sock = _raw(server)
+        try:
+            execute = _msg(b"E", b"\0" + struct.pack("!i", 2))
+            sock.sendall(_msg(b"P", b"\0" + query + b"\0" + struct.pack("!h", 0))
+                         + _msg(b"B", b"\0\0" + struct.pack("!hhh", 0, 0, 0)) + execute + _msg(b"H", b""))
+            assert [k for k, _ in _replies(sock, until=b"s")] == [b"1", b"2", b"D", b"D", b"s"], query  # Flush: no Sync
+            sock.sendall(execute + execute + _msg(b"S", b""))
+            kinds = [k for k, _ in _replies(sock)]
+            assert kinds == [b"D", b"D", b"s", b"D", b"C", b"Z"], query
+        finally:
+            sock.close()
+            conn.close()
