@@ -433,3 +433,20 @@ def test_execute_with_a_row_limit_pages_through_a_portal(server, db, name):
         finally:
             sock.close()
             conn.close()
+
+
+def test_a_collection_recreated_with_other_fields_is_described_anew(server, name):
+    """Descriptions of searches are kept per text: a namesake with other fields must not be
+    answered with the old columns (a client would read rows that do not match their header)."""
+    query = f"SELECT * FROM {name} SEARCH SPARSE(%s) LIMIT 3"
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE COLLECTION {name} (title text) WITH (dense => 'none', dim => 2)")
+        conn.execute(f"INSERT INTO {name} (id, title, embedding) VALUES ('a', 'sparse retrieval', '[1,0]')")
+        first = conn.execute(query, ("sparse",))
+        assert [c.name for c in first.description] == ["id", "title", "metadata", "score"]
+        conn.execute(f"DROP COLLECTION {name}")
+        conn.execute(f"CREATE COLLECTION {name} (title text, year int) WITH (dense => 'none', dim => 2)")
+        conn.execute(f"INSERT INTO {name} (id, title, year, embedding) VALUES ('b', 'sparse again', 2024, '[0,1]')")
+        again = conn.execute(query, ("sparse",))
+        assert [c.name for c in again.description] == ["id", "title", "year", "metadata", "score"]
+        assert again.fetchall()[0][:3] == ("b", "sparse again", 2024)

@@ -15,6 +15,7 @@ from typing import Iterable
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from sparsesql import errors
@@ -105,10 +106,6 @@ def run(conn: psycopg.Connection, text: str, params: dict) -> list[Row]:
     return [Row(dict(zip(columns, r))) for r in cursor.fetchall()]
 
 
-def _identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def insert(conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict]) -> IngestReport:
     """Documents as the dialect's INSERT, rows grouped by the keys they carry."""
     report = IngestReport()
@@ -127,15 +124,18 @@ def insert(conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict])
 
 
 def _insert_batch(conn: psycopg.Connection, info: CollectionInfo, keys: tuple[str, ...], batch: list[dict]) -> IngestReport:
-    columns = ", ".join(_identifier("embedding" if k == "vector" else k) for k in keys)
-    row = "(" + ", ".join(["%s"] * len(keys)) + ")"
-    query = f"INSERT INTO {_identifier(info.name)} ({columns}) VALUES " + ", ".join([row] * len(batch))
+    row = sql.SQL("({})").format(sql.SQL(", ").join([sql.Placeholder()] * len(keys)))
+    query = sql.SQL("INSERT INTO {} ({}) VALUES {}").format(
+        sql.Identifier(info.name),
+        sql.SQL(", ").join(sql.Identifier("embedding" if k == "vector" else k) for k in keys),
+        sql.SQL(", ").join([row] * len(batch)),
+    )
     values = [_value(str(d[k]) if k == "id" else d[k]) for d in batch for k in keys]
     ids = list({str(d.get("id")) for d in batch})
     try:
         with conn.transaction():
             known = conn.execute(
-                psycopg.sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(info.table("docs")), (ids,)
+                sql.SQL("SELECT count(*) FROM {} WHERE id = ANY(%s)").format(info.table("docs")), (ids,)
             ).fetchone()[0]
             cursor = conn.execute(query, values)
     except psycopg.Error as exc:
@@ -149,7 +149,8 @@ def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -
     wanted = [ids] if isinstance(ids, (str, int)) else list(ids)
     if not wanted:
         return 0
-    query = f"DELETE FROM {_identifier(info.name)} WHERE id IN (" + ", ".join(["%s"] * len(wanted)) + ")"
+    query = sql.SQL("DELETE FROM {} WHERE id IN ({})").format(
+        sql.Identifier(info.name), sql.SQL(", ").join([sql.Placeholder()] * len(wanted)))
     try:
         return conn.execute(query, [str(i) for i in wanted]).rowcount
     except psycopg.Error as exc:

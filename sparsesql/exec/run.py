@@ -8,6 +8,7 @@ statement commits the snapshot in the same round trip.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
@@ -79,10 +80,8 @@ class _Run:
         record.rows = len(rows)
 
     def tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
-        if self.tiers is None:
-            return self._tier_candidates(stage, record)
-        with self.tiers.lock:
-            return self._tier_candidates(stage, record)
+        with self.tiers.lock if self.tiers is not None else contextlib.nullcontext():
+            self._tier_candidates(stage, record)
 
     def _tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
         """Top k from memory, scored in numpy. The index follows the change log to the version the

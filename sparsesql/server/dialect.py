@@ -182,7 +182,7 @@ def describe(db: Database, text: str, client_oids: list[int]) -> Described:
 def _describe(db: Database, text: str, client_oids: list[int]) -> Described:
     statement = parse_statement(text)
     name = _collection_of(statement)
-    info = get_collection(db.conn, name.lower()) if name and name.replace("_", "").isalnum() else None
+    info = get_collection(db.conn, name.lower()) if name else None
     hints: dict[str, int] = {}
     _param_hints(statement, info, t.TEXT, hints)
     vectors = frozenset(_dense_params(statement))
@@ -218,7 +218,14 @@ def run(db: Database, text: str, params: dict[str, object], described: Described
     verb = described.verb
     info = db.last_collection
     if verb == "SELECT" and isinstance(described.statement, ast.Select) and info is not None and info.created != described.created:
+        # the collection was re-created since the description was kept: lay out by the new one
         described = dataclasses.replace(described, columns=_columns(_select_columns(described.statement, info)), created=info.created)
+        with _described_lock:
+            for key in [k for k in _described if k[0] == text]:
+                del _described[key]
+    if verb in ("CREATE COLLECTION", "DROP COLLECTION"):
+        with _described_lock:
+            _described.clear()  # kept layouts may name what this statement made or removed
     if verb == "INSERT":
         report = rows[0] if rows else {}
         return Outcome(None, [], f"INSERT 0 {int(report.get('added', 0)) + int(report.get('updated', 0))}")
@@ -226,13 +233,8 @@ def run(db: Database, text: str, params: dict[str, object], described: Described
         return Outcome(None, [], f"DELETE {int(rows[0]['deleted']) if rows else 0}")
     if described.columns is None:
         return Outcome(None, [], verb)
-    names = [c.name for c in described.columns]
-    if verb == "EXPLAIN":
-        out = [[r["plan"]] for r in rows]
-    elif verb == "SHOW" and names == [n for n, _ in SHOW_COLLECTIONS]:
-        out = [[r[n] for n in names] for r in rows]
-    else:
-        out = [[r.get(n) if n != "QUERY PLAN" else r.get("plan") for n in names] for r in rows]
+    names = ["plan" if c.name == "QUERY PLAN" else c.name for c in described.columns]
+    out = [[r.get(n) for n in names] for r in rows]
     tag = f"SELECT {len(out)}" if verb in ("SELECT", "BUILD GRAPH") else verb
     return Outcome(described.columns, out, tag)
 
@@ -267,9 +269,9 @@ def sqlstate(exc: BaseException) -> str:
     return "XX000"
 
 
-def error_fields(exc: BaseException, text: str, offset: int = 0) -> dict[str, str]:
-    """ErrorResponse fields (letters as the protocol has them) for an exception raised while
-    running `text`, which starts at `offset` of the message the client sent."""
+def error_fields(exc: BaseException, offset: int = 0) -> dict[str, str]:
+    """ErrorResponse fields (letters as the protocol has them) for an exception raised by a
+    statement that starts at `offset` of the message the client sent."""
     if isinstance(exc, psycopg.Error) and exc.diag is not None:
         return backend_fields(exc.diag)
     cause = exc.__cause__

@@ -52,20 +52,15 @@ def result_error(result: pq.PGresult | None, pgconn: pq.PGconn) -> dict[str, str
     return out or {"C": "XX000", "M": (result.error_message or b"").decode(errors="replace").strip()}
 
 
-def _columns(result: pq.PGresult, formats: list[int] | None = None) -> list[wire.Column]:
+def columns_of(result: pq.PGresult, formats: list[int] | None = None) -> list[wire.Column]:
+    """A result's RowDescription fields, in the formats the client's Bind asked for."""
     return [
         wire.Column(
             result.fname(i) or b"", result.ftype(i), result.fsize(i), result.fmod(i),
-            result.ftable(i), result.ftablecol(i), _format(formats, i),
+            result.ftable(i), result.ftablecol(i), wire.format_of(formats, i),
         )
         for i in range(result.nfields)
     ]
-
-
-def _format(formats: list[int] | None, i: int) -> int:
-    if not formats:
-        return 0
-    return formats[0] if len(formats) == 1 else formats[i]
 
 
 def _ok(result: pq.PGresult | None, pgconn: pq.PGconn) -> pq.PGresult:
@@ -189,14 +184,10 @@ def partial(exc: RelayError) -> list[bytes]:
     return cause.messages if isinstance(cause, _Partial) else []
 
 
-def columns_of(result: pq.PGresult, formats: list[int] | None) -> list[wire.Column]:
-    return _columns(result, formats)
-
-
 def rows_messages(result: pq.PGresult, formats: list[int] | None, *, with_description: bool,
                   start: int = 0, stop: int | None = None) -> list[bytes]:
     """RowDescription (when asked), DataRows [start, stop), and CommandComplete when the end is reached."""
-    out = [wire.row_description(_columns(result, formats))] if with_description else []
+    out = [wire.row_description(columns_of(result, formats))] if with_description else []
     n, total = result.nfields, result.ntuples
     stop = total if stop is None else min(stop, total)
     convert = _converters(result, formats)
@@ -219,7 +210,7 @@ def _converters(result: pq.PGresult, formats: list[int] | None) -> list[tuple[in
         return []
     out = []
     for col in range(result.nfields):
-        if _format(formats, col) == 1:
+        if wire.format_of(formats, col) == 1:
             oid = result.ftype(col)
             if oid not in _TEXT_TO_BINARY:
                 raise RelayError({

@@ -309,14 +309,14 @@ class Session:
         out, self.out = b"".join(self.out), []
         return out
 
-    def error(self, exc: BaseException, text: str = "", offset: int = 0) -> None:
+    def error(self, exc: BaseException, offset: int = 0) -> None:
         if isinstance(exc, SessionError):
             fields = exc.fields
         elif isinstance(exc, RelayError):
             self.out.extend(partial(exc))
             fields = exc.fields
         else:
-            fields = dialect.error_fields(exc, text, offset)
+            fields = dialect.error_fields(exc, offset)
             if not isinstance(exc, (psycopg.Error,)) and not fields.get("C", "").startswith(("42", "22", "23", "25", "0A", "08", "55", "57")):
                 log.exception("statement failed", exc_info=exc)
             self.abort_transaction()
@@ -377,7 +377,7 @@ class Session:
                 else:
                     self.out.extend(self.relay.simple(statement))
             except Exception as exc:
-                self.error(exc, statement, offset)
+                self.error(exc, offset)
                 break
         self.unnamed_cleared()
         self.out.append(wire.ready(self.status()))
@@ -385,16 +385,14 @@ class Session:
     def simple_dialect(self, text: str) -> None:
         described = dialect.describe(self.db, text, [])
         if any(described.param_oids):
-            raise SessionError("42P02", f"there is no parameter ${1}: a simple query cannot bind parameters; use the extended protocol")
+            raise SessionError("42P02", "there is no parameter $1: a simple query cannot bind parameters; use the extended protocol")
         outcome = dialect.run(self.db, text, {}, described)
         self.send_outcome(outcome, [], with_description=True)
 
     def unnamed_cleared(self) -> None:
         """A simple query ends the unnamed statement and portal, as in PostgreSQL."""
         self.portals.pop("", None)
-        old = self.statements.pop("", None)
-        if old is not None and old.backend:
-            self.relay.close(old.backend)
+        self.unnamed_cleared_statement()
 
     def send_outcome(self, outcome: dialect.Outcome, formats: list[int], *, with_description: bool,
                      start: int = 0, stop: int | None = None) -> int:
@@ -406,7 +404,7 @@ class Session:
         if with_description:
             self.out.append(wire.row_description(_with_formats(columns, formats)))
         end = len(outcome.rows) if stop is None else min(stop, len(outcome.rows))
-        binary = [_fmt(formats, i) == 1 for i in range(len(columns))]
+        binary = [wire.format_of(formats, i) == 1 for i in range(len(columns))]
         for row in outcome.rows[start:end]:
             self.out.append(wire.data_row([t.encode(v, c.type_oid, b) for v, c, b in zip(row, columns, binary)]))
         if end >= len(outcome.rows):
@@ -431,7 +429,7 @@ class Session:
             try:
                 described = dialect.describe(self.db, body, oids)
             except Exception as exc:
-                self.error(exc, body, offset)
+                self.error(exc, offset)
                 self.skipping = True
                 return
             prepared = Prepared(body, "dialect", described.param_oids, described=described)
@@ -476,7 +474,7 @@ class Session:
         if prepared.kind == "dialect":
             for i, (raw, oid) in enumerate(zip(values, prepared.param_oids)):
                 try:
-                    params[str(i + 1)] = prepared.described.bind(str(i + 1), t.decode(raw, oid, _fmt(formats, i) == 1))
+                    params[str(i + 1)] = prepared.described.bind(str(i + 1), t.decode(raw, oid, wire.format_of(formats, i) == 1))
                 except t.BadValue as exc:
                     raise SessionError("22P02", f"parameter ${i + 1}: {exc}") from None
         self.portals[portal] = Portal(prepared, values, formats, result_formats, params)
@@ -509,12 +507,11 @@ class Session:
             if portal is None:
                 raise SessionError("34000", f'portal "{name}" does not exist')
             prepared = portal.statement
-            if prepared.kind == "sql" and prepared.columns is None and self._executes_next(name):
-                # Describe then Execute of one portal (node-postgres, psycopg): its result's
-                # columns describe it, with no round trip of their own.
-                self.run_sql(portal)
-                result = portal.result
-                self.out.append(wire.row_description(columns_of(result, portal.result_formats)) if result.nfields else wire.NO_DATA)
+            if portal.result is None and prepared.kind != "empty" and self._executes_next(name):
+                # Describe then Execute of one portal (node-postgres, psycopg): it runs now and its
+                # result describes it, with no round trip of its own and never a stale layout.
+                self.run_portal(portal)
+                self.out.append(self.result_shape(portal))
                 return
             self.out.append(self.row_shape(prepared, portal.result_formats))
         else:
@@ -525,6 +522,18 @@ class Session:
             return False
         body = self.following[1]
         return body[: body.find(b"\0")] == portal.encode()
+
+    def run_portal(self, portal: Portal) -> None:
+        if portal.statement.kind == "dialect":
+            portal.result = dialect.run(self.db, portal.statement.text, portal.params, portal.statement.described)
+        else:
+            self.run_sql(portal)
+
+    def result_shape(self, portal: Portal) -> bytes:
+        result = portal.result
+        if isinstance(result, dialect.Outcome):
+            return wire.row_description(_with_formats(result.columns, portal.result_formats)) if result.columns else wire.NO_DATA
+        return wire.row_description(columns_of(result, portal.result_formats)) if result.nfields else wire.NO_DATA
 
     def run_sql(self, portal: Portal) -> None:
         prepared = portal.statement
@@ -557,12 +566,7 @@ class Session:
         stop = portal.sent + max_rows if max_rows > 0 else None
         if prepared.kind == "dialect":
             if portal.result is None:
-                try:
-                    portal.result = dialect.run(self.db, prepared.text, portal.params, prepared.described)
-                except Exception as exc:
-                    self.error(exc, prepared.text)
-                    self.skipping = True
-                    return
+                self.run_portal(portal)
             portal.sent += self.send_outcome(portal.result, portal.result_formats, with_description=False, start=portal.sent, stop=stop)
             total = len(portal.result.rows)
         else:
@@ -634,14 +638,8 @@ class Session:
     }
 
 
-def _fmt(formats: list[int], i: int) -> int:
-    if not formats:
-        return 0
-    return formats[0] if len(formats) == 1 else formats[i]
-
-
 def _with_formats(columns: list[wire.Column], formats: list[int]) -> list[wire.Column]:
-    return [wire.Column(c.name, c.type_oid, c.type_size, c.type_mod, c.table_oid, c.column, _fmt(formats, i)) for i, c in enumerate(columns)]
+    return [wire.Column(c.name, c.type_oid, c.type_size, c.type_mod, c.table_oid, c.column, wire.format_of(formats, i)) for i, c in enumerate(columns)]
 
 
 def _backend_options(params: dict[str, str]) -> dict[str, str]:

@@ -199,6 +199,13 @@ class Column:
     format: int = 0
 
 
+def format_of(formats: list[int] | None, i: int) -> int:
+    """Column or parameter i's format code under Bind's rule: none = all text, one = all alike."""
+    if not formats:
+        return 0
+    return formats[0] if len(formats) == 1 else formats[i]
+
+
 def row_description(columns: list[Column]) -> bytes:
     body = [struct.pack("!h", len(columns))]
     for c in columns:
