@@ -1,10 +1,12 @@
 """The sparsesql PostgreSQL extension, called over a plain psycopg connection as psql would call it.
 
-Acceptance (CISI, every query): the top 10 of bm25_search, dense_search and hybrid_search (rrf and
-minmax) are the dialect's SPARSE, DENSE and HYBRID top 10, ids in order and scores within 1e-9
-relative. Also: sparsesql.analyze equals the Python analyzer token for token on every CISI query
-and document; CREATE EXTENSION before or after sparsesql's catalog, 0.1 -> 0.2 updates, DROP
-EXTENSION keeps the data; the plain-SQL fallback creates the same functions and drop() removes
+Acceptance (CISI, every query): the top 10 of bm25_search, dense_search and hybrid_search (auto,
+the default, minmax and rrf) are the dialect's SPARSE, DENSE and HYBRID top 10 (the bare HYBRID,
+linear(alpha => 0.5) and rrf(k => 60)), ids in order and scores within 1e-9 relative; on a
+hand-made collection, an exhaustive BM25 list's floor and the adaptive weights are the dialect's.
+Also: sparsesql.analyze equals the Python analyzer token for token on every CISI query and
+document; CREATE EXTENSION before or after sparsesql's catalog, updates up to 0.5 and back to 0.4,
+DROP EXTENSION keeps the data; the plain-SQL fallback creates the same functions and drop() removes
 them all; errors are clear; injection payloads change nothing; rights are the caller's; every
 example of docs/extension.md runs and shows what it returns.
 """
@@ -43,9 +45,13 @@ SEARCHES = {
         "HYBRID(SPARSE(:q), DENSE(:v), fusion => rrf(k => 60))",
         "SELECT id, score FROM sparsesql.hybrid_search(%(c)s, %(q)s, %(v)s::vector, 10, fusion => 'rrf')",
     ),
-    "hybrid_minmax": (
+    "hybrid_auto": (
         "HYBRID(SPARSE(:q), DENSE(:v))",
         "SELECT id, score FROM sparsesql.hybrid_search(%(c)s, %(q)s, %(v)s::vector, 10)",
+    ),
+    "hybrid_minmax": (
+        "HYBRID(SPARSE(:q), DENSE(:v), fusion => linear(alpha => 0.5))",
+        "SELECT id, score FROM sparsesql.hybrid_search(%(c)s, %(q)s, %(v)s::vector, 10, fusion => 'minmax')",
     ),
 }
 
@@ -200,6 +206,73 @@ def test_a_callers_search_path_changes_nothing(ext, small):
         ext.execute("RESET search_path")
 
 
+ANIMALS = [
+    ("z1", "zebra stripes in the savanna", [0.9, 0.2, 0.1]),
+    ("z2", "a zebra crossing near the station", [0.1, 0.3, 0.9]),
+    ("n1", "lions hunt at night", [0.8, 0.5, 0.2]),
+    ("n2", "elephants remember water", [0.2, 0.9, 0.3]),
+    ("n3", "giraffes eat leaves", [0.5, 0.5, 0.5]),
+    ("n4", "river crossing by boat", [0.1, 0.1, 1.0]),
+    ("n5", "the savanna at dawn", [0.7, 0.1, 0.6]),
+    ("n6", "night trains and stations", [0.3, 0.7, 0.6]),
+    ("n7", "water for the herd", [0.6, 0.8, 0.1]),
+    ("n8", "leaves fall in autumn", [0.4, 0.2, 0.8]),
+]
+
+
+@pytest.fixture
+def animals(db, name):
+    """Ten documents; 'zebra' occurs in two of them, 'stripes' in one, 'unicorn' in none."""
+    coll = db.create_collection(name, {"title": "text"}, dense="none", dim=3)
+    coll.add([{"id": i, "title": t, "vector": v} for i, t, v in ANIMALS])
+    return name
+
+
+def test_hybrid_floors_an_exhaustive_bm25_list_and_weighs_by_peakedness_as_the_dialect(ext, db, animals):
+    """A BM25 list shorter than the depth holds every matching document: it scales from 0 (a
+    non-match's score), a document it lacks gets 0, and 'auto' weighs each list by 1 - the mean of
+    its scaled scores. Worked out here from the two lists, and compared with the dialect, for
+    'auto' and 'minmax', exhaustive or not, equal scores and no match at all."""
+    v = unit_fixed_point(db.collection(animals).info, np.array([0.3, 0.8, 0.5]))
+    vec = vector_text(v)
+    sparse = ext.execute("SELECT doc_id, id, score FROM sparsesql.bm25_search(%s, 'zebra stripes', 200)", (animals,)).fetchall()
+    dense = ext.execute("SELECT doc_id, id, score FROM sparsesql.dense_search(%s, %s::vector, 200)", (animals, vec)).fetchall()
+    assert [i for _, i, _ in sparse] == ["z1", "z2"] and len(dense) == 10  # 2 < 200 candidates: exhaustive
+    hi = sparse[0][2]
+    s = {doc: x / hi for doc, _, x in sparse}  # from the floor 0, not from the weaker match
+    lo, top = min(x for *_, x in dense), max(x for *_, x in dense)
+    d = {doc: (x - lo) / (top - lo) for doc, _, x in dense}
+    p_s, p_d = 1 - np.mean(list(s.values())), 1 - np.mean(list(d.values()))
+    assert 0 < s[sparse[1][0]] < 1 and 0 < p_s and 0 < p_d
+    for weights, fusion in (((p_s / (p_s + p_d), p_d / (p_s + p_d)), "auto"), ((0.5, 0.5), "minmax")):
+        expected = sorted(((doc, weights[0] * s.get(doc, 0.0) + weights[1] * d[doc]) for doc in d), key=lambda r: (-r[1], r[0]))
+        got = ext.execute("SELECT doc_id, score FROM sparsesql.hybrid_search(%s, 'zebra stripes', %s::vector, 10, fusion => %s)", (animals, vec, fusion)).fetchall()
+        assert [doc for doc, _ in got] == [doc for doc, _ in expected], fusion
+        assert all(g == pytest.approx(e, rel=1e-12) for (_, g), (_, e) in zip(got, expected)), fusion
+
+    dialect_fusion = {"auto": "", "minmax": ", fusion => linear(alpha => 0.5)"}
+    cases = [  # query, k, candidates: depth = greatest(candidates, k)
+        ("zebra stripes", 10, None),  # exhaustive
+        ("zebra stripes", 2, 1),  # 2 matches at depth 2: not exhaustive, the weaker scales to 0
+        ("zebra", 10, None),  # equal scores, exhaustive: 1 each, absent 0
+        ("zebra", 2, 1),  # equal scores, not exhaustive: 1 each, absent 1
+        ("unicorn", 5, None),  # no match: an empty list, weight 0
+        ("zebra savanna", 4, 3),
+    ]
+    for query, k, candidates in cases:
+        for fusion, extra in dialect_fusion.items():
+            extra += f", candidates => {candidates}" if candidates else ""
+            expected = [(r.id, r.score) for r in db.query(f"SELECT id, score FROM {animals} SEARCH HYBRID(SPARSE(:q), DENSE(:v){extra}) LIMIT {k}", q=query, v=v)]
+            got = ext.execute(
+                "SELECT id, score FROM sparsesql.hybrid_search(%s, %s, %s::vector, %s, fusion => %s, candidates => coalesce(%s, 200))",
+                (animals, query, vec, k, fusion, candidates),
+            ).fetchall()
+            assert len(got) == k and [i for i, _ in got] == [i for i, _ in expected], (query, k, candidates, fusion)
+            assert all(g == pytest.approx(e, rel=1e-12, abs=1e-15) for (_, g), (_, e) in zip(got, expected)), (query, k, candidates, fusion, got, expected)
+    default = ext.execute("SELECT id, score FROM sparsesql.hybrid_search(%s, 'zebra stripes', %s::vector)", (animals, vec)).fetchall()
+    assert default == ext.execute("SELECT id, score FROM sparsesql.hybrid_search(%s, 'zebra stripes', %s::vector, 10, 'auto', 200)", (animals, vec)).fetchall()
+
+
 def test_errors_name_what_is_wrong(ext, small):
     cases = [
         ("SELECT * FROM sparsesql.bm25_search('no_such', 'x')", psycopg.errors.UndefinedObject, "sparsesql.bm25_search: collection 'no_such' does not exist"),
@@ -221,7 +294,7 @@ def test_errors_name_what_is_wrong(ext, small):
         (f"SELECT * FROM sparsesql.bm25_search('{small}', 'x', 100001)", psycopg.errors.InvalidParameterValue, "got 100001"),
         (f"SELECT * FROM sparsesql.dense_search('{small}', '[1,0,0]', NULL)", psycopg.errors.InvalidParameterValue, "k must be between 1 and 100000, got NULL"),
         (f"SELECT * FROM sparsesql.hybrid_search('{small}', 'x', '[1,0,0]', candidates => 0)", psycopg.errors.InvalidParameterValue, "candidates must be between"),
-        (f"SELECT * FROM sparsesql.hybrid_search('{small}', 'x', '[1,0,0]', fusion => 'max')", psycopg.errors.InvalidParameterValue, "fusion must be 'minmax' or 'rrf', got 'max'"),
+        (f"SELECT * FROM sparsesql.hybrid_search('{small}', 'x', '[1,0,0]', fusion => 'max')", psycopg.errors.InvalidParameterValue, "fusion must be 'auto', 'minmax' or 'rrf', got 'max'"),
         ("SELECT * FROM sparsesql.rrf(ARRAY[1], ARRAY[2], -1)", psycopg.errors.InvalidParameterValue, "sparsesql.rrf: k must be between 0 and 1000000"),
     ]
     for statement, error, message in cases:
@@ -342,9 +415,10 @@ def test_functions_run_with_the_callers_rights(ext, db, dsn, small, roles):
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match=f"permission denied for table {small}__"):
             conn.execute("SELECT * FROM sparsesql.dense_search(%s, '[1,0,0]')", (small,))
     db.conn.execute(f"REVOKE USAGE ON SCHEMA sparsesql FROM {nobody}")
-    with psycopg.connect(role_dsn(dsn, nobody), autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for schema sparsesql"):
-            conn.execute("SELECT * FROM sparsesql.bm25_search(%s, 'retrieval')", (small,))
+    with psycopg.connect(role_dsn(dsn, nobody), autocommit=True) as conn, pytest.raises(
+        psycopg.errors.InsufficientPrivilege, match="permission denied for schema sparsesql"
+    ):
+        conn.execute("SELECT * FROM sparsesql.bm25_search(%s, 'retrieval')", (small,))
     functions = ext.execute(
         "SELECT count(*) FILTER (WHERE prosecdef) FROM pg_proc WHERE pronamespace = 'sparsesql'::regnamespace"
     ).fetchone()[0]
@@ -373,9 +447,33 @@ def test_versions_update_and_drop_keeps_the_data(dsn):
             assert extension.installed_version(conn) == "0.3"
             db.create_collection("papers", {"title": "text"}, dense="none", dim=3).add(DOCS)
             assert [r[0] for r in conn.execute("SELECT id FROM sparsesql.bm25_search('papers', 'sparse retrieval')")] == ["a", "b"]
-            got = conn.execute("SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 2)").fetchall()
-            expected = db.query("SELECT id, score FROM papers SEARCH HYBRID(SPARSE('dense'), DENSE(:v)) LIMIT 2", v=[0, 1, 0])
-            assert got == [(r.id, r.score) for r in expected]
+            rrf = "SELECT id, score FROM papers SEARCH HYBRID(SPARSE('dense'), DENSE(:v), fusion => rrf(k => 60)) LIMIT 2"
+            got = conn.execute("SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 2, fusion => 'rrf')").fetchall()
+            assert got == [(r.id, r.score) for r in db.query(rrf, v=[0, 1, 0])]
+            # 0.5: the dialect's default HYBRID (adaptive weights, the floor of an exhaustive BM25 list)
+            conn.execute("ALTER EXTENSION sparsesql UPDATE TO '0.5'")
+            for fusion, dialect in (("auto", ""), ("minmax", ", fusion => linear(alpha => 0.5)")):
+                got = conn.execute("SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 2, fusion => %s)", (fusion,)).fetchall()
+                expected = db.query(f"SELECT id, score FROM papers SEARCH HYBRID(SPARSE('dense'), DENSE(:v){dialect}) LIMIT 2", v=[0, 1, 0])
+                assert got == [(r.id, r.score) for r in expected], fusion
+            default = conn.execute("SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 2)").fetchall()
+            assert default == [(r.id, r.score) for r in db.query("SELECT id, score FROM papers SEARCH HYBRID(SPARSE('dense'), DENSE(:v)) LIMIT 2", v=[0, 1, 0])]
+            arguments = "SELECT pg_get_function_arguments('sparsesql.hybrid_search(text, text, vector, int, text, int, int)'::regprocedure)"
+            assert "fusion text DEFAULT 'auto'::text, candidates integer DEFAULT 200" in conn.execute(arguments).fetchone()[0]
+            # and back to 0.4's hybrid_search: minmax without a floor by default, 'auto' unknown
+            conn.execute("ALTER EXTENSION sparsesql UPDATE TO '0.4'")
+            assert extension.installed_version(conn) == "0.4"
+            assert "fusion text DEFAULT 'minmax'::text, candidates integer DEFAULT 100" in conn.execute(arguments).fetchone()[0]
+            with pytest.raises(psycopg.errors.InvalidParameterValue, match="fusion must be 'minmax' or 'rrf', got 'auto'"):
+                conn.execute("SELECT * FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', fusion => 'auto')")
+            old = conn.execute("SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 2)").fetchall()
+            assert old == [("b", 1.0), ("a", 0.5)]  # one match: scaled to 1 on its own, the other document gets 1 too
+            assert default == [("b", 1.0), ("a", 0.0)]  # 0.5: from the floor 0, the other document gets 0
+            conn.execute("ALTER EXTENSION sparsesql UPDATE")
+            assert extension.installed_version(conn) == extension.VERSION == "0.5"
+            paths = "SELECT path FROM pg_extension_update_paths('sparsesql') WHERE source = %s AND target = %s"
+            assert conn.execute(paths, ("0.5", "0.2")).fetchone()[0] == "0.5--0.4--0.3--0.2"  # revision 0002's downgrade
+            assert conn.execute(paths, ("0.1", "0.5")).fetchone()[0] == "0.1--0.2--0.3--0.4--0.5"
             conn.execute("DROP EXTENSION sparsesql")
             assert our_functions(conn) == []
             assert db.collection("papers").count() == 2
