@@ -1,15 +1,16 @@
 """Coverage-aware selection next to relevance-only ranking and MMR, measured in one run.
 
-    .venv/bin/python benchmarks/diversify.py ../shared/data/beir/cisi ../shared/data/beir/limit-small
+    .venv/bin/python benchmarks/diversify.py ../shared/data/beir/{cisi,limit-small,med,cacm,npl}
 
 For each BEIR folder and the pipeline given by --search (default: the default HYBRID): the
 pipeline alone, DIVERSIFY BY MMR over a lambda grid, and DIVERSIFY BY COVERAGE over the same grid
-with hops 0, 1 and 2 (the collection's kNN graph, k 16, is built first if it has none). Each
-query runs twice, LIMIT 10 and LIMIT 100, from 100 candidates (the objective's relevance term is a
-mean over LIMIT documents, so the two selections differ). Reported:
+with hops 0 and 1 (the collection's kNN graph, k 16, is built first if it has none). Each query
+runs at LIMIT 100 from 100 candidates; its first 10 are the LIMIT 10 answer (the objective does
+not depend on LIMIT, and the default COVERAGE's LIMIT 10 run is checked to equal them on every
+query). Reported:
 
-- nDCG@10 of the LIMIT 10 run, Recall@100 of the LIMIT 100 run (rows scored by rank, as
-  `sparsesql eval` does): Recall@100 shows what hops bring in;
+- nDCG@10 of the first 10, Recall@100 of the LIMIT 100 run (rows scored by rank, as
+  `sparsesql eval` does): Recall@100 shows what hops bring in at an equal pool size;
 - coverage: the facility-location value of the first 10 over the pipeline's own top-100 pool,
   divided by the pool's value for itself (1.0 = the 10 cover the pool as well as all 100 do);
 - mean pairwise cosine similarity of the first 10 (lower = less redundant);
@@ -42,11 +43,12 @@ from sparsesql.db import embedded  # noqa: E402
 from sparsesql.eval import evaluate_run, load_qrels, mean_metrics  # noqa: E402
 from sparsesql.eval.beir import test_queries  # noqa: E402
 from sparsesql.eval.run import load_beir  # noqa: E402
-from sparsesql.retrieval.diversify import coverage_select, relevance_scale, similarity  # noqa: E402
+from sparsesql.retrieval.diversify import PAGE, coverage_select, relevance_scale, similarity  # noqa: E402
 
-LAMBDAS = (0.3, 0.5, 0.7, 0.9)
-HOPS = (0, 1, 2)
+LAMBDAS = (0.5, 0.7, 0.9)
+HOPS = (0, 1)
 POOL = 100
+DEFAULT = "COVERAGE hops 0 lambda 0.7"
 
 
 def plain_greedy(relevance: np.ndarray, sim: np.ndarray, k: int, lam: float) -> list[int]:
@@ -54,7 +56,7 @@ def plain_greedy(relevance: np.ndarray, sim: np.ndarray, k: int, lam: float) -> 
     n = len(relevance)
     best, chosen, free = np.zeros(n), [], np.ones(n, dtype=bool)
     for _ in range(min(k, n)):
-        gains = lam * relevance + (1 - lam) / n * np.maximum(sim - best[:, None], 0.0).sum(axis=0)
+        gains = lam / PAGE * relevance + (1 - lam) / n * np.maximum(sim - best[:, None], 0.0).sum(axis=0)
         j = int(np.argmax(np.where(free, gains, -np.inf)))
         chosen.append(j)
         free[j] = False
@@ -89,11 +91,13 @@ def measure(db, name: str, folder: str, search: str, vectors: dict[str, np.ndarr
         pools[qid] = ([r.id for r in rows], np.array([r.score for r in rows]))
     results = {}
     for label, (method, clause, lam, hops) in configurations(search).items():
-        run, run100, covers, redundancy = {}, {}, [], []
+        run, run100, covers, redundancy, differ = {}, {}, [], [], 0
         for qid, text in queries.items():
             rows100 = db.query(f"SELECT id FROM {name} SEARCH {clause} LIMIT {POOL}", q=text)
             run100[qid] = {r.id: float(len(rows100) - i) for i, r in enumerate(rows100)}
-            rows = db.query(f"SELECT id FROM {name} SEARCH {clause} LIMIT 10", q=text)
+            rows = rows100[:10]
+            if label == DEFAULT:
+                differ += [r.id for r in db.query(f"SELECT id FROM {name} SEARCH {clause} LIMIT 10", q=text)] != [r.id for r in rows]
             run[qid] = {r.id: float(len(rows) - i) for i, r in enumerate(rows)}
             pool_ids = pools[qid][0]
             top = [r.id for r in rows]
@@ -113,8 +117,11 @@ def measure(db, name: str, folder: str, search: str, vectors: dict[str, np.ndarr
             "coverage@10": float(np.mean(covers)),
             "mean_pairwise_similarity@10": float(np.mean(redundancy)),
         }
+        if label == DEFAULT:
+            results[label]["limit10_differs_from_first10_of_limit100"] = differ
         print(f"{Path(folder).name} {label}: {results[label]}", flush=True)
     results["selection latency"] = selection_latency(pools, vectors)
+    results["queries"] = len(queries)
     return results
 
 
@@ -143,11 +150,14 @@ def markdown(results: dict[str, dict], header: str) -> str:
             "|---|---|---|---|---|",
         ]
         for label, r in rows.items():
-            if label != "selection latency":
+            if label not in ("selection latency", "queries"):
                 lines.append(
                     f"| {label} | {r['ndcg@10']:.3f} | {r['recall@100']:.3f} | {r['coverage@10']:.3f} | {r['mean_pairwise_similarity@10']:.3f} |"
                 )
         lines += [
+            "",
+            f"Queries whose LIMIT 10 ({DEFAULT}) differs from the first 10 of its LIMIT {POOL}: "
+            f"{rows[DEFAULT]['limit10_differs_from_first10_of_limit100']} of {rows['queries']}.",
             "",
             f"Selection over the {POOL}-candidate pools (lambda 0.7, LIMIT 10): p50 {lat['coverage_p50_ms']:.2f} ms lazy greedy, "
             f"{lat['plain_greedy_p50_ms']:.2f} ms plain greedy (anchor), ratio {lat['ratio']:.2f}.",
@@ -166,7 +176,7 @@ def plot(results: dict[str, dict], path: Path) -> None:
     for ax, (set_name, rows) in zip(axes[0], results.items()):
         curves: dict[str, list[tuple[float, float, float]]] = {}
         for label, r in rows.items():
-            if label == "selection latency":
+            if label in ("selection latency", "queries"):
                 continue
             if r["method"] == "relevance":
                 ax.scatter([r["coverage@10"]], [r["ndcg@10"]], marker="*", s=150, color="black", label="relevance only", zorder=3)

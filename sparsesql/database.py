@@ -155,6 +155,13 @@ class Database:
                         del self.tiers.loaded[collection]
         return value
 
+    def tune(self, folders: list, /, **options: object):
+        """`sparsesql tune` from Python: the grid's scores, the chosen setting, its cross-validated
+        estimate (a `sparsesql.eval.tune.TuneResult`); options as `sparsesql.eval.tune.tune`'s."""
+        from sparsesql.eval.tune import tune
+
+        return tune(self, list(folders), **options)
+
     def explain(self, text: str, /, *, analyze: bool = False, **params: object) -> str:
         """The plan of a SELECT as text; with analyze=True it runs and shows rows and times."""
         statement = self._guard(lambda: parse_statement(text))

@@ -43,6 +43,20 @@ def test_result_is_the_selection_over_the_search_candidates(db, coll, method, se
     assert {r.id: r.score for r in got} == {r.id: r.score for r in top if r.id in set(expected)}
 
 
+@pytest.mark.parametrize("method", ["COVERAGE", "MMR"])
+def test_limit_decides_how_many_never_which_come_first(db, coll, method):
+    """LIMIT 60's first 10 are LIMIT 10's, in order, at every lambda, with and without PRF."""
+    name, v, _ = coll
+    for q in (v[0] + v[1], v[7]):
+        for lam in (0.3, 0.7):
+            for search in ("DENSE(:q)", "HYBRID(SPARSE('topic1 word3'), DENSE(:q)) WITH PRF"):
+                clause = f"SEARCH {search} DIVERSIFY BY {method}(candidates => 60, lambda => {lam})"
+                long = db.query(f"SELECT id FROM {name} {clause} LIMIT 60", q=q.tolist())
+                assert len(long) == 60
+                for short in (1, 10, 25):
+                    assert ids(db.query(f"SELECT id FROM {name} {clause} LIMIT {short}", q=q.tolist())) == ids(long)[:short]
+
+
 def test_lambda_one_keeps_the_search_order(db, coll):
     name, v, _ = coll
     plain = db.query(f"SELECT id FROM {name} SEARCH HYBRID(SPARSE('topic1 word3'), DENSE(:q)) LIMIT 10", q=v[5].tolist())

@@ -204,6 +204,43 @@ def eval_(ctx: click.Context, beir_dir: Path, search: str, limit: int, as_json: 
 
 
 @cli.command()
+@click.argument("beir_dirs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--search", "template", default=None, help="SEARCH clause with {name} placeholders (default: HYBRID's fusion and candidates).")
+@click.option("--grid", "grid_specs", multiple=True, help="name=value;value;... for each {name} of --search (repeat per name).")
+@click.option("--folds", default=5, show_default=True, help="Cross-validation folds over each collection's queries.")
+@click.option("--apply", "apply_to", metavar="COLL", help="Store the chosen settings as COLL's defaults for a bare HYBRID / WITH PRF.")
+@click.option("--clear", "clear_from", metavar="COLL", help="Drop COLL's tuned defaults first (alone: nothing else runs).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("sparsesql-tune"), show_default=True,
+              help="Write OUT.md (table), OUT.json and OUT.png (nDCG@10 per setting, folds as error bars).")
+@click.pass_context
+@_fail_cleanly
+def tune(ctx: click.Context, beir_dirs: tuple[Path, ...], template: str | None, grid_specs: tuple[str, ...], folds: int,
+         apply_to: str | None, clear_from: str | None, out: Path) -> None:
+    """Sweep search settings against the judgments of BEIR_DIRS; print the table, the chosen
+    setting and its cross-validated nDCG@10."""
+    from sparsesql.eval import tune as tuning
+
+    grid = tuning.parse_grid(list(grid_specs)) if grid_specs else None
+    if template is not None and grid is None:
+        raise click.UsageError("--search with placeholders needs --grid name=value;value;... for each of them")
+    if not beir_dirs and clear_from is None:
+        raise click.UsageError("give at least one BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)")
+    if clear_from is not None:
+        tuning.clear_defaults(_db(ctx), clear_from)
+        click.echo(f"collection {clear_from.lower()!r} uses the built-in defaults again")
+        if not beir_dirs:
+            return
+    result = tuning.tune(_db(ctx), list(beir_dirs), search=template or tuning.DEFAULT_TEMPLATE, grid=grid, folds=folds,
+                         apply=apply_to, progress=sys.stderr.isatty())
+    command = "sparsesql tune " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["tune"] else map(str, beir_dirs))
+    files = tuning.write_report(result, out, command)
+    click.echo(result.table())
+    click.echo("")
+    click.echo(result.summary())
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+
+
+@cli.command()
 @click.argument("revision", default="head")
 @click.option("--down", is_flag=True, help="Downgrade to REVISION instead (e.g. base).")
 @click.pass_context

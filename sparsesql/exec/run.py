@@ -75,9 +75,14 @@ class _Run:
 
     def candidates(self, stage: st.Candidates, record: StageRecord) -> None:
         rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), settings=stage.settings)
-        self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
-        self.slots[f"params:{stage.label}"] = stage.params
+        self.ranked(stage, [(int(d), float(s)) for d, s in rows], stage.params)
         record.rows = len(rows)
+
+    def ranked(self, stage: st.Candidates | st.TierCandidates | st.Feedback, ranked: list[tuple[int, float]], params: dict) -> None:
+        """Keep a list, its parameters (for rescoring), and its floor when it is exhaustive."""
+        self.slots[f"ranked:{stage.label}"] = ranked
+        self.slots[f"params:{stage.label}"] = params
+        self.slots[f"floor:{stage.label}"] = stage.absent if len(ranked) < stage.k else None
 
     def tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
         with self.tiers.lock if self.tiers is not None else contextlib.nullcontext():
@@ -111,14 +116,13 @@ class _Run:
                 known = [(term, t, df) for *_, term, t, df in rows if t is not None]
                 loaded.remember(stage.terms, {term: (t, df) for term, t, df in known}, version)
         if refused:
-            self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k), record)
+            self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k, absent=stage.absent), record)
             record.detail = f"memory tier not used: {refused}"
             return
         terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
         scoring = Scoring(stage.field.bm25, info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
         docs, scores, how = loaded.index.top_k(terms, scoring, stage.k)
-        self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in zip(docs, scores)]
-        self.slots[f"params:{stage.label}"] = stage.params
+        self.ranked(stage, [(int(d), float(s)) for d, s in zip(docs, scores)], stage.params)
         record.rows = len(docs)
         record.detail = (
             f"{loaded.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in {loaded.load_ms:.0f} ms), change log at {loaded.seq}, "
@@ -133,16 +137,18 @@ class _Run:
             own = [score for _, score in self.slots[f"ranked:{stage.side}"][: stage.depth]]
             params[stage.prefix + "rm3_weight"] = selective_weight(own, params[stage.prefix + "rm3_weight"])
         rows = self.execute(record, stage.statement, self.bind_vector(params, stage.vector_slot))
-        self.slots[f"ranked:{stage.label}"] = [(int(d), float(s)) for d, s in rows]
-        self.slots[f"params:{stage.label}"] = params
+        self.ranked(stage, [(int(d), float(s)) for d, s in rows], params)
         record.rows = len(rows)
 
     def fuse(self, stage: st.Fuse, record: StageRecord, *, keep_all: bool = False) -> None:
         lists = [self.slots[f"ranked:{label}"] for label in stage.labels]
+        floors = [self.slots.get(f"floor:{label}") for label in stage.labels]
         f = stage.fusion
-        fused = fuse(lists, f.method, k=f.k, weights=f.weights, norm=f.norm)
+        fused, weights = fuse(lists, f.method, k=f.k, weights=f.weights, norm=f.norm, adaptive=f.adaptive, floors=floors)
         self.slots[f"ranked:{stage.out}"] = fused if keep_all else fused[: stage.limit]
         record.rows = len(self.slots[f"ranked:{stage.out}"])
+        if f.adaptive:
+            record.detail = "weights " + ", ".join(f"{label} {w:.3f}" for label, w in zip(stage.labels, weights))
 
     def expand(self, stage: st.Diversify, record: StageRecord, pool: list[int]) -> list[int]:
         """Graph neighbours of the pool, scored by every list the result is fused from (as are

@@ -83,6 +83,27 @@ class Call:
 ArgValue = Union[Literal, Param, ListValue, Name, Call]
 
 
+def render(value: "ArgValue") -> str:
+    """An argument value written back as dialect text, so that a chosen setting can be stored
+    and read again by the parser (the collection defaults `sparsesql tune --apply` keeps)."""
+    if isinstance(value, Literal):
+        v = value.value
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if v is None:
+            return "null"
+        if isinstance(v, str):
+            return "'" + v.replace("'", "''") + "'"
+        return repr(v)
+    if isinstance(value, Param):
+        return value.written
+    if isinstance(value, Name):
+        return value.name.lower()
+    if isinstance(value, ListValue):
+        return "[" + ", ".join(render(i) for i in value.items) + "]"
+    return f"{value.name.lower()}(" + ", ".join(f"{a.name.lower()} => {render(a.value)}" for a in value.args) + ")"
+
+
 # ----------------------------------------------------------------------------- expressions (WHERE)
 
 

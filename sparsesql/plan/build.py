@@ -62,7 +62,8 @@ def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: d
         if _from_memory(q, signal, tier):
             plan.stages.append(st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params))
         else:
-            plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None, settings))
+            absent = 0.0 if isinstance(signal, SparseSignal) else None
+            plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None, settings, absent))
 
 
 def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: sql.Composable, bound: dict, k: int):
@@ -75,7 +76,7 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
         method = f"rm3(terms => {r.terms}, weight => {r.weight}, max_df => {r.max_df}, min_docs => {r.min_docs}"
         method += ", selective => true)" if r.selective else ")"
         statement = prf.rm3_sql(info, signal.field, where, prefix, idf=signal.idf)
-        return st.Feedback(f"{label}_prf", label, method, source, fb.depth, statement, params, k, prefix, selective=r.selective)
+        return st.Feedback(f"{label}_prf", label, method, source, fb.depth, statement, params, k, prefix, selective=r.selective, absent=0.0)
     if isinstance(signal, DenseSignal) and fb.dense is not None:
         v = fb.dense
         params = {**bound, **prf.vector_prf_bind(info, v, k, prefix)}
@@ -174,7 +175,7 @@ def build_plan(q: CheckedSelect, *, tier: bool = False) -> st.Plan:
     q = _with_terms(q)
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)
-    plan = st.Plan(info.name, [], q.columns, q.with_score)
+    plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults)
     if q.search is None:
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan

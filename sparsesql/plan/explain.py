@@ -26,7 +26,10 @@ def _describe(stage: st.Stage) -> str:
         return f"{stage.side} query moved by {stage.method} from the top {stage.depth} of {stage.source}, top {stage.k}"
     if isinstance(stage, st.Fuse):
         f = stage.fusion
-        how = f"rrf(k => {f.k})" if f.method == "rrf" else f"linear(weights => {list(f.weights)}, norm => {f.norm})"
+        if f.method == "rrf":
+            how = f"rrf(k => {f.k})"
+        else:
+            how = f"linear(weights => {'auto' if f.adaptive else list(f.weights)}, norm => {f.norm})"
         return f"{how} over {', '.join(stage.labels)}, keep {stage.limit} as {stage.out}"
     if isinstance(stage, st.Diversify):
         graph = f", plus graph neighbours within {stage.hops} hops" if stage.hops else ""
@@ -38,6 +41,8 @@ def _describe(stage: st.Stage) -> str:
 
 def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRecord] | None = None) -> str:
     lines = [f"Plan on collection {plan.collection}"]
+    for argument, value, source in plan.defaults:
+        lines.append(f"   default {argument} => {value}  ({source})")
     for i, stage in enumerate(plan.stages, start=1):
         label = getattr(stage, "label", "")
         head = f"{i}. {stage.name}{f' [{label}]' if label else ''} ({_where(stage)}): {_describe(stage)}"

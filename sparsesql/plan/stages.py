@@ -1,8 +1,9 @@
 """The stages a plan is made of. Each is plain data; `exec/run.py` has one function per kind.
 
 Stages communicate through named slots in the run's context: an encoder stage fills
-`<label>_vector`, candidate, feedback and fusion stages fill `ranked:<label>`, and the last
-stage produces the rows.
+`<label>_vector`, candidate, feedback and fusion stages fill `ranked:<label>` (and `floor:<label>`
+when the list holds every document that scores: see `absent`), and the last stage produces the
+rows.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Candidates:
     k: int
     vector_slot: str | None = None
     settings: dict[str, str] = field(default_factory=dict)  # transaction-local, set just before
+    absent: float | None = None  # a non-match's score (sparse: 0): the floor of a list shorter than k
     name: str = "candidates"
 
 
@@ -52,6 +54,7 @@ class TierCandidates:
     fallback: sql.Composed
     params: dict
     vector_slot: str | None = None
+    absent: float | None = 0.0
     name: str = "candidates"
 
 
@@ -70,6 +73,7 @@ class Feedback:
     prefix: str
     vector_slot: str | None = None
     selective: bool = False
+    absent: float | None = None
     name: str = "prf"
 
 
@@ -153,4 +157,4 @@ class Plan:
     stages: list[Stage]
     columns: tuple[str, ...]
     with_score: bool
-    notes: dict = field(default_factory=dict)
+    defaults: tuple[tuple[str, str, str], ...] = ()  # (argument, value, source) the query left out

@@ -1,17 +1,20 @@
 """Choosing LIMIT documents from a candidate pool so that together they cover its meanings.
 
 Coverage ("Beyond Nearest Neighbors: Semantic Compression and Graph-Augmented Retrieval"): choose
-L documents S from the pool P by greedily maximising the monotone submodular objective
+documents S from the pool P by greedily maximising the monotone submodular objective
 
-    F(S) = lambda * (1 / L) * sum_{s in S} r(s) + (1 - lambda) * (1 / |P|) * sum_{i in P} max_{s in S} sim(i, s)
+    F(S) = lambda * (1 / PAGE) * sum_{s in S} r(s) + (1 - lambda) * (1 / |P|) * sum_{i in P} max_{s in S} sim(i, s)
 
 where r is the search's relevance min-max scaled to [0, 1] over the pool and sim is cosine
 similarity clipped at 0 (negative similarities would break monotonicity). The first term is the
-mean relevance of the L chosen, the second the facility-location coverage of the pool averaged
-over its documents: both lie in [0, 1], so lambda trades one for the other on the same scale
-whatever L and |P| are. Greedy selection is within (1 - 1/e) of the best set; lazy greedy
-(Minoux) gives the same set as plain greedy while re-evaluating only the documents whose stale
-bound is on top.
+mean relevance of a page of PAGE chosen documents, the second the facility-location coverage of
+the pool averaged over its documents: for one page both lie in [0, 1], so lambda trades one for
+the other on one scale. PAGE is a constant (the default LIMIT), never LIMIT itself: were the
+relevance a mean over LIMIT, a larger LIMIT would shrink every relevance gain, coverage would
+decide what comes first, and LIMIT 100's first ten would not be LIMIT 10's. With F independent of
+LIMIT, greedy selection is a prefix order: LIMIT n returns the first n of any larger LIMIT.
+Greedy selection is within (1 - 1/e) of the best set of its size; lazy greedy (Minoux) gives the
+same order as plain greedy while re-evaluating only the documents whose stale bound is on top.
 
 MMR (Carbonell and Goldstein) is the classic baseline: lambda * r(s) - (1 - lambda) * the
 largest similarity to an already chosen document.
@@ -22,6 +25,8 @@ from __future__ import annotations
 import heapq
 
 import numpy as np
+
+PAGE = 10  # the page whose mean relevance the objective weighs: the dialect's default LIMIT
 
 
 def relevance_scale(scores: np.ndarray) -> np.ndarray:
@@ -43,16 +48,16 @@ def similarity(vectors: np.ndarray) -> np.ndarray:
     return np.clip(v @ v.T, 0.0, 1.0)
 
 
-def objective(relevance: np.ndarray, sim: np.ndarray, chosen: list[int], lam: float, limit: int) -> float:
-    """F(S) as defined above, for a selection of `limit` documents; F(empty set) = 0."""
+def objective(relevance: np.ndarray, sim: np.ndarray, chosen: list[int], lam: float) -> float:
+    """F(S) as defined above; F(empty set) = 0."""
     if not chosen:
         return 0.0
     cover = sim[:, chosen].max(axis=1).sum() / sim.shape[0]
-    return float(lam * relevance[chosen].sum() / limit + (1 - lam) * cover)
+    return float(lam * relevance[chosen].sum() / PAGE + (1 - lam) * cover)
 
 
 def coverage_select(relevance: np.ndarray, sim: np.ndarray, k: int, lam: float) -> list[int]:
-    """Indices of the k chosen documents in selection order (lazy greedy on F with L = k).
+    """Indices of the k chosen documents in selection order (lazy greedy on F).
 
     Ties go to the lower index, as `np.argmax` breaks them in plain greedy, so the two agree
     exactly: a popped document is taken only when its fresh gain beats every stale bound, or
@@ -61,7 +66,7 @@ def coverage_select(relevance: np.ndarray, sim: np.ndarray, k: int, lam: float) 
     n = sim.shape[0]
     if n == 0:
         return []
-    weight, scale = lam / k, (1 - lam) / n
+    weight, scale = lam / PAGE, (1 - lam) / n
     k = min(k, n)
     best = np.zeros(n)  # max similarity of each pool item to the chosen set
 

@@ -4,10 +4,25 @@ RRF (Cormack, Clarke and Buettcher, SIGIR 2009): score(d) = sum_i w_i / (k + ran
 from 1, a document absent from a list contributes nothing. Linear: each list's scores are
 normalised (min-max to [0, 1], or z-score), then summed with weights; a document absent from a
 list gets that list's minimum normalised score, so it is neither rewarded nor dropped for it.
+
+A list that holds every document that scores at all (a sparse list shorter than the candidates
+asked for: every other document has no matching term) has a known floor: the score of a
+non-match, 0. Its absent documents get the floor's normalised value and min-max scales from the
+floor, not from its weakest match, which would otherwise be made to look like the worst document
+in the collection.
+
+Adaptive weights (`linear(alpha => auto)`, the default HYBRID) weigh each list by how peaked it
+is, 1 - the mean of its min-max scaled scores: a list whose top stands out (an exact match of rare
+terms) counts for more than one whose candidates score nearly alike (a model that cannot tell
+them apart). It is the score-distribution idea behind selective query expansion (Cronen-Townsend
+et al.), taken per query and per side, and it has no parameter of its own.
+
 Ties break on the internal document id, so fused rankings are deterministic.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,30 +38,69 @@ def rrf(lists: list[Ranked], k: int = 60, weights: tuple[float, ...] | None = No
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
-def normalise(scores: np.ndarray, norm: str) -> np.ndarray:
-    if scores.size == 0 or norm == "none":
-        return scores
+def normalise(scores: np.ndarray, norm: str, floor: float | None = None) -> tuple[np.ndarray, float]:
+    """The scores normalised, and the normalised value of a document the list does not hold: the
+    floor's when the list has one, else the list's lowest."""
+    if scores.size == 0:
+        return scores, 0.0
+    if norm == "none":
+        return scores, float(scores.min() if floor is None else floor)
     if norm == "minmax":
         low, high = scores.min(), scores.max()
-        return (scores - low) / (high - low) if high > low else np.ones_like(scores)
-    std = scores.std()
-    return (scores - scores.mean()) / std if std > 0 else np.zeros_like(scores)
+        if floor is not None:
+            low = min(low, floor)
+        if high <= low:
+            return np.ones_like(scores), 1.0 if floor is None else 0.0
+        return (scores - low) / (high - low), 0.0
+    mean, std = scores.mean(), scores.std()
+    if std <= 0:
+        return np.zeros_like(scores), 0.0
+    z = (scores - mean) / std
+    return z, float(z.min() if floor is None else (floor - mean) / std)
 
 
-def linear(lists: list[Ranked], weights: tuple[float, ...], norm: str = "minmax") -> Ranked:
-    fused: dict[int, float] = {}
+def peakedness(scores: np.ndarray, floor: float | None = None) -> float:
+    """1 - the mean of the min-max scaled scores: near 1 when a few documents stand out, near 0
+    when the candidates score alike."""
+    scaled, _ = normalise(scores, "minmax", floor)
+    return float(1.0 - scaled.mean()) if scaled.size else 0.0
+
+
+def adaptive_weights(lists: list[Ranked], floors: Sequence[float | None]) -> tuple[float, ...]:
+    """Each list's peakedness, the weights summing to 1 (equal when no list has a peak)."""
+    peaks = [peakedness(np.array([s for _, s in ranked], dtype=np.float64), floor) for ranked, floor in zip(lists, floors)]
+    total = sum(peaks)
+    if total <= 0:
+        return tuple([1.0 / len(lists)] * len(lists))
+    return tuple(p / total for p in peaks)
+
+
+def linear(lists: list[Ranked], weights: tuple[float, ...], norm: str = "minmax", floors: Sequence[float | None] = ()) -> Ranked:
+    floors = list(floors) or [None] * len(lists)
     normalised = []
-    for ranked in lists:
-        values = normalise(np.array([s for _, s in ranked], dtype=np.float64), norm)
-        normalised.append(({doc: float(v) for (doc, _), v in zip(ranked, values)}, float(values.min()) if values.size else 0.0))
+    for ranked, floor in zip(lists, floors):
+        values, absent = normalise(np.array([s for _, s in ranked], dtype=np.float64), norm, floor)
+        normalised.append(({doc: float(v) for (doc, _), v in zip(ranked, values)}, absent))
     docs = {doc for ranked in lists for doc, _ in ranked}
-    for doc in docs:
-        fused[doc] = sum(w * scores.get(doc, floor) for (scores, floor), w in zip(normalised, weights))
+    fused = {doc: sum(w * scores.get(doc, absent) for (scores, absent), w in zip(normalised, weights)) for doc in docs}
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
 
 
-def fuse(lists: list[Ranked], method: str, *, k: int = 60, weights: tuple[float, ...] = (), norm: str = "minmax") -> Ranked:
-    """Dispatch on the checked fusion's method."""
+def fuse(
+    lists: list[Ranked],
+    method: str,
+    *,
+    k: int = 60,
+    weights: tuple[float, ...] = (),
+    norm: str = "minmax",
+    adaptive: bool = False,
+    floors: Sequence[float | None] = (),
+) -> tuple[Ranked, tuple[float, ...]]:
+    """Dispatch on the checked fusion's method; returns the fused list and the weights used
+    (worked out per query when `adaptive`), which EXPLAIN ANALYZE shows."""
     if method == "rrf":
-        return rrf(lists, k, weights or None)
-    return linear(lists, weights, norm)
+        weights = weights or tuple([1.0] * len(lists))
+        return rrf(lists, k, weights), weights
+    if adaptive:
+        weights = adaptive_weights(lists, floors or [None] * len(lists))
+    return linear(lists, weights, norm, floors), weights

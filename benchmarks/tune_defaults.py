@@ -1,0 +1,118 @@
+"""Choose the defaults of a bare HYBRID and a bare WITH PRF on all the development sets at once.
+
+    .venv/bin/python benchmarks/tune_defaults.py ../shared/data/beir/{cisi,limit-small,med,cacm,npl}
+
+The rule rewards winning everywhere, never on average: for each candidate setting, its gain over
+each set's best anchor (bm25s, exact MiniLM, RRF k=60, min-max 0.5, measured in this run by
+benchmarks/anchors.py), and the setting with the largest worst-case gain is chosen. A setting is
+one value per argument of the whole grid; nothing is chosen per set or per query. HYBRID's
+fusion and candidates are chosen first (stage 1), then PRF's arguments with that HYBRID (stage 2).
+Every setting also gets `sparsesql tune`'s 5-fold cross-validated mean, for reference.
+
+Writes benchmarks/results/tune_defaults.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from anchors import CACHE_DIR, bm25s_run, exact_dense_run, minmax_linear_run, rrf_run  # noqa: E402
+
+import sparsesql  # noqa: E402
+from sparsesql.db import embedded  # noqa: E402
+from sparsesql.encoders import load_dense_encoder  # noqa: E402
+from sparsesql.eval import evaluate_run, load_qrels, mean_metrics  # noqa: E402
+from sparsesql.eval import tune as tuning  # noqa: E402
+from sparsesql.eval.run import collection_name  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+HYBRID = "HYBRID(SPARSE(:q), DENSE(:q), fusion => {fusion}, candidates => {candidates})"
+HYBRID_GRID = {
+    "fusion": [
+        "linear(alpha => auto)",
+        *(f"linear(alpha => {a})" for a in (0.3, 0.4, 0.5, 0.6, 0.7)),
+        *(f"linear(alpha => {a}, norm => zscore)" for a in (0.4, 0.5, 0.6)),
+        *(f"rrf(k => {k})" for k in (10, 30, 60)),
+    ],
+    "candidates": ["100", "200"],
+}
+PRF = "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF(depth => {depth}, sparse => {sparse}, dense => {dense}, interpolate => {interpolate})"
+PRF_GRID = {
+    "depth": ["5", "10"],
+    "sparse": ["rm3(weight => 0.5)", "rm3(weight => 0.7)", "rm3(weight => 0.5, max_df => 0.2)"],
+    "dense": ["none", "rocchio(alpha => 1, beta => 0.5)", "rocchio(alpha => 1, beta => 1)"],
+    "interpolate": ["both", "before"],
+}
+
+
+def best_anchors(folders: list[str]) -> dict[str, tuple[str, float]]:
+    """Each set's best anchor by nDCG@10, measured now."""
+    encoder = load_dense_encoder()
+    out = {}
+    for folder in folders:
+        qrels = load_qrels(folder)
+        bm25, dense = bm25s_run(folder), exact_dense_run(folder, encoder)
+        runs = {"bm25s": bm25, "MiniLM exact": dense, "RRF k=60": rrf_run([bm25, dense], k=60), "min-max linear 0.5": minmax_linear_run(bm25, dense, alpha=0.5)}
+        scores = {name: mean_metrics(evaluate_run(run, qrels))["ndcg@10"] for name, run in runs.items()}
+        name = max(scores, key=scores.get)
+        out[collection_name(folder)] = (name, scores[name])
+    return out
+
+
+def stage(db, folders: list[str], template: str, grid: dict[str, list[str]], anchors: dict[str, tuple[str, float]]) -> list[dict]:
+    """Every setting of the grid with its per-set nDCG@10, gains over the best anchors, worst gain."""
+    result = tuning.tune(db, folders, search=template, grid=grid, folds=5, progress=True)
+    rows = []
+    for s in result.settings:
+        gains = {c: s.per_collection[c] - anchors[c][1] for c in result.collections}
+        rows.append({"search": s.search, "values": s.values, "ndcg@10": s.per_collection, "gains": gains,
+                     "worst": min(gains.values()), "mean": s.mean, "wins+0.01": sum(g >= 0.01 for g in gains.values())})
+    return sorted(rows, key=lambda r: -r["worst"])
+
+
+def table(rows: list[dict], names: list[str]) -> list[str]:
+    lines = ["| setting | " + " | ".join(names) + " | worst gain | sets won by 0.01 |", "|---|" + "---|" * (len(names) + 2)]
+    for r in rows:
+        cells = " | ".join(f"{r['ndcg@10'][n]:.4f} ({r['gains'][n]:+.4f})" for n in names)
+        lines.append(f"| `{tuning._describe(r['values'])}` | {cells} | {r['worst']:+.4f} | {r['wins+0.01']} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+")
+    parser.add_argument("--dsn")
+    parser.add_argument("--stage", choices=["hybrid", "prf", "both"], default="both")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "tune_defaults")
+    args = parser.parse_args()
+    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    dsn = args.dsn or embedded.start(CACHE_DIR)
+    db = sparsesql.connect(dsn, sparse_tier=True)
+    anchors = best_anchors(args.folders)
+    names = list(anchors)
+    report: dict = {"command": command, "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "anchors": anchors}
+    lines = [f"## Defaults chosen on the development sets, {report['date']}", "", f"`{command}`", "",
+             "Each cell: nDCG@10 (gain over the set's best anchor, measured in the same run). Best worst-case gain first.", "",
+             "Best anchors: " + ", ".join(f"{n} {a} {v:.4f}" for n, (a, v) in anchors.items()), ""]
+    if args.stage in ("hybrid", "both"):
+        report["hybrid"] = stage(db, args.folders, HYBRID, HYBRID_GRID, anchors)
+        lines += ["### Stage 1: HYBRID fusion and candidates", "", *table(report["hybrid"], names), ""]
+    if args.stage in ("prf", "both"):
+        report["prf"] = stage(db, args.folders, PRF, PRF_GRID, anchors)
+        lines += ["### Stage 2: WITH PRF on the default HYBRID", "", *table(report["prf"], names), ""]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
