@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/fuzz.py --cases 20000        (or: make fuzz)
 
+The inputs are tests/test_fuzz.py's: grammar-generated statements whose numbers and names are
+sometimes edges (integers past 64 bits, `1e999`, names past 63 bytes) and byte mutations that
+also stretch characters into long runs and add thousands of parentheses.
+
 Prints how many inputs were generated, parsed, refused with QuerySyntaxError, checked, refused
 by the checker, and crashed (anything else: must be 0). Runs on the embedded server in
 benchmarks/.cache/ unless --dsn is given.

@@ -133,6 +133,58 @@ def test_invalid_documents_are_named_and_nothing_is_written(db, name, change, me
     assert coll.count() == 0
 
 
+@pytest.mark.parametrize(
+    "vector, message",
+    [
+        ([0, 0, 0, 0], "'vector' is all zeros, so it has no direction to compare"),
+        (np.zeros(DIM, dtype=np.float32), "'vector' is all zeros"),
+        ([1e-50, 0.0, -0.0, 0.0], "'vector' is all zeros"),  # zero once stored as float4
+        ([1e39, 0.0, 0.0, 0.0], "'vector' holds a component beyond single precision"),
+        ([10**400, 0, 0, 0], "'vector' holds an integer too large"),
+    ],
+)
+def test_a_zero_vector_is_refused_naming_the_document(db, name, vector, message):
+    """DENSE would rank a zero vector first with score NaN, and HYBRID's min-max would score
+    every candidate 1.0; the batch holding one is refused before any of it is written."""
+    coll = _make(db, name)
+    coll.add(_docs(2))
+    batch = _docs(3, start=10)
+    batch[1]["vector"] = vector
+    with pytest.raises(sparsesql.IngestError) as info:
+        coll.add(batch)
+    assert info.value.message.startswith(f"document 2 (id 'd11'): {message}")
+    assert coll.count() == 2 and coll.get("d10") is None
+    assert_exact_stats(db, name)
+
+
+class _ZeroForEmptyText:
+    """A dense encoder stand-in (MiniLM's dimension, no model loaded) that, like a bag-of-words
+    or hashing encoder, maps text without words to the zero vector."""
+
+    dim = 384
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.array([np.eye(self.dim)[0] if t.strip() else np.zeros(self.dim) for t in texts], dtype=np.float32)
+
+
+def test_a_zero_vector_from_the_dense_model_is_refused_naming_the_document(db, name, monkeypatch):
+    monkeypatch.setattr("sparsesql.encoders.dense.load_dense_encoder", lambda spec: _ZeroForEmptyText())
+    coll = db.create_collection(name, {"title": "text"}, dense="minilm-l6")
+    coll.add([{"id": "a", "title": "words"}])
+    with pytest.raises(sparsesql.IngestError) as info:
+        coll.add([{"id": "b", "title": "more words"}, {"id": "empty", "title": ""}, {"id": "c", "title": "words"}])
+    assert info.value.message == (
+        "document 2 (id 'empty'): the vector dense model 'minilm-l6' computed from its text is all zeros, "
+        "so it has no direction to compare"
+    )
+    assert coll.count() == 1 and coll.get("b") is None
+    # INSERT's rows are checked before they are encoded, so the model's vector is refused by
+    # the write, which numbers the documents as the rows
+    with pytest.raises(sparsesql.IngestError, match=r"^document 2 \(id 'e'\): the vector dense model 'minilm-l6' computed"):
+        db.query(f"INSERT INTO {name} (id, title) VALUES ('f', 'text'), ('e', NULL)")
+    assert coll.count() == 1 and coll.get("f") is None
+
+
 def test_server_side_failure_mid_batch_leaves_nothing(db, name):
     coll = _make(db, name)
     coll.add(_docs(2))

@@ -13,7 +13,7 @@ from sqlalchemy import Date, cast, create_engine, func, not_, or_, select, Integ
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 
-from sparsesql.errors import CheckError
+from sparsesql.errors import CheckError, IngestError
 from sparsesql.eval.beir import test_queries
 from sparsesql.eval.run import load_beir
 from sparsesql.orm import (
@@ -229,6 +229,14 @@ def test_add_joins_the_sessions_transaction(db, engine, papers, name):
         session.rollback()
     assert db.collection(name).count() == 4
     assert db.collection(name).get("e") is None
+
+
+def test_a_zero_vector_is_refused_and_nothing_is_added(db, engine, papers, name):
+    with Session(engine) as session:
+        with pytest.raises(IngestError, match=r"^document 2 \(id 'z'\): 'vector' is all zeros, so it has no direction to compare"):
+            add(session, [papers(id="e", title="fine"), papers(id="z", title="")], vectors={"e": [0, 0, 1], "z": [0, 0, 0]})
+        session.commit()
+    assert db.collection(name).count() == 4 and db.collection(name).get("e") is None
 
 
 def test_flushing_a_document_is_refused_and_changes_nothing(db, engine, papers, name):

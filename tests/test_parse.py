@@ -341,7 +341,22 @@ INVALID = [
     ("SELECT * FROM docs; SELECT * FROM docs", "unexpected 'SELECT', expected end of query", 1, 21),
     ("SELECT * FROM docs LIMIT 5 OFFSET 2", 'unexpected identifier "OFFSET", expected one of: end of query', 1, 28),
     ("DROP docs", "unexpected identifier \"docs\", expected 'COLLECTION'", 1, 6),
-    ("SELECT * FROM docs LIMIT 1e999", "number out of range", 1, 26),
+    ("SELECT * FROM docs LIMIT 1e999", "number 1e999 is out of range for double precision", 1, 26),
+    ("SELECT * FROM docs WHERE y > 1" + "0" * 400, "integer 10000000000000000000… (401 characters) does not fit in 64 bits", 1, 30),
+    ("SELECT * FROM docs WHERE y > 1" + "0" * 5000, "(5001 characters) does not fit in 64 bits", 1, 30),
+    ("SELECT * FROM docs WHERE y > 9223372036854775808", "integer 9223372036854775808 does not fit in 64 bits (bigint holds", 1, 30),
+    ("SELECT * FROM docs WHERE y > -9223372036854775809", "integer -9223372036854775809 does not fit", 1, 30),
+    ("SELECT * FROM docs LIMIT 10000000000000000000000", "integer 10000000000000000000000 does not fit in 64 bits", 1, 26),
+    ("SELECT * FROM docs WHERE y > -1e400", "number -1e400 is out of range for double precision", 1, 30),
+    ("SELECT * FROM docs WHERE y > 1e-400", "number 1e-400 is out of range for double precision", 1, 30),
+    ("SELECT * FROM docs WHERE y > 1" + "1" * 400 + ".5", "(403 characters) is out of range for double precision", 1, 30),
+    ("SELECT * FROM docs SEARCH HYBRID(SPARSE('q'), DENSE('q'), candidates => 1e400)", "number 1e400 is out of range", 1, 73),
+    ("INSERT INTO docs (id, n) VALUES ('a', 99999999999999999999)", "integer 99999999999999999999 does not fit", 1, 39),
+    ("SELECT * FROM docs WHERE y IN (1, 2, 1e999)", "number 1e999 is out of range", 1, 38),
+    ("SELECT " + "a" * 64 + " FROM docs", 'name "aaaaaaaaaaaaaaaaaaaa…" is 64 bytes long; names hold at most 63 bytes', 1, 8),
+    ('SELECT * FROM "' + "é" * 32 + '"', "is 64 bytes long; names hold at most 63 bytes", 1, 15),
+    ("SELECT * FROM docs SEARCH SPARSE('q', " + "k" * 100 + " => 1)", "is 100 bytes long", 1, 39),
+    ("SELECT * FROM docs WHERE " + "y" * 10_000 + " = 1", "is 10000 bytes long", 1, 26),
     ("SELECT * FROM docs WHERE " + "NOT " * 150 + "a = 1", "nested too deeply", 1, 26 + 99 * 4),
     ("SELECT * FROM docs LIMIT $0", "unexpected character '$', expected one of: number, parameter", 1, 26),
     ("SELECT * FROM docs LIMIT $n", "unexpected character '$'", 1, 26),
@@ -377,6 +392,30 @@ def test_error_renders_the_caret_under_the_token() -> None:
         "  3 | WHERE year >\n"
         "                  ^"
     )
+
+
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("9223372036854775807", 2**63 - 1),
+        ("-9223372036854775808", -(2**63)),
+        ("000000000000000000000000042", 42),
+        ("1e308", 1e308),
+        ("0e-999", 0.0),
+        ("0." + "0" * 400, 0.0),
+        ("1." + "1" * 400, 1.1111111111111112),
+        ("4.9e-324", 5e-324),
+    ],
+)
+def test_numbers_within_bigint_and_double_precision_are_read(written: str, value: float) -> None:
+    """Integers up to 64 bits and any double precision, however many digits spell them."""
+    statement = parse_statement(f"SELECT * FROM docs WHERE y = {written}")
+    assert statement.where.right.value == value and type(statement.where.right.value) is type(value)
+
+
+def test_names_of_63_bytes_are_read() -> None:
+    statement = parse_statement(f'SELECT {"a" * 63} FROM "{"é" * 31}x"')
+    assert statement.items[0].name == "a" * 63 and statement.collection.name == "é" * 31 + "x"
 
 
 def test_too_long_query() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
@@ -93,3 +94,20 @@ def test_the_orm_against_a_server(server, db, name):
         assert got == [(r["id"], r["title"], r["score"]) for r in expected]
     finally:
         engine.dispose()
+
+
+def test_a_zero_vector_through_the_server_is_refused(remote, server, db, name):
+    """Collection.add on a server's connection and a client's own INSERT both reach the
+    server's dialect INSERT, which refuses the zero vector naming the document, its id and
+    where; the documents of its batch sent as another INSERT (other keys) are not written."""
+    coll = remote.create_collection(name, {"title": "text", "year": "int"}, dense="none", dim=3)
+    coll.add(DOCS[:2])
+    bad = [DOCS[2], {**DOCS[3], "id": "zero", "vector": [0.0, 0.0, 0.0]}]
+    with pytest.raises(sparsesql.IngestError, match=r": document 2 \(id 'zero'\): embedding is all zeros, so it has no direction to compare"):
+        coll.add(bad)
+    assert db.collection(name).count() == 2 and db.collection(name).get("c") is None
+    with psycopg.connect(server.dsn()) as conn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"row 2 \(id 'zero'\): embedding is all zeros") as info:
+            conn.execute(f"INSERT INTO {name} (id, title, embedding) VALUES (%s, 'x', '[1,0,0]'), ('zero', 'y', %s)", ("c", "[0,0,0]"))
+        assert info.value.diag.statement_position is not None
+    assert db.collection(name).count() == 2 and db.collection(name).get("c") is None

@@ -13,6 +13,7 @@ import pytest
 
 from sparsesql.server import types as t
 from sparsesql.server.auth import AuthFailed, ScramExchange, Verifier
+from sparsesql.server.dialect import Described
 from sparsesql.server.route import is_dialect, split
 
 
@@ -77,6 +78,17 @@ def test_bad_parameter_bytes_name_the_type():
         t.decode(b"\x00\x01", t.INT4, True)
     with pytest.raises(t.BadValue, match="invalid text value for type oid 16"):
         t.decode(b"maybe", t.BOOL, False)
+
+
+def test_a_dense_parameter_sent_as_text_is_a_vector_or_a_bad_value():
+    """Text shaped like a vector that holds no numbers is the client's bad value (22P02), not an
+    exception that would close its connection."""
+    described = Described([t.TEXT], None, "SELECT", vector_params=frozenset({"1"}))
+    assert described.bind("1", "[0.5, -1e3,0]") == [0.5, -1000.0, 0.0] and described.bind("1", "{1,2}") == [1.0, 2.0]
+    assert described.bind("2", "[1..2]") == "[1..2]"  # not a DENSE parameter: passed on as text
+    for text in ("[1..2, 0]", "{e}", "[+-1]"):
+        with pytest.raises(t.BadValue, match="is not a vector of numbers"):
+            described.bind("1", text)
 
 
 def _client_proof(password: str, salt: bytes, iterations: int, auth_message: bytes) -> bytes:

@@ -188,19 +188,26 @@ def test_delete_checks_its_where_as_select_does(db, name, coll):
         ("(id, title) VALUES ('a', 'x')", {}, sparsesql.CheckError, "id,", "list an embedding column"),
         ("(id, embedding, ID) VALUES ('a', '[1,0,0]', 'b')", {}, sparsesql.CheckError, "ID", "column 'ID' is listed twice"),
         ("(id, embedding) VALUES ('a', '[1,0,0]'), ('b')", {}, sparsesql.CheckError, "('b')", "row 2 has 1 values for 2 columns"),
-        ("(id, embedding, year) VALUES ('a', '[1,0,0]', 'soon')", {}, sparsesql.CheckError, "'soon'", "row 1: field 'year' expects integer, got str 'soon'"),
+        ("(id, embedding, year) VALUES ('a', '[1,0,0]', 'soon')", {}, sparsesql.CheckError, "'soon'", "row 1 (id 'a'): field 'year' expects integer, got str 'soon'"),
         ("(id, embedding, year) VALUES ('a', '[1,0,0]', 2.5)", {}, sparsesql.CheckError, "2.5", "field 'year' expects integer"),
         ("(id, embedding, title) VALUES ('a', '[1,0,0]', 5)", {}, sparsesql.CheckError, "5)", "field 'title' expects text"),
-        ("(id, embedding) VALUES ('a', '[1,0]')", {}, sparsesql.CheckError, "'[1,0]'", "row 1: embedding has 2 dimensions; collection '{name}' stores 3"),
+        ("(id, embedding) VALUES ('a', '[1,0]')", {}, sparsesql.CheckError, "'[1,0]'", "row 1 (id 'a'): embedding has 2 dimensions; collection '{name}' stores 3"),
         ("(id, embedding) VALUES ('a', '[1, nan, 0]')", {}, sparsesql.CheckError, "'[1, nan", "embedding holds NaN or infinite components"),
         ("(id, embedding) VALUES ('a', $1)", {"1": [1.0, math.inf, 0.0]}, sparsesql.CheckError, "$1", "embedding holds NaN or infinite"),
         ("(id, embedding) VALUES ('a', 'one, two')", {}, sparsesql.CheckError, "'one", "embedding text must look like"),
+        ("(id, embedding) VALUES ('z', '[0, 0, 0]')", {}, sparsesql.CheckError, "'[0, 0", "row 1 (id 'z'): embedding is all zeros, so it has no direction to compare"),
+        ("(id, embedding) VALUES ('a', '[1,0,0]'), ('z', '{0,-0.0,0e5}')", {}, sparsesql.CheckError, "'{0", "row 2 (id 'z'): embedding is all zeros"),
+        ("(id, embedding) VALUES ('z', '[1e-50, 0, 0]')", {}, sparsesql.CheckError, "'[1e-50", "row 1 (id 'z'): embedding is all zeros"),
+        ("(id, embedding) VALUES ($1, $2)", {"1": "z", "2": [0.0, 0.0, 0.0]}, sparsesql.CheckError, "$2", "row 1 (id 'z'): embedding is all zeros"),
+        ("(id, title, embedding) VALUES ('a', 'x', '[1,0,0]'), (:id, 'y', :v)", {"id": 7, "v": np.zeros(3)}, sparsesql.CheckError, ":v", "row 2 (id 7): embedding is all zeros"),
+        ("(id, embedding) VALUES ('a', :v)", {"v": [1e39, 0.0, 0.0]}, sparsesql.CheckError, ":v", "row 1 (id 'a'): embedding holds a component beyond single precision"),
+        ("(id, embedding) VALUES ('a', :v)", {"v": [10**400, 0, 0]}, sparsesql.CheckError, ":v", "embedding holds an integer too large for a vector component"),
         ("(id, embedding) VALUES ('a', NULL)", {}, sparsesql.CheckError, "NULL", "embedding cannot be NULL"),
         ("(id, embedding, metadata) VALUES ('a', '[1,0,0]', '{oops')", {}, sparsesql.CheckError, "'{oops'", "metadata text is not JSON"),
         ("(id, embedding, metadata) VALUES ('a', '[1,0,0]', '[1]')", {}, sparsesql.CheckError, "'[1]'", "metadata must be a JSON object"),
         ("(id, embedding, metadata) VALUES ('a', '[1,0,0]', :m)", {"m": 5}, sparsesql.CheckError, ":m", "'metadata' must be a mapping"),
         ("(id, embedding) VALUES (NULL, '[1,0,0]')", {}, sparsesql.CheckError, "NULL", "every document needs an 'id'"),
-        ("(id, embedding) VALUES ($1, '[1,0,0]')", {"1": "a\x00"}, sparsesql.CheckError, "$1", "row 1: 'id' contains a NUL character"),
+        ("(id, embedding) VALUES ($1, '[1,0,0]')", {"1": "a\x00"}, sparsesql.CheckError, "$1", "row 1 (id 'a\\x00'): 'id' contains a NUL character"),
         ("(id, embedding, metadata) VALUES ('a', '[1,0,0]', :m)", {"m": {"k": "\x00"}}, sparsesql.CheckError, ":m", "'metadata' contains a NUL character"),
         ("(id, embedding) VALUES ('a', '[1,0,0]'), ($1, $2)", {"1": "b"}, sparsesql.ParameterError, "$2", "parameter $2 is not bound (bound: $1)"),
         ("(id, embedding) VALUES (:id, '[1,0,0]')", {}, sparsesql.ParameterError, ":id", "parameter :id is not bound"),
@@ -222,9 +229,20 @@ def test_insert_errors_point_at_the_value_and_write_nothing(db, name, coll, valu
 
 def test_a_bad_last_row_writes_no_row(db, name, coll):
     rows = ", ".join(f"('r{i}', 'row {i}', '[1,0,0]')" for i in range(600)) + ", ('bad', 7, '[1,0,0]')"
-    with pytest.raises(sparsesql.CheckError, match="row 601: field 'title' expects text"):
+    with pytest.raises(sparsesql.CheckError, match="row 601 \\(id 'bad'\\): field 'title' expects text"):
         db.query(f"INSERT INTO {name} (id, title, embedding) VALUES {rows}")
     assert count(db, name) == 0
+
+
+def test_a_zero_vector_in_the_last_row_writes_no_row(db, name, coll):
+    """The zero vector is found where the statement is checked, before the first of its
+    batches (500 rows each) is written."""
+    coll.add(docs())
+    rows = ", ".join(f"('r{i}', 'row {i}', '[1,0,0]')" for i in range(600)) + ", ('empty', '', '[0,0,0]')"
+    with pytest.raises(sparsesql.CheckError, match=r"row 601 \(id 'empty'\): embedding is all zeros") as info:
+        db.query(f"INSERT INTO {name} (id, title, embedding) VALUES {rows}")
+    assert info.value.column == len(f"INSERT INTO {name} (id, title, embedding) VALUES {rows}") - len("'[0,0,0]')") + 1
+    assert count(db, name) == len(TEXTS)
 
 
 def test_a_failing_write_rolls_back_every_batch(db, name, coll, monkeypatch):

@@ -85,6 +85,7 @@ class _Doc:
     vector: np.ndarray | None
     sparse: dict[str, dict[str, float]]  # learned field -> the vector supplied for it
     hash: str
+    where: str  # "document 3 (id 'x')", for errors found after validation (an encoder's vector)
 
 
 def _where(position: int, doc: dict) -> str:
@@ -132,8 +133,13 @@ def _field_value(info: CollectionInfo, name: str, type_name: str, value: object,
 
 
 def _vector(info: CollectionInfo, value: object, where: str, label: str) -> np.ndarray:
+    """A dense vector as pgvector stores it (float32), refused unless cosine ranking can use it:
+    an all-zero vector has no direction, so its similarity to any query is NaN, which sorts
+    first in DENSE and makes HYBRID's min-max normalisation score every candidate 1.0."""
     try:
         array = np.asarray(value, dtype=np.float64)
+    except OverflowError:
+        raise IngestError(f"{where}: {label} holds an integer too large for a vector component") from None
     except (TypeError, ValueError):
         raise IngestError(f"{where}: {label} must be a list of numbers") from None
     if array.ndim != 1 or array.shape[0] != info.settings.dim:
@@ -142,7 +148,13 @@ def _vector(info: CollectionInfo, value: object, where: str, label: str) -> np.n
         )
     if not np.isfinite(array).all():
         raise IngestError(f"{where}: {label} holds NaN or infinite components")
-    return array.astype(np.float32)
+    with np.errstate(over="ignore"):
+        single = array.astype(np.float32)
+    if not np.isfinite(single).all():
+        raise IngestError(f"{where}: {label} holds a component beyond single precision (pgvector stores float4, up to 3.4e38)")
+    if not single.any():
+        raise IngestError(f"{where}: {label} is all zeros, so it has no direction to compare")
+    return single
 
 
 def _sparse(value: object, where: str) -> dict[str, float]:
@@ -267,7 +279,7 @@ def validate(info: CollectionInfo, doc: object, position: int, *, where: str | N
     digest = hashlib.sha256(json.dumps([values, meta_json, hashed], sort_keys=True, default=str).encode())
     if vector is not None:  # its float32 bytes: exact, and far cheaper than 384 floats as JSON
         digest.update(vector.astype("<f4").tobytes())
-    return _Doc(ident, values, metadata, vector, sparse, digest.hexdigest())
+    return _Doc(ident, values, metadata, vector, sparse, digest.hexdigest(), where)
 
 
 def document_text(info: CollectionInfo, values: dict) -> str:
@@ -458,8 +470,9 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
         from sparsesql.encoders.dense import load_dense_encoder
 
         encoded = load_dense_encoder(info.settings.dense).encode([document_text(info, changed[i].values) for i in missing])
-        for i, vec in zip(missing, encoded):
-            changed[i].vector = vec
+        label = f"the vector dense model {info.settings.dense!r} computed from its text"
+        for i, vec in zip(missing, encoded):  # checked as a supplied one, before the batch writes
+            changed[i].vector = _vector(info, vec, changed[i].where, label)
     docs_t, dense_t = info.table("docs"), info.table("dense")
     with conn.transaction():
         _lock(conn, info)

@@ -11,6 +11,8 @@ COPY), deletions with its DELETE.
 
 from __future__ import annotations
 
+import re
+from itertools import islice
 from typing import Iterable
 
 import numpy as np
@@ -106,24 +108,35 @@ def run(conn: psycopg.Connection, text: str, params: dict) -> list[Row]:
     return [Row(dict(zip(columns, r))) for r in cursor.fetchall()]
 
 
-def insert(conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict]) -> IngestReport:
-    """Documents as the dialect's INSERT, rows grouped by the keys they carry."""
+def insert(conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict], *, batch_size: int = 500) -> IngestReport:
+    """Documents as the dialect's INSERT, rows grouped by the keys they carry. Each `batch_size`
+    documents are one transaction, as ingest's batches are, however many statements their keys
+    split them into: a refused document leaves none of its batch written."""
+    if batch_size < 1:
+        raise errors.IngestError(f"batch_size must be at least 1, got {batch_size}")
     report = IngestReport()
     fields = [f.name for f in info.fields]
-    pending: dict[tuple[str, ...], list[dict]] = {}
-    for doc in docs:
-        if not isinstance(doc, dict):
-            raise errors.IngestError(f"a document must be a dict, got {type(doc).__name__}")
-        keys = tuple(k for k in ("id", *fields, "metadata", "vector", "sparse") if k in doc)
-        pending.setdefault(keys, []).append(doc)
-        if len(pending[keys]) >= BATCH_ROWS:
-            report += _insert_batch(conn, info, keys, pending.pop(keys))
-    for keys, batch in pending.items():
-        report += _insert_batch(conn, info, keys, batch)
+    numbered = enumerate(docs, 1)
+    while batch := list(islice(numbered, batch_size)):
+        pending: dict[tuple[str, ...], list[tuple[int, dict]]] = {}
+        for position, doc in batch:
+            if not isinstance(doc, dict):
+                raise errors.IngestError(f"document {position}: a document must be a dict, got {type(doc).__name__}")
+            keys = tuple(k for k in ("id", *fields, "metadata", "vector", "sparse") if k in doc)
+            pending.setdefault(keys, []).append((position, doc))
+        with conn.transaction():
+            for keys, rows in pending.items():
+                for start in range(0, len(rows), BATCH_ROWS):
+                    report += _insert_batch(conn, info, keys, rows[start : start + BATCH_ROWS])
     return report
 
 
-def _insert_batch(conn: psycopg.Connection, info: CollectionInfo, keys: tuple[str, ...], batch: list[dict]) -> IngestReport:
+# The server names a refused row by its place in one INSERT; the caller knows it by its place in add().
+_ROW = re.compile(r"^row (\d+)\b")
+
+
+def _insert_batch(conn: psycopg.Connection, info: CollectionInfo, keys: tuple[str, ...], rows: list[tuple[int, dict]]) -> IngestReport:
+    batch = [doc for _, doc in rows]
     row = sql.SQL("({})").format(sql.SQL(", ").join([sql.Placeholder()] * len(keys)))
     query = sql.SQL("INSERT INTO {} ({}) VALUES {}").format(
         sql.Identifier(info.name),
@@ -139,7 +152,12 @@ def _insert_batch(conn: psycopg.Connection, info: CollectionInfo, keys: tuple[st
             ).fetchone()[0]
             cursor = conn.execute(query, values)
     except psycopg.Error as exc:
-        raise errors.IngestError(f"the sparsesql server refused the documents: {exc.diag.message_primary or exc}") from None
+        positions = [position for position, _ in rows]
+        message = _ROW.sub(
+            lambda m: f"document {positions[int(m[1]) - 1]}" if int(m[1]) <= len(positions) else m[0],
+            exc.diag.message_primary or str(exc),
+        )
+        raise errors.IngestError(f"the sparsesql server refused the documents: {message}") from None
     changed = cursor.rowcount
     added = len(ids) - known
     return IngestReport(added=added, updated=max(changed - added, 0), unchanged=len(batch) - changed)

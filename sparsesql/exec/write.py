@@ -30,7 +30,7 @@ def add(
     """Add or update documents; each batch is its own transaction (a savepoint inside the caller's).
     On a sparsesql server's connection they travel as the dialect's INSERT, for the server to write."""
     if remote.is_server(conn):
-        return remote.insert(conn, info, docs)
+        return remote.insert(conn, info, docs, batch_size=batch_size)
     return ingest.add(conn, info, docs, upkeep=GRAPH_UPKEEP, batch_size=batch_size, progress=progress)
 
 

@@ -232,15 +232,18 @@ class _Checker:
         return value
 
     def number(self, arg: ast.Arg, *, integer: bool, low: float, high: float) -> float | int:
+        """An argument's number within [low, high]. A bound int is compared as it is, never
+        through float(), which overflows past 1e308 (parameters, unlike literals, have no size)."""
         value = self.value(arg.value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and integer and not float(value).is_integer():
+        if ok and isinstance(value, float) and (not math.isfinite(value) or (integer and not value.is_integer())):
             ok = False
-        if not ok or not math.isfinite(value):
+        if not ok:
             kind = "an integer" if integer else "a number"
-            raise self.error(f"{arg.name} => expects {kind}, got {value!r}", arg.value.pos)
+            raise self.error(f"{arg.name} => expects {kind}, got {value!r:.40}", arg.value.pos)
         if not low <= value <= high:
-            raise self.error(f"{arg.name} => {value} is out of range [{low}, {high}]", arg.value.pos)
+            shown = value if isinstance(value, float) or abs(value) < 2**63 else "an integer beyond 64 bits"
+            raise self.error(f"{arg.name} => {shown} is out of range [{low}, {high}]", arg.value.pos)
         return int(value) if integer else float(value)
 
     def args(self, args: tuple[ast.Arg, ...], allowed: set[str], where: str) -> dict[str, ast.Arg]:
@@ -257,6 +260,14 @@ class _Checker:
 
 
 # ----------------------------------------------------------------------------- search
+
+
+def _finite(number: float) -> bool:
+    """math.isfinite, False (not OverflowError) for a bound int too large for a float."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 SPARSE_MODES = ("full", "inference_free")
@@ -285,7 +296,7 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
     label = "sparse" if field == info.sparse_field() else f"sparse_{field.name}"
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
     if isinstance(query, dict):
-        bad = [t for t, w in query.items() if not isinstance(t, str) or isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0]
+        bad = [t for t, w in query.items() if not isinstance(t, str) or isinstance(w, bool) or not isinstance(w, (int, float)) or not _finite(w) or w < 0]
         if bad or not query:
             raise c.error("SPARSE(...) takes text or a non-empty {term: weight >= 0} mapping", node.query.pos)
         if mode is not None:
@@ -314,7 +325,9 @@ def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
     if isinstance(query, str) and info.settings.dense == "none" and VECTOR_TEXT.match(query):
         # pgvector's text form ('[0.1, 0.2]'): how a client without parameters writes a vector
-        query = [float(x) for x in query.strip()[1:-1].split(",") if x.strip()]
+        query = _vector_text(query)
+        if query is None:
+            raise c.error("DENSE(...) vector text holds something that is not a number", node.query.pos)
     if isinstance(query, str):
         if info.settings.dense == "none":
             raise c.error(
@@ -324,6 +337,8 @@ def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
         return DenseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos, ef_search=ef)
     try:
         vector = np.asarray(query, dtype=np.float64)
+    except OverflowError:
+        raise c.error("DENSE(...) vector holds an integer too large for a vector component", node.query.pos) from None
     except (TypeError, ValueError):
         vector = None
     if vector is None or vector.ndim != 1 or isinstance(query, (bool, int, float)):
@@ -335,9 +350,13 @@ def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
         )
     if not np.isfinite(vector).all():
         raise c.error("DENSE(...) vector holds NaN or infinite components", node.query.pos)
-    if not np.any(vector):
+    with np.errstate(over="ignore"):
+        single = vector.astype(np.float32)  # what pgvector compares: past 3.4e38 is infinite
+    if not np.isfinite(single).all():
+        raise c.error("DENSE(...) vector holds a component beyond single precision (pgvector stores float4, up to 3.4e38)", node.query.pos)
+    if not np.any(single):
         raise c.error("DENSE(...) vector is all zeros, so it has no direction to compare", node.query.pos)
-    return DenseSignal(vector.astype(np.float32), node.pos, ef_search=ef)
+    return DenseSignal(single, node.pos, ef_search=ef)
 
 
 def _fusion(c: _Checker, arg: ast.Arg | None, n_inputs: int) -> Fusion:
@@ -724,7 +743,9 @@ def _insert(c: _Checker, node: ast.Insert, catalog: Catalog) -> CheckedInsert:
     for number, row in enumerate(node.rows, 1):
         if len(row.values) != len(keys):
             raise c.error(f"row {number} has {len(row.values)} values for {len(keys)} columns", row.pos)
-        where = f"row {number}"
+        ident = _insert_value(c, row.values[keys.index("id")], "id")
+        # named as Collection.add names a document: its position, then its id once it has one
+        where = f"row {number}" + (f" (id {ident!r})" if isinstance(ident, (str, int)) and not isinstance(ident, bool) else "")
         doc = {}
         for key, value in zip(keys, row.values):
             doc[key] = _insert_value(c, value, key)

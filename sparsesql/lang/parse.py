@@ -229,10 +229,14 @@ def _clip(text: str, width: int = 30) -> str:
 
 
 def _check_depth(tree: Tree, text: str) -> None:
-    """Refuse trees nested deeper than MAX_DEPTH, iteratively, before anything recurses into them."""
+    """Refuse trees nested deeper than MAX_DEPTH, iteratively, before anything recurses into them.
+    Each key of a metadata path counts as a level: the path is flat here, but its SQL nests one
+    operator per key, and psycopg composes that SQL recursively."""
     stack = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
+        if node.data == "json_path":
+            depth += (len(node.children) - 1) // 2  # column, then (arrow, key) per key
         if depth > MAX_DEPTH:
             raise QuerySyntaxError(
                 f"query is nested too deeply (limit {MAX_DEPTH} levels)",

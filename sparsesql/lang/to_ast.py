@@ -1,6 +1,7 @@
 """Parse tree -> `ast` dataclasses: one method per rule or alias of grammar/sparsesql.lark.
 
-Terminals become values here too (strings unescaped, numbers typed), so every rule method
+Terminals become values here too (strings unescaped, numbers typed, numbers and names held to
+PostgreSQL's bigint, double precision and 63-byte limits), so every rule method
 receives finished AST values and only has to assemble its node with the position lark recorded.
 Flag rules (`if_exists`, `[NOT]`, `[ANALYZE]`) need no method: present means not None.
 """
@@ -16,9 +17,17 @@ from lark.tree import Meta
 from sparsesql.errors import QuerySyntaxError
 from sparsesql.lang import ast
 
+BIGINT = 2**63  # PostgreSQL's int8 holds -BIGINT to BIGINT - 1
+MAX_NAME_BYTES = 63  # PostgreSQL's identifier limit (NAMEDATALEN - 1)
+
 
 def _pos(where: Meta | Token) -> ast.Pos:
     return ast.Pos(where.line, where.column)
+
+
+def _shown(text: str, width: int = 24) -> str:
+    """A number's text short enough for a message: its start and how many characters it has."""
+    return text if len(text) <= width else f"{text[:20]}… ({len(text)} characters)"
 
 
 @v_args(meta=True)
@@ -35,16 +44,27 @@ class ToAst(Transformer):
         return ast.Literal(token.value[1:-1].replace("''", "'"), _pos(token))
 
     def SIGNED_NUMBER(self, token: Token) -> ast.Literal:
+        """A whole number is a bigint, any other a double precision, as PostgreSQL's int8 and
+        float8 read them; one beyond that range is refused where it was written rather than held
+        as a longer integer, or rounded to infinity or to zero, that no later stage expects."""
         text = token.value
-        try:
-            value = int(text) if text.lstrip("+-").isdigit() else float(text)
-        except ValueError:  # Python refuses int() of more than 4300 digits
-            value = math.inf
-        if not math.isfinite(value):
-            raise QuerySyntaxError(
-                f"number out of range: {text[:20]}", line=token.line, column=token.column, query=self._query
-            )
+        digits = text.lstrip("+-")
+        if digits.isdigit():
+            # sized by its digits first: int() refuses text of more than 4,300 digits
+            if len(digits.lstrip("0")) > len(str(BIGINT)) or not -BIGINT <= int(text) < BIGINT:
+                raise self._error(
+                    f"integer {_shown(text)} does not fit in 64 bits (bigint holds {-BIGINT} to {BIGINT - 1})", token
+                )
+            value: int | float = int(text)
+        else:
+            value = float(text)
+            mantissa = digits.lower().partition("e")[0]
+            if math.isinf(value) or (value == 0 and mantissa.strip("0.")):
+                raise self._error(f"number {_shown(text)} is out of range for double precision", token)
         return ast.Literal(value, _pos(token))
+
+    def _error(self, message: str, token: Token) -> QuerySyntaxError:
+        return QuerySyntaxError(message, line=token.line, column=token.column, query=self._query)
 
     def TRUE(self, token: Token) -> ast.Literal:
         return ast.Literal(True, _pos(token))
@@ -58,8 +78,21 @@ class ToAst(Transformer):
     def PARAM(self, token: Token) -> ast.Param:
         return ast.Param(token.value[1:], _pos(token))
 
+    def NAME(self, token: Token) -> Token:
+        return self._name(token)
+
     def QUOTED_NAME(self, token: Token) -> Token:
-        return token.update(value=token.value[1:-1].replace('""', '"'))
+        return self._name(token.update(value=token.value[1:-1].replace('""', '"')))
+
+    def _name(self, token: Token) -> Token:
+        """Refuse a name over PostgreSQL's 63 bytes where it is written: PostgreSQL would cut it
+        short, and two long names cut to one could meet; sparsesql never truncates a name
+        (collections and fields stop at 48 characters, docs/decisions.md)."""
+        size = len(token.value.encode("utf-8", "surrogatepass"))
+        if size > MAX_NAME_BYTES:
+            shown = token.value if len(token.value) <= 20 else f"{token.value[:20]}…"
+            raise self._error(f'name "{shown}" is {size} bytes long; names hold at most {MAX_NAME_BYTES} bytes', token)
+        return token
 
     # ------------------------------------------------------------------------- statements
 

@@ -41,9 +41,13 @@ class Described:
 
     def bind(self, name: str, value: object) -> object:
         """A bound value as the dialect takes it: a DENSE query parameter sent as text that
-        spells a vector ('[0.1, 0.2]' or '{0.1,0.2}', as drivers write arrays) becomes one."""
+        spells a vector ('[0.1, 0.2]' or '{0.1,0.2}', as drivers write arrays) becomes one;
+        text shaped like one that holds something else ('[1..2]') is a bad parameter value."""
         if name in self.vector_params and isinstance(value, str) and _VECTOR.match(value):
-            return [float(x) for x in value.strip()[1:-1].split(",") if x.strip()]
+            try:
+                return [float(x) for x in value.strip()[1:-1].split(",") if x.strip()]
+            except ValueError:
+                raise t.BadValue(f"{value[:40]!r} is not a vector of numbers") from None
         return value
 
 
