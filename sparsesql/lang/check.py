@@ -8,6 +8,7 @@ Python values (bound parameters already looked up), so planning needs no further
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 import re
@@ -25,7 +26,7 @@ from sparsesql.retrieval.prf import Rm3, VectorPrf
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 10
 MAX_QUERY_TEXT = 100_000
-DEFAULT_CANDIDATES = 100
+DEFAULT_CANDIDATES = 200  # HYBRID's candidates per signal, chosen by benchmarks/tune_defaults.py
 MAX_CANDIDATES = 100_000
 
 
@@ -65,6 +66,7 @@ class Fusion:
     k: int = 60
     weights: tuple[float, ...] = (0.5, 0.5)
     norm: str = "minmax"  # "minmax" | "zscore" | "none"
+    adaptive: bool = False  # weights worked out per query from each list's peakedness (`alpha => auto`)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,25 @@ class CheckedPrf:
     interpolate: str  # "before" | "after" | "both"
 
 
+# The fusion of a bare HYBRID, chosen by benchmarks/tune_defaults.py (see docs/decisions.md).
+DEFAULT_FUSION = Fusion("linear", weights=(), norm="minmax", adaptive=True)
+
+# A collection's own defaults (sparsesql tune --apply) live in its catalog row's extra, as
+# {"HYBRID" | "PRF": {"args": {argument: dialect text}, "source": why, "inputs": kinds}}: text, so that they are
+# checked by the same code as the arguments a query writes.
+DEFAULTS_KEY = "defaults"
+
+
+@functools.lru_cache(maxsize=256)
+def _stored_arg(clause: str, name: str, text: str) -> ast.Arg:
+    """A stored default read as the argument the parser makes of `name => text`."""
+    from sparsesql.lang.parse import parse_statement
+
+    if clause == "HYBRID":
+        statement = parse_statement(f"SELECT id FROM c SEARCH HYBRID(SPARSE('x'), DENSE('x'), {name} => {text})")
+        return statement.search.args[0]
+    return parse_statement(f"SELECT id FROM c SEARCH SPARSE('x') WITH PRF({name} => {text})").prf.args[0]
+
 # The defaults of a bare `WITH PRF`, chosen by benchmarks/tune_prf.py (see docs/decisions.md).
 PRF_DEFAULTS = CheckedPrf(
     depth=10,
@@ -92,6 +113,23 @@ PRF_DEFAULTS = CheckedPrf(
     interpolate="both",
 )
 MAX_PRF_DEPTH = 1000
+
+
+def _prf_text(prf: CheckedPrf) -> dict[str, str]:
+    """The built-in PRF defaults as dialect text, for EXPLAIN's account of where values came from."""
+    r, v = prf.sparse, prf.dense
+    return {
+        "depth": str(prf.depth),
+        "sparse": "none" if r is None else (
+            f"rm3(terms => {r.terms}, weight => {r.weight}, max_df => {r.max_df}, min_docs => {r.min_docs}, "
+            f"selective => {str(r.selective).lower()})"
+        ),
+        "dense": "none" if v is None else "average" if v.method == "average" else f"rocchio(alpha => {v.alpha}, beta => {v.beta})",
+        "interpolate": prf.interpolate,
+    }
+
+
+PRF_TEXT = _prf_text(PRF_DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -121,6 +159,7 @@ class CheckedSelect:
     analyze: bool = False
     prf: CheckedPrf | None = None
     diversify: CheckedDiversify | None = None
+    defaults: tuple[tuple[str, str, str], ...] = ()  # (argument, value, source) of each one left out
 
 
 @dataclass(frozen=True)
@@ -196,6 +235,23 @@ class _Checker:
     def __init__(self, text: str, params: dict) -> None:
         self.text = text
         self.params = params
+        self.defaults: list[tuple[str, str, str]] = []  # (argument, value, where it came from)
+
+    def with_defaults(self, got: dict[str, ast.Arg], info: CollectionInfo, clause: str, built_in: dict[str, str], applies: set[str]) -> dict[str, ast.Arg]:
+        """The arguments given, completed by the collection's stored defaults for `clause` (those
+        in `applies`); records where every argument left out took its value from."""
+        stored = info.extra.get(DEFAULTS_KEY, {}).get(clause, {})
+        merged = dict(got)
+        for name, value in built_in.items():
+            if name in got:
+                continue
+            text = stored.get("args", {}).get(name)
+            if text is not None and name in applies:
+                merged[name] = _stored_arg(clause, name, text)
+                self.defaults.append((f"{clause} {name}", text, f"collection default ({stored.get('source', 'stored')})"))
+            else:
+                self.defaults.append((f"{clause} {name}", value, "built-in default"))
+        return merged
 
     def error(self, message: str, pos: ast.Pos, kind: type[Error] = CheckError) -> Error:
         return kind(message, line=pos.line, column=pos.column, query=self.text)
@@ -361,7 +417,7 @@ def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
 
 def _fusion(c: _Checker, arg: ast.Arg | None, n_inputs: int) -> Fusion:
     if arg is None:
-        return Fusion("linear", weights=tuple([1.0 / n_inputs] * n_inputs), norm="minmax")
+        return DEFAULT_FUSION
     node = arg.value
     if isinstance(node, ast.Name):
         node = ast.Call(node.name, (), node.pos)
@@ -374,6 +430,14 @@ def _fusion(c: _Checker, arg: ast.Arg | None, n_inputs: int) -> Fusion:
     got = c.args(node.args, {"alpha", "weights", "norm"}, "linear")
     if "alpha" in got and "weights" in got:
         raise c.error("linear(...) takes alpha or weights, not both", got["weights"].pos)
+    norm = "minmax"
+    if "norm" in got:
+        norm = str(c.value(got["norm"].value)).lower()
+        if norm not in ("minmax", "zscore", "none"):
+            raise c.error(f"norm => {norm!r} is not one of minmax, zscore, none", got["norm"].value.pos)
+    chosen = got.get("alpha") or got.get("weights")
+    if chosen is not None and isinstance(chosen.value, ast.Name) and chosen.value.name.lower() == "auto":
+        return Fusion("linear", weights=(), norm=norm, adaptive=True)
     if "alpha" in got:
         if n_inputs != 2:
             raise c.error(f"alpha => applies to two inputs; this HYBRID has {n_inputs}: use weights => [...]", got["alpha"].pos)
@@ -384,17 +448,12 @@ def _fusion(c: _Checker, arg: ast.Arg | None, n_inputs: int) -> Fusion:
         if (
             not isinstance(raw, list)
             or len(raw) != n_inputs
-            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in raw)
+            or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and _finite(w) and w >= 0 for w in raw)
         ):
             raise c.error(f"weights => expects a list of {n_inputs} non-negative numbers", got["weights"].value.pos)
         weights = tuple(float(w) for w in raw)
     else:
         weights = tuple([1.0 / n_inputs] * n_inputs)
-    norm = "minmax"
-    if "norm" in got:
-        norm = str(c.value(got["norm"].value)).lower()
-        if norm not in ("minmax", "zscore", "none"):
-            raise c.error(f"norm => {norm!r} is not one of minmax, zscore, none", got["norm"].value.pos)
     return Fusion("linear", weights=weights, norm=norm)
 
 
@@ -404,6 +463,11 @@ def _search(c: _Checker, node: ast.Search, info: CollectionInfo, limit: int) -> 
     if isinstance(node, ast.Dense):
         return CheckedSearch((_dense(c, node, info),), None, limit)
     got = c.args(node.args, {"fusion", "candidates"}, "HYBRID")
+    kinds = tuple("sparse" if isinstance(i, ast.Sparse) else "dense" for i in node.inputs)
+    stored_inputs = tuple(info.extra.get(DEFAULTS_KEY, {}).get("HYBRID", {}).get("inputs", ()))
+    built_in = {"fusion": "linear(weights => auto, norm => minmax)", "candidates": str(DEFAULT_CANDIDATES)}
+    # A tuned fusion holds for the inputs it was tuned on (its weights are theirs).
+    got = c.with_defaults(got, info, "HYBRID", built_in, {"candidates", *(("fusion",) if stored_inputs == kinds else ())})
     signals: list[Signal] = []
     for item in node.inputs:
         if isinstance(item, ast.Sparse):
@@ -443,9 +507,12 @@ def _flag(c: _Checker, arg: ast.Arg) -> bool:
     return value
 
 
-def _prf(c: _Checker, node: ast.Prf, search: CheckedSearch) -> CheckedPrf:
+def _prf(c: _Checker, node: ast.Prf, search: CheckedSearch, info: CollectionInfo) -> CheckedPrf:
     got = c.args(node.args, {"depth", "sparse", "dense", "interpolate"}, "PRF")
     kinds = {type(s) for s in search.signals}
+    applies = {"depth"} | ({"sparse"} if SparseSignal in kinds else set()) | ({"dense"} if DenseSignal in kinds else set())
+    applies |= {"interpolate"} if search.fusion is not None else set()
+    got = c.with_defaults(got, info, "PRF", {name: PRF_TEXT[name] for name in applies}, applies)
     depth = PRF_DEFAULTS.depth
     if "depth" in got:
         depth = int(c.number(got["depth"], integer=True, low=1, high=MAX_PRF_DEPTH))
@@ -662,7 +729,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     if node.prf is not None:
         if search is None:
             raise c.error("WITH PRF needs a SEARCH clause to take feedback from", node.prf.pos)
-        prf = _prf(c, node.prf, search)
+        prf = _prf(c, node.prf, search, info)
     diversify = None
     if node.diversify is not None:
         if search is None:
@@ -676,7 +743,9 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
             )
     if node.where is not None:
         _predicate(c, node.where, info)
-    return CheckedSelect(info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify)
+    return CheckedSelect(
+        info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults)
+    )
 
 
 # ----------------------------------------------------------------------------- INSERT and DELETE
