@@ -20,7 +20,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/quality.py ../shared/data/beir/cisi ../shared/data/beir/limit-small
+	$(PY) benchmarks/quality.py
 
 fuzz: $(VENV)/.installed
 	$(PY) benchmarks/fuzz.py --cases 20000

@@ -49,7 +49,7 @@ HYBRID_GRID = {
 PRF = "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF(depth => {depth}, sparse => {sparse}, dense => {dense}, interpolate => {interpolate})"
 PRF_GRID = {
     "depth": ["5", "7", "10"],
-    "sparse": [f"rm3(max_df => {m})" for m in (0.1, 0.2, 0.3)],
+    "sparse": [f"rm3(max_df => {m})" for m in (0.1, 0.3)],
     "dense": ["none", "rocchio(alpha => 1, beta => 0.5)", "rocchio(alpha => 1, beta => 1)"],
     "interpolate": ["both"],
 }
@@ -102,22 +102,29 @@ def main() -> None:
     dsn = args.dsn or embedded.start(CACHE_DIR)
     db = sparsesql.connect(dsn, sparse_tier=True)
     anchors = best_anchors(args.folders)
-    names = list(anchors)
-    report: dict = {"command": command, "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "anchors": anchors}
-    lines = [f"## Defaults chosen on the development sets, {report['date']}", "", f"`{command}`", "",
-             f"Each cell: nDCG@10 (gain over the set's best anchor, measured in the same run); settings losing more than {TOLERANCE} "
-             "on any set come last; the first row of each stage is the chosen default.", "",
-             "Best anchors: " + ", ".join(f"{n} {a} {v:.4f}" for n, (a, v) in anchors.items()), ""]
+    json_path = args.out.with_suffix(".json")
+    report: dict = json.loads(json_path.read_text()) if json_path.exists() and args.stage != "both" else {}
+    date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     if args.stage in ("hybrid", "both"):
-        report["hybrid"] = stage(db, args.folders, HYBRID, HYBRID_GRID, anchors, wins=False)
-        lines += ["### Stage 1: HYBRID fusion and candidates (largest worst-case gain first)", "", *table(report["hybrid"], names), ""]
+        report["hybrid"] = {"command": command, "date": date, "anchors": anchors,
+                            "rows": stage(db, args.folders, HYBRID, HYBRID_GRID, anchors, wins=False)}
     if args.stage in ("prf", "both"):
-        report["prf"] = stage(db, args.folders, PRF, PRF_GRID, anchors, wins=True)
-        lines += ["### Stage 2: WITH PRF on the default HYBRID (most sets won by 0.01, then worst-case gain)", "",
-                  *table(report["prf"], names), ""]
+        report["prf"] = {"command": command, "date": date, "anchors": anchors,
+                         "rows": stage(db, args.folders, PRF, PRF_GRID, anchors, wins=True)}
+    lines = ["## Defaults chosen on the development sets", "",
+             f"Each cell: nDCG@10 (gain over the set's best anchor, measured in the same run); settings losing more than {TOLERANCE} "
+             "on any set come last; the first row of each stage is the chosen default.", ""]
+    titles = {"hybrid": "Stage 1: HYBRID fusion and candidates (largest worst-case gain first)",
+              "prf": "Stage 2: WITH PRF on the default HYBRID (most sets won by 0.01, then worst-case gain)"}
+    for key, title in titles.items():
+        if key in report:
+            part = report[key]
+            lines += [f"### {title}", "", f"`{part['command']}`, {part['date']}", "",
+                      "Best anchors: " + ", ".join(f"{n} {a} {v:.4f}" for n, (a, v) in part["anchors"].items()), "",
+                      *table(part["rows"], list(part["anchors"])), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
     print("\n".join(lines))
 
 

@@ -122,6 +122,13 @@ def test_a_malformed_grid_spec_is_refused(spec):
         tuning.parse_grid([spec])
 
 
+def test_unknown_collections_are_refused(session_db, tiny):
+    with pytest.raises(sparsesql.Error, match="nosuch"):
+        tuning.clear_defaults(session_db, "nosuch")
+    with pytest.raises(sparsesql.Error, match="nosuch"):
+        tuning.apply_defaults(session_db, "nosuch", "HYBRID(SPARSE(:q), DENSE(:q), candidates => 100)", "test")
+
+
 def test_a_parameter_cannot_become_a_default(session_db, tiny):
     load_beir(session_db, tiny)
     with pytest.raises(sparsesql.Error, match="cannot be a parameter"):

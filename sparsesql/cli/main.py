@@ -232,7 +232,8 @@ def tune(ctx: click.Context, beir_dirs: tuple[Path, ...], template: str | None, 
             return
     result = tuning.tune(_db(ctx), list(beir_dirs), search=template or tuning.DEFAULT_TEMPLATE, grid=grid, folds=folds,
                          apply=apply_to, progress=sys.stderr.isatty())
-    command = "sparsesql tune " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["tune"] else map(str, beir_dirs))
+    given = sys.argv[sys.argv.index("tune") + 1 :] if "tune" in sys.argv else [str(d) for d in beir_dirs]
+    command = "sparsesql tune " + " ".join(given)
     files = tuning.write_report(result, out, command)
     click.echo(result.table())
     click.echo("")

@@ -280,6 +280,7 @@ def clear_defaults(db, collection: str) -> None:
     """Drop a collection's tuned defaults: bare searches use the built-in ones again."""
     from sparsesql.db.catalog import set_extra
 
+    db.collection(collection)  # an unknown collection is an error, not a silent no-op
     set_extra(db.conn, collection.lower(), DEFAULTS_KEY, {})
 
 
@@ -295,21 +296,21 @@ def write_report(result: TuneResult, out: Path, command: str) -> list[Path]:
     md.write_text(f"## sparsesql tune\n\n`{command}`\n\n{result.summary()}\n\n{result.table()}\n")
     js.write_text(json.dumps(result.to_json(), indent=1) + "\n")
     ordered = sorted(result.settings, key=lambda s: -s.mean)
-    fig, axis = plt.subplots(figsize=(8, 0.35 * len(ordered) + 1.5))
-    labels = [_describe(s.values) for s in ordered]
-    axis.barh(
-        range(len(ordered)),
-        [s.mean for s in ordered],
-        xerr=[statistics.pstdev(s.folds) if len(s.folds) > 1 else 0.0 for s in ordered],
-        color=["tab:orange" if s is result.chosen else "tab:blue" for s in ordered],
+    errors = [statistics.pstdev(s.folds) / len(s.folds) ** 0.5 if len(s.folds) > 1 else 0.0 for s in ordered]
+    fig, axis = plt.subplots(figsize=(12, 0.32 * len(ordered) + 1.6))
+    axis.errorbar(
+        [s.mean for s in ordered], range(len(ordered)), xerr=errors, fmt="none", ecolor="black", capsize=3, zorder=3
     )
-    axis.set_yticks(range(len(ordered)), labels, fontsize=7)
+    axis.scatter(
+        [s.mean for s in ordered], range(len(ordered)), color=["tab:orange" if s is result.chosen else "tab:blue" for s in ordered], zorder=4
+    )
+    axis.set_yticks(range(len(ordered)), [_describe(s.values) for s in ordered], fontsize=7)
     axis.invert_yaxis()
-    axis.set_xlabel(f"nDCG@10 (error bars: sd over {result.folds} folds)")
-    axis.set_title(f"sparsesql tune: {', '.join(result.collections)}; CV estimate {result.cv_estimate:.4f}", fontsize=9)
-    lo = min(s.mean for s in ordered)
-    axis.set_xlim(max(0.0, lo - 0.05), min(1.0, max(s.mean for s in ordered) + 0.03))
+    axis.grid(axis="x", alpha=0.3)
+    axis.set_xlabel(f"nDCG@10 (bars: standard error over {result.folds} folds of queries)")
+    axis.set_title(f"sparsesql tune: {', '.join(result.collections)}; chosen in orange; cross-validated estimate {result.cv_estimate:.4f}", fontsize=9)
     fig.tight_layout()
+    fig.subplots_adjust(left=0.34)
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return [md, js, png]
