@@ -142,7 +142,7 @@ class CheckedDiversify:
     hops: int
 
 
-DIVERSIFY_DEFAULTS = {"candidates": 100, "lambda": 0.7, "hops": 0}
+DIVERSIFY_DEFAULTS = {"candidates": 100, "lambda": 0.8, "hops": 0}
 MAX_HOPS = 3
 
 
