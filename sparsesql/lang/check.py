@@ -105,11 +105,11 @@ def _stored_arg(clause: str, name: str, text: str) -> ast.Arg:
         return statement.search.args[0]
     return parse_statement(f"SELECT id FROM c SEARCH SPARSE('x') WITH PRF({name} => {text})").prf.args[0]
 
-# The defaults of a bare `WITH PRF`, chosen by benchmarks/tune_prf.py (see docs/decisions.md).
+# The defaults of a bare `WITH PRF`, chosen by benchmarks/tune_defaults.py (see docs/decisions.md).
 PRF_DEFAULTS = CheckedPrf(
     depth=7,
-    sparse=Rm3(terms=10, weight=0.7, max_df=0.1, min_docs=2, selective=True),
-    dense=VectorPrf("rocchio", 1.0, 0.5),
+    sparse=Rm3(terms=10, weight=0.7, max_df=0.3, min_docs=2, selective=True),
+    dense=VectorPrf("rocchio", 1.0, 1.0),
     interpolate="both",
 )
 MAX_PRF_DEPTH = 1000
