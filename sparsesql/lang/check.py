@@ -108,8 +108,8 @@ def _stored_arg(clause: str, name: str, text: str) -> ast.Arg:
 # The defaults of a bare `WITH PRF`, chosen by benchmarks/tune_defaults.py (see docs/decisions.md).
 PRF_DEFAULTS = CheckedPrf(
     depth=7,
-    sparse=Rm3(terms=10, weight=0.7, max_df=0.3, min_docs=2, selective=True),
-    dense=VectorPrf("rocchio", 1.0, 1.0),
+    sparse=Rm3(terms=10, weight=0.7, max_df=0.1, min_docs=2, selective=True),
+    dense=VectorPrf("rocchio", 1.0, 0.5),
     interpolate="both",
 )
 MAX_PRF_DEPTH = 1000
