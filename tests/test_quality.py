@@ -20,7 +20,10 @@ from tests.conftest import REPO, beir_dir
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-HYBRID_FLOOR = {"cisi": 0.44, "limit-small": 0.98}
+# The default HYBRID measures 0.452 / 0.987 (benchmarks/results/quality.md, where the bar of
+# each set's best anchor - 0.005 is checked); these floors guard against regressions with room
+# for another CPU's float rounding (a query's rank can move).
+HYBRID_FLOOR = {"cisi": 0.447, "limit-small": 0.985}
 
 
 @pytest.fixture(scope="module", params=["cisi", "limit-small"])
@@ -64,10 +67,9 @@ def test_default_hybrid_keeps_what_each_side_knows(session_db, loaded):
     assert result.queries == len(test_queries(folder))
 
 
-# What the tuned default reaches today (0.452 / 0.981; cisi's best anchor, RRF, is 0.449);
-# issue 4 asks for 0.46 / 0.98.
-PRF_FLOOR = {"cisi": 0.450, "limit-small": 0.975}
-# RM3 on BM25 alone: cisi 0.368 -> 0.402, limit-small 0.992 -> 0.990.
+# The default HYBRID WITH PRF measures 0.459 / 0.988 (cisi's best anchor + 0.010).
+PRF_FLOOR = {"cisi": 0.455, "limit-small": 0.985}
+# RM3 on BM25 alone: cisi 0.368 -> 0.396, limit-small 0.992 -> 0.990.
 SPARSE_PRF_GAIN = {"cisi": 0.025, "limit-small": -0.005}
 
 
