@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sparsesql.errors import CheckError, Error
+from sparsesql.eval.beir import test_queries
 from sparsesql.lang import ast
 from sparsesql.lang.check import DEFAULTS_KEY
 from sparsesql.lang.parse import parse_statement
@@ -203,12 +204,12 @@ def tune(
     if folds < 2:
         raise CheckError(f"folds must be at least 2, got {folds}")
     settings = expand(search, DEFAULT_GRID if grid is None else grid)
+    smallest = min(len(test_queries(f)) for f in folders)
+    if smallest < folds:
+        raise CheckError(f"{folds} folds need at least {folds} judged queries per collection; one has {smallest}")
     names = [load_beir(db, f, progress=progress) for f in folders]
     if len(set(names)) != len(names):
         raise CheckError(f"the same collection is given twice: {', '.join(names)}")
-    smallest = min(len(_judged(f)) for f in folders)
-    if smallest < folds:
-        raise CheckError(f"{folds} folds need at least {folds} judged queries per collection; one has {smallest}")
     for i, s in enumerate(settings, start=1):
         for name, folder in zip(names, folders):
             result = evaluate(db, folder, s.search)
@@ -225,12 +226,6 @@ def tune(
         apply_defaults(db, apply, chosen.search, source)
         result.applied_to = apply.lower()
     return result
-
-
-def _judged(folder: str | Path) -> dict:
-    from sparsesql.eval.beir import test_queries
-
-    return test_queries(folder)
 
 
 def search_defaults(search: str) -> dict[str, dict]:
