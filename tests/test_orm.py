@@ -75,6 +75,11 @@ SHAPES = [
         lambda q: hybrid(sparse(q), dense(q), fusion=linear(alpha=0.3, norm="zscore")),
         lambda s: s.diversify(coverage(lambda_=0.6)),
     ),
+    (
+        "HYBRID(SPARSE(:q), DENSE(:q), fusion => linear(alpha => auto, norm => zscore), candidates => 50)",
+        lambda q: hybrid(sparse(q), dense(q), fusion=linear(alpha="auto", norm="zscore"), candidates=50),
+        lambda s: s,
+    ),
 ]
 
 

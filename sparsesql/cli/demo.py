@@ -19,7 +19,7 @@ QUESTION = "How can the effectiveness of information retrieval systems be measur
 SEARCHES = {
     "sparse (BM25)": "SPARSE(:q)",
     "dense (MiniLM)": "DENSE(:q)",
-    "hybrid (default: min-max linear)": "HYBRID(SPARSE(:q), DENSE(:q))",
+    "hybrid (default: adaptive min-max)": "HYBRID(SPARSE(:q), DENSE(:q))",
     "hybrid rrf(k => 60)": "HYBRID(SPARSE(:q), DENSE(:q), fusion => rrf(k => 60))",
     "hybrid + PRF": "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF",
 }

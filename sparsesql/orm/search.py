@@ -78,7 +78,7 @@ def dense(query: str | Sequence[float] | np.ndarray, *, ef_search: int | None = 
 
 
 def hybrid(*signals: Signal, fusion: Call | None = None, candidates: int | None = None) -> Hybrid:
-    """HYBRID(...): fuse two or more signals (default: min-max linear, equal weights)."""
+    """HYBRID(...): fuse two or more signals (default: min-max linear, weights per query by peakedness)."""
     if len(signals) < 2 or not all(isinstance(s, Signal) for s in signals):
         raise CheckError(f"hybrid() fuses two or more sparse(...) / dense(...) signals, got {signals!r}")
     return Hybrid(tuple(signals), fusion, candidates)
@@ -88,8 +88,12 @@ def rrf(k: int | None = None) -> Call:
     return Call("rrf", {"k": k})
 
 
-def linear(alpha: float | None = None, weights: Sequence[float] | None = None, norm: str | None = None) -> Call:
-    return Call("linear", {"alpha": alpha, "weights": list(weights) if weights is not None else None,
+def linear(alpha: float | str | None = None, weights: Sequence[float] | str | None = None, norm: str | None = None) -> Call:
+    """linear(...); `alpha="auto"` (or `weights="auto"`) weighs each list per query by its peakedness."""
+    def auto(value):
+        return Name("auto") if isinstance(value, str) and value.lower() == "auto" else value
+
+    return Call("linear", {"alpha": auto(alpha), "weights": auto(weights) if isinstance(weights, str) or weights is None else list(weights),
                            "norm": Name(norm) if norm is not None else None})
 
 
