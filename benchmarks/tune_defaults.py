@@ -87,7 +87,7 @@ def table(rows: list[dict], names: list[str]) -> list[str]:
     lines = ["| setting | " + " | ".join(names) + " | worst gain | sets won by 0.01 |", "|---|" + "---|" * (len(names) + 2)]
     for r in rows:
         cells = " | ".join(f"{r['ndcg@10'][n]:.4f} ({r['gains'][n]:+.4f})" for n in names)
-        lines.append(f"| `{tuning._describe(r['values'])}` | {cells} | {r['worst']:+.4f} | {r['wins+0.01']} |")
+        lines.append(f"| `{tuning.describe(r['values'])}` | {cells} | {r['worst']:+.4f} | {r['wins+0.01']} |")
     return lines
 
 

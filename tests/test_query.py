@@ -233,6 +233,7 @@ def test_errors_point_at_the_token_and_run_nothing(db, small):
         (f"SELECT id FROM {name} SEARCH HYBRID(SPARSE('a'), SPARSE('b'), fusion => rrf(q => 1))", sparsesql.CheckError, 1, None, "unknown argument 'q' for rrf"),
         (f"SELECT id FROM {name} LIMIT 100000", sparsesql.CheckError, 1, None, "exceeds the maximum"),
         (f"SELECT id FROM {name} SEARCH DENSE('text')", sparsesql.CheckError, 1, None, "no dense model"),
+        (f"SELECT id FROM {name} SEARCH DENSE('[1..2, 0]')", sparsesql.CheckError, 1, None, "vector text holds something that is not a number"),
     ]
     for text, kind, line, column, message in cases:
         with pytest.raises(kind) as info:
@@ -245,6 +246,11 @@ def test_errors_point_at_the_token_and_run_nothing(db, small):
     for text, message in (("nul\x00", "NUL character"), ("\ud800", "not valid Unicode"), ("x" * 100_001, "too long")):
         with pytest.raises(sparsesql.CheckError, match=message):
             traced.query(f"SELECT id FROM {name} SEARCH SPARSE(:q) WHERE body <> :q", q=text)
+    # A vector written as text (pgvector's form or an array's) is the same search as one bound.
+    items = ", ".join(["0.5"] * DIM)
+    found = [[r.id for r in db.query(f"SELECT id FROM {name} SEARCH DENSE({q}) LIMIT 3", v=[0.5] * DIM)]
+             for q in (f"'[{items}]'", f"'{{{items}}}'", ":v")]
+    assert found[0] == found[1] == found[2] and len(found[0]) == 3
     for bad in ([1.0] * (DIM - 1), [math.nan] * DIM):
         with pytest.raises(sparsesql.CheckError, match="dimensions|NaN"):
             traced.query(f"SELECT id FROM {name} SEARCH DENSE(:v)", v=bad)

@@ -78,10 +78,19 @@ def load_beir(db, folder: str | Path, *, progress: bool = False, sparse_model: s
 
 
 def evaluate(
-    db, folder: str | Path, search: str, *, limit: int = 100, progress: bool = False, sparse_model: str | None = None
+    db,
+    folder: str | Path,
+    search: str,
+    *,
+    limit: int = 100,
+    progress: bool = False,
+    sparse_model: str | None = None,
+    collection: str | None = None,
 ) -> EvalResult:
-    """Run `SELECT id, score FROM <coll> SEARCH <search> LIMIT <limit>` for every test query."""
-    name = load_beir(db, folder, progress=progress, sparse_model=sparse_model)
+    """Run `SELECT id, score FROM <coll> SEARCH <search> LIMIT <limit>` for every test query.
+    `collection`: the name `load_beir` already returned for the folder, so that a sweep of many
+    searches does not hash the corpus again for each."""
+    name = collection or load_beir(db, folder, progress=progress, sparse_model=sparse_model)
     queries = test_queries(folder)
     qrels = load_qrels(folder)
     statement = f"SELECT id, score FROM {name} SEARCH {search} LIMIT {int(limit)}"

@@ -55,6 +55,10 @@ class Setting:
     per_collection: dict[str, float] = field(default_factory=dict)
     folds: list[float] = field(default_factory=list)
 
+    def fold_sd(self) -> float:
+        """The spread of its per-fold scores (population standard deviation)."""
+        return statistics.pstdev(self.folds) if len(self.folds) > 1 else 0.0
+
 
 @dataclass
 class TuneResult:
@@ -77,13 +81,12 @@ class TuneResult:
         ]
         for s in sorted(self.settings, key=lambda s: -s.mean):
             mark = " **(chosen)**" if s is self.chosen else ""
-            sd = statistics.pstdev(s.folds) if len(s.folds) > 1 else 0.0
             cells = " | ".join(f"{s.per_collection[n]:.4f}" for n in names)
-            lines.append(f"| `{_describe(s.values)}`{mark} | {s.mean:.4f} | {cells} | {sd:.4f} |")
+            lines.append(f"| `{describe(s.values)}`{mark} | {s.mean:.4f} | {cells} | {s.fold_sd():.4f} |")
         return "\n".join(lines)
 
     def summary(self) -> str:
-        chosen = _describe(self.chosen.values)
+        chosen = describe(self.chosen.values)
         return (
             f"chosen: {chosen}  (nDCG@10 {self.chosen.mean:.4f} on all queries)\n"
             f"cross-validated nDCG@10 ({self.folds} folds over queries): {self.cv_estimate:.4f}\n"
@@ -107,7 +110,8 @@ class TuneResult:
         }
 
 
-def _describe(values: dict[str, str]) -> str:
+def describe(values: dict[str, str]) -> str:
+    """A setting as `name => value, ...`, as tables and messages show it."""
     return ", ".join(f"{k} => {v}" for k, v in values.items()) or "(no placeholders)"
 
 
@@ -145,7 +149,7 @@ def expand(template: str, grid: dict[str, list[str]]) -> list[Setting]:
         try:
             parse_statement(f"SELECT id FROM tune SEARCH {search} LIMIT 10")
         except Error as exc:
-            raise CheckError(f"the grid's setting {_describe(values)} makes a search that does not parse: {search}\n{exc}") from None
+            raise CheckError(f"the grid's setting {describe(values)} makes a search that does not parse: {search}\n{exc}") from None
         settings.append(Setting(values, search))
     return settings
 
@@ -180,7 +184,7 @@ def cross_validate(settings: list[Setting], folds: int, seed: int = 0) -> tuple[
         train = {c: set().union(*(p[c] for j, p in enumerate(parts) if j != i)) for c in queries}
         best = max(settings, key=lambda s: _score(s, train))  # first of equals: grid order
         estimate.append(_score(best, test))
-        choices.append(_describe(best.values))
+        choices.append(describe(best.values))
     for s in settings:
         s.folds = [_score(s, p) for p in parts]
     return statistics.fmean(estimate), choices
@@ -212,12 +216,12 @@ def tune(
         raise CheckError(f"the same collection is given twice: {', '.join(names)}")
     for i, s in enumerate(settings, start=1):
         for name, folder in zip(names, folders):
-            result = evaluate(db, folder, s.search)
+            result = evaluate(db, folder, s.search, collection=name)
             s.per_query[name] = {q: m["ndcg_cut_10"] for q, m in result.per_query.items()}
             s.per_collection[name] = result.ndcg10
         s.mean = _score(s, None)
         if progress:
-            print(f"[{i}/{len(settings)}] {s.mean:.4f}  {_describe(s.values)}", flush=True)
+            print(f"[{i}/{len(settings)}] {s.mean:.4f}  {describe(s.values)}", flush=True)
     chosen = max(settings, key=lambda s: s.mean)
     estimate, choices = cross_validate(settings, folds, seed)
     result = TuneResult(names, settings, chosen, estimate, choices, folds)
@@ -266,8 +270,7 @@ def apply_defaults(db, collection: str, search: str, source: str) -> dict[str, d
     db.explain(f"SELECT id FROM {name} SEARCH {search} LIMIT 10", q="tune")
     for clause in defaults.values():
         clause["source"] = source
-    with db.conn.transaction():
-        set_extra(db.conn, name, DEFAULTS_KEY, defaults)
+    set_extra(db.conn, name, DEFAULTS_KEY, defaults)
     return defaults
 
 
@@ -291,7 +294,7 @@ def write_report(result: TuneResult, out: Path, command: str) -> list[Path]:
     md.write_text(f"## sparsesql tune\n\n`{command}`\n\n{result.summary()}\n\n{result.table()}\n")
     js.write_text(json.dumps(result.to_json(), indent=1) + "\n")
     ordered = sorted(result.settings, key=lambda s: -s.mean)
-    errors = [statistics.pstdev(s.folds) / len(s.folds) ** 0.5 if len(s.folds) > 1 else 0.0 for s in ordered]
+    errors = [s.fold_sd() / max(len(s.folds), 1) ** 0.5 for s in ordered]
     fig, axis = plt.subplots(figsize=(12, 0.32 * len(ordered) + 1.6))
     axis.errorbar(
         [s.mean for s in ordered], range(len(ordered)), xerr=errors, fmt="none", ecolor="black", capsize=3, zorder=3
@@ -299,7 +302,7 @@ def write_report(result: TuneResult, out: Path, command: str) -> list[Path]:
     axis.scatter(
         [s.mean for s in ordered], range(len(ordered)), color=["tab:orange" if s is result.chosen else "tab:blue" for s in ordered], zorder=4
     )
-    axis.set_yticks(range(len(ordered)), [_describe(s.values) for s in ordered], fontsize=7)
+    axis.set_yticks(range(len(ordered)), [describe(s.values) for s in ordered], fontsize=7)
     axis.invert_yaxis()
     axis.grid(axis="x", alpha=0.3)
     axis.set_xlabel(f"nDCG@10 (bars: standard error over {result.folds} folds of queries)")

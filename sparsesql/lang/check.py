@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import json
 import math
-import re
 from dataclasses import dataclass, replace
 from typing import Callable, Union
 
@@ -68,6 +67,12 @@ class Fusion:
     norm: str = "minmax"  # "minmax" | "zscore" | "none"
     adaptive: bool = False  # weights worked out per query from each list's peakedness (`alpha => auto`)
 
+    def text(self) -> str:
+        """As the dialect writes it (EXPLAIN and its account of defaults)."""
+        if self.method == "rrf":
+            return f"rrf(k => {self.k})"
+        return f"linear(weights => {'auto' if self.adaptive else list(self.weights)}, norm => {self.norm})"
+
 
 @dataclass(frozen=True)
 class CheckedSearch:
@@ -115,21 +120,13 @@ PRF_DEFAULTS = CheckedPrf(
 MAX_PRF_DEPTH = 1000
 
 
-def _prf_text(prf: CheckedPrf) -> dict[str, str]:
-    """The built-in PRF defaults as dialect text, for EXPLAIN's account of where values came from."""
-    r, v = prf.sparse, prf.dense
-    return {
-        "depth": str(prf.depth),
-        "sparse": "none" if r is None else (
-            f"rm3(terms => {r.terms}, weight => {r.weight}, max_df => {r.max_df}, min_docs => {r.min_docs}, "
-            f"selective => {str(r.selective).lower()})"
-        ),
-        "dense": "none" if v is None else "average" if v.method == "average" else f"rocchio(alpha => {v.alpha}, beta => {v.beta})",
-        "interpolate": prf.interpolate,
-    }
-
-
-PRF_TEXT = _prf_text(PRF_DEFAULTS)
+# The built-in PRF defaults as dialect text, for EXPLAIN's account of where values came from.
+PRF_TEXT = {
+    "depth": str(PRF_DEFAULTS.depth),
+    "sparse": PRF_DEFAULTS.sparse.text() if PRF_DEFAULTS.sparse else "none",
+    "dense": PRF_DEFAULTS.dense.text() if PRF_DEFAULTS.dense else "none",
+    "interpolate": PRF_DEFAULTS.interpolate,
+}
 
 
 @dataclass(frozen=True)
@@ -372,18 +369,16 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
 MAX_EF_SEARCH = 1000  # pgvector's own limit for hnsw.ef_search
 
 
-VECTOR_TEXT = re.compile(r"^\s*\[\s*[-+0-9.eE]+(\s*,\s*[-+0-9.eE]+)*\s*\]\s*$")
-
-
 def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
     got = c.args(node.args, {"ef_search"}, "DENSE")
     ef = int(c.number(got["ef_search"], integer=True, low=1, high=MAX_EF_SEARCH)) if "ef_search" in got else None
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
-    if isinstance(query, str) and info.settings.dense == "none" and VECTOR_TEXT.match(query):
+    if isinstance(query, str) and info.settings.dense == "none":
         # pgvector's text form ('[0.1, 0.2]'): how a client without parameters writes a vector
-        query = _vector_text(query)
-        if query is None:
-            raise c.error("DENSE(...) vector text holds something that is not a number", node.query.pos)
+        try:
+            query = _vector_text(query) or query
+        except ValueError:
+            raise c.error("DENSE(...) vector text holds something that is not a number", node.query.pos) from None
     if isinstance(query, str):
         if info.settings.dense == "none":
             raise c.error(
@@ -465,7 +460,7 @@ def _search(c: _Checker, node: ast.Search, info: CollectionInfo, limit: int) -> 
     got = c.args(node.args, {"fusion", "candidates"}, "HYBRID")
     kinds = tuple("sparse" if isinstance(i, ast.Sparse) else "dense" for i in node.inputs)
     stored_inputs = tuple(info.extra.get(DEFAULTS_KEY, {}).get("HYBRID", {}).get("inputs", ()))
-    built_in = {"fusion": "linear(weights => auto, norm => minmax)", "candidates": str(DEFAULT_CANDIDATES)}
+    built_in = {"fusion": DEFAULT_FUSION.text(), "candidates": str(DEFAULT_CANDIDATES)}
     # A tuned fusion holds for the inputs it was tuned on (its weights are theirs).
     got = c.with_defaults(got, info, "HYBRID", built_in, {"candidates", *(("fusion",) if stored_inputs == kinds else ())})
     signals: list[Signal] = []
@@ -761,15 +756,13 @@ def insert_columns(info: CollectionInfo) -> dict[str, str]:
 
 
 def _vector_text(text: str) -> list[float] | None:
-    """'[0.1, 0.2]' (pgvector) or '{0.1,0.2}' (a PostgreSQL array) as numbers; None if neither."""
+    """'[0.1, 0.2]' (pgvector) or '{0.1,0.2}' (a PostgreSQL array) as numbers; None if the text
+    is neither; ValueError if it is bracketed but holds something that is not a number."""
     inner = text.strip()
     if len(inner) < 2 or (inner[0], inner[-1]) not in (("[", "]"), ("{", "}")):
         return None
     parts = inner[1:-1].split(",")
-    try:
-        return [] if parts == [""] else [float(part) for part in parts]
-    except ValueError:
-        return None
+    return [] if parts == [""] else [float(part) for part in parts]
 
 
 def _insert_value(c: _Checker, node: ast.Literal | ast.Param, key: str) -> object:
@@ -779,7 +772,10 @@ def _insert_value(c: _Checker, node: ast.Literal | ast.Param, key: str) -> objec
     if not isinstance(value, str) or key not in ("metadata", "sparse", "vector"):
         return value
     if key == "vector":
-        vector = _vector_text(value)
+        try:
+            vector = _vector_text(value)
+        except ValueError:
+            vector = None
         if vector is None:
             raise c.error(f"embedding text must look like '[0.1, 0.2]' or '{{0.1,0.2}}', got {value[:40]!r}", node.pos)
         return vector

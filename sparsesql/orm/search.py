@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from sqlalchemy import Select, and_, select
@@ -88,13 +88,16 @@ def rrf(k: int | None = None) -> Call:
     return Call("rrf", {"k": k})
 
 
+def _word_or(value: object, convert: Callable[[object], object] = lambda v: v) -> object:
+    """A word (`auto`, `zscore`) as the bare name the dialect writes; any other value converted."""
+    if value is None:
+        return None
+    return Name(value) if isinstance(value, str) else convert(value)
+
+
 def linear(alpha: float | str | None = None, weights: Sequence[float] | str | None = None, norm: str | None = None) -> Call:
     """linear(...); `alpha="auto"` (or `weights="auto"`) weighs each list per query by its peakedness."""
-    def auto(value):
-        return Name("auto") if isinstance(value, str) and value.lower() == "auto" else value
-
-    return Call("linear", {"alpha": auto(alpha), "weights": auto(weights) if isinstance(weights, str) or weights is None else list(weights),
-                           "norm": Name(norm) if norm is not None else None})
+    return Call("linear", {"alpha": _word_or(alpha), "weights": _word_or(weights, list), "norm": _word_or(norm)})
 
 
 def rm3(terms: int | None = None, weight: float | None = None, max_df: float | None = None,

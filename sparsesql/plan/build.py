@@ -72,20 +72,18 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     prefix = f"{label}_"
     if isinstance(signal, SparseSignal) and fb.sparse is not None:
         params = {**bound, **prf.rm3_bind(signal.query, fb.sparse, k, prefix)}
-        r = fb.sparse
-        method = f"rm3(terms => {r.terms}, weight => {r.weight}, max_df => {r.max_df}, min_docs => {r.min_docs}"
-        method += ", selective => true)" if r.selective else ")"
         statement = prf.rm3_sql(info, signal.field, where, prefix, idf=signal.idf)
-        return st.Feedback(f"{label}_prf", label, method, source, fb.depth, statement, params, k, prefix, selective=r.selective, absent=0.0)
+        return st.Feedback(
+            f"{label}_prf", label, fb.sparse.text(), source, fb.depth, statement, params, k, prefix, selective=fb.sparse.selective, absent=0.0
+        )
     if isinstance(signal, DenseSignal) and fb.dense is not None:
         v = fb.dense
         params = {**bound, **prf.vector_prf_bind(info, v, k, prefix)}
         slot = f"{label}_vector" if isinstance(signal.query, str) else None
         if slot is None:
             params.update(dense.bind(dense.query_vector(info, signal.query), k, prefix))
-        method = "average" if v.method == "average" else f"rocchio(alpha => {v.alpha}, beta => {v.beta})"
         statement = prf.vector_prf_sql(info, where, prefix, v.method)
-        return st.Feedback(f"{label}_prf", label, method, source, fb.depth, statement, params, k, prefix, slot)
+        return st.Feedback(f"{label}_prf", label, v.text(), source, fb.depth, statement, params, k, prefix, slot)
     return None
 
 

@@ -25,12 +25,7 @@ def _describe(stage: st.Stage) -> str:
     if isinstance(stage, st.Feedback):
         return f"{stage.side} query moved by {stage.method} from the top {stage.depth} of {stage.source}, top {stage.k}"
     if isinstance(stage, st.Fuse):
-        f = stage.fusion
-        if f.method == "rrf":
-            how = f"rrf(k => {f.k})"
-        else:
-            how = f"linear(weights => {'auto' if f.adaptive else list(f.weights)}, norm => {f.norm})"
-        return f"{how} over {', '.join(stage.labels)}, keep {stage.limit} as {stage.out}"
+        return f"{stage.fusion.text()} over {', '.join(stage.labels)}, keep {stage.limit} as {stage.out}"
     if isinstance(stage, st.Diversify):
         graph = f", plus graph neighbours within {stage.hops} hops" if stage.hops else ""
         return f"{stage.method}(lambda => {stage.lam}) chooses {stage.limit} of the top {stage.candidates} of {stage.source}{graph}"

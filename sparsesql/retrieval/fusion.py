@@ -59,31 +59,38 @@ def normalise(scores: np.ndarray, norm: str, floor: float | None = None) -> tupl
     return z, float(z.min() if floor is None else (floor - mean) / std)
 
 
-def peakedness(scores: np.ndarray, floor: float | None = None) -> float:
-    """1 - the mean of the min-max scaled scores: near 1 when a few documents stand out, near 0
-    when the candidates score alike."""
-    scaled, _ = normalise(scores, "minmax", floor)
+def peakedness(scaled: np.ndarray) -> float:
+    """1 - the mean of a list's min-max scaled scores: near 1 when a few documents stand out,
+    near 0 when the candidates score alike (an empty list: 0)."""
     return float(1.0 - scaled.mean()) if scaled.size else 0.0
 
 
-def adaptive_weights(lists: list[Ranked], floors: Sequence[float | None]) -> tuple[float, ...]:
+def adaptive_weights(scaled: list[np.ndarray]) -> tuple[float, ...]:
     """Each list's peakedness, the weights summing to 1 (equal when no list has a peak)."""
-    peaks = [peakedness(np.array([s for _, s in ranked], dtype=np.float64), floor) for ranked, floor in zip(lists, floors)]
+    peaks = [peakedness(values) for values in scaled]
     total = sum(peaks)
     if total <= 0:
-        return tuple([1.0 / len(lists)] * len(lists))
+        return tuple([1.0 / len(scaled)] * len(scaled))
     return tuple(p / total for p in peaks)
 
 
-def linear(lists: list[Ranked], weights: tuple[float, ...], norm: str = "minmax", floors: Sequence[float | None] = ()) -> Ranked:
+def linear(
+    lists: list[Ranked], weights: tuple[float, ...], norm: str = "minmax", floors: Sequence[float | None] = (), *, adaptive: bool = False
+) -> tuple[Ranked, tuple[float, ...]]:
+    """The weighted sum of normalised scores, and the weights used: with `adaptive`, each list's
+    peakedness, from the same min-max scaling when `norm` is minmax."""
     floors = list(floors) or [None] * len(lists)
-    normalised = []
-    for ranked, floor in zip(lists, floors):
-        values, absent = normalise(np.array([s for _, s in ranked], dtype=np.float64), norm, floor)
-        normalised.append(({doc: float(v) for (doc, _), v in zip(ranked, values)}, absent))
+    scores = [np.array([s for _, s in ranked], dtype=np.float64) for ranked in lists]
+    normalised = [normalise(values, norm, floor) for values, floor in zip(scores, floors)]
+    if adaptive:
+        scaled = [values for values, _ in normalised] if norm == "minmax" else [
+            normalise(values, "minmax", floor)[0] for values, floor in zip(scores, floors)
+        ]
+        weights = adaptive_weights(scaled)
+    by_doc = [({doc: float(v) for (doc, _), v in zip(ranked, values)}, absent) for ranked, (values, absent) in zip(lists, normalised)]
     docs = {doc for ranked in lists for doc, _ in ranked}
-    fused = {doc: sum(w * scores.get(doc, absent) for (scores, absent), w in zip(normalised, weights)) for doc in docs}
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+    fused = {doc: sum(w * values.get(doc, absent) for (values, absent), w in zip(by_doc, weights)) for doc in docs}
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0])), weights
 
 
 def fuse(
@@ -101,6 +108,4 @@ def fuse(
     if method == "rrf":
         weights = weights or tuple([1.0] * len(lists))
         return rrf(lists, k, weights), weights
-    if adaptive:
-        weights = adaptive_weights(lists, floors or [None] * len(lists))
-    return linear(lists, weights, norm, floors), weights
+    return linear(lists, weights, norm, floors, adaptive=adaptive)

@@ -36,12 +36,23 @@ class Rm3:
     min_docs: int = 2
     selective: bool = False
 
+    def text(self) -> str:
+        """As the dialect writes it (EXPLAIN and its account of defaults)."""
+        return (
+            f"rm3(terms => {self.terms}, weight => {self.weight}, max_df => {self.max_df}, "
+            f"min_docs => {self.min_docs}, selective => {str(self.selective).lower()})"
+        )
+
 
 @dataclass(frozen=True)
 class VectorPrf:
     method: str = "rocchio"  # "average" | "rocchio"
     alpha: float = 1.0
     beta: float = 0.5
+
+    def text(self) -> str:
+        """As the dialect writes it."""
+        return "average" if self.method == "average" else f"rocchio(alpha => {self.alpha}, beta => {self.beta})"
 
 
 def feedback(ranked: list[tuple[int, float]], depth: int) -> tuple[list[int], list[float]]:
