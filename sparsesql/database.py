@@ -27,6 +27,7 @@ from sparsesql.lang.parse import parse_statement
 from sparsesql.plan.build import build_plan
 from sparsesql.plan.explain import explain_text
 from sparsesql.tier.cache import Tiers, parse_bytes
+from sparsesql.tier.dense_cache import DenseTier
 
 
 class Database:
@@ -36,7 +37,9 @@ class Database:
     `sparse_tier` serves SPARSE candidates of unfiltered searches from an in-memory index of the
     collection's postings (loaded on first use, kept current by the change log, snapshotted under
     SPARSESQL_HOME); `sparse_tier_memory` ("2GB", or bytes) caps what one collection may take,
-    past which its searches stay in SQL.
+    past which its searches stay in SQL. With the tier on, `dense_tier` (on unless False) also
+    keeps each collection's dense codes in memory for DENSE candidates (scored exactly in
+    PostgreSQL), capped by `dense_tier_memory`.
     """
 
     def __init__(
@@ -46,11 +49,15 @@ class Database:
         trace: Callable[[str, dict], None] | None = None,
         sparse_tier: bool = False,
         sparse_tier_memory: int | str | None = None,
+        dense_tier: bool = True,
+        dense_tier_memory: int | str | None = None,
     ) -> None:
         self.dsn = resolve_dsn(dsn)
         self.trace = trace
         self._tier_memory = parse_bytes(sparse_tier_memory)
-        self.tiers = Tiers(embedded.home(), self._tier_memory) if sparse_tier else None
+        self._dense = dense_tier
+        self._dense_memory = parse_bytes(dense_tier_memory)
+        self.tiers = self._new_tiers() if sparse_tier else None
         self._conn = open_connection(self.dsn)
         # The catalog entry the last search was checked against: the server lays out a search's
         # rows by it without reading the catalog a second time.
@@ -138,14 +145,30 @@ class Database:
             for c in self.collections()
         ]
 
+    def _new_tiers(self) -> Tiers:
+        return Tiers(embedded.home(), self._tier_memory, dense=self._dense, dense_memory_limit=self._dense_memory)
+
     def _set(self, name: str, value: bool | int | None) -> object:
-        """Apply a SET: the tier on or off, or its budget (indexes over a lower budget are dropped)."""
+        """Apply a SET: the tier (or its dense half) on or off, or a budget (what is over a lower
+        budget is dropped)."""
         if name == "sparse_tier":
             if value and self.tiers is None:
-                self.tiers = Tiers(embedded.home(), self._tier_memory)
+                self.tiers = self._new_tiers()
             elif not value:
                 self.tiers = None
             return "on" if value else "off"
+        if name == "dense_tier":
+            self._dense = bool(value)
+            if self.tiers is not None and not value:
+                self.tiers.dense = None
+            elif self.tiers is not None and self.tiers.dense is None:
+                self.tiers.dense = DenseTier(embedded.home(), self._dense_memory)
+            return "on" if value else "off"
+        if name == "dense_tier_memory":
+            self._dense_memory = value
+            if self.tiers is not None and self.tiers.dense is not None:
+                self.tiers.dense.set_budget(value)
+            return value
         self._tier_memory = value
         if self.tiers is not None:
             self.tiers.memory_limit = value
@@ -270,8 +293,11 @@ def connect(
     trace: Callable[[str, dict], None] | None = None,
     sparse_tier: bool = False,
     sparse_tier_memory: int | str | None = None,
+    dense_tier: bool = True,
+    dense_tier_memory: int | str | None = None,
 ) -> Database:
     """Open a database: `dsn`, else SPARSESQL_DSN, else the embedded server in SPARSESQL_HOME."""
-    return Database(dsn, trace=trace, sparse_tier=sparse_tier, sparse_tier_memory=sparse_tier_memory)
+    return Database(dsn, trace=trace, sparse_tier=sparse_tier, sparse_tier_memory=sparse_tier_memory,
+                    dense_tier=dense_tier, dense_tier_memory=dense_tier_memory)
 
 

@@ -17,6 +17,7 @@ import psycopg
 from pgvector import Vector
 from psycopg import sql
 
+from sparsesql.db.catalog import CollectionInfo
 from sparsesql.errors import DatabaseError
 from sparsesql.exec.row import Row
 from sparsesql.exec.snapshot import Snapshot
@@ -130,6 +131,58 @@ class _Run:
             + ", ".join(f"{k} {v}" for k, v in how.items())
         )
 
+    def tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:
+        with self.tiers.lock if self.tiers is not None else contextlib.nullcontext():
+            self._tier_dense(stage, record)
+
+    def _tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:
+        """Candidates from the codes (brought to the search's version by the change log), then
+        one statement in the snapshot scores them, and the union's other documents, exactly."""
+        info = stage.collection
+        params = self.bind_vector(stage.params, stage.vector_slot)
+        refused, loaded = self._dense_refusal(info), None
+        if refused is None:
+            try:
+                loaded = self.tiers.dense.get(self.conn, info)
+            except TierRefused as exc:
+                refused = str(exc)
+        if loaded is None:
+            if stage.columns is not None:
+                self.rows(st.SqlRows(stage.fallback, stage.params, stage.columns, True, stage.vector_slot), record)
+            else:
+                self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k, stage.vector_slot), record)
+            record.detail = f"memory tier not used: {refused}"
+            return
+        vector = params[f"{stage.label}_vector"].to_numpy()
+        start = time.perf_counter()
+        found = loaded.codes.search(vector, stage.search_k)
+        search_ms = (time.perf_counter() - start) * 1000
+        ids = dict.fromkeys(found.tolist())
+        for label in stage.union:
+            ids.update(dict.fromkeys(d for d, _ in self.slots[f"ranked:{label}"]))
+        params = {**params, f"{stage.label}_tier_ids": list(ids)}
+        rows = self.execute(record, stage.statement, params, last=stage.columns is not None)
+        if stage.columns is not None:
+            self.slots["rows"] = [(r[1:-1], float(r[-1])) for r in rows]
+        else:
+            self.ranked(stage, [(int(d), float(s)) for d, s in rows], stage.params)
+        record.rows = len(rows)
+        record.detail = (
+            f"{loaded.codes.describe()}, {loaded.codes.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in "
+            f"{loaded.load_ms:.0f} ms), change log at {loaded.seq}; {len(found)} candidates from the codes in {search_ms:.2f} ms"
+            + (f" + {len(ids) - len(found)} more from {', '.join(stage.union)}" if stage.union else "")
+            + f", {len(ids)} scored exactly in PostgreSQL"
+        )
+
+    def _dense_refusal(self, info: CollectionInfo) -> str | None:
+        if self.tiers is None:
+            return "no memory tier on this connection"
+        if self.tiers.dense is None:
+            return "dense_tier is off"
+        if self.snap.in_callers_transaction:
+            return "the search runs inside the caller's transaction"
+        return self.tiers.dense.why_not(self.conn, info)
+
     def feedback(self, stage: st.Feedback, record: StageRecord) -> None:
         ids, weights = feedback(self.slots[f"ranked:{stage.source}"], stage.depth)
         params = {**stage.params, stage.prefix + "fb_ids": ids, stage.prefix + "fb_weights": weights}
@@ -212,6 +265,7 @@ _DISPATCH = {
     st.EncodeQuery: _Run.encode,
     st.Candidates: _Run.candidates,
     st.TierCandidates: _Run.tier_candidates,
+    st.TierDense: _Run.tier_dense,
     st.Feedback: _Run.feedback,
     st.Fuse: _Run.fuse,
     st.Diversify: _Run.diversify,

@@ -191,13 +191,14 @@ class CheckedShowGraph:
 
 @dataclass(frozen=True)
 class CheckedSet:
-    """A connection setting: sparse_tier (bool) or sparse_tier_memory (bytes, None = no limit)."""
+    """A connection setting: sparse_tier / dense_tier (bool) or sparse_tier_memory /
+    dense_tier_memory (bytes, None = no limit)."""
 
     name: str
     value: bool | int | None
 
 
-SETTINGS = ("sparse_tier", "sparse_tier_memory")
+SETTINGS = ("sparse_tier", "sparse_tier_memory", "dense_tier", "dense_tier_memory")
 
 
 @dataclass(frozen=True)
@@ -924,10 +925,10 @@ def _set_option(c: _Checker, statement: ast.SetOption) -> CheckedSet:
     if name not in SETTINGS:
         raise c.error(f"unknown setting {statement.name.name!r}; settings: {', '.join(SETTINGS)}", statement.name.pos)
     raw = statement.value.name.lower() if isinstance(statement.value, ast.Name) else statement.value.value
-    if name == "sparse_tier":
+    if name in ("sparse_tier", "dense_tier"):
         value = {True: True, False: False, "on": True, "off": False, "true": True, "false": False}.get(raw)
         if value is None or (isinstance(raw, (int, float)) and not isinstance(raw, bool)):
-            raise c.error(f"sparse_tier takes on or off, got {raw!r}", statement.value.pos)
+            raise c.error(f"{name} takes on or off, got {raw!r}", statement.value.pos)
         return CheckedSet(name, value)
     if raw in ("none", "unlimited", "default"):
         return CheckedSet(name, None)
@@ -942,7 +943,7 @@ def _set_option(c: _Checker, statement: ast.SetOption) -> CheckedSet:
         except CheckError:
             size = None
     if size is None or size <= 0:
-        raise c.error(f"sparse_tier_memory takes a size such as '2GB' or '512MB' (or none), got {raw!r}", statement.value.pos)
+        raise c.error(f"{name} takes a size such as '2GB' or '512MB' (or none), got {raw!r}", statement.value.pos)
     return CheckedSet(name, int(size))
 
 

@@ -2,6 +2,8 @@
 
     no SEARCH         one SQL statement: filter, insertion order, LIMIT
     SPARSE or DENSE   [encode] -> one SQL statement: candidates joined with their columns
+                      (memory tier: SPARSE's top k from the postings, then the rows; DENSE's
+                      candidates from the codes, scored exactly by the statement that fetches rows)
     HYBRID            [encode] -> candidates per signal (SQL, filtered) -> fuse (Python) -> fetch (SQL)
     ... WITH PRF      first pass as above -> [fuse: feedback list] -> one feedback statement per
                       side (SQL) -> fuse -> fetch
@@ -49,21 +51,49 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
 
 
 def _from_memory(q: CheckedSelect, signal: Signal, tier: bool) -> bool:
-    """The memory tier serves sparse signals of searches without a filter (it cannot run SQL's WHERE)."""
-    return tier and isinstance(signal, SparseSignal) and q.where is None
+    """The memory tier serves sparse signals, and dense ones that name no HNSW search, of
+    searches without a filter (it cannot run SQL's WHERE)."""
+    if not tier or q.where is not None:
+        return False
+    return isinstance(signal, SparseSignal) or (isinstance(signal, DenseSignal) and signal.ef_search is None)
+
+
+def codes_k(k: int) -> int:
+    """How many candidates the dense codes bring for a top k: the best 3k re-scored exactly gave
+    the exact top k on 98-100% of held-out queries of the shared sets (tier/dense.py)."""
+    return max(3 * k, 100)
+
+
+def _tier_dense(q: CheckedSelect, label: str, where: sql.Composable, statement: sql.Composed, params: dict, k: int, slot: str | None,
+                union: tuple[str, ...] = (), columns: tuple[str, ...] | None = None) -> st.TierDense:
+    """A dense first pass from the codes: the exact statement, restricted to the candidates."""
+    info, prefix = q.collection, f"{label}_"
+    only = sql.SQL("({}) AND d.doc_id = ANY({})").format(where, sql.Placeholder(prefix + "tier_ids"))
+    exact = dense.candidates_sql(info, only, prefix)
+    if columns is not None:
+        exact, statement = ranked_rows_sql(info, exact, columns), ranked_rows_sql(info, statement, columns)
+    return st.TierDense(label, info, k, codes_k(k), exact, statement, params, slot, union, columns)
 
 
 def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int, tier: bool) -> None:
-    """Each signal's first pass as a candidate list of its top k."""
-    for signal, label in zip(q.search.signals, _labels(q.search.signals)):
+    """Each signal's first pass as a candidate list of its top k. Dense lists from the codes come
+    last: they verify the other lists' documents too, so the union of candidates is scored exactly."""
+    signals, labels = q.search.signals, _labels(q.search.signals)
+    later = []
+    for signal, label in zip(signals, labels):
         encode, statement, params, settings = _first_pass(q, signal, label, where, bound, k)
         if encode:
             plan.stages.append(encode)
-        if _from_memory(q, signal, tier):
+        slot = f"{label}_vector" if encode else None
+        if _from_memory(q, signal, tier) and isinstance(signal, SparseSignal):
             plan.stages.append(st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params))
+        elif _from_memory(q, signal, tier):
+            others = tuple(x for s, x in zip(signals, labels) if isinstance(s, SparseSignal))
+            later.append(_tier_dense(q, label, where, statement, params, k, slot, others))
         else:
             absent = 0.0 if isinstance(signal, SparseSignal) else None
-            plan.stages.append(st.Candidates(label, statement, params, k, f"{label}_vector" if encode else None, settings, absent))
+            plan.stages.append(st.Candidates(label, statement, params, k, slot, settings, absent))
+    plan.stages.extend(later)
 
 
 def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: sql.Composable, bound: dict, k: int):
@@ -144,9 +174,9 @@ def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composab
     wanted = _inputs(plan, source)
     by_label = dict(zip(_labels(q.search.signals), q.search.signals))
     for leaf in plan.stages:
-        if not isinstance(leaf, (st.Candidates, st.TierCandidates, st.Feedback)) or leaf.label not in wanted:
+        if not isinstance(leaf, (st.Candidates, st.TierCandidates, st.TierDense, st.Feedback)) or leaf.label not in wanted:
             continue
-        if isinstance(leaf, (st.Candidates, st.TierCandidates)):
+        if isinstance(leaf, (st.Candidates, st.TierCandidates, st.TierDense)):
             statement = _first_pass(q, by_label[leaf.label], leaf.label, only, bound, 0, exact=True)[1]
             stage.rescore.append(st.Rescore(leaf.label, statement, f"{leaf.label}_", leaf.vector_slot))
         else:
@@ -178,12 +208,16 @@ def build_plan(q: CheckedSelect, *, tier: bool = False) -> st.Plan:
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan
     signals, labels = q.search.signals, _labels(q.search.signals)
-    if len(signals) == 1 and q.prf is None and q.diversify is None and not _from_memory(q, signals[0], tier):
+    single = len(signals) == 1 and q.prf is None and q.diversify is None
+    if single and (not _from_memory(q, signals[0], tier) or isinstance(signals[0], DenseSignal)):
         encode, statement, params, settings = _first_pass(q, signals[0], labels[0], where, bound, q.limit)
         if encode:
             plan.stages.append(encode)
         slot = f"{labels[0]}_vector" if encode else None
-        plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot, settings=settings))
+        if _from_memory(q, signals[0], tier):
+            plan.stages.append(_tier_dense(q, labels[0], where, statement, params, q.limit, slot, columns=q.columns))
+        else:
+            plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot, settings=settings))
         return plan
     keep = q.diversify.candidates if q.diversify else q.limit
     source = _ranked(q, plan, where, bound, keep, tier)

@@ -14,6 +14,8 @@ def _where(stage: st.Stage) -> str:
         return "SQL + Python"
     if isinstance(stage, st.TierCandidates):
         return "memory tier"
+    if isinstance(stage, st.TierDense):
+        return "memory tier + SQL"
     return "SQL" if isinstance(stage, (st.Candidates, st.Feedback, st.FetchRows, st.SqlRows)) else "Python"
 
 
@@ -22,6 +24,10 @@ def _describe(stage: st.Stage) -> str:
         return f"embed query text with {stage.model}"
     if isinstance(stage, (st.Candidates, st.TierCandidates)):
         return f"top {stage.k} candidates"
+    if isinstance(stage, st.TierDense):
+        union = f" and every document of {', '.join(stage.union)}" if stage.union else ""
+        rows = ", with their rows" if stage.columns is not None else ""
+        return f"top {stage.k} by exact cosine of {stage.search_k} candidates from the dense codes{union}{rows}"
     if isinstance(stage, st.Feedback):
         return f"{stage.side} query moved by {stage.method} from the top {stage.depth} of {stage.source}, top {stage.k}"
     if isinstance(stage, st.Fuse):
@@ -55,6 +61,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
             lines.append("     settings (this transaction): " + ", ".join(f"{k} = {v}" for k, v in stage.settings.items()))
         if isinstance(stage, st.TierCandidates):
             lines.append("     SQL if the tier cannot serve: " + (record.sql if record and record.sql else stage.fallback.as_string(conn)))
+        if isinstance(stage, st.TierDense):
+            lines.append("     SQL if the tier cannot serve: " + stage.fallback.as_string(conn))
         statement = getattr(stage, "statement", None)
         if statement is not None:
             lines.append("     SQL: " + (record.sql if record and record.sql else statement.as_string(conn)))

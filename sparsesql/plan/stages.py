@@ -59,6 +59,27 @@ class TierCandidates:
 
 
 @dataclass
+class TierDense:
+    """A dense signal's top-k: candidates from the in-memory codes (`search_k` of them, plus every
+    document the lists in `union` hold), scored exactly by `statement` in the search's snapshot
+    (binds `<label>_tier_ids`). With `columns`, that statement also yields the final rows (a
+    DENSE-only search). `fallback` runs instead when the codes cannot serve the collection."""
+
+    label: str
+    collection: CollectionInfo
+    k: int
+    search_k: int
+    statement: sql.Composed
+    fallback: sql.Composed
+    params: dict
+    vector_slot: str | None = None
+    union: tuple[str, ...] = ()
+    columns: tuple[str, ...] | None = None
+    absent: float | None = None
+    name: str = "candidates"
+
+
+@dataclass
 class Feedback:
     """Second pass of one side: its query moved by the top `depth` of list `source`, in SQL."""
 
@@ -146,7 +167,7 @@ class Diversify:
     name: str = "diversify"
 
 
-Stage = EncodeQuery | Candidates | TierCandidates | Feedback | Fuse | Diversify | FetchRows | SqlRows
+Stage = EncodeQuery | Candidates | TierCandidates | TierDense | Feedback | Fuse | Diversify | FetchRows | SqlRows
 
 
 @dataclass

@@ -106,30 +106,73 @@ def _postings(conn: psycopg.Connection, info: CollectionInfo, field: SparseField
     )
 
 
+NO_CHANGE_LOG = "the collection has no change log (created before it existed); re-create it to use the memory tier"
+
+
+def has_change_log(conn: psycopg.Connection, info: CollectionInfo) -> bool:
+    return conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{info.name}__changes"',)).fetchone()[0] is not None
+
+
+def changes_since(conn: psycopg.Connection, info: CollectionInfo, seq: int) -> tuple[np.ndarray, list[int], int] | None:
+    """The change log past `seq`, in the caller's snapshot: (removed doc ids, added doc ids still
+    present, the last seq), or None when nothing changed."""
+    rows = conn.execute(
+        sql.SQL("SELECT seq, doc_id, added FROM {} WHERE seq > %s ORDER BY seq").format(info.table("changes")), (seq,)
+    ).fetchall()
+    if not rows:
+        return None
+    removed = np.array([d for _, d, added in rows if not added], dtype=np.int64)
+    added = sorted({d for _, d, a in rows if a} - set(removed.tolist()))
+    return removed, added, rows[-1][0]
+
+
+def snapshot_folder(home: Path | None, name: str, identity: str) -> Path | None:
+    """Where a collection's snapshot lives: its name and creation time, so a re-created namesake
+    never loads the old one's."""
+    if home is None:
+        return None
+    key = hashlib.sha256(f"{name}|{identity}".encode()).hexdigest()[:16]
+    return home / "tiers" / f"{name}-{key}"
+
+
+def write_snapshot(folder: Path, file: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """One file, written beside its final name and renamed whole: its arrays and its seq always
+    agree, and a crash mid-write leaves the previous snapshot (or none)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{file}.{os.getpid()}.{threading.get_ident()}.tmp.npz"  # writers in other processes share the folder
+    np.savez(tmp, **arrays, meta=np.array(json.dumps(meta)))
+    tmp.replace(folder / f"{file}.npz")
+
+
 class TierRefused(Exception):
     """The collection turned out too large for the budget once loaded; the search runs in SQL."""
 
 
 class Tiers:
-    """The in-memory indexes of a process's collections.
+    """The in-memory indexes of a process's collections: postings per sparse field, and (`dense`)
+    the collections' dense codes.
 
     Several sessions may share one (the server's): `lock` is held around each search's use of
     an index (bringing it to the search's version, then scoring), since following the change
     log mutates the arrays a concurrent search would read.
     """
 
-    def __init__(self, home: Path | None = None, memory_limit: int | None = None) -> None:
+    def __init__(self, home: Path | None = None, memory_limit: int | None = None, *, dense: bool = True,
+                 dense_memory_limit: int | None = None) -> None:
+        from sparsesql.tier.dense_cache import DenseTier
+
         self.home = home
         self.memory_limit = memory_limit
         self.loaded: dict[tuple[str, int], Loaded] = {}  # (collection, sparse field's slot)
+        self.dense = DenseTier(home, dense_memory_limit) if dense else None  # the dense codes, or None: DENSE in SQL
         self.lock = threading.RLock()
 
     def why_not(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField) -> str | None:
         """Why this field of the collection is not served from memory, or None when it is (or can be)."""
         if (info.name, field.slot) in self.loaded:
             return None
-        if conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{info.name}__changes"',)).fetchone()[0] is None:
-            return "the collection has no change log (created before it existed); re-create it to use the memory tier"
+        if not has_change_log(conn, info):
+            return NO_CHANGE_LOG
         if self.memory_limit is None or field.slot > 0:
             return None
         # The sum of document lengths is at least the number of postings (a term counts once per
@@ -184,13 +227,10 @@ class Tiers:
         return loaded
 
     def _follow(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField, loaded: Loaded) -> None:
-        rows = conn.execute(
-            sql.SQL("SELECT seq, doc_id, added FROM {} WHERE seq > %s ORDER BY seq").format(info.table("changes")), (loaded.seq,)
-        ).fetchall()
-        if not rows:
+        change = changes_since(conn, info, loaded.seq)
+        if change is None:
             return
-        removed = np.array([d for _, d, added in rows if not added], dtype=np.int64)
-        added = sorted({d for _, d, a in rows if a} - set(removed.tolist()))
+        removed, added, last = change
         loaded.index.remove(removed)
         if added:
             terms, docs, weights, len_ids, lens = _postings(conn, info, field, sql.SQL("d.doc_id = ANY(%s)"), (added,))
@@ -198,7 +238,7 @@ class Tiers:
                 loaded.index = loaded.index.compact()
                 loaded.index.weights = loaded.index.weights.astype(np.float32)
             loaded.index.add(terms, docs, weights, len_ids, lens)
-        loaded.seq = rows[-1][0]
+        loaded.seq = last
         if loaded.index.delta_postings > COMPACT_SHARE * max(len(loaded.index.docs), 1000):
             loaded.index = loaded.index.compact()
             self._save(info, field, loaded)
@@ -206,23 +246,16 @@ class Tiers:
     # ------------------------------------------------------------------ snapshots
 
     def _path(self, info: CollectionInfo, field: SparseField, identity: str) -> Path | None:
-        if self.home is None:
-            return None
-        name = info.name if field.slot == 0 else f"{info.name}.{field.slot}"
-        key = hashlib.sha256(f"{name}|{identity}".encode()).hexdigest()[:16]
-        return self.home / "tiers" / f"{name}-{key}"
+        return snapshot_folder(self.home, info.name if field.slot == 0 else f"{info.name}.{field.slot}", identity)
 
     def _save(self, info: CollectionInfo, field: SparseField, loaded: Loaded) -> None:
         folder = self._path(info, field, loaded.identity)
         if folder is None or loaded.index.delta:
             return
-        folder.mkdir(parents=True, exist_ok=True)
         ix = loaded.index
-        tmp = folder / f"index.{os.getpid()}.{threading.get_ident()}.tmp.npz"  # writers in other processes share the folder
-        np.savez(tmp, terms=ix.terms, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, max_weight=ix.max_weight,
-                 min_len=ix.min_len, doc_len=ix.doc_len, alive=ix.alive,
-                 meta=np.array(json.dumps({"seq": loaded.seq, "identity": loaded.identity})))
-        tmp.replace(folder / "index.npz")  # one file, renamed whole: its arrays and seq always agree
+        arrays = dict(terms=ix.terms, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, max_weight=ix.max_weight,
+                      min_len=ix.min_len, doc_len=ix.doc_len, alive=ix.alive)
+        write_snapshot(folder, "index", arrays, {"seq": loaded.seq, "identity": loaded.identity})
 
     def _snapshot(self, info: CollectionInfo, field: SparseField, identity: str) -> Loaded | None:
         folder = self._path(info, field, identity)
