@@ -1,7 +1,7 @@
 """The dense half of the memory tier: candidates from compressed codes, every score exact from
 PostgreSQL, so results equal the SQL path's on the shared sets; current after every committed
 write (also under a concurrent writer), snapshots a new process loads and catches up from, and SQL
-whenever the codes cannot serve (budget, off, a filter, the caller's transaction)."""
+whenever the codes cannot serve (budget, off, the caller's transaction); filters as doc-id sets."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ def test_a_new_process_loads_the_codes_snapshot_and_catches_up(db, dsn, tmp_path
         assert [i for i, _ in ranked(third, text, v=x[3].tolist())] == ["other"]
 
 
-def test_budget_off_filter_and_callers_transaction_stay_in_sql(db, dsn, tmp_path, monkeypatch, name):
+def test_budget_off_and_callers_transaction_stay_in_sql_and_a_filter_reaches_the_codes(db, dsn, tmp_path, monkeypatch, name):
     monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
     x = unit_rows(300, 8, 4)
     db.create_collection(name, {"body": "text", "year": "int"}, dense="none", dim=8).add(
@@ -191,7 +191,7 @@ def test_budget_off_filter_and_callers_transaction_stay_in_sql(db, dsn, tmp_path
         assert same(ranked(tiered, text, v=v), plain, tol=1e-6)
         tiered.query("SET dense_tier = on")
         filtered = f"SELECT id, score FROM {name} SEARCH DENSE(:v) WHERE year > 2100 LIMIT 10"
-        assert "memory tier" not in tiered.explain(filtered, v=v)
+        assert "filter keeps 199 documents (all scored exactly)" in tiered.explain(filtered, analyze=True, v=v)
         assert same(ranked(tiered, filtered, v=v), ranked(db, filtered, v=v), tol=1e-6)
         with tiered.conn.transaction():
             plan = tiered.explain(text, analyze=True, v=v)
@@ -201,3 +201,38 @@ def test_budget_off_filter_and_callers_transaction_stay_in_sql(db, dsn, tmp_path
                 tiered.query(bad)
     with sparsesql.connect(dsn, sparse_tier=True, dense_tier=False) as no_codes:
         assert "dense_tier is off" in no_codes.explain(text, analyze=True, v=v)
+
+
+# ----------------------------------------------------------------------------- filters
+
+
+def test_filtered_searches_from_memory_equal_the_sql_path(db, tier_db, name):
+    """A WHERE reaches the tier as the doc ids it keeps (one statement in the search's snapshot):
+    SPARSE is exactly the SQL path's, DENSE and HYBRID too (few kept: every one scored exactly;
+    many: the codes asked deeper), and LIMIT rows come back whenever that many documents match."""
+    rng = np.random.default_rng(6)
+    x = unit_rows(3000, 64, 7)
+    words = ["alpha", "beta", "gamma", "delta", "omega"]
+    coll = db.create_collection(name, {"body": "text", "year": "int", "tag": "text"}, dense="none", dim=64)
+    coll.add([
+        {"id": f"d{i}", "body": " ".join(rng.choice(words, 6)), "year": 1900 + i % 100, "tag": "odd" if i % 2 else "even",
+         "vector": x[i].tolist()}
+        for i in range(3000)
+    ])
+    v = (x[5] + x[8]).tolist()
+    for where in ("year = 1950", "year >= 1990 AND tag = 'odd'", "tag LIKE 'ev%'", "year > 1900 OR tag = 'odd'", "year > 3000"):
+        for search in ("SPARSE('alpha omega')", "DENSE(:v)", "HYBRID(SPARSE('alpha omega'), DENSE(:v))"):
+            text = f"SELECT id, score FROM {name} SEARCH {search} WHERE {where} LIMIT 20"
+            got, want = ranked(tier_db, text, v=v), ranked(db, text, v=v)
+            plan = tier_db.explain(text, analyze=True, v=v)
+            assert "filter keeps" in plan and "memory tier" in plan, plan
+            assert len(got) == min(20, len(want))
+            if search.startswith("SPARSE") or "(all scored exactly)" in plan:
+                assert same(got, want, tol=1e-6), (where, search)
+            else:  # the codes asked deeper: approximate candidates, exact scores
+                assert len({d for d, _ in got} & {d for d, _ in want}) >= 0.9 * len(want), (where, search)
+                if search.startswith("DENSE"):
+                    exact = dict(want)
+                    assert all(abs(score - exact[d]) < 1e-6 for d, score in got if d in exact)
+    assert "(all scored exactly)" in tier_db.explain(f"SELECT id FROM {name} SEARCH DENSE(:v) WHERE year = 1950 LIMIT 5", analyze=True, v=v)
+    assert len(ranked(tier_db, f"SELECT id, score FROM {name} SEARCH DENSE(:v) WHERE year = 1950 LIMIT 50", v=v)) == 30

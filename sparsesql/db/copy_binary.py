@@ -18,6 +18,8 @@ _TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 # (term_id int4, doc_id int8, tf float4): one posting.
 POSTING = np.dtype([("n", ">i2"), ("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("doc", ">i8"), ("l3", ">i4"), ("w", ">f4")])
+# (doc_id int8)
+DOC_ID = np.dtype([("n", ">i2"), ("l1", ">i4"), ("doc", ">i8")])
 # (doc_id int8, doc_len int4)
 LENGTH = np.dtype([("n", ">i2"), ("l1", ">i4"), ("doc", ">i8"), ("l2", ">i4"), ("len", ">i4")])
 

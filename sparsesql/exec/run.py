@@ -17,6 +17,7 @@ import psycopg
 from pgvector import Vector
 from psycopg import sql
 
+from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo
 from sparsesql.errors import DatabaseError
 from sparsesql.exec.row import Row
@@ -122,7 +123,14 @@ class _Run:
             return
         terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
         scoring = Scoring(stage.field.bm25, info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
-        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k)
+        mask = None
+        if stage.allowed is not None:
+            kept = self.allowed_ids(stage.allowed, stage.params, record)
+            mask = np.zeros(len(loaded.index.alive), dtype=bool)
+            mask[kept[kept < len(mask)]] = True
+        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask)
+        if mask is not None:
+            how = {"filter keeps": f"{len(kept)} documents", **how}
         self.ranked(stage, [(int(d), float(s)) for d, s in zip(docs, scores)], stage.params)
         record.rows = len(docs)
         record.detail = (
@@ -154,8 +162,9 @@ class _Run:
             record.detail = f"memory tier not used: {refused}"
             return
         vector = params[f"{stage.label}_vector"].to_numpy()
+        kept = None if stage.allowed is None else self.allowed_ids(stage.allowed, stage.params, record)
         start = time.perf_counter()
-        found = loaded.codes.search(vector, stage.search_k)
+        found = filtered_candidates(loaded.codes, vector, stage.search_k, kept)
         search_ms = (time.perf_counter() - start) * 1000
         ids = dict.fromkeys(found.tolist())
         for label in stage.union:
@@ -169,10 +178,27 @@ class _Run:
         record.rows = len(rows)
         record.detail = (
             f"{loaded.codes.describe()}, {loaded.codes.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in "
-            f"{loaded.load_ms:.0f} ms), change log at {loaded.seq}; {len(found)} candidates from the codes in {search_ms:.2f} ms"
+            f"{loaded.load_ms:.0f} ms), change log at {loaded.seq}; "
+            + ("" if kept is None else f"filter keeps {len(kept)} documents{' (all scored exactly)' if len(kept) <= brute_max(stage.search_k) else ''}, ")
+            + f"{len(found)} candidates from the codes in {search_ms:.2f} ms"
             + (f" + {len(ids) - len(found)} more from {', '.join(stage.union)}" if stage.union else "")
             + f", {len(ids)} scored exactly in PostgreSQL"
         )
+
+    def allowed_ids(self, statement: sql.Composed, params: dict, record: StageRecord) -> np.ndarray:
+        """The doc ids the search's filter keeps, read once per search by binary COPY in its snapshot."""
+        key = f"allowed:{statement.as_string(self.conn)}"
+        if key not in self.slots:
+            if self.tracer:
+                self.tracer(statement.as_string(self.conn), params)
+            try:
+                with self.conn.cursor() as cur:
+                    with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(statement), params) as copy:
+                        data = b"".join(bytes(chunk) for chunk in copy)
+            except psycopg.Error as exc:
+                raise database_error(exc, record.stage) from exc
+            self.slots[key] = np.sort(copy_binary.decode(data, copy_binary.DOC_ID)["doc"].astype(np.int64))
+        return self.slots[key]
 
     def _dense_refusal(self, info: CollectionInfo) -> str | None:
         if self.tiers is None:
@@ -272,6 +298,27 @@ _DISPATCH = {
     st.FetchRows: _Run.fetch,
     st.SqlRows: _Run.rows,
 }
+
+
+def brute_max(search_k: int) -> int:
+    """Up to this many documents kept by a filter, a dense search scores every one exactly."""
+    return max(4 * search_k, 1000)
+
+
+def filtered_candidates(codes, vector: np.ndarray, search_k: int, kept: np.ndarray | None) -> np.ndarray:
+    """The codes' candidates among the documents a filter keeps (`kept`, sorted; None: all). Few
+    kept: all of them (exact brute force). Otherwise the codes are asked deeper, in proportion to
+    the share kept, so about `search_k` kept documents come back; the flat fast-scan layout takes
+    no id filter of its own."""
+    if kept is None:
+        return codes.search(vector, search_k)
+    if len(kept) <= brute_max(search_k):
+        return kept
+    deeper = int(np.ceil(search_k * codes.count / len(kept) * 1.5))
+    found = codes.search(vector, min(deeper, codes.count))
+    at = np.searchsorted(kept, found)
+    at[at >= len(kept)] = 0
+    return found[kept[at] == found][:search_k]
 
 
 def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:

@@ -24,7 +24,7 @@ from psycopg import sql
 
 from sparsesql.lang.check import CheckedSelect, DenseSignal, Fusion, Signal, SparseSignal
 from sparsesql.plan import stages as st
-from sparsesql.plan.sql import filtered_rows_sql, ranked_rows_sql, rows_by_ids_sql, where_sql
+from sparsesql.plan.sql import filter_ids_sql, filtered_rows_sql, ranked_rows_sql, rows_by_ids_sql, where_sql
 from sparsesql.graph import store as graph
 from sparsesql.retrieval import dense, prf, sparse
 
@@ -51,11 +51,13 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
 
 
 def _from_memory(q: CheckedSelect, signal: Signal, tier: bool) -> bool:
-    """The memory tier serves sparse signals, and dense ones that name no HNSW search, of
-    searches without a filter (it cannot run SQL's WHERE)."""
-    if not tier or q.where is not None:
-        return False
-    return isinstance(signal, SparseSignal) or (isinstance(signal, DenseSignal) and signal.ef_search is None)
+    """The memory tier serves sparse signals, and dense ones that name no HNSW search; a filter
+    reaches it as the doc ids it keeps (`_allowed`)."""
+    return tier and (isinstance(signal, SparseSignal) or (isinstance(signal, DenseSignal) and signal.ef_search is None))
+
+
+def _allowed(q: CheckedSelect, where: sql.Composable) -> sql.Composed | None:
+    return None if q.where is None else filter_ids_sql(q.collection, where)
 
 
 def codes_k(k: int) -> int:
@@ -66,13 +68,12 @@ def codes_k(k: int) -> int:
 
 def _tier_dense(q: CheckedSelect, label: str, where: sql.Composable, statement: sql.Composed, params: dict, k: int, slot: str | None,
                 union: tuple[str, ...] = (), columns: tuple[str, ...] | None = None) -> st.TierDense:
-    """A dense first pass from the codes: the exact statement, restricted to the candidates."""
-    info, prefix = q.collection, f"{label}_"
-    only = sql.SQL("({}) AND d.doc_id = ANY({})").format(where, sql.Placeholder(prefix + "tier_ids"))
-    exact = dense.candidates_sql(info, only, prefix)
+    """A dense first pass from the codes: the exact scores of the candidates."""
+    info = q.collection
+    exact = dense.scores_sql(info, f"{label}_")
     if columns is not None:
         exact, statement = ranked_rows_sql(info, exact, columns), ranked_rows_sql(info, statement, columns)
-    return st.TierDense(label, info, k, codes_k(k), exact, statement, params, slot, union, columns)
+    return st.TierDense(label, info, k, codes_k(k), exact, statement, params, slot, union, columns, allowed=_allowed(q, where))
 
 
 def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int, tier: bool) -> None:
@@ -86,7 +87,9 @@ def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: d
             plan.stages.append(encode)
         slot = f"{label}_vector" if encode else None
         if _from_memory(q, signal, tier) and isinstance(signal, SparseSignal):
-            plan.stages.append(st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params))
+            plan.stages.append(
+                st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params, allowed=_allowed(q, where))
+            )
         elif _from_memory(q, signal, tier):
             others = tuple(x for s, x in zip(signals, labels) if isinstance(s, SparseSignal))
             later.append(_tier_dense(q, label, where, statement, params, k, slot, others))

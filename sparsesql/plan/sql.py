@@ -107,6 +107,11 @@ def ranked_rows_sql(info: CollectionInfo, candidates: sql.Composable, columns: t
     ).format(candidates, cols, info.table("docs"))
 
 
+def filter_ids_sql(info: CollectionInfo, where: sql.Composable) -> sql.Composed:
+    """The doc ids a search's filter keeps, for the memory tier (read once, in the search's snapshot)."""
+    return sql.SQL("SELECT d.doc_id FROM {} AS d WHERE {}").format(info.table("docs"), where)
+
+
 def filtered_rows_sql(info: CollectionInfo, where: sql.Composable, columns: tuple[str, ...]) -> sql.Composed:
     """SELECT without SEARCH: matching documents in insertion order (binds %(limit)s)."""
     cols = columns_sql(("doc_id", *columns))

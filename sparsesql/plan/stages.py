@@ -55,6 +55,7 @@ class TierCandidates:
     params: dict
     vector_slot: str | None = None
     absent: float | None = 0.0
+    allowed: sql.Composed | None = None  # the doc ids a filter keeps (binds `params`), or None: no filter
     name: str = "candidates"
 
 
@@ -76,6 +77,7 @@ class TierDense:
     union: tuple[str, ...] = ()
     columns: tuple[str, ...] | None = None
     absent: float | None = None
+    allowed: sql.Composed | None = None  # as TierCandidates'
     name: str = "candidates"
 
 

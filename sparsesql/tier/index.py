@@ -199,15 +199,16 @@ class SparseIndex:
         idf = s.idf_of(q.df)
         return float(q.weight * idf * w / (w + s.k1 * (1 - s.b + s.b * float(self.min_len[t]) / s.avgdl)))
 
-    def _part(self, q: QueryTerm, s: Scoring, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """One term's live postings and their contributions; with `only` (sorted ids), just those."""
+    def _part(self, q: QueryTerm, s: Scoring, only: np.ndarray | None = None, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One term's live postings and their contributions; with `only` (sorted ids), just those;
+        with `allowed` (a flag per doc id), just the documents a filter keeps."""
         ids, ws = self.postings(q.term_id)
         if only is not None:
             at = np.searchsorted(ids, only)
             at[at >= len(ids)] = 0
             hit = (ids[at] == only) if len(ids) else np.zeros(len(only), dtype=bool)
             ids, ws = only[hit], ws[at[hit]]
-        live = self.alive[ids]
+        live = self.alive[ids] if allowed is None else self.alive[ids] & allowed[ids]
         ids, ws = ids[live], ws[live]
         return ids, self._contribution(q, ids, ws, s)
 
@@ -234,12 +235,14 @@ class SparseIndex:
         order = np.lexsort((docs, -scores))[:k]
         return docs[order], scores[order]
 
-    def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, prune: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
-        """Exact top k (doc ids, scores) and what the search did (for EXPLAIN).
+    def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, prune: bool = True,
+              allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+        """Exact top k (doc ids, scores) and what the search did (for EXPLAIN); with `allowed` (a
+        flag per doc id, as long as `alive`), among the documents a filter keeps only.
 
         Pruning takes terms largest bound first; every final score is then summed in term-id
         order, the order the SQL's sum uses, so both paths and the SQL add the same numbers in the
-        same order.
+        same order. The bounds hold for any subset of documents, so pruning stays exact under a filter.
         """
         terms = [q for q in terms if self.slot(q.term_id) is not None and q.weight > 0]
         if s.bm25 and s.avgdl <= 0:  # no document has a term: nothing can match
@@ -248,13 +251,13 @@ class SparseIndex:
         order = sorted(terms, key=lambda q: (-bounds[q.term_id], q.term_id))
         by_id = sorted(range(len(order)), key=lambda i: order[i].term_id)
         if not prune or len(order) < 2:
-            docs, scores = self._aggregate([self._part(order[i], s) for i in by_id])
+            docs, scores = self._aggregate([self._part(order[i], s, allowed=allowed) for i in by_id])
             return (*self._best(docs, scores, k), {"pruned terms": 0})
         ub = [bounds[q.term_id] for q in order]
         suffix = np.concatenate([np.cumsum(ub[::-1])[::-1], [0.0]])
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         for i, q in enumerate(order, start=1):
-            parts.append(self._part(q, s))
+            parts.append(self._part(q, s, allowed=allowed))
             # The k-th partial score is at most the processed terms' bounds: test only when that could beat the rest.
             if i == len(order) or sum(ub[:i]) * (1 - _SAFETY) <= suffix[i] * (1 + _SAFETY):
                 continue
@@ -263,7 +266,7 @@ class SparseIndex:
                 continue
             theta = np.partition(partial, len(partial) - k)[len(partial) - k]
             if suffix[i] * (1 + _SAFETY) < theta * (1 - _SAFETY):
-                every = parts + [self._part(r, s, only=docs) for r in order[i:]]
+                every = parts + [self._part(r, s, only=docs, allowed=allowed) for r in order[i:]]
                 docs, scores = self._aggregate([every[j] for j in by_id])
                 return (*self._best(docs, scores, k), {"pruned terms": len(order) - i, "candidates": int(len(docs))})
         docs, scores = self._aggregate([parts[j] for j in by_id])
