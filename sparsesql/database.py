@@ -92,7 +92,7 @@ class Database:
         with Snapshot(self.conn) as snap:
             checked = chk.check(statement, lambda name: get_collection(snap, name), params, text)
             self.last_collection = checked.collection
-            plan = build_plan(checked, tier=self.tiers is not None)
+            plan = build_plan(checked, tier=self._tier_kinds())
             analyze = checked.analyze if explain is None else explain
             if not checked.explain and explain is None:
                 return run_plan(snap, plan, self.trace, self.tiers)[0]
@@ -145,6 +145,13 @@ class Database:
             for c in self.collections()
         ]
 
+    def _tier_kinds(self) -> frozenset[str]:
+        """Which signals this connection serves from memory: its own settings, over tiers that
+        a server may share among its sessions (so a session's SET never changes another's)."""
+        if self.tiers is None:
+            return frozenset()
+        return frozenset({"sparse"} | ({"dense"} if self._dense and self.tiers.dense is not None else set()))
+
     def _new_tiers(self) -> Tiers:
         return Tiers(embedded.home(), self._tier_memory, dense=self._dense, dense_memory_limit=self._dense_memory)
 
@@ -159,9 +166,7 @@ class Database:
             return "on" if value else "off"
         if name == "dense_tier":
             self._dense = bool(value)
-            if self.tiers is not None and not value:
-                self.tiers.dense = None
-            elif self.tiers is not None and self.tiers.dense is None:
+            if value and self.tiers is not None and self.tiers.dense is None:
                 self.tiers.dense = DenseTier(embedded.home(), self._dense_memory)
             return "on" if value else "off"
         if name == "dense_tier_memory":

@@ -187,7 +187,7 @@ def test_budget_off_and_callers_transaction_stay_in_sql_and_a_filter_reaches_the
         assert not tiered.tiers.dense.loaded  # over the new budget: dropped
         tiered.query("SET dense_tier_memory = none")
         assert tiered.query("SET dense_tier = off")[0]["value"] == "off"
-        assert "memory tier not used: dense_tier is off" in tiered.explain(text, analyze=True, v=v)
+        assert "memory tier" not in tiered.explain(text, analyze=True, v=v)
         assert same(ranked(tiered, text, v=v), plain, tol=1e-6)
         tiered.query("SET dense_tier = on")
         filtered = f"SELECT id, score FROM {name} SEARCH DENSE(:v) WHERE year > 2100 LIMIT 10"
@@ -200,7 +200,8 @@ def test_budget_off_and_callers_transaction_stay_in_sql_and_a_filter_reaches_the
             with pytest.raises(sparsesql.CheckError, match=message):
                 tiered.query(bad)
     with sparsesql.connect(dsn, sparse_tier=True, dense_tier=False) as no_codes:
-        assert "dense_tier is off" in no_codes.explain(text, analyze=True, v=v)
+        assert "memory tier" not in no_codes.explain(text, analyze=True, v=v)
+        assert "candidates [sparse] (memory tier)" in no_codes.explain(f"SELECT id FROM {name} SEARCH HYBRID(SPARSE('b'), DENSE(:v)) LIMIT 3", v=v)
 
 
 # ----------------------------------------------------------------------------- filters

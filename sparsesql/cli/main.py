@@ -153,10 +153,12 @@ def grant(ctx: click.Context, role: str, access: str) -> None:
 @click.option("--require-tls", is_flag=True, help="Refuse clients that do not use TLS.")
 @click.option("--no-sparse-tier", is_flag=True, help="Run SPARSE candidates in SQL instead of the shared memory tier.")
 @click.option("--sparse-tier-memory", help='Cap per collection of the memory tier, e.g. "2GB".')
+@click.option("--no-dense-tier", is_flag=True, help="Run DENSE candidates in SQL instead of from the shared in-memory codes.")
+@click.option("--dense-tier-memory", help='Cap per collection of the dense codes, e.g. "1GB".')
 @click.pass_context
 @_fail_cleanly
 def serve(ctx: click.Context, host: str, port: int, tls_cert: str | None, tls_key: str | None, require_tls: bool,
-          no_sparse_tier: bool, sparse_tier_memory: str | None) -> None:
+          no_sparse_tier: bool, sparse_tier_memory: str | None, no_dense_tier: bool, dense_tier_memory: str | None) -> None:
     """Serve the dialect over the PostgreSQL wire protocol: psql -h 127.0.0.1 -p 6433 -U postgres sparsesql."""
     import asyncio
     import logging
@@ -167,6 +169,7 @@ def serve(ctx: click.Context, host: str, port: int, tls_cert: str | None, tls_ke
     server = Server(
         ctx.obj.get("dsn"), host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls,
         sparse_tier=not no_sparse_tier, sparse_tier_memory=sparse_tier_memory,
+        dense_tier=not no_dense_tier, dense_tier_memory=dense_tier_memory,
     )
 
     def ready(s: Server) -> None:

@@ -203,8 +203,6 @@ class _Run:
     def _dense_refusal(self, info: CollectionInfo) -> str | None:
         if self.tiers is None:
             return "no memory tier on this connection"
-        if self.tiers.dense is None:
-            return "dense_tier is off"
         if self.snap.in_callers_transaction:
             return "the search runs inside the caller's transaction"
         return self.tiers.dense.why_not(self.conn, info)

@@ -50,10 +50,12 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
     return None, statement, {**bound, **sparse.bind(signal.query, k, prefix)}, {}
 
 
-def _from_memory(q: CheckedSelect, signal: Signal, tier: bool) -> bool:
-    """The memory tier serves sparse signals, and dense ones that name no HNSW search; a filter
-    reaches it as the doc ids it keeps (`_allowed`)."""
-    return tier and (isinstance(signal, SparseSignal) or (isinstance(signal, DenseSignal) and signal.ef_search is None))
+def _from_memory(q: CheckedSelect, signal: Signal, tier: frozenset[str]) -> bool:
+    """The memory tier serves sparse signals ("sparse" in `tier`), and dense ones that name no
+    HNSW search ("dense"); a filter reaches it as the doc ids it keeps (`_allowed`)."""
+    if isinstance(signal, SparseSignal):
+        return "sparse" in tier
+    return "dense" in tier and signal.ef_search is None
 
 
 def _allowed(q: CheckedSelect, where: sql.Composable) -> sql.Composed | None:
@@ -76,7 +78,7 @@ def _tier_dense(q: CheckedSelect, label: str, where: sql.Composable, statement: 
     return st.TierDense(label, info, k, codes_k(k), exact, statement, params, slot, union, columns, allowed=_allowed(q, where))
 
 
-def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int, tier: bool) -> None:
+def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int, tier: frozenset[str]) -> None:
     """Each signal's first pass as a candidate list of its top k. Dense lists from the codes come
     last: they verify the other lists' documents too, so the union of candidates is scored exactly."""
     signals, labels = q.search.signals, _labels(q.search.signals)
@@ -120,7 +122,7 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     return None
 
 
-def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int, tier: bool) -> str:
+def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int, tier: frozenset[str]) -> str:
     """First pass, feedback and fusion stages; returns the label of the final ranked list."""
     signals, labels = q.search.signals, _labels(q.search.signals)
     hybrid = q.search.fusion is not None
@@ -146,7 +148,7 @@ def _with_prf(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dic
     return "final"
 
 
-def _ranked(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int, tier: bool) -> str:
+def _ranked(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, keep: int, tier: frozenset[str]) -> str:
     """Stages that rank at least `keep` documents; returns the label of the final ranked list."""
     if q.prf is not None:
         return _with_prf(q, plan, where, bound, keep, tier)
@@ -201,8 +203,9 @@ def _with_terms(q: CheckedSelect) -> CheckedSelect:
     return replace(q, search=replace(q.search, signals=signals))
 
 
-def build_plan(q: CheckedSelect, *, tier: bool = False) -> st.Plan:
-    """The stages that answer a checked SELECT; with `tier`, sparse candidates come from memory."""
+def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Plan:
+    """The stages that answer a checked SELECT; `tier` names the signals served from memory
+    ("sparse", "dense")."""
     q = _with_terms(q)
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)

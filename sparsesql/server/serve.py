@@ -50,6 +50,8 @@ class Server:
         require_tls: bool = False,
         sparse_tier: bool = True,
         sparse_tier_memory: int | str | None = None,
+        dense_tier: bool = True,
+        dense_tier_memory: int | str | None = None,
     ) -> None:
         from sparsesql import __version__
 
@@ -65,7 +67,10 @@ class Server:
         self.password_file = self._first_password() if self.embedded else None
         self.ssl = _tls_context(tls_cert, tls_key)
         self.require_tls = require_tls
-        self.tiers = Tiers(embedded.home(), parse_bytes(sparse_tier_memory)) if sparse_tier else None
+        self.tiers = (
+            Tiers(embedded.home(), parse_bytes(sparse_tier_memory), dense=dense_tier, dense_memory_limit=parse_bytes(dense_tier_memory))
+            if sparse_tier else None
+        )
         self.mock_secret = secrets.token_bytes(32)
         self.sessions: dict[int, Session] = {}
         self._listener: asyncio.base_events.Server | None = None
