@@ -1,7 +1,7 @@
 """Speed at scale: sparsesql's SPARSE (memory tier), DENSE and HYBRID beside anchors measured in
 the same run on the same synthetic corpus (benchmarks/synthetic.py).
 
-    .venv/bin/python benchmarks/speed.py --docs 10000 100000 [1000000] [--per-band 100]
+    .venv/bin/python benchmarks/speed.py --docs 10000 100000 [1000000] [--per-band 100] [--vectors hard calibrated]
 
 Per size, in database `sparsesql_speed` on the server sparsesql uses (built once, reused while
 the corpus and the generator are unchanged; benchmarks/.cache holds nothing here):
@@ -16,7 +16,7 @@ the corpus and the generator are unchanged; benchmarks/.cache holds nothing here
   tier and in SQL (its exact reference); each through db.query with the query vector bound (no
   encoding in the timings).
 Latency is per query, one at a time, after one warm-up; p50/p95 per band of the query's longest
-posting list (<1k, 1k-100k, >100k). Writes benchmarks/results/speed.{md,json}.
+posting list (<1k, 1k-100k, >100k). Writes benchmarks/results/<--out, speed>.{md,json}.
 """
 
 from __future__ import annotations
@@ -77,17 +77,22 @@ def timed(fn, queries: list[dict]) -> tuple[list[float], list]:
 # ----------------------------------------------------------------------------- building
 
 
-def build(db: sparsesql.Database, n: int) -> dict:
-    """The collection speed_<n> (reused when complete) and the ingest rate if built now."""
-    name = f"speed_{n}"
-    stamp = {"synthetic_docs": n, "seed": 0}
+def collection_name(n: int, model: str) -> str:
+    """speed_<n> for the hard vectors (the name earlier runs built), speed_<n>_<model> otherwise."""
+    return f"speed_{n}" if model == "hard" else f"speed_{n}_{model}"
+
+
+def build(db: sparsesql.Database, n: int, model: str = "hard") -> dict:
+    """The collection (reused when complete) and the ingest rate if built now."""
+    name = collection_name(n, model)
+    stamp = {"synthetic_docs": n, "seed": 0} | ({} if model == "hard" else {"vectors": model})
     existing = next((c for c in db.collections() if c.name == name), None)
     if existing is not None and existing.extra.get("synthetic") == stamp and existing.n_docs == n:
         return {"name": name, "reused": True}
     db.drop_collection(name, if_exists=True)
     coll = db.create_collection(name, {"text": "text"}, dense="none", dim=synthetic.DIM)
     start = time.perf_counter()
-    for batch in synthetic.generate(n, seed=0, batch=5000):
+    for batch in synthetic.generate(n, seed=0, batch=5000, model=model):
         coll.add(batch, batch_size=5000)
     seconds = time.perf_counter() - start
     db.conn.execute("UPDATE sparsesql.collections SET extra = extra || %s WHERE name = %s", (json.dumps({"synthetic": stamp}), name))
@@ -151,15 +156,15 @@ def hnsw(conn: psycopg.Connection, name: str) -> float:
     return time.perf_counter() - start
 
 
-def recipe(conn: psycopg.Connection, n: int) -> float:
+def recipe(conn: psycopg.Connection, n: int, model: str = "hard") -> float:
     """The plain Postgres recipe's table (benchmarks/anchors.py), streamed from the generator."""
-    table = f"speed_{n}_recipe"
+    table = f"{collection_name(n, model)}_recipe"
     if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
         if conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == n:
             return 0.0
         conn.execute(f"DROP TABLE {table}")  # left half-built by an interrupted run
     start = time.perf_counter()
-    rows = ((d["id"], d["text"], d["vector"]) for batch in synthetic.generate(n, batch=5000) for d in batch)
+    rows = ((d["id"], d["text"], d["vector"]) for batch in synthetic.generate(n, batch=5000, model=model) for d in batch)
     load_recipe_table(conn, rows, synthetic.DIM, table)
     return time.perf_counter() - start
 
@@ -167,10 +172,10 @@ def recipe(conn: psycopg.Connection, n: int) -> float:
 # ----------------------------------------------------------------------------- one size
 
 
-def measure(n: int, per_band: int, dsn: str) -> dict:
-    result: dict = {"docs": n}
+def measure(n: int, per_band: int, dsn: str, model: str = "hard") -> dict:
+    result: dict = {"docs": n, "vectors": model}
     db = sparsesql.connect(dsn)
-    result["build"] = build(db, n)
+    result["build"] = build(db, n, model)
     name = result["build"]["name"]
     conn = psycopg.connect(dsn, autocommit=True)
     register_vector(conn)
@@ -180,9 +185,9 @@ def measure(n: int, per_band: int, dsn: str) -> dict:
     result["build"]["executemany_docs_per_s"] = executemany_rate(conn, sample)
     result["build"]["impacts_s"] = impacts(conn, name)
     result["build"]["hnsw_s"] = hnsw(conn, name)
-    result["build"]["recipe_s"] = recipe(conn, n)
+    result["build"]["recipe_s"] = recipe(conn, n, model)
 
-    bands = synthetic.queries_by_band(n, per_band)
+    bands = synthetic.queries_by_band(n, per_band, model=model)
     queries = [q for qs in bands.values() for q in qs]
     band_of = {q["id"]: b for b, qs in bands.items() for q in qs}
     vocab = dict(conn.execute(f'SELECT term, term_id FROM sparsesql."{name}__vocab"').fetchall())
@@ -190,7 +195,7 @@ def measure(n: int, per_band: int, dsn: str) -> dict:
     systems: dict[str, tuple[list[float], list]] = {}
 
     # exact numpy dense (also the recall reference for HNSW)
-    matrix = np.concatenate([np.stack([d["vector"] for d in batch]) for batch in synthetic.generate(n, batch=20_000)])
+    matrix = np.concatenate([b.vectors for b in synthetic.batches(n, batch=20_000, model=model)])
     ids = np.array([f"d{i}" for i in range(n)])
 
     def exact_dense(q):
@@ -218,7 +223,7 @@ def measure(n: int, per_band: int, dsn: str) -> dict:
 
         systems[f"pgvector HNSW ef_search {ef}"] = timed(hnsw_query, queries)
     conn.execute("SET hnsw.ef_search = 100")
-    statement = _RECIPE_QUERY.replace("{tsquery}", TSQUERY["all"]).replace("anchor_docs", f"speed_{n}_recipe")
+    statement = _RECIPE_QUERY.replace("{tsquery}", TSQUERY["all"]).replace("anchor_docs", f"{name}_recipe")
 
     def recipe_query(q):
         return conn.execute(statement, {"text": q["text"], "vector": q["vector"], "k": K, "rrf_k": 60}).fetchall()
@@ -372,7 +377,7 @@ def report(results: list[dict], command: str) -> str:
     for r in results:
         n = r["docs"]
         b = r["build"]
-        lines.append(f"### {n:,} documents")
+        lines.append(f"### {n:,} documents, {r.get('vectors', 'hard')} vectors")
         lines.append("")
         bands = [x for x in r["bands"] if r["bands"][x]]
         lines.append("| system | " + " | ".join(f"{x} ({r['bands'][x]} q)" for x in bands) + " | all | qps |")
@@ -433,15 +438,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--per-band", type=int, default=100)
+    parser.add_argument("--out", default="speed", help="results file name under benchmarks/results (.md, .json)")
+    parser.add_argument("--vectors", nargs="+", choices=synthetic.VECTOR_MODELS, default=["hard"],
+                        help="vector models: hard (centroid + isotropic noise) and/or calibrated (LID like MiniLM's)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     dsn = speed_dsn()
-    results = [measure(n, args.per_band, dsn) for n in args.docs]
+    results = [measure(n, args.per_band, dsn, model) for model in args.vectors for n in args.docs]
     command = "benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = report(results, command)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "speed.md").write_text(text + "\n")
-    (RESULTS / "speed.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(text + "\n")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(text)
     return 0
 
