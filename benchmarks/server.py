@@ -185,7 +185,7 @@ def setup(home: Path, n_docs: int) -> tuple[str, dict]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"ALTER ROLE {conn.info.user} PASSWORD '{PASSWORD}'")
         max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
-    db = sparsesql.connect(dsn)
+    db = sparsesql.connect(dsn, sparse_tier=False)
     coll = db.create_collection(COLL, {"title": "text", "body": "text"}, dense="none", dim=synthetic.DIM)
     started = time.perf_counter()
     docs = documents(0, n_docs)

@@ -174,7 +174,7 @@ def recipe(conn: psycopg.Connection, n: int, model: str = "hard") -> float:
 
 def measure(n: int, per_band: int, dsn: str, model: str = "hard") -> dict:
     result: dict = {"docs": n, "vectors": model}
-    db = sparsesql.connect(dsn)
+    db = sparsesql.connect(dsn, sparse_tier=False)  # the SQL path: the exact reference
     result["build"] = build(db, n, model)
     name = result["build"]["name"]
     conn = psycopg.connect(dsn, autocommit=True)

@@ -34,12 +34,13 @@ class Database:
     """A connection to one PostgreSQL database holding sparsesql collections.
 
     `trace` receives (sql, params) for every statement a query runs, like sqlite-utils' tracer.
-    `sparse_tier` serves SPARSE candidates of unfiltered searches from an in-memory index of the
+    `sparse_tier` (on unless False) serves SPARSE candidates from an in-memory index of the
     collection's postings (loaded on first use, kept current by the change log, snapshotted under
-    SPARSESQL_HOME); `sparse_tier_memory` ("2GB", or bytes) caps what one collection may take,
-    past which its searches stay in SQL. With the tier on, `dense_tier` (on unless False) also
-    keeps each collection's dense codes in memory for DENSE candidates (scored exactly in
-    PostgreSQL), capped by `dense_tier_memory`.
+    SPARSESQL_HOME); `sparse_tier_memory` ("2GB", bytes, None for no cap; "auto", the default:
+    a quarter of this machine's memory) caps what one collection may take, past which its
+    searches stay in SQL. With the tier on, `dense_tier` (on unless False) also keeps each
+    collection's dense codes in memory for DENSE candidates (scored exactly in PostgreSQL),
+    capped by `dense_tier_memory` (the same forms).
     """
 
     def __init__(
@@ -47,10 +48,10 @@ class Database:
         dsn: str | None = None,
         *,
         trace: Callable[[str, dict], None] | None = None,
-        sparse_tier: bool = False,
-        sparse_tier_memory: int | str | None = None,
+        sparse_tier: bool = True,
+        sparse_tier_memory: int | str | None = "auto",
         dense_tier: bool = True,
-        dense_tier_memory: int | str | None = None,
+        dense_tier_memory: int | str | None = "auto",
     ) -> None:
         self.dsn = resolve_dsn(dsn)
         self.trace = trace
@@ -296,10 +297,10 @@ def connect(
     dsn: str | None = None,
     *,
     trace: Callable[[str, dict], None] | None = None,
-    sparse_tier: bool = False,
-    sparse_tier_memory: int | str | None = None,
+    sparse_tier: bool = True,
+    sparse_tier_memory: int | str | None = "auto",
     dense_tier: bool = True,
-    dense_tier_memory: int | str | None = None,
+    dense_tier_memory: int | str | None = "auto",
 ) -> Database:
     """Open a database: `dsn`, else SPARSESQL_DSN, else the embedded server in SPARSESQL_HOME."""
     return Database(dsn, trace=trace, sparse_tier=sparse_tier, sparse_tier_memory=sparse_tier_memory,

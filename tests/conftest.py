@@ -66,14 +66,16 @@ def fresh_dsn(dsn: str):
 
 @pytest.fixture(scope="session")
 def session_db(dsn: str):
-    db = sparsesql.connect(dsn)
+    """Searches in SQL (the memory tier off): the reference the tier's tests compare with."""
+    db = sparsesql.connect(dsn, sparse_tier=False)
     yield db
     db.close()
 
 
 @pytest.fixture
 def db(dsn: str):
-    db = sparsesql.connect(dsn)
+    """As session_db, one per test."""
+    db = sparsesql.connect(dsn, sparse_tier=False)
     yield db
     db.close()
 

@@ -257,7 +257,10 @@ def test_precomputed_weights_are_scored_exactly(db, tier_db, name):
 
 def test_set_turns_the_tier_on_and_off_and_caps_its_memory(dsn, tmp_path, monkeypatch, name):
     monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
-    with sparsesql.connect(dsn) as db:
+    with sparsesql.connect(dsn) as default:  # on by default, under a quarter of the machine's memory
+        assert default.tiers is not None and default.tiers.memory_limit == default.tiers.dense.memory_limit > 0
+        assert default.query("SET sparse_tier_memory TO default")[0]["value"] == default.tiers.memory_limit
+    with sparsesql.connect(dsn, sparse_tier=False) as db:
         db.create_collection(name, {"body": "text"}, dense="none", dim=2).add(
             [{"id": f"d{i}", "body": f"word{i % 9} shared", "vector": [1, i]} for i in range(300)]
         )

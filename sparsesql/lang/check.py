@@ -930,9 +930,12 @@ def _set_option(c: _Checker, statement: ast.SetOption) -> CheckedSet:
         if value is None or (isinstance(raw, (int, float)) and not isinstance(raw, bool)):
             raise c.error(f"{name} takes on or off, got {raw!r}", statement.value.pos)
         return CheckedSet(name, value)
-    if raw in ("none", "unlimited", "default"):
+    if raw in ("none", "unlimited"):
         return CheckedSet(name, None)
     from sparsesql.tier.cache import parse_bytes
+
+    if raw == "default":
+        return CheckedSet(name, parse_bytes("auto"))
 
     size: float | int | None = None
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):

@@ -106,11 +106,19 @@ def _postings(conn: psycopg.Connection, info: CollectionInfo, field: SparseField
     )
 
 
-NO_CHANGE_LOG = "the collection has no change log (created before it existed); re-create it to use the memory tier"
-
-
-def has_change_log(conn: psycopg.Connection, info: CollectionInfo) -> bool:
-    return conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{info.name}__changes"',)).fetchone()[0] is not None
+def change_log_refusal(conn: psycopg.Connection, info: CollectionInfo) -> str | None:
+    """Why the tier cannot follow the collection's change log (it has none, or this role may not
+    read it), or None. Asked before reading it: a refused read would abort the search's snapshot."""
+    table = f'sparsesql."{info.name}__changes"'
+    present, readable = conn.execute(
+        "SELECT c.oid IS NOT NULL, c.oid IS NOT NULL AND has_table_privilege(c.oid, 'SELECT') FROM (SELECT to_regclass(%s) AS oid) AS c",
+        (table,),
+    ).fetchone()
+    if not present:
+        return "the collection has no change log (created before it existed); re-create it to use the memory tier"
+    if not readable:
+        return f"this role may not read the change log {table} (db.grant(role, 'reader') grants it)"
+    return None
 
 
 def changes_since(conn: psycopg.Connection, info: CollectionInfo, seq: int) -> tuple[np.ndarray, list[int], int] | None:
@@ -171,8 +179,9 @@ class Tiers:
         """Why this field of the collection is not served from memory, or None when it is (or can be)."""
         if (info.name, field.slot) in self.loaded:
             return None
-        if not has_change_log(conn, info):
-            return NO_CHANGE_LOG
+        refused = change_log_refusal(conn, info)
+        if refused:
+            return refused
         if self.memory_limit is None or field.slot > 0:
             return None
         # The sum of document lengths is at least the number of postings (a term counts once per
@@ -277,9 +286,13 @@ def _integral(weights: np.ndarray) -> bool:
 
 
 def parse_bytes(size: int | str | None) -> int | None:
-    """"2GB", "512 MB", "1.5GiB" or a number of bytes; None for no limit."""
+    """"2GB", "512 MB", "1.5GiB" or a number of bytes; None for no limit; "auto": a quarter of
+    this machine's physical memory (the default budget: a collection that fits it is served from
+    memory, a larger one stays in SQL)."""
     if size is None or isinstance(size, int):
         return size
+    if size.strip().lower() == "auto":
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
     match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*", size)
     if match is None:
         raise CheckError(f"sparse_tier_memory {size!r} is not a size such as '2GB' or '512MB'")

@@ -21,7 +21,7 @@ from psycopg import sql
 
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo
-from sparsesql.tier.cache import NO_CHANGE_LOG, TierRefused, changes_since, has_change_log, snapshot_folder, write_snapshot
+from sparsesql.tier.cache import TierRefused, change_log_refusal, changes_since, snapshot_folder, write_snapshot
 from sparsesql.tier.dense import DenseCodes, estimated_bytes
 
 LOAD_BATCH = 50_000  # vectors per COPY while loading
@@ -66,9 +66,7 @@ class DenseTier:
         """Why the collection's dense search is not served from codes, or None when it can be."""
         if info.name in self.loaded:
             return None
-        if not has_change_log(conn, info):
-            return NO_CHANGE_LOG
-        return self._over_budget(estimated_bytes(info.n_docs, info.settings.dim))
+        return change_log_refusal(conn, info) or self._over_budget(estimated_bytes(info.n_docs, info.settings.dim))
 
     def set_budget(self, limit: int | None) -> None:
         """A new dense_tier_memory: codes over it are dropped (their searches run in SQL)."""
