@@ -315,8 +315,8 @@ def filtered(db: sparsesql.Database, tiered: sparsesql.Database, name: str, quer
     out = {}
     for share, where in FILTERS.items():
         text = f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:v)) WHERE {where} LIMIT {K}"
-        fast_ms, fast = timed(lambda q: tiered.query(text, q=q["text"], v=q["vector"]), queries)
-        slow_ms, slow = timed(lambda q: db.query(text, q=q["text"], v=q["vector"]), queries)
+        fast_ms, fast = timed(lambda q, text=text: tiered.query(text, q=q["text"], v=q["vector"]), queries)
+        slow_ms, slow = timed(lambda q, text=text: db.query(text, q=q["text"], v=q["vector"]), queries)
         out[share] = {
             "tier": percentiles(fast_ms), "sql": percentiles(slow_ms),
             "recall@10": float(np.mean([len({r["id"] for r in a} & {r["id"] for r in b}) / max(len(b), 1) for a, b in zip(fast, slow)])),

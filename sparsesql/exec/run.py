@@ -29,6 +29,7 @@ from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
 from sparsesql.tier.cache import TierRefused, Tiers
+from sparsesql.tier.dense import brute_max
 from sparsesql.tier.index import QueryTerm, Scoring
 
 Tracer = Callable[[str, dict], None] | None
@@ -164,7 +165,7 @@ class _Run:
         vector = params[f"{stage.label}_vector"].to_numpy()
         kept = None if stage.allowed is None else self.allowed_ids(stage.allowed, stage.params, record)
         start = time.perf_counter()
-        found = filtered_candidates(loaded.codes, vector, stage.search_k, kept)
+        found = loaded.codes.candidates(vector, stage.search_k, kept)
         search_ms = (time.perf_counter() - start) * 1000
         ids = dict.fromkeys(found.tolist())
         for label in stage.union:
@@ -296,27 +297,6 @@ _DISPATCH = {
     st.FetchRows: _Run.fetch,
     st.SqlRows: _Run.rows,
 }
-
-
-def brute_max(search_k: int) -> int:
-    """Up to this many documents kept by a filter, a dense search scores every one exactly."""
-    return max(4 * search_k, 1000)
-
-
-def filtered_candidates(codes, vector: np.ndarray, search_k: int, kept: np.ndarray | None) -> np.ndarray:
-    """The codes' candidates among the documents a filter keeps (`kept`, sorted; None: all). Few
-    kept: all of them (exact brute force). Otherwise the codes are asked deeper, in proportion to
-    the share kept, so about `search_k` kept documents come back; the flat fast-scan layout takes
-    no id filter of its own."""
-    if kept is None:
-        return codes.search(vector, search_k)
-    if len(kept) <= brute_max(search_k):
-        return kept
-    deeper = int(np.ceil(search_k * codes.count / len(kept) * 1.5))
-    found = codes.search(vector, min(deeper, codes.count))
-    at = np.searchsorted(kept, found)
-    at[at >= len(kept)] = 0
-    return found[kept[at] == found][:search_k]
 
 
 def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:

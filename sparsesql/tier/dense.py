@@ -109,6 +109,20 @@ class DenseCodes:
         _, found = self.index.search(query, min(k, self.count))
         return found[0][found[0] >= 0]
 
+    def candidates(self, vector: np.ndarray, k: int, kept: np.ndarray | None = None) -> np.ndarray:
+        """About k candidates among the documents a filter keeps (`kept`, sorted doc ids; None:
+        all). Few kept: all of them, for exact brute force. Otherwise the codes are asked deeper
+        in proportion to the share kept, so about k kept documents come back: the flat fast-scan
+        layout takes no id filter of its own."""
+        if kept is None:
+            return self.search(vector, k)
+        if len(kept) <= brute_max(k):
+            return kept
+        found = self.search(vector, min(int(np.ceil(k * self.count / len(kept) * 1.5)), self.count))
+        at = np.searchsorted(kept, found)
+        at[at >= len(kept)] = 0
+        return found[kept[at] == found][:k]
+
     def describe(self) -> str:
         code = faiss.downcast_index(self.index.index).code_size if self.kind == "flat" else self.index.code_size
         layout = "flat scan" if self.kind == "flat" else f"IVF {self.index.nlist} lists, {self.index.nprobe} probed"
@@ -126,6 +140,11 @@ class DenseCodes:
     def from_bytes(cls, data: np.ndarray, dim: int) -> "DenseCodes":
         index = faiss.deserialize_index(data)
         return cls(index, dim, "flat" if isinstance(index, faiss.IndexIDMap2) else "ivf")
+
+
+def brute_max(k: int) -> int:
+    """Up to this many documents kept by a filter, a dense search scores every one exactly."""
+    return max(4 * k, 1000)
 
 
 def estimated_bytes(n_vectors: int, dim: int) -> int:
