@@ -237,3 +237,26 @@ def test_filtered_searches_from_memory_equal_the_sql_path(db, tier_db, name):
                     assert all(abs(score - exact[d]) < 1e-6 for d, score in got if d in exact)
     assert "(all scored exactly)" in tier_db.explain(f"SELECT id FROM {name} SEARCH DENSE(:v) WHERE year = 1950 LIMIT 5", analyze=True, v=v)
     assert len(ranked(tier_db, f"SELECT id, score FROM {name} SEARCH DENSE(:v) WHERE year = 1950 LIMIT 50", v=v)) == 30
+
+
+def test_a_partitioned_collection_is_served_and_followed_like_a_flat_one(db, tier_db, name, monkeypatch):
+    """Past FLAT_MAX vectors the codes are IVF lists: the same exact scores, writes followed."""
+    from benchmarks import synthetic
+
+    monkeypatch.setattr(dense_codes, "FLAT_MAX", 500)
+    x = synthetic.make_batch(0, 3000, model="calibrated").vectors  # clustered like real embeddings
+    coll = db.create_collection(name, {"body": "text"}, dense="none", dim=synthetic.DIM)
+    coll.add([{"id": f"d{i}", "body": "b", "vector": x[i].tolist()} for i in range(3000)])
+    text = f"SELECT id, score FROM {name} SEARCH DENSE(:v) LIMIT 10"
+    hits = 0
+    for q in synthetic.queries(3000, 20, model="calibrated"):
+        v = q["vector"].tolist()
+        got, want = ranked(tier_db, text, v=v), ranked(db, text, v=v)
+        exact = dict(want)
+        assert all(abs(s - exact[d]) < 1e-6 for d, s in got if d in exact)
+        hits += len({d for d, _ in got} & set(exact))
+    assert hits >= 0.9 * 20 * 10
+    assert "IVF" in tier_db.explain(text, analyze=True, v=x[0].tolist())
+    coll.delete(["d0"])
+    coll.add([{"id": "near", "body": "n", "vector": x[0].tolist()}])
+    assert ranked(tier_db, text, v=x[0].tolist())[0][0] == "near"
