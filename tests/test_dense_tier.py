@@ -6,7 +6,6 @@ whenever the codes cannot serve (budget, off, the caller's transaction); filters
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from sparsesql.eval.run import load_beir
 from sparsesql.tier import dense as dense_codes
 from sparsesql.tier.dense import DenseCodes
 from tests.conftest import beir_dir
-from tests.test_tier import ranked, same
+from tests.test_tier import ranked, same, while_writing
 
 
 @pytest.fixture
@@ -113,7 +112,7 @@ def test_concurrent_writers_never_make_the_codes_serve_old_vectors(db, dsn, tier
     db.create_collection(name, {"body": "text"}, dense="none", dim=4).add(
         [{"id": f"d{i}", "body": "near", "vector": [1, 0.01 * i, 0, 0]} for i in range(30)]
     )
-    stop, errors, checked = threading.Event(), [], [0]
+    stop, errors = threading.Event(), []
 
     def write() -> None:
         with sparsesql.connect(dsn) as writer:
@@ -126,19 +125,11 @@ def test_concurrent_writers_never_make_the_codes_serve_old_vectors(db, dsn, tier
                 ]
                 coll.add(docs)
 
-    thread = threading.Thread(target=write)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            for row in tier_db.query(f"SELECT id, body, score FROM {name} SEARCH DENSE(:v) LIMIT 10", v=q.tolist()):
-                if (row["body"] == "near") != (row["score"] > 0):
-                    errors.append(dict(row))
-            checked[0] += 1
-    finally:
-        stop.set()
-        thread.join()
-    assert errors == [] and checked[0] > 20
+    def search() -> None:
+        rows = tier_db.query(f"SELECT id, body, score FROM {name} SEARCH DENSE(:v) LIMIT 10", v=q.tolist())
+        errors.extend(dict(r) for r in rows if (r["body"] == "near") != (r["score"] > 0))
+
+    assert while_writing(write, stop, search) > 20 and errors == []
     text = f"SELECT id, score FROM {name} SEARCH DENSE(:v) LIMIT 30"
     assert same(ranked(tier_db, text, v=q.tolist()), ranked(db, text, v=q.tolist()), tol=1e-6)
 

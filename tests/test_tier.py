@@ -40,6 +40,22 @@ def same(a: list[tuple[str, float]], b: list[tuple[str, float]], tol: float = 1e
     return above(a) == above(b)
 
 
+def while_writing(write, stop: threading.Event, search, seconds: float = 3) -> int:
+    """Run `write` in a thread (until `stop` is set) while `search` runs over and over; how many searches ran."""
+    thread = threading.Thread(target=write)
+    thread.start()
+    done = 0
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            search()
+            done += 1
+    finally:
+        stop.set()
+        thread.join()
+    return done
+
+
 @pytest.fixture
 def tier_db(dsn, tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
@@ -173,7 +189,7 @@ def test_concurrent_writers_never_make_the_tier_serve_old_content(db, dsn, tier_
     db.create_collection(name, {"body": "text"}, dense="none", dim=2).add(
         [{"id": f"d{i}", "body": "alpha words here", "vector": [1, 0]} for i in range(30)]
     )
-    stop, errors, checked = threading.Event(), [], [0]
+    stop, errors = threading.Event(), []
 
     def write() -> None:
         with sparsesql.connect(dsn) as writer:
@@ -185,19 +201,11 @@ def test_concurrent_writers_never_make_the_tier_serve_old_content(db, dsn, tier_
                 if flip % 3 == 0:
                     coll.delete([f"d{ids[0]}"])
 
-    thread = threading.Thread(target=write)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            for row in tier_db.query(f"SELECT id, body, score FROM {name} SEARCH SPARSE('alpha') LIMIT 30"):
-                if "alpha" not in row["body"]:
-                    errors.append(dict(row))
-            checked[0] += 1
-    finally:
-        stop.set()
-        thread.join()
-    assert errors == [] and checked[0] > 20
+    def search() -> None:
+        errors.extend(dict(r) for r in tier_db.query(f"SELECT id, body, score FROM {name} SEARCH SPARSE('alpha') LIMIT 30")
+                      if "alpha" not in r["body"])
+
+    assert while_writing(write, stop, search) > 20 and errors == []
     text = f"SELECT id, score FROM {name} SEARCH SPARSE('alpha') LIMIT 30"
     assert same(ranked(tier_db, text), ranked(db, text))
 
