@@ -147,9 +147,19 @@ def write_snapshot(folder: Path, file: str, arrays: dict[str, np.ndarray], meta:
     """One file, written beside its final name and renamed whole: its arrays and its seq always
     agree, and a crash mid-write leaves the previous snapshot (or none)."""
     folder.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(folder, file)
     tmp = folder / f"{file}.{os.getpid()}.{threading.get_ident()}.tmp.npz"  # writers in other processes share the folder
     np.savez(tmp, **arrays, meta=np.array(json.dumps(meta)))
     tmp.replace(folder / f"{file}.npz")
+
+
+def _remove_orphans(folder: Path, file: str) -> None:
+    """Temporary files of writers that died before their rename (kill -9): a process that no
+    longer exists will not finish them."""
+    for tmp in folder.glob(f"{file}.*.tmp.npz"):
+        pid = tmp.name.split(".")[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            tmp.unlink(missing_ok=True)
 
 
 class TierRefused(Exception):
