@@ -946,7 +946,7 @@ def _set_option(c: _Checker, statement: ast.SetOption) -> CheckedSet:
         except CheckError:
             size = None
     if size is None or size <= 0:
-        raise c.error(f"{name} takes a size such as '2GB' or '512MB' (or none), got {raw!r}", statement.value.pos)
+        raise c.error(f"{name} takes a size such as '2GB' or '512MB' (or none, or 'auto'), got {raw!r}", statement.value.pos)
     return CheckedSet(name, int(size))
 
 
