@@ -81,6 +81,15 @@ def db(dsn: str):
 
 
 @pytest.fixture
+def tier_db(dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The memory tier on (the default), its snapshots in the test's own folder."""
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    db = sparsesql.connect(dsn, sparse_tier=True)
+    yield db
+    db.close()
+
+
+@pytest.fixture
 def name(request: pytest.FixtureRequest, session_db) -> str:
     """A collection name unique to the test, dropped afterwards."""
     base = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]

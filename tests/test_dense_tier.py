@@ -19,14 +19,6 @@ from tests.conftest import beir_dir
 from tests.test_tier import ranked, same, while_writing
 
 
-@pytest.fixture
-def tier_db(dsn, tmp_path, monkeypatch):
-    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
-    db = sparsesql.connect(dsn, sparse_tier=True)
-    yield db
-    db.close()
-
-
 def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)

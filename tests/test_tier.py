@@ -56,14 +56,6 @@ def while_writing(write, stop: threading.Event, search, seconds: float = 3) -> i
     return done
 
 
-@pytest.fixture
-def tier_db(dsn, tmp_path, monkeypatch):
-    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
-    db = sparsesql.connect(dsn, sparse_tier=True)
-    yield db
-    db.close()
-
-
 # ----------------------------------------------------------------------------- the shared sets
 
 

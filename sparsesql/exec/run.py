@@ -18,7 +18,6 @@ from pgvector import Vector
 from psycopg import sql
 
 from sparsesql.db import copy_binary
-from sparsesql.db.catalog import CollectionInfo
 from sparsesql.errors import DatabaseError
 from sparsesql.exec.row import Row
 from sparsesql.exec.snapshot import Snapshot
@@ -96,14 +95,7 @@ class _Run:
         search's catalog row shows; the query terms' df comes from the index's vocabulary when it
         knows them at that version, else from one statement that also reads the statistics."""
         info = stage.collection
-        if self.tiers is None:
-            refused = "no memory tier on this connection"
-        elif self.snap.in_callers_transaction:
-            # A caller's transaction may hold writes of its own, which the shared index must not
-            # take in from the change log (they could still roll back).
-            refused = "the search runs inside the caller's transaction"
-        else:
-            refused = self.tiers.why_not(self.conn, info, stage.field)
+        refused = self._refusal(lambda: self.tiers.why_not(self.conn, info, stage.field))
         current = None if refused else self.tiers.current(info, stage.field, stage.terms)
         if current is not None:
             loaded, known = current
@@ -149,7 +141,7 @@ class _Run:
         one statement in the snapshot scores them, and the union's other documents, exactly."""
         info = stage.collection
         params = self.bind_vector(stage.params, stage.vector_slot)
-        refused, loaded = self._dense_refusal(info), None
+        refused, loaded = self._refusal(lambda: self.tiers.dense.why_not(self.conn, info)), None
         if refused is None:
             try:
                 loaded = self.tiers.dense.get(self.conn, info)
@@ -201,12 +193,15 @@ class _Run:
             self.slots[key] = np.sort(copy_binary.decode(data, copy_binary.DOC_ID)["doc"].astype(np.int64))
         return self.slots[key]
 
-    def _dense_refusal(self, info: CollectionInfo) -> str | None:
+    def _refusal(self, why_not: Callable[[], str | None]) -> str | None:
+        """Why the memory tier cannot serve this search (`why_not`: the collection's own reasons)."""
         if self.tiers is None:
             return "no memory tier on this connection"
         if self.snap.in_callers_transaction:
+            # A caller's transaction may hold writes of its own, which the shared index must not
+            # take in from the change log (they could still roll back).
             return "the search runs inside the caller's transaction"
-        return self.tiers.dense.why_not(self.conn, info)
+        return why_not()
 
     def feedback(self, stage: st.Feedback, record: StageRecord) -> None:
         ids, weights = feedback(self.slots[f"ranked:{stage.source}"], stage.depth)

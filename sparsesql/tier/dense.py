@@ -39,6 +39,7 @@ BLOCK = 32  # vectors a fast-scan block: codes are scanned 32 at a time with SIM
 FLAT_MAX = 50_000  # up to this many vectors, scan every code
 PROBE_SHARE = 16  # an IVF search probes 1/PROBE_SHARE of its lists
 ID_BYTES = 8  # faiss keeps an int64 id beside each code
+FACTOR_BYTES = 20  # a code's correction factors (384 dimensions: 96 bytes of bits + 20 = faiss's 116)
 
 
 faiss.omp_set_num_threads(1)  # one query scans on one thread: concurrent searches (a server's) must not fight over cores
@@ -152,4 +153,4 @@ def brute_max(k: int) -> int:
 
 def estimated_bytes(n_vectors: int, dim: int) -> int:
     """What `n_vectors` codes will take, before building them (the budget check)."""
-    return n_vectors * ((dim * BITS + 7) // 8 + 12 + ID_BYTES)
+    return n_vectors * ((dim * BITS + 7) // 8 + FACTOR_BYTES + ID_BYTES)
