@@ -139,6 +139,19 @@ def test_cisi_through_the_server_equals_in_process(server, session_db):
                 assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-9, abs=1e-12), (label, text)
 
 
+def test_set_dense_tier_through_the_server_changes_that_session_only(server, db, name):
+    db.create_collection(name, {"body": "text"}, dense="none", dim=3).add(
+        [{"id": "a", "body": "x", "vector": [1, 0, 0]}, {"id": "b", "body": "y", "vector": [0, 1, 0]}]
+    )
+    explain = f"EXPLAIN SELECT id FROM {name} SEARCH DENSE('[1,0.2,0]') LIMIT 1"
+    with psycopg.connect(server.dsn(), autocommit=True) as one, psycopg.connect(server.dsn(), autocommit=True) as other:
+        one.execute("SET dense_tier = off")
+        assert "memory tier" not in "\n".join(r[0] for r in one.execute(explain))
+        assert "dense codes" in "\n".join(r[0] for r in other.execute(explain))
+        with pytest.raises(psycopg.Error, match="dense_tier_memory takes a size"):
+            one.execute("SET dense_tier_memory = 'lots'")
+
+
 # ----------------------------------------------------------------------------- cancel, vanished clients, TLS
 
 

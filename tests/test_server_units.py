@@ -44,6 +44,8 @@ def test_split_cuts_only_at_top_level_semicolons():
     ("DELETE FROM papers WHERE id = 'a'", True),
     ("DELETE FROM notes", False),
     ("SET sparse_tier = off", True),
+    ("SET dense_tier = off", True),
+    ("SET dense_tier_memory = '1GB'", True),
     ("SET search_path TO public", False),
     ("SHOW COLLECTIONS", True),
     ("SHOW server_version", False),

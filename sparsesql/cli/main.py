@@ -152,9 +152,10 @@ def grant(ctx: click.Context, role: str, access: str) -> None:
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of --tls-cert.")
 @click.option("--require-tls", is_flag=True, help="Refuse clients that do not use TLS.")
 @click.option("--no-sparse-tier", is_flag=True, help="Run SPARSE candidates in SQL instead of the shared memory tier.")
-@click.option("--sparse-tier-memory", help='Cap per collection of the memory tier, e.g. "2GB".')
+@click.option("--sparse-tier-memory", default="auto", show_default=True,
+              help='Cap per collection of the memory tier, e.g. "2GB"; "auto": a quarter of this machine\'s memory; "none": no cap.')
 @click.option("--no-dense-tier", is_flag=True, help="Run DENSE candidates in SQL instead of from the shared in-memory codes.")
-@click.option("--dense-tier-memory", help='Cap per collection of the dense codes, e.g. "1GB".')
+@click.option("--dense-tier-memory", default="auto", show_default=True, help='Cap per collection of the dense codes, as --sparse-tier-memory.')
 @click.pass_context
 @_fail_cleanly
 def serve(ctx: click.Context, host: str, port: int, tls_cert: str | None, tls_key: str | None, require_tls: bool,

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Iterator
 
+from sparsesql.lang.check import SETTINGS
+
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-DIALECT_SETTINGS = {"SPARSE_TIER", "SPARSE_TIER_MEMORY"}
+DIALECT_SETTINGS = {name.upper() for name in SETTINGS}
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,9 @@ class Server:
         tls_key: str | None = None,
         require_tls: bool = False,
         sparse_tier: bool = True,
-        sparse_tier_memory: int | str | None = None,
+        sparse_tier_memory: int | str | None = "auto",
         dense_tier: bool = True,
-        dense_tier_memory: int | str | None = None,
+        dense_tier_memory: int | str | None = "auto",
     ) -> None:
         from sparsesql import __version__
 
