@@ -85,15 +85,15 @@ def collection_name(n: int, model: str) -> str:
 def build(db: sparsesql.Database, n: int, model: str = "hard") -> dict:
     """The collection (reused when complete) and the ingest rate if built now."""
     name = collection_name(n, model)
-    stamp = {"synthetic_docs": n, "seed": 0} | ({} if model == "hard" else {"vectors": model})
+    stamp = {"synthetic_docs": n, "seed": 0, "fields": "bucket"} | ({} if model == "hard" else {"vectors": model})
     existing = next((c for c in db.collections() if c.name == name), None)
     if existing is not None and existing.extra.get("synthetic") == stamp and existing.n_docs == n:
         return {"name": name, "reused": True}
     db.drop_collection(name, if_exists=True)
-    coll = db.create_collection(name, {"text": "text"}, dense="none", dim=synthetic.DIM)
+    coll = db.create_collection(name, {"text": "text", "bucket": "int"}, dense="none", dim=synthetic.DIM)
     start = time.perf_counter()
     for batch in synthetic.generate(n, seed=0, batch=5000, model=model):
-        coll.add(batch, batch_size=5000)
+        coll.add([d | {"bucket": int(d["id"][1:]) % 100} for d in batch], batch_size=5000)
     seconds = time.perf_counter() - start
     db.conn.execute("UPDATE sparsesql.collections SET extra = extra || %s WHERE name = %s", (json.dumps({"synthetic": stamp}), name))
     db.conn.execute(f'ANALYZE sparsesql."{name}__postings"')
@@ -266,8 +266,8 @@ def measure(n: int, per_band: int, dsn: str, model: str = "hard") -> dict:
     result["codes_first_query_s"] = time.perf_counter() - start
     codes = tiered.tiers.dense.loaded[name]
     result["codes"] = {
-        "source": codes.source, "describe": codes.codes.describe(), "bytes": codes.codes.memory_bytes(),
-        "float_bytes": codes.codes.count * synthetic.DIM * 4,
+        "source": codes.source, "describe": codes.data.describe(), "bytes": codes.data.memory_bytes(),
+        "float_bytes": codes.data.count * synthetic.DIM * 4,
     }
     systems["sparsesql DENSE (memory tier: codes + exact)"] = timed(lambda q: tiered.query(dense_text, v=q["vector"]), queries)
     systems["sparsesql DENSE (exact, SQL)"] = timed(lambda q: db.query(dense_text, v=q["vector"]), queries)
@@ -276,7 +276,7 @@ def measure(n: int, per_band: int, dsn: str, model: str = "hard") -> dict:
     hybrid_text = f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:v)) LIMIT {K}"
     systems["sparsesql HYBRID (memory tier)"] = timed(lambda q: tiered.query(hybrid_text, q=q["text"], v=q["vector"]), queries)
     systems["sparsesql HYBRID (exact, SQL)"] = timed(lambda q: db.query(hybrid_text, q=q["text"], v=q["vector"]), queries)
-    result["filtered"] = filtered(db, tiered, name, queries[:: max(1, len(queries) // FILTERED_QUERIES)])
+    result["filtered"] = filtered(db, tiered, conn, name, statement, queries[:: max(1, len(queries) // FILTERED_QUERIES)])
     tiered.close()
     result["new_process"] = first_query_in_new_process(dsn, name, queries[0]["text"])
 
@@ -304,21 +304,40 @@ def measure(n: int, per_band: int, dsn: str, model: str = "hard") -> dict:
 
 
 FILTERED_QUERIES = 60
-# Ids are "d<i>": the last digit keeps 10% of the documents, the last two 1%. LIKE is what the
-# tier cannot evaluate itself, so the filter's doc ids come from SQL: the slow case of a filter.
-FILTERS = {"10%": "id LIKE '%1'", "1%": "id LIKE '%01'"}
+# share kept -> (sparsesql's WHERE, the recipe's same set on its own table). Document d<i> has
+# bucket i % 100, a declared int field: the tier evaluates it over its filter columns. LIKE is
+# what the tier cannot evaluate itself, so that filter's doc ids come from SQL: the slow case.
+FILTERS = {
+    "10%": ("bucket IN (1, 11, 21, 31, 41, 51, 61, 71, 81, 91)", "substring(id from 2)::int % 10 = 1"),
+    "1%": ("bucket = 1", "substring(id from 2)::int % 100 = 1"),
+    "10% by LIKE": ("id LIKE '%1'", "id LIKE '%1'"),
+}
 
 
-def filtered(db: sparsesql.Database, tiered: sparsesql.Database, name: str, queries: list[dict]) -> dict:
+def recipe_filtered(statement: str, where: str) -> str:
+    """The recipe's statement with a WHERE in both lists (HNSW scans on past filtered-out rows:
+    hnsw.iterative_scan, set by the caller)."""
+    keyword, semantic = "WHERE d.tsv @@ q.tsq", "ORDER BY embedding <=>"
+    assert statement.count(keyword) == 1 and statement.count(semantic) == 1
+    where = where.replace("%", "%%")  # the statement binds %(name)s parameters
+    return statement.replace(keyword, f"{keyword} AND ({where})").replace(semantic, f"WHERE {where}\n        {semantic}")
+
+
+def filtered(db: sparsesql.Database, tiered: sparsesql.Database, conn: psycopg.Connection, name: str, recipe_statement: str,
+             queries: list[dict]) -> dict:
     """HYBRID with a WHERE that keeps 10% and 1% of the documents: the memory tier against the
-    SQL path (its exact reference), p50 / p95, recall@10, and whether LIMIT rows came back."""
+    SQL path (its exact reference) and the recipe with the same WHERE, p50 / p95, recall@10, and
+    whether LIMIT rows came back."""
     out = {}
-    for share, where in FILTERS.items():
+    conn.execute("SET hnsw.iterative_scan = relaxed_order")
+    for share, (where, recipe_where) in FILTERS.items():
         text = f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:v)) WHERE {where} LIMIT {K}"
         fast_ms, fast = timed(lambda q, text=text: tiered.query(text, q=q["text"], v=q["vector"]), queries)
         slow_ms, slow = timed(lambda q, text=text: db.query(text, q=q["text"], v=q["vector"]), queries)
+        statement = recipe_filtered(recipe_statement, recipe_where)
+        recipe_ms, _ = timed(lambda q: conn.execute(statement, {"text": q["text"], "vector": q["vector"], "k": K, "rrf_k": 60}).fetchall(), queries)
         out[share] = {
-            "tier": percentiles(fast_ms), "sql": percentiles(slow_ms),
+            "where": where, "tier": percentiles(fast_ms), "sql": percentiles(slow_ms), "recipe": percentiles(recipe_ms),
             "recall@10": float(np.mean([len({r["id"] for r in a} & {r["id"] for r in b}) / max(len(b), 1) for a, b in zip(fast, slow)])),
             "full_pages": float(np.mean([len(a) == K for a in fast])), "queries": len(queries),
         }
@@ -417,9 +436,11 @@ def report(results: list[dict], command: str) -> str:
         )
         for share, f in r["filtered"].items():
             lines.append(
-                f"- HYBRID with a WHERE keeping {share} ({FILTERS[share]}, {f['queries']} queries): memory tier {f['tier']['p50']:.2f} / "
+                f"- HYBRID with a WHERE keeping {share} (`{f['where']}`, {f['queries']} queries): memory tier {f['tier']['p50']:.2f} / "
                 f"{f['tier']['p95']:.2f} ms ({f['tier']['p50'] / hyb['p50']:.2f}x the unfiltered p50), SQL path {f['sql']['p50']:.2f} / "
-                f"{f['sql']['p95']:.2f} ms; recall@10 against the SQL path {f['recall@10']:.3f}; {f['full_pages']:.0%} of pages with {K} rows"
+                f"{f['sql']['p95']:.2f} ms, the recipe with the same WHERE {f['recipe']['p50']:.2f} / {f['recipe']['p95']:.2f} ms "
+                f"({f['recipe']['p50'] / f['tier']['p50']:.2f}x / {f['recipe']['p95'] / f['tier']['p95']:.2f}x); "
+                f"recall@10 against the SQL path {f['recall@10']:.3f}; {f['full_pages']:.0%} of pages with {K} rows"
             )
         lines.append(f"- HNSW recall@10 against exact: ef_search 40 {r['hnsw_ef40_recall@10']:.3f}, ef_search 100 {r['hnsw_ef100_recall@10']:.3f}")
         lines.append(

@@ -29,6 +29,7 @@ from sparsesql.retrieval.prf import feedback, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
 from sparsesql.tier.cache import TierRefused, Tiers
 from sparsesql.tier.dense import brute_max
+from sparsesql.tier.filters import NotInMemory
 from sparsesql.tier.index import QueryTerm, Scoring
 
 Tracer = Callable[[str, dict], None] | None
@@ -118,12 +119,12 @@ class _Run:
         scoring = Scoring(stage.field.bm25, info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
         mask = None
         if stage.allowed is not None:
-            kept = self.allowed_ids(stage.allowed, stage.params, record)
+            kept, source = self.allowed_ids(stage, record)
             mask = np.zeros(len(loaded.index.alive), dtype=bool)
             mask[kept[kept < len(mask)]] = True
         docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask)
         if mask is not None:
-            how = {"filter keeps": f"{len(kept)} documents", **how}
+            how = {"filter keeps": f"{len(kept)} documents ({source})", **how}
         self.ranked(stage, [(int(d), float(s)) for d, s in zip(docs, scores)], stage.params)
         record.rows = len(docs)
         record.detail = (
@@ -155,9 +156,9 @@ class _Run:
             record.detail = f"memory tier not used: {refused}"
             return
         vector = params[f"{stage.label}_vector"].to_numpy()
-        kept = None if stage.allowed is None else self.allowed_ids(stage.allowed, stage.params, record)
+        kept, source = (None, "") if stage.allowed is None else self.allowed_ids(stage, record)
         start = time.perf_counter()
-        found = loaded.codes.candidates(vector, stage.search_k, kept)
+        found = loaded.data.candidates(vector, stage.search_k, kept)
         search_ms = (time.perf_counter() - start) * 1000
         ids = dict.fromkeys(found.tolist())
         for label in stage.union:
@@ -170,28 +171,40 @@ class _Run:
             self.ranked(stage, [(int(d), float(s)) for d, s in rows], stage.params)
         record.rows = len(rows)
         record.detail = (
-            f"{loaded.codes.describe()}, {loaded.codes.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in "
+            f"{loaded.data.describe()}, {loaded.data.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in "
             f"{loaded.load_ms:.0f} ms), change log at {loaded.seq}; "
-            + ("" if kept is None else f"filter keeps {len(kept)} documents{' (all scored exactly)' if len(kept) <= brute_max(stage.search_k) else ''}, ")
+            + ("" if kept is None else f"filter keeps {len(kept)} documents ({source}){', all scored exactly' if len(kept) <= brute_max(stage.search_k) else ''}, ")
             + f"{len(found)} candidates from the codes in {search_ms:.2f} ms"
             + (f" + {len(ids) - len(found)} more from {', '.join(stage.union)}" if stage.union else "")
             + f", {len(ids)} scored exactly in PostgreSQL"
         )
 
-    def allowed_ids(self, statement: sql.Composed, params: dict, record: StageRecord) -> np.ndarray:
-        """The doc ids the search's filter keeps, read once per search by binary COPY in its snapshot."""
-        key = f"allowed:{statement.as_string(self.conn)}"
+    def allowed_ids(self, stage: st.TierCandidates | st.TierDense, record: StageRecord) -> tuple[np.ndarray, str]:
+        """The sorted doc ids the search's filter keeps, once per search, and where they came
+        from: the tier's filter columns when they can evaluate it (brought to the search's
+        version, as the other halves are), else one binary COPY in the search's snapshot."""
+        allowed = stage.allowed
+        key = f"allowed:{allowed.statement.as_string(self.conn)}"
         if key not in self.slots:
-            if self.tracer:
-                self.tracer(statement.as_string(self.conn), params)
             try:
-                with self.conn.cursor() as cur:
-                    with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(statement), params) as copy:
-                        data = b"".join(bytes(chunk) for chunk in copy)
-            except psycopg.Error as exc:
-                raise database_error(exc, record.stage) from exc
-            self.slots[key] = np.sort(copy_binary.decode(data, copy_binary.DOC_ID)["doc"].astype(np.int64))
+                loaded = self.tiers.filters.get(self.conn, stage.collection)
+                kept = loaded.data.keep(allowed.where, allowed.params)
+                how = f"evaluated in memory ({loaded.data.memory_bytes() / 2**20:.1f} MB of filter columns, from {loaded.source} in {loaded.load_ms:.0f} ms)"
+            except (NotInMemory, TierRefused) as exc:
+                kept, how = self._sql_ids(allowed.statement, stage.params, record), f"ids from SQL: {exc}"
+            self.slots[key] = (kept, how)
         return self.slots[key]
+
+    def _sql_ids(self, statement: sql.Composed, params: dict, record: StageRecord) -> np.ndarray:
+        if self.tracer:
+            self.tracer(statement.as_string(self.conn), params)
+        try:
+            with self.conn.cursor() as cur:
+                with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(statement), params) as copy:
+                    data = b"".join(bytes(chunk) for chunk in copy)
+        except psycopg.Error as exc:
+            raise database_error(exc, record.stage) from exc
+        return np.sort(copy_binary.decode(data, copy_binary.DOC_ID)["doc"].astype(np.int64))
 
     def _refusal(self, why_not: Callable[[], str | None]) -> str | None:
         """Why the memory tier cannot serve this search (`why_not`: the collection's own reasons)."""

@@ -58,8 +58,8 @@ def _from_memory(q: CheckedSelect, signal: Signal, tier: frozenset[str]) -> bool
     return "dense" in tier and signal.ef_search is None
 
 
-def _allowed(q: CheckedSelect, where: sql.Composable) -> sql.Composed | None:
-    return None if q.where is None else filter_ids_sql(q.collection, where)
+def _allowed(q: CheckedSelect, where: sql.Composable) -> st.Allowed | None:
+    return None if q.where is None else st.Allowed(q.where, q.params, filter_ids_sql(q.collection, where))
 
 
 def codes_k(k: int) -> int:

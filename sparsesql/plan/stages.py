@@ -13,7 +13,19 @@ from dataclasses import dataclass, field
 from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo, SparseField
+from sparsesql.lang import ast
 from sparsesql.lang.check import Fusion
+
+
+@dataclass
+class Allowed:
+    """A filter reaching the memory tier as the doc ids it keeps: `where` evaluated over the
+    tier's filter columns where it can be (`params`: the query's values), else `statement` (binds
+    the stage's params) run in SQL in the search's snapshot."""
+
+    where: ast.Predicate
+    params: dict
+    statement: sql.Composed
 
 
 @dataclass
@@ -55,7 +67,7 @@ class TierCandidates:
     params: dict
     vector_slot: str | None = None
     absent: float | None = 0.0
-    allowed: sql.Composed | None = None  # the doc ids a filter keeps (binds `params`), or None: no filter
+    allowed: Allowed | None = None  # the filter, or None: no filter
     name: str = "candidates"
 
 
@@ -77,7 +89,7 @@ class TierDense:
     union: tuple[str, ...] = ()
     columns: tuple[str, ...] | None = None
     absent: float | None = None
-    allowed: sql.Composed | None = None  # as TierCandidates'
+    allowed: Allowed | None = None  # as TierCandidates'
     name: str = "candidates"
 
 

@@ -167,8 +167,8 @@ class TierRefused(Exception):
 
 
 class Tiers:
-    """The in-memory indexes of a process's collections: postings per sparse field, and (`dense`)
-    the collections' dense codes.
+    """The in-memory indexes of a process's collections: postings per sparse field, (`dense`)
+    the collections' dense codes, and (`filters`) their filter columns.
 
     Several sessions may share one (the server's): `lock` is held around each search's use of
     an index (bringing it to the search's version, then scoring), since following the change
@@ -178,11 +178,13 @@ class Tiers:
     def __init__(self, home: Path | None = None, memory_limit: int | None = None, *, dense: bool = True,
                  dense_memory_limit: int | None = None) -> None:
         from sparsesql.tier.dense_cache import DenseTier
+        from sparsesql.tier.filters import FilterTier
 
         self.home = home
         self.memory_limit = memory_limit
         self.loaded: dict[tuple[str, int], Loaded] = {}  # (collection, sparse field's slot)
         self.dense = DenseTier(home, dense_memory_limit) if dense else None  # the dense codes, or None: DENSE in SQL
+        self.filters = FilterTier(home)  # the declared scalar fields as columns, for a search's WHERE
         self.lock = threading.RLock()
 
     def why_not(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField) -> str | None:
