@@ -21,6 +21,7 @@ from sparsesql.graph import stats as graph_stats
 from sparsesql.exec import write
 from sparsesql.exec.run import database_error, run_plan
 from sparsesql.exec.snapshot import Snapshot
+from sparsesql.exec.trace import StageRecord
 from sparsesql.lang import ast
 from sparsesql.lang import check as chk
 from sparsesql.lang.parse import parse_statement
@@ -60,15 +61,22 @@ class Database:
         self._dense_memory = parse_bytes(dense_tier_memory)
         self.tiers = self._new_tiers() if sparse_tier else None
         self._conn = open_connection(self.dsn)
+        # Run on every connection opened after the first (a lost one reopened): the HTTP API
+        # sets its token's role there, so a reconnect never runs as the server's own role.
+        self.on_connect: Callable[[psycopg.Connection], None] | None = None
         # The catalog entry the last search was checked against: the server lays out a search's
         # rows by it without reading the catalog a second time.
         self.last_collection: CollectionInfo | None = None
+        # What each stage of the last search did (time, rows): the HTTP API's timeline and metrics.
+        self.last_stages: list[StageRecord] = []
 
     @property
     def conn(self) -> psycopg.Connection:
         """The live psycopg connection, reopened when the previous one was lost."""
         if self._conn.closed or self._conn.broken:
             self._conn = open_connection(self.dsn)
+            if self.on_connect is not None:
+                self.on_connect(self._conn)
         return self._conn
 
     def close(self) -> None:
@@ -96,7 +104,8 @@ class Database:
             plan = build_plan(checked, tier=self._tier_kinds())
             analyze = checked.analyze if explain is None else explain
             if not checked.explain and explain is None:
-                return run_plan(snap, plan, self.trace, self.tiers)[0]
+                rows, self.last_stages = run_plan(snap, plan, self.trace, self.tiers)
+                return rows
             records = run_plan(snap, plan, self.trace, self.tiers)[1] if analyze else None
             return explain_text(self.conn, plan, records)
 

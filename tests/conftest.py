@@ -144,6 +144,11 @@ class Served:
     password: str
     log: Path
     process: subprocess.Popen
+    http_port: int | None = None  # the HTTP API's (serve --http-port)
+
+    @property
+    def http(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
 
     def dsn(self, user: str | None = None, password: str | None = None, **extra: str) -> str:
         options = {"host": self.host, "port": self.port, "dbname": self.database, "user": user or self.user,
@@ -168,22 +173,24 @@ def server(dsn: str, tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("serve")
     log = home / "serve.log"
     env = {**os.environ, "SPARSESQL_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [str(Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0"]
+    command = [str(Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0", "--http-port", "0"]
     with log.open("w") as err:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
     deadline = time.monotonic() + 120
-    port = None
-    while time.monotonic() < deadline and process.poll() is None:
+    port = http_port = None
+    while time.monotonic() < deadline and process.poll() is None and port is None:
         ready, _, _ = select.select([process.stdout], [], [], 1.0)
         if ready:
             match = re.search(r"listening on ([\d.]+):(\d+)", process.stdout.readline())
             if match:
                 port = int(match.group(2))
-                break
-    if port is None:
+                # the HTTP line is written (and flushed) with the first: already in the pipe
+                http = re.search(r"HTTP API and web console on http://[\d.]+:(\d+)/", process.stdout.readline())
+                http_port = int(http.group(1)) if http else None
+    if port is None or http_port is None:
         process.kill()
         pytest.fail(f"sparsesql serve did not start:\n{log.read_text(errors='replace')[-4000:]}")
-    served = Served("127.0.0.1", port, database, user, SERVER_PASSWORD, log, process)
+    served = Served("127.0.0.1", port, database, user, SERVER_PASSWORD, log, process, http_port)
     yield served
     process.send_signal(signal.SIGTERM)
     try:

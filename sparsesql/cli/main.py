@@ -145,6 +145,49 @@ def grant(ctx: click.Context, role: str, access: str) -> None:
     click.echo(f"granted {access} access to sparsesql's collections to {role}")
 
 
+@cli.group()
+def token() -> None:
+    """Bearer tokens for the HTTP API, each standing for a PostgreSQL role (needs a superuser's DSN)."""
+
+
+@token.command("create")
+@click.argument("role")
+@click.option("--name", default=None, help="A name to list and revoke it by (default: ROLE-<random>).")
+@click.pass_context
+@_fail_cleanly
+def token_create(ctx: click.Context, role: str, name: str | None) -> None:
+    """A new token for ROLE, printed once (only its SHA-256 is stored)."""
+    from sparsesql.server import tokens
+
+    name, secret = tokens.create(_db(ctx).conn, role, name)
+    click.echo(f"token {name!r} for role {role!r} (shown once; send it as 'Authorization: Bearer <token>'):", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@click.pass_context
+@_fail_cleanly
+def token_list(ctx: click.Context) -> None:
+    """Every token's name, role and creation time (never the token)."""
+    from sparsesql.server import tokens
+
+    for name, role, created in tokens.listed(_db(ctx).conn):
+        click.echo(f"{name}\t{role}\t{created:%Y-%m-%d %H:%M:%S %Z}")
+
+
+@token.command("revoke")
+@click.argument("name")
+@click.pass_context
+@_fail_cleanly
+def token_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke the token NAME (servers stop accepting it within a minute)."""
+    from sparsesql.server import tokens
+
+    if not tokens.revoke(_db(ctx).conn, name):
+        raise click.ClickException(f"no token named {name!r} (sparsesql token list shows them)")
+    click.echo(f"revoked {name!r}")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=6433, show_default=True, type=int, help="TCP port (0: any free one, printed).")
@@ -156,11 +199,15 @@ def grant(ctx: click.Context, role: str, access: str) -> None:
               help='Cap per collection of the memory tier, e.g. "2GB"; "auto": a quarter of this machine\'s memory; "none": no cap.')
 @click.option("--no-dense-tier", is_flag=True, help="Run DENSE candidates in SQL instead of from the shared in-memory codes.")
 @click.option("--dense-tier-memory", default="auto", show_default=True, help='Cap per collection of the dense codes, as --sparse-tier-memory.')
+@click.option("--http-port", type=int, default=None, help="Also serve the HTTP JSON API and the web console on this port (0: any free one).")
+@click.option("--http-host", default=None, help="Address of the HTTP API (default: --host).")
 @click.pass_context
 @_fail_cleanly
 def serve(ctx: click.Context, host: str, port: int, tls_cert: str | None, tls_key: str | None, require_tls: bool,
-          no_sparse_tier: bool, sparse_tier_memory: str | None, no_dense_tier: bool, dense_tier_memory: str | None) -> None:
-    """Serve the dialect over the PostgreSQL wire protocol: psql -h 127.0.0.1 -p 6433 -U postgres sparsesql."""
+          no_sparse_tier: bool, sparse_tier_memory: str | None, no_dense_tier: bool, dense_tier_memory: str | None,
+          http_port: int | None, http_host: str | None) -> None:
+    """Serve the dialect over the PostgreSQL wire protocol (psql -h 127.0.0.1 -p 6433 -U postgres sparsesql)
+    and, with --http-port, over HTTP (the web console at http://127.0.0.1:<port>/)."""
     import asyncio
     import logging
 
@@ -170,11 +217,14 @@ def serve(ctx: click.Context, host: str, port: int, tls_cert: str | None, tls_ke
     server = Server(
         ctx.obj.get("dsn"), host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls,
         sparse_tier=not no_sparse_tier, sparse_tier_memory=sparse_tier_memory,
-        dense_tier=not no_dense_tier, dense_tier_memory=dense_tier_memory,
+        dense_tier=not no_dense_tier, dense_tier_memory=dense_tier_memory, http_port=http_port, http_host=http_host,
     )
 
     def ready(s: Server) -> None:
         click.echo(f"sparsesql serve: listening on {s.host}:{s.port}, database {s.database!r}" + (" (TLS)" if s.ssl else ""))
+        if s.http_port is not None:
+            scheme = "https" if s.ssl else "http"
+            click.echo(f"  HTTP API and web console on {scheme}://{s.http_host}:{s.http_port}/ (OpenAPI at /docs)")
         if s.password_file is not None:
             click.echo(f"  log in as {s.user!r}; its password is in {s.password_file} (mode 0600)")
         sys.stdout.flush()

@@ -111,7 +111,7 @@ def evaluate(
     means = mean_metrics(per_query)
     latencies.sort()
     p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))] if latencies else 0.0
-    return EvalResult(
+    result = EvalResult(
         collection=name,
         search=search,
         queries=len(queries),
@@ -122,3 +122,24 @@ def evaluate(
         per_query=per_query,
         run=run,
     )
+    _record(db, result)
+    return result
+
+
+KEPT_RUNS = 50
+
+
+def _record(db, result: EvalResult) -> None:
+    """Keep the run's summary with the collection (the last KEPT_RUNS), for the web console's
+    eval table; a role that may not update the catalog simply keeps none."""
+    import datetime as dt
+
+    import psycopg
+
+    entry = {"search": result.search, "queries": result.queries, **result.summary(), "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    try:
+        row = db.conn.execute("SELECT extra->'eval_runs' FROM sparsesql.collections WHERE name = %s", (result.collection,)).fetchone()
+        runs = (row[0] if row and isinstance(row[0], list) else []) + [entry]
+        set_extra(db.conn, result.collection, "eval_runs", runs[-KEPT_RUNS:])
+    except psycopg.errors.InsufficientPrivilege:
+        pass

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -24,7 +26,11 @@ from sparsesql.lang import ast
 from sparsesql.lang.check import CAST_TYPES
 from sparsesql.lang.parse import parse_statement
 from sparsesql.server import types as t
+from sparsesql.server.metrics import statement_kind
 from sparsesql.server.wire import Column
+
+if TYPE_CHECKING:
+    from sparsesql.server.metrics import Metrics
 
 
 @dataclass
@@ -216,9 +222,18 @@ def _describe(db: Database, text: str, client_oids: list[int]) -> Described:
     return Described(oids, None, "SET", statement, vectors, created)
 
 
-def run(db: Database, text: str, params: dict[str, object], described: Described) -> Outcome:
+def run(db: Database, text: str, params: dict[str, object], described: Described, metrics: "Metrics | None" = None) -> Outcome:
     """Run the statement through the Python API's own path; rows laid out as described."""
-    rows = db.query(text, **params)
+    start = time.perf_counter()
+    db.last_stages = []
+    try:
+        rows = db.query(text, **params)
+    except Exception as exc:
+        if metrics is not None:
+            metrics.failed("wire", exc)
+        raise
+    if metrics is not None:
+        metrics.observe("wire", statement_kind(described.statement), time.perf_counter() - start, db.last_stages)
     verb = described.verb
     info = db.last_collection
     if verb == "SELECT" and isinstance(described.statement, ast.Select) and info is not None and info.created != described.created:
@@ -249,10 +264,10 @@ def run(db: Database, text: str, params: dict[str, object], described: Described
 def sqlstate(exc: BaseException) -> str:
     """The SQLSTATE a PostgreSQL client should see for a sparsesql error."""
     if isinstance(exc, psycopg.Error):
-        return exc.sqlstate or "XX000"
+        return _client_side(exc)
     cause = exc.__cause__
     if isinstance(exc, errors.DatabaseError) and isinstance(cause, psycopg.Error):
-        return cause.sqlstate or "XX000"
+        return _client_side(cause)
     if isinstance(exc, errors.QuerySyntaxError):
         return "42601"
     if isinstance(exc, errors.ParameterError):
@@ -271,6 +286,12 @@ def sqlstate(exc: BaseException) -> str:
     if isinstance(exc, t.BadValue):
         return "22P02"
     return "XX000"
+
+
+def _client_side(exc: psycopg.Error) -> str:
+    """The server's SQLSTATE; psycopg's own refusals carry none: a value it cannot send (a NUL
+    in text) is a data exception, anything else internal."""
+    return exc.sqlstate or ("22000" if isinstance(exc, psycopg.DataError) else "XX000")
 
 
 def error_fields(exc: BaseException, offset: int = 0) -> dict[str, str]:

@@ -30,6 +30,7 @@ from sparsesql.db import embedded
 from sparsesql.db.connect import open_connection, resolve_dsn
 from sparsesql.errors import ConfigError
 from sparsesql.server.auth import Keys, Verifier
+from sparsesql.server.metrics import Metrics
 from sparsesql.server.session import Session, cancel_backend
 from sparsesql.tier.cache import Tiers, parse_bytes
 
@@ -52,6 +53,8 @@ class Server:
         sparse_tier_memory: int | str | None = "auto",
         dense_tier: bool = True,
         dense_tier_memory: int | str | None = "auto",
+        http_port: int | None = None,
+        http_host: str | None = None,
     ) -> None:
         from sparsesql import __version__
 
@@ -66,6 +69,7 @@ class Server:
         self._check_verifiers_readable()
         self.password_file = self._first_password() if self.embedded else None
         self.ssl = _tls_context(tls_cert, tls_key)
+        self.tls_cert, self.tls_key = tls_cert, tls_key
         self.require_tls = require_tls
         self.tiers = (
             Tiers(embedded.home(), parse_bytes(sparse_tier_memory), dense=dense_tier, dense_memory_limit=parse_bytes(dense_tier_memory))
@@ -74,6 +78,10 @@ class Server:
         self.mock_secret = secrets.token_bytes(32)
         self.sessions: dict[int, Session] = {}
         self._listener: asyncio.base_events.Server | None = None
+        self.metrics = Metrics(self._gauges)
+        self.http_port, self.http_host = http_port, http_host or host
+        self.http_sessions = None  # the HTTP API's session pool, once it runs
+        self._http = None
 
     # ------------------------------------------------------------------ roles and passwords
 
@@ -153,11 +161,58 @@ class Server:
                 if session.hung_up() and session.db is not None:
                     await asyncio.get_running_loop().run_in_executor(None, cancel_backend, session.db)
 
+    def _gauges(self):
+        """Open sessions and tier memory, read at each scrape."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        sessions = GaugeMetricFamily("sparsesql_sessions", "Open client sessions, by door and state.", labels=["door", "state"])
+        sessions.add_metric(["wire", "open"], len(self.sessions))
+        if self.http_sessions is not None:
+            busy, idle = self.http_sessions.counts()
+            sessions.add_metric(["http", "busy"], busy)
+            sessions.add_metric(["http", "idle"], idle)
+        memory = GaugeMetricFamily("sparsesql_tier_memory_bytes", "Memory the shared tier holds, by half.", labels=["half"])
+        if self.tiers is not None:
+            with self.tiers.lock:
+                memory.add_metric(["sparse"], sum(loaded.memory_bytes() for loaded in self.tiers.loaded.values()))
+                if self.tiers.dense is not None:
+                    memory.add_metric(["dense"], sum(f.data.memory_bytes() for f in self.tiers.dense.loaded.values()))
+                memory.add_metric(["filters"], sum(f.data.memory_bytes() for f in self.tiers.filters.loaded.values()))
+        return [sessions, memory]
+
     async def start(self) -> None:
         self._janitor_task = asyncio.get_running_loop().create_task(self._janitor())
         self._listener = await asyncio.start_server(self._client, self.host, self.port)
         if self.port == 0:
             self.port = self._listener.sockets[0].getsockname()[1]
+        if self.http_port is not None:
+            await self._start_http()
+
+    async def _start_http(self) -> None:
+        """The HTTP API on the same event loop (uvicorn), its port known once it listens."""
+        import uvicorn
+
+        from sparsesql.server.http_api import create_app
+
+        config = uvicorn.Config(create_app(self), host=self.http_host, port=self.http_port, log_level="warning",
+                                lifespan="off", access_log=False, ssl_certfile=self.tls_cert, ssl_keyfile=self.tls_key)
+        self._http = uvicorn.Server(config)
+        self._http.install_signal_handlers = lambda: None  # serve_forever owns SIGINT / SIGTERM
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises why it could not listen
+                raise ConfigError(f"the HTTP API could not listen on {self.http_host}:{self.http_port}")
+            await asyncio.sleep(0.01)
+        if self.http_port == 0:
+            self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+
+    async def stop_http(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+            await self._http_task
+            if self.http_sessions is not None:
+                self.http_sessions.close()
 
     async def serve_forever(self, ready: "callable | None" = None) -> None:
         await self.start()
@@ -168,6 +223,7 @@ class Server:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        await self.stop_http()
         self._listener.close()
         for session in list(self.sessions.values()):
             session.writer.close()

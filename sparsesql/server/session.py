@@ -386,7 +386,7 @@ class Session:
         described = dialect.describe(self.db, text, [])
         if any(described.param_oids):
             raise SessionError("42P02", "there is no parameter $1: a simple query cannot bind parameters; use the extended protocol")
-        outcome = dialect.run(self.db, text, {}, described)
+        outcome = dialect.run(self.db, text, {}, described, self.server.metrics)
         self.send_outcome(outcome, [], with_description=True)
 
     def unnamed_cleared(self) -> None:
@@ -525,7 +525,7 @@ class Session:
 
     def run_portal(self, portal: Portal) -> None:
         if portal.statement.kind == "dialect":
-            portal.result = dialect.run(self.db, portal.statement.text, portal.params, portal.statement.described)
+            portal.result = dialect.run(self.db, portal.statement.text, portal.params, portal.statement.described, self.server.metrics)
         else:
             self.run_sql(portal)
 

@@ -1,0 +1,87 @@
+"""What the server counts, in Prometheus's text format (GET /metrics on the HTTP port).
+
+One registry per server (not prometheus_client's global one), so two servers in one process (the
+tests') never share counts. Queries and errors are counted by the door they came through (http,
+wire) and their kind; latency is a histogram per query and per plan stage; tier memory and open
+sessions are read when scraped, so they are never stale. No label carries a collection name or
+a query's text: a scrape shows load, not data.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from sparsesql import errors
+from sparsesql.exec.trace import StageRecord
+from sparsesql.lang import ast
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_KINDS = {
+    ast.Select: "select", ast.Explain: "explain", ast.Insert: "insert", ast.Delete: "delete", ast.CreateCollection: "create",
+    ast.DropCollection: "drop", ast.SetOption: "set", ast.BuildGraph: "build_graph", ast.ShowCollections: "show",
+    ast.ShowGraph: "show",
+}
+
+
+def statement_kind(statement: object) -> str:
+    """search | select | explain | insert | delete | create | drop | set | build_graph | show | other."""
+    if isinstance(statement, ast.Select) and statement.search is not None:
+        return "search"
+    return _KINDS.get(type(statement), "other")
+
+
+def error_kind(exc: BaseException) -> str:
+    """syntax | check | parameter | ingest | permission | database | other."""
+    if isinstance(exc, errors.QuerySyntaxError):
+        return "syntax"
+    if isinstance(exc, errors.CheckError):
+        return "check"
+    if isinstance(exc, errors.ParameterError):
+        return "parameter"
+    if isinstance(exc, errors.IngestError):
+        return "ingest"
+    if isinstance(exc, errors.DatabaseError):
+        from sparsesql.server.dialect import sqlstate  # dialect counts its statements with this module
+
+        return "permission" if sqlstate(exc) == "42501" else "database"
+    return "other"
+
+
+class _Live:
+    """Gauges read at scrape time from the server itself."""
+
+    def __init__(self, read: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return self.read()
+
+
+class Metrics:
+    def __init__(self, live: Callable[[], Iterable[GaugeMetricFamily]] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.queries = Counter("sparsesql_queries", "Statements run, by door and kind.", ["door", "kind"], registry=self.registry)
+        self.errors = Counter("sparsesql_errors", "Statements refused or failed, by door and error kind.", ["door", "kind"], registry=self.registry)
+        self.latency = Histogram("sparsesql_query_seconds", "Time to answer a statement.", ["door"], buckets=_BUCKETS, registry=self.registry)
+        self.stages = Histogram("sparsesql_stage_seconds", "Time of each plan stage of a search.", ["stage"], buckets=_BUCKETS,
+                                registry=self.registry)
+        self.documents = Counter("sparsesql_documents", "Documents received for ingest, by outcome.", ["outcome"], registry=self.registry)
+        if live is not None:
+            self.registry.register(_Live(live))
+
+    def observe(self, door: str, kind: str, seconds: float, stages: list[StageRecord] = ()) -> None:
+        self.queries.labels(door, kind).inc()
+        self.latency.labels(door).observe(seconds)
+        for record in stages:
+            if record.ms is not None:
+                self.stages.labels(record.stage).observe(record.ms / 1000)
+
+    def failed(self, door: str, exc: BaseException) -> None:
+        self.errors.labels(door, error_kind(exc)).inc()
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
