@@ -141,7 +141,10 @@ def create_app(server: "Server") -> FastAPI:
         status, body = error_body(exc)
         if status != 401:
             metrics.failed("http", exc)
-        headers = {"WWW-Authenticate": 'Basic realm="sparsesql", charset="UTF-8"'} if status == 401 else None
+        # A browser answers WWW-Authenticate with its own password dialog, even for fetch():
+        # the console (which asks for credentials itself) says who it is to be spared it.
+        console = request.headers.get("x-requested-with") == "sparsesql-console"
+        headers = {"WWW-Authenticate": 'Basic realm="sparsesql", charset="UTF-8"'} if status == 401 and not console else None
         return JSONResponse(body, status_code=status, headers=headers)
 
     # Named classes, not Exception: Starlette answers those in its ExceptionMiddleware, where the

@@ -13,7 +13,7 @@ function authorization() {
 }
 
 async function api(method, path, body) {
-  const headers = { "Content-Type": "application/json" };
+  const headers = { "Content-Type": "application/json", "X-Requested-With": "sparsesql-console" };
   const auth = authorization();
   if (auth) headers.Authorization = auth;
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -107,6 +107,8 @@ async function run() {
     showStages(result);
   } catch (error) {
     $("status").textContent = "";
+    $("results").replaceChildren(element("p", { class: "muted" }, "no results: the query failed"));
+    $("timeline").replaceChildren();
     showError(error);
   }
 }
@@ -168,7 +170,7 @@ function showCollection(c) {
     box.append(element("p", { class: "muted" }, "no judgments scored yet: sparsesql eval <BEIR folder> records its runs here"));
     return;
   }
-  const head = element("tr", {}, ...["search", "nDCG@10", "R@100", "p50 ms"].map((h) => element("th", {}, h)));
+  const head = element("tr", {}, ...["search", "nDCG@10", "R@100", "ms"].map((h) => element("th", {}, h)));
   const rows = runs.map((r) => element("tr", {}, element("td", {}, r.search), cell(r["ndcg@10"]), cell(r["recall@100"]), cell(r.p50_ms)));
   box.append(element("table", { id: "eval-table" }, element("thead", {}, head), element("tbody", {}, ...rows)), evalChart(runs));
 }
@@ -199,11 +201,11 @@ async function signIn(event) {
   sessionStorage.removeItem("basic");
   if (token) sessionStorage.setItem("token", token);
   else if ($("user").value) sessionStorage.setItem("basic", btoa($("user").value + ":" + $("password").value));
-  $("whoami").textContent = (await loadCollections()) ? "signed in" : "not signed in";
+  $("whoami").textContent = (await loadCollections()) ? "signed in as " + (token ? "token" : $("user").value) : "sign-in failed";
 }
 
 $("login").addEventListener("submit", signIn);
 $("search").addEventListener("submit", search);
 $("run").addEventListener("click", run);
 $("editor").addEventListener("keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); run(); } });
-if (authorization()) loadCollections().then((ok) => { $("whoami").textContent = ok ? "signed in" : "not signed in"; });
+if (authorization()) loadCollections().then((ok) => { $("whoami").textContent = ok ? "signed in" : "sign-in failed"; });
