@@ -212,7 +212,7 @@ class Served:
         self.log = log
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         env.pop("SPARSESQL_DSN", None)
-        command = [str(Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0"]
+        command = [str(Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0", "--http-port", "0"]
         self.command = command
         with log.open("w") as err:
             self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
@@ -225,6 +225,8 @@ class Served:
                 match = re.search(r"listening on ([\d.]+):(\d+), database '([^']+)'", line)
                 if match:
                     self.host, self.port, self.database = match.group(1), int(match.group(2)), match.group(3)
+                    http = re.search(r"on http://([\d.]+):(\d+)/", self.process.stdout.readline())  # written with the first line
+                    self.http = f"http://{http.group(1)}:{http.group(2)}" if http else None
                     break
         if self.port is None:
             self.process.kill()
@@ -280,6 +282,38 @@ class ServerClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class HttpClient:
+    """One httpx client of the HTTP API (keep-alive, a bearer token), the same statements as db.query takes."""
+
+    def __init__(self, base: str, token: str) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+    def _query(self, statement: str, **params) -> dict:
+        answer = self.http.post("/query", json={"sql": statement, "params": params})
+        if answer.status_code != 200:
+            raise AssertionError(f"HTTP {answer.status_code}: {answer.text[:300]}")
+        return answer.json()
+
+    def sparse(self, q: dict) -> list:
+        return [(r["id"], r["score"]) for r in self._query(local(SPARSE), q=q["text"])["rows"]]
+
+    def hybrid(self, q: dict) -> list:
+        return [(r["id"], r["score"]) for r in self._query(local(HYBRID), q=q["text"], v=q["vlist"])["rows"]]
+
+    def insert(self, doc: dict) -> None:
+        rows = self._query(local(INSERT), id=doc["id"], title=doc["title"], body=doc["body"], embedding=doc["vlist"])["rows"]
+        if rows[0]["added"] != 1:
+            raise AssertionError(f"INSERT of {doc['id']} answered {rows[0]!r}")
+
+    def warmed(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.http.close()
 
 
 class LocalClient:
@@ -654,7 +688,7 @@ def pair(s: dict | None) -> str:
 
 
 def report(r: dict) -> str:
-    srv, loc = r["load"]["server"], r["load"]["in_process"]
+    srv, web, loc = r["load"]["server"], r["load"]["http"], r["load"]["in_process"]
     lines = [
         f"## sparsesql serve under load, {r['date']}",
         "",
@@ -673,6 +707,7 @@ def report(r: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, x in (("sparsesql serve: psycopg clients, one connection each", srv),
+                    ("sparsesql serve --http-port: httpx clients (keep-alive, bearer token), POST /query", web),
                     ("in-process: threads, own `sparsesql.connect(dsn, sparse_tier=True)` each", loc)):
         if not x.get("ops"):
             lines.append(f"| {name} | – | – | – | – | – | – | – | {len(x.get('errors', []))} (setup) |")
@@ -689,6 +724,10 @@ def report(r: dict) -> str:
             f"search p50 {ratio(srv['search']['p50'], loc['search']['p50'])}, p95 {ratio(srv['search']['p95'], loc['search']['p95'])}; "
             f"INSERT p50 {ratio(srv['ops']['insert']['p50'], loc['ops']['insert']['p50'])}, "
             f"p95 {ratio(srv['ops']['insert']['p95'], loc['ops']['insert']['p95'])}",
+            (f"- HTTP / in-process: ops/s {ratio(web['ops_per_s'], loc['ops_per_s'])}, search p50 {ratio(web['search']['p50'], loc['search']['p50'])}, "
+             f"p95 {ratio(web['search']['p95'], loc['search']['p95'])}; HTTP / wire: search p50 {ratio(web['search']['p50'], srv['search']['p50'])}, "
+             f"p95 {ratio(web['search']['p95'], srv['search']['p95'])}; {web['completed']:,} HTTP operations ({web['ops']['insert']['n']:,} inserts)")
+            if web.get("ops") else "- HTTP: no operation completed",
             f"- operations completed: server {srv['completed']:,} ({srv['ops']['insert']['n']:,} inserts), "
             f"in-process {loc['completed']:,} ({loc['ops']['insert']['n']:,} inserts); connect + warm-up "
             f"{srv['connect_and_warmup_s']:.1f} s vs {loc['connect_and_warmup_s']:.1f} s (each in-process Database loads its own tier)",
@@ -742,12 +781,13 @@ def report(r: dict) -> str:
         "### Checks",
         "",
     ]
-    for phase in ("server", "in_process"):
+    for phase in ("server", "http", "in_process"):
         c = r["checks"][phase]
         lines.append(f"- after the {phase.replace('_', '-')} load: " + "; ".join(f"{k}: {'ok' if v else 'FAILED'}" for k, v in c["checks"].items())
                      + f" ({c['values']['docs']:,} documents, {c['values']['inserted']:,} inserted, {c['values']['vocab_terms']:,} terms)")
-    lines.append(f"- errors: server {srv.get('error_count', len(srv.get('errors', [])))}, in-process {loc.get('error_count', len(loc.get('errors', [])))}"
-                 + (f"; first: {(srv.get('errors') or loc.get('errors'))[0]}" if srv.get("errors") or loc.get("errors") else ""))
+    lines.append(f"- errors: server {srv.get('error_count', len(srv.get('errors', [])))}, HTTP {web.get('error_count', len(web.get('errors', [])))}, "
+                 f"in-process {loc.get('error_count', len(loc.get('errors', [])))}"
+                 + (f"; first: {(srv.get('errors') or web.get('errors') or loc.get('errors'))[0]}" if srv.get("errors") or web.get("errors") or loc.get("errors") else ""))
     if r.get("server_died"):
         lines.append(f"- the server exited during the run (code {r['server_died']}); log tail in the JSON")
     lines.append(f"- setup: {r['docs']:,} documents ingested in {r['setup']['ingest_s']:.1f} s ({r['setup']['ingest_docs_per_s']:,.0f} docs/s)")
@@ -798,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in queries:
         q["vlist"] = [float(x) for x in q["vector"]]
     pool_size = 2000  # new documents per path; past that, texts repeat under new ids
-    pool = documents(n_docs, 2 * pool_size)
+    pool = documents(n_docs, 3 * pool_size)
     result: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "git": git_state(), "docs": n_docs,
                     "clients": n_clients, "seconds": seconds, "n_queries": len(queries), "setup": setup_info,
                     "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(), "platform": f"{platform.system()} {platform.machine()}", "log": str(log)}
@@ -827,12 +867,22 @@ def main(argv: list[str] | None = None) -> int:
         result.setdefault("checks", {})["server"] = check_state(dsn, srv["inserted"], n_docs + len(srv["inserted"]))
         print(f"  {srv.get('completed', 0)} ops, {len(srv.get('errors', []))} errors", flush=True)
 
+        print(f"load through the HTTP API: {n_clients} clients, {seconds:.0f} s ...", flush=True)
+        from sparsesql.server import tokens
+
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            _, token = tokens.create(admin, "postgres")
+        web = load(lambda i: HttpClient(server.http, token), n_clients, seconds, queries, pool[pool_size:2 * pool_size], "web", server.pid)
+        result["load"]["http"] = web
+        result["checks"]["http"] = check_state(dsn, srv["inserted"] + web["inserted"], n_docs + len(srv["inserted"]) + len(web["inserted"]))
+        print(f"  {web.get('completed', 0)} ops, {len(web.get('errors', []))} errors", flush=True)
+
         print(f"load in-process: {n_clients} threads, {seconds:.0f} s ...", flush=True)
         private = None if args.shared_snapshots else home / "private-tiers"
-        loc = load(lambda i: LocalClient(dsn, None if private is None else private / str(i)), n_clients, seconds, queries, pool[pool_size:], "inp")
+        loc = load(lambda i: LocalClient(dsn, None if private is None else private / str(i)), n_clients, seconds, queries, pool[2 * pool_size:], "inp")
         result["load"]["in_process"] = loc
-        result["checks"]["in_process"] = check_state(dsn, srv["inserted"] + loc["inserted"],
-                                                     n_docs + len(srv["inserted"]) + len(loc["inserted"]))
+        inserted = srv["inserted"] + web["inserted"] + loc["inserted"]
+        result["checks"]["in_process"] = check_state(dsn, inserted, n_docs + len(inserted))
         print(f"  {loc.get('completed', 0)} ops, {len(loc.get('errors', []))} errors", flush=True)
     finally:
         if server is not None:
@@ -843,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(home, ignore_errors=True)
 
     result["loadavg_at_end"] = os.getloadavg()
-    for phase in ("server", "in_process"):
+    for phase in ("server", "http", "in_process"):
         result["load"][phase]["inserted_count"] = len(result["load"][phase].pop("inserted"))
     failed = [f"{phase}: {name}" for phase, c in result["checks"].items() for name, ok in c["checks"].items() if not ok]
     failed += [f"{phase}: {x['error_count'] if 'error_count' in x else len(x['errors'])} errors"
@@ -856,7 +906,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(result)
     if failed:
         text += "\n\n**Failed:** " + "; ".join(failed)
-    for phase in ("server", "in_process"):  # keep the JSON readable: the first errors only
+    for phase in ("server", "http", "in_process"):  # keep the JSON readable: the first errors only
         errs = result["load"][phase].get("errors", [])
         result["load"][phase]["errors"] = errs[:50]
     if not args.no_write:
