@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from sparsesql.server.serve import Server
 
 REMEMBER_S = 60.0  # a checked password or token is trusted this long before it is checked again
-IDLE_PER_LOGIN = 8  # pooled sessions kept per login
+IDLE_PER_LOGIN = 32  # pooled sessions kept per login (requests run on at most 40 threads: anyio's default)
 
 
 class Unauthorized(Exception):
