@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
@@ -187,23 +188,26 @@ def test_a_killed_client_releases_its_backend_session(server, db):
     _ping(server)
 
 
-def test_tls_when_given_a_certificate(dsn, tmp_path):
+def test_tls_when_given_a_certificate(server, dsn, tmp_path):  # server: the role has its password
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl not found: apt install openssl")
     cert, key = tmp_path / "server.crt", tmp_path / "server.key"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     env = {**os.environ, "SPARSESQL_HOME": str(tmp_path)}
     command = [str(__import__("pathlib").Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0",
-               "--tls-cert", str(cert), "--tls-key", str(key), "--require-tls", "--no-sparse-tier"]
+               "--tls-cert", str(cert), "--tls-key", str(key), "--require-tls", "--no-sparse-tier", "--http-port", "0"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     try:
         line = process.stdout.readline()
         port = int(re.search(r":(\d+),", line).group(1))
+        https = re.search(r"on (https://[\d.]+:\d+)/", process.stdout.readline()).group(1)  # the HTTP API, with the same certificate
+        assert httpx.get(f"{https}/health", verify=str(cert), timeout=30).json()["status"] == "ok"
         with psycopg.connect(dsn, autocommit=True) as admin:
             user, database = admin.info.user, admin.info.dbname
-        base = dict(host="127.0.0.1", port=port, dbname=database, user=user, password="sparsesql-test-password")
+        base = dict(host="127.0.0.1", port=port, dbname=database, user=user, password=server.password)
         with psycopg.connect(**base, sslmode="require") as conn:
             assert conn.pgconn.ssl_in_use
             assert conn.execute("SELECT 1").fetchone() == (1,)
