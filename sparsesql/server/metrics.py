@@ -34,16 +34,16 @@ def statement_kind(statement: object) -> str:
     return _KINDS.get(type(statement), "other")
 
 
+_ERROR_KINDS = (
+    (errors.QuerySyntaxError, "syntax"), (errors.CheckError, "check"), (errors.ParameterError, "parameter"), (errors.IngestError, "ingest"),
+)
+
+
 def error_kind(exc: BaseException) -> str:
     """syntax | check | parameter | ingest | permission | database | other."""
-    if isinstance(exc, errors.QuerySyntaxError):
-        return "syntax"
-    if isinstance(exc, errors.CheckError):
-        return "check"
-    if isinstance(exc, errors.ParameterError):
-        return "parameter"
-    if isinstance(exc, errors.IngestError):
-        return "ingest"
+    kind = next((kind for cls, kind in _ERROR_KINDS if isinstance(exc, cls)), None)
+    if kind is not None:
+        return kind
     if isinstance(exc, errors.DatabaseError):
         from sparsesql.server.dialect import sqlstate  # dialect counts its statements with this module
 
