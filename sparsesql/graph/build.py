@@ -1,8 +1,9 @@
 """Building and maintaining the kNN graph in blocks of vectors streamed from Postgres.
 
-Exact: every pair is scored (block x block matrix products), so memory is bounded by the block
-size and a build costs O(N^2 d) arithmetic (under a second for cisi's 1,460 documents; the cost
-grows with the square of the collection). Similarities are ranked as float32, the precision they are stored in, with ties
+Exact up to `approx.EXACT_MAX` documents: every pair is scored (block x block matrix products),
+so memory is bounded by the block size and a build costs O(N^2 d) arithmetic (under a second for
+cisi's 1,460 documents; the cost grows with the square of the collection). Larger collections
+take their candidates from the dense codes and score them exactly (graph/approx.py). Similarities are ranked as float32, the precision they are stored in, with ties
 going to the lower doc_id, so a graph maintained by `connect`/`forget` equals a fresh build.
 """
 
@@ -15,9 +16,11 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, set_extra
 from sparsesql.errors import CheckError
-from sparsesql.graph import store
+from sparsesql.graph import approx, store
+from sparsesql.tier.dense_cache import every_vector
 
 DEFAULT_K = 16
 MAX_K = 256
@@ -89,9 +92,20 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, src_ids, lists: list[
                 copy.write_row([int(src), dst, s])
 
 
-def _record(conn: psycopg.Connection, info: CollectionInfo, k: int) -> None:
+def _record(conn: psycopg.Connection, info: CollectionInfo, k: int, method: str) -> None:
     """The build's parameters in the catalog (upkeep changes edges, never these)."""
-    set_extra(conn, info.name, "graph", {"k": k, "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    set_extra(conn, info.name, "graph", {"k": k, "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "method": method})
+
+
+EDGE = np.dtype([("n", ">i2"), ("l1", ">i4"), ("src", ">i8"), ("l2", ">i4"), ("dst", ">i8"), ("l3", ">i4"), ("s", ">f4")])
+
+
+def _write_arrays(conn: psycopg.Connection, info: CollectionInfo, src: np.ndarray, dst: np.ndarray, sims: np.ndarray) -> None:
+    """(b, k) neighbour lists as one binary COPY (numpy-built: millions of edges)."""
+    keep = np.isfinite(sims)
+    rows = copy_binary.encode(EDGE, src=np.broadcast_to(src[:, None], dst.shape)[keep], dst=dst[keep], s=sims[keep])
+    with conn.cursor().copy(sql.SQL("COPY {} (src, dst, similarity) FROM STDIN (FORMAT BINARY)").format(info.table("graph"))) as copy:
+        copy.write(rows)
 
 
 def check_k(k: object) -> int:
@@ -113,10 +127,17 @@ def build(conn: psycopg.Connection, info: CollectionInfo, k: int = DEFAULT_K, *,
         conn.execute(sql.SQL("DELETE FROM {}").format(info.table("graph")))
         total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(info.table("dense"))).fetchone()[0]
         with tqdm(total=total, disable=not progress, desc=f"graph {info.name}", unit="doc") as bar:
-            for ids, v in _blocks(conn, info, block):
-                _write(conn, info, ids, neighbours(conn, info, ids, v, k, block))
-                bar.update(len(ids))
-        _record(conn, info, k)
+            if total > approx.EXACT_MAX:
+                ids, vectors = every_vector(conn, info)
+                for src, dst, sims in approx.neighbour_lists(ids, vectors, k, bar.update):
+                    _write_arrays(conn, info, src, dst, sims)
+                method = approx.describe()
+            else:
+                for ids, v in _blocks(conn, info, block):
+                    _write(conn, info, ids, neighbours(conn, info, ids, v, k, block))
+                    bar.update(len(ids))
+                method = "exact"
+        _record(conn, info, k, method)
         return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(info.table("graph"))).fetchone()[0]
 
 

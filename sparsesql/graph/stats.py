@@ -25,6 +25,7 @@ def describe(conn: psycopg.Connection, info: CollectionInfo) -> list[tuple[str, 
     return [
         ("k", params.get("k")),
         ("built_at", params.get("built_at")),
+        ("method", params.get("method", "exact")),
         ("documents", g.number_of_nodes()),
         ("edges", g.number_of_edges()),
         ("in_degree_min", int(indegree.min())),

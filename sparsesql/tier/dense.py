@@ -46,7 +46,7 @@ faiss.omp_set_num_threads(1)  # one query scans on one thread: concurrent search
 
 
 @contextmanager
-def _all_cores():
+def all_cores():
     """Training and coding a whole collection uses every core (under the tier's lock: no search runs)."""
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     try:
@@ -84,7 +84,7 @@ class DenseCodes:
             kind = "ivf"
         sample = unit if len(unit) <= 50_000 else unit[np.random.default_rng(0).choice(len(unit), 50_000, replace=False)]
         codes = cls(index, dim, kind)
-        with _all_cores():
+        with all_cores():
             index.train(sample if len(sample) else np.zeros((1, dim), dtype=np.float32))
             codes.add(ids, unit)
         return codes

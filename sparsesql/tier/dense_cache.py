@@ -26,7 +26,7 @@ def _vector_rows(dim: int) -> np.dtype:
     return np.dtype([("n", ">i2"), ("l1", ">i4"), ("doc", ">i8"), ("l2", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
 
 
-def _vectors(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composable, params: tuple) -> tuple[np.ndarray, np.ndarray]:
+def read_vectors(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composable, params: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(doc ids, float32 vectors) of the chosen documents, by binary COPY."""
     query = sql.SQL("SELECT doc_id, embedding FROM {} AS e WHERE {}").format(info.table("dense"), where)
     with conn.cursor() as cur:
@@ -34,6 +34,16 @@ def _vectors(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composab
             data = b"".join(bytes(chunk) for chunk in copy)
     rows = copy_binary.decode(data, _vector_rows(info.settings.dim))
     return rows["doc"].astype(np.int64), rows["v"].astype(np.float32)
+
+
+def every_vector(conn: psycopg.Connection, info: CollectionInfo) -> tuple[np.ndarray, np.ndarray]:
+    """(doc ids ascending, float32 vectors) of the whole collection, LOAD_BATCH doc ids a COPY."""
+    top = conn.execute(sql.SQL("SELECT coalesce(max(doc_id), 0) FROM {}").format(info.table("dense"))).fetchone()[0]
+    parts = [read_vectors(conn, info, sql.SQL("e.doc_id >= %s AND e.doc_id < %s"), (lo, lo + LOAD_BATCH)) for lo in range(0, top + 1, LOAD_BATCH)]
+    ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    vectors = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, info.settings.dim), dtype=np.float32)
+    order = np.argsort(ids, kind="stable")
+    return ids[order], vectors[order]
 
 
 class DenseTier(FollowedTier[DenseCodes]):
@@ -71,19 +81,12 @@ class DenseTier(FollowedTier[DenseCodes]):
         return data.count
 
     def build(self, conn: psycopg.Connection, info: CollectionInfo) -> DenseCodes:
-        top = conn.execute(sql.SQL("SELECT coalesce(max(doc_id), 0) FROM {}").format(info.table("dense"))).fetchone()[0]
-        parts = [
-            _vectors(conn, info, sql.SQL("e.doc_id >= %s AND e.doc_id < %s"), (lo, lo + LOAD_BATCH))
-            for lo in range(0, top + 1, LOAD_BATCH)
-        ]
-        ids = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-        vectors = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, info.settings.dim), dtype=np.float32)
-        return DenseCodes.build(ids, vectors, info.settings.dim)
+        return DenseCodes.build(*every_vector(conn, info), info.settings.dim)
 
     def apply(self, conn: psycopg.Connection, info: CollectionInfo, data: DenseCodes, removed: np.ndarray, added: list[int]) -> None:
         data.remove(removed)
         if added:
-            data.add(*_vectors(conn, info, sql.SQL("e.doc_id = ANY(%s)"), (added,)))
+            data.add(*read_vectors(conn, info, sql.SQL("e.doc_id = ANY(%s)"), (added,)))
 
     def to_arrays(self, data: DenseCodes) -> dict[str, np.ndarray]:
         return {"index": data.to_bytes()}
