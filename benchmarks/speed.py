@@ -279,6 +279,7 @@ def measure(n: int, per_band: int, dsn: str, model: str = "hard") -> dict:
     result["filtered"] = filtered(db, tiered, conn, name, statement, queries[:: max(1, len(queries) // FILTERED_QUERIES)])
     tiered.close()
     result["new_process"] = first_query_in_new_process(dsn, name, queries[0]["text"])
+    result["sharing"] = shared_processes(dsn, name, [q["text"] for q in queries[:50]])
 
     exact = systems["exact numpy dense"][1]
     for ef in (40, 100):
@@ -381,6 +382,59 @@ def first_query_in_new_process(dsn: str, name: str, text: str) -> dict:
     return {"wall_s": wall, "rss_growth_mb": float(grew)}
 
 
+SHARING_PROCESSES = 4
+_SHARING_CHILD = """
+import json, sys, time
+start = time.perf_counter()
+import sparsesql
+
+def smaps():
+    anon = next(int(l.split()[1]) for l in open('/proc/self/smaps_rollup') if l.startswith('Anonymous:'))
+    mapped, current = 0, None
+    for line in open('/proc/self/smaps'):
+        head = line.split()
+        if '-' in head[0] and len(head) >= 5:
+            current = head[-1] if len(head) >= 6 else ''
+        elif head[0] == 'Pss:' and current and current.endswith('.npz'):
+            mapped += int(head[1])
+    return anon / 1024, mapped / 1024
+
+dsn, name, texts = json.loads(sys.argv[1])
+db = sparsesql.connect(dsn, sparse_tier=True)
+anon_before, _ = smaps()
+db.query(f'SELECT id FROM {name} SEARCH SPARSE(:q) LIMIT 10', q=texts[0])
+first_s = time.perf_counter() - start
+for text in texts[1:]:
+    db.query(f'SELECT id FROM {name} SEARCH SPARSE(:q) LIMIT 10', q=text)
+loaded = db.tiers.loaded[(name, 0)]
+print(json.dumps({'first_s': first_s, 'source': loaded.source, 'tier_mb': loaded.index.memory_bytes() / 2**20}), flush=True)
+sys.stdin.readline()
+anon_after, mapped = smaps()
+print(json.dumps({'anon_growth_mb': anon_after - anon_before, 'snapshot_pss_mb': mapped}), flush=True)
+"""
+
+
+def shared_processes(dsn: str, name: str, texts: list[str]) -> dict:
+    """SHARING_PROCESSES processes search the same collection at once, each from the tier's
+    snapshot: each one's share of the mapped snapshot (its Pss) plus its own anonymous memory's
+    growth over the searches, summed, against one process's tier size."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _SHARING_CHILD, json.dumps([dsn, name, texts])], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env) for _ in range(SHARING_PROCESSES)]
+    ready = [json.loads(p.stdout.readline()) for p in procs]  # all of them loaded and searching
+    for p in procs:
+        p.stdin.write("\n")
+        p.stdin.flush()
+    after = [json.loads(p.stdout.readline()) for p in procs]
+    for p in procs:
+        p.wait(60)
+    per_process = [a["snapshot_pss_mb"] + a["anon_growth_mb"] for a in after]
+    one = ready[0]["tier_mb"]
+    return {"processes": SHARING_PROCESSES, "searches_each": len(texts), "tier_mb": one, "per_process_mb": per_process,
+            "total_mb": sum(per_process), "ratio_to_one_tier": sum(per_process) / one, "first_query_s": [r["first_s"] for r in ready],
+            "sources": [r["source"] for r in ready], "detail": after}
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -434,6 +488,14 @@ def report(results: list[dict], command: str) -> str:
             f"{r['new_process']['wall_s']:.2f} s after starting (snapshot), its RSS growing {r['new_process']['rss_growth_mb']:.0f} MB; "
             f"top-10 equal to SQL's on {r['tier_equals_sql_top10']:.1%} of queries"
         )
+        sh = r.get("sharing")
+        if sh:
+            lines.append(
+                f"- {sh['processes']} processes searching the collection at once ({sh['searches_each']} SPARSE each, tiers from the "
+                f"snapshot, memory-mapped): {sh['total_mb']:.1f} MB in all (their Pss of the snapshot plus each one's own anonymous "
+                f"growth: {', '.join(f'{x:.1f}' for x in sh['per_process_mb'])}) = {sh['ratio_to_one_tier']:.2f}x one process's tier "
+                f"({sh['tier_mb']:.1f} MB); first query {min(sh['first_query_s']):.2f}-{max(sh['first_query_s']):.2f} s after each started"
+            )
         for share, f in r["filtered"].items():
             lines.append(
                 f"- HYBRID with a WHERE keeping {share} (`{f['where']}`, {f['queries']} queries): memory tier {f['tier']['p50']:.2f} / "

@@ -215,11 +215,16 @@ def test_a_new_process_loads_the_snapshot_and_catches_up(db, dsn, tmp_path, monk
     assert list((tmp_path / "tiers").glob(f"{name}-*/index.npz"))
     coll.delete([f"d{i}" for i in range(0, 200, 7)])
     coll.add([{"id": "new", "body": "term3 term3 term3", "vector": [0, 1]}])
+    snapshot = next((tmp_path / "tiers").glob(f"{name}-*/index.npz"))
+    on_disk = snapshot.read_bytes()
     with sparsesql.connect(dsn, sparse_tier=True) as second:
         plan = second.explain(text, analyze=True, q="term3 common")
         assert "(from snapshot in" in plan
         got = ranked(second, text, q="term3 common")
+        index = second.tiers.loaded[(name, 0)].index
+        assert isinstance(index.docs, np.memmap) and isinstance(index.weights, np.memmap)  # mapped, shared by the page cache
     assert same(got, ranked(db, text, q="term3 common")) and got[0][0] == "new"
+    assert snapshot.read_bytes() == on_disk  # the catch-up's deletions wrote private pages, never the file
     db.drop_collection(name)
     db.create_collection(name, {"body": "text"}, dense="none", dim=2).add([{"id": "other", "body": "term3", "vector": [1, 0]}])
     with sparsesql.connect(dsn, sparse_tier=True) as third:

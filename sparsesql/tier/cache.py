@@ -18,8 +18,10 @@ import hashlib
 import json
 import os
 import re
+import struct
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -162,6 +164,40 @@ def _remove_orphans(folder: Path, file: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def read_snapshot(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """A snapshot's metadata and arrays, the arrays memory-mapped copy-on-write from the file.
+
+    np.savez stores each array uncompressed, as a .npy member of a zip, so its bytes lie in the
+    file as they lie in memory: mapping them lets every process on the machine share one copy
+    through the page cache, and a new process answers before it has read the whole index (pages
+    come in as queries touch them). A page the process writes (a deletion's alive flag) becomes
+    its own; the file is never written. A later snapshot replaces the file by rename, so a
+    mapped one stays intact until its readers drop it.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
+        for member in archive.infolist():
+            name = member.filename.removesuffix(".npy")
+            if member.compress_type != zipfile.ZIP_STORED:
+                with archive.open(member) as data:
+                    arrays[name] = np.lib.format.read_array(data)
+                continue
+            f.seek(member.header_offset)
+            local = f.read(30)
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            f.seek(member.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+            count = int(np.prod(shape))
+            if dtype.hasobject or count == 0 or shape == ():
+                f.seek(member.header_offset + 30 + name_len + extra_len)
+                arrays[name] = np.lib.format.read_array(f)
+            else:
+                arrays[name] = np.memmap(path, dtype=dtype, mode="c", offset=f.tell(), shape=shape, order="F" if fortran else "C")
+    meta = json.loads(str(arrays.pop("meta")))
+    return meta, arrays
+
+
 class TierRefused(Exception):
     """The collection turned out too large for the budget once loaded; the search runs in SQL."""
 
@@ -283,13 +319,10 @@ class Tiers:
         if folder is None or not (folder / "index.npz").exists():
             return None
         start = time.perf_counter()
-        with np.load(folder / "index.npz") as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("identity") != identity:
-                return None
-            if "terms" not in data:  # an older snapshot layout: load from Postgres instead
-                return None
-            index = SparseIndex(**{k: data[k] for k in ("terms", "offsets", "docs", "weights", "max_weight", "min_len", "doc_len", "alive")})
+        meta, data = read_snapshot(folder / "index.npz")
+        if meta.get("identity") != identity or "terms" not in data:  # another collection's, or an older layout
+            return None
+        index = SparseIndex(**{k: data[k] for k in ("terms", "offsets", "docs", "weights", "max_weight", "min_len", "doc_len", "alive")})
         return Loaded(index, int(meta["seq"]), identity, "snapshot", (time.perf_counter() - start) * 1000)
 
 

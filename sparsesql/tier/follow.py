@@ -10,7 +10,6 @@ PostgreSQL. A subclass says how to build, change, save and read back its own sta
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo
-from sparsesql.tier.cache import TierRefused, changes_since, snapshot_folder, write_snapshot
+from sparsesql.tier.cache import TierRefused, changes_since, read_snapshot, snapshot_folder, write_snapshot
 
 T = TypeVar("T")
 SAVE_SHARE = 0.1  # snapshot again once this share of the documents changed since the last save
@@ -118,9 +117,8 @@ class FollowedTier(Generic[T]):
         if folder is None or not (folder / f"{self.file}.npz").exists():
             return None
         start = time.perf_counter()
-        with np.load(folder / f"{self.file}.npz") as stored:
-            meta = json.loads(str(stored["meta"]))
-            if meta.get("identity") != info.created:
-                return None
-            data = self.from_arrays({k: stored[k] for k in stored.files if k != "meta"}, info)
+        meta, arrays = read_snapshot(folder / f"{self.file}.npz")
+        if meta.get("identity") != info.created:
+            return None
+        data = self.from_arrays(arrays, info)
         return Followed(data, int(meta["seq"]), info.created, "snapshot", (time.perf_counter() - start) * 1000)
