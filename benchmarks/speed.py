@@ -407,7 +407,7 @@ first_s = time.perf_counter() - start
 for text in texts[1:]:
     db.query(f'SELECT id FROM {name} SEARCH SPARSE(:q) LIMIT 10', q=text)
 loaded = db.tiers.loaded[(name, 0)]
-print(json.dumps({'first_s': first_s, 'source': loaded.source, 'tier_mb': loaded.index.memory_bytes() / 2**20}), flush=True)
+print(json.dumps({'first_s': first_s, 'source': loaded.source, 'tier_mb': loaded.memory_bytes() / 2**20}), flush=True)
 sys.stdin.readline()
 anon_after, mapped = smaps()
 print(json.dumps({'anon_growth_mb': anon_after - anon_before, 'snapshot_pss_mb': mapped}), flush=True)

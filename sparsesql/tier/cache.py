@@ -22,7 +22,7 @@ import struct
 import threading
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -34,9 +34,9 @@ from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.errors import CheckError
 from sparsesql.tier.index import SparseIndex
+from sparsesql.tier.vocab import Vocabulary
 
 BYTES_PER_POSTING = 6  # int32 doc id + uint16 term frequency
-VOCAB_ENTRY_BYTES = 210  # a vocabulary entry in a Python dict (key, tuple, ints, slot): 208 by tracemalloc over 256k entries
 COMPACT_SHARE = 0.1  # merge the delta into the base once it holds this share of the postings
 
 
@@ -48,31 +48,18 @@ class Loaded:
     source: str  # "postings" | "snapshot"
     load_ms: float
     version: int | None = None  # the catalog's write counter when the change log was last read
-    # term -> (term_id or -1 when absent, df, the catalog version it was read at): a search whose
-    # terms are all known at the current version needs no statistics statement of its own
-    vocab: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-    vocab_whole_at: int | None = None  # the version at which `vocab` held every term: others were absent
+    vocab: Vocabulary | None = None  # term -> (id, df): a search whose terms are all known needs no statistics statement
 
     def memory_bytes(self) -> int:
-        return self.index.memory_bytes() + VOCAB_ENTRY_BYTES * len(self.vocab)
+        return self.index.memory_bytes() + (self.vocab.memory_bytes() if self.vocab is not None else 0)
 
     def known(self, terms: Iterable[str], version: int) -> list[tuple[str, int, int]] | None:
         """(term, term_id, df) of the terms present, if every term is known at `version`."""
-        out = []
-        for term in terms:
-            entry = self.vocab.get(term)
-            if entry is None and self.vocab_whole_at == version:
-                continue
-            if entry is None or entry[2] != version:
-                return None
-            if entry[0] >= 0:
-                out.append((term, entry[0], entry[1]))
-        return out
+        return None if self.vocab is None else self.vocab.known(terms, version)
 
     def remember(self, terms: Iterable[str], found: dict[str, tuple[int, int]], version: int) -> None:
-        for term in terms:
-            term_id, df = found.get(term, (-1, 0))
-            self.vocab[term] = (term_id, df, version)
+        if self.vocab is not None:
+            self.vocab.remember(terms, found, version)
 
 
 def _copy_rows(conn: psycopg.Connection, query: sql.Composable, params: tuple, dtype: np.dtype) -> np.ndarray:
@@ -256,10 +243,9 @@ class Tiers:
         raises TierRefused when the loaded index is over the budget after all."""
         loaded = self.loaded.get((info.name, field.slot))
         if loaded is None or loaded.identity != identity:
-            loaded = self._snapshot(info, field, identity) or self._load(conn, info, field, identity)
-            rows = conn.execute(sql.SQL("SELECT term, term_id, df FROM {}").format(info.field_table(field, "vocab"))).fetchall()
-            loaded.vocab = {term: (term_id, df, version) for term, term_id, df in rows}
-            loaded.vocab_whole_at = version
+            loaded = self._snapshot(info, field, identity) or self._load(conn, info, field, identity, version)
+            if loaded.vocab is None or loaded.vocab.whole_at != version:  # the snapshot's is older: read it again
+                loaded.vocab = _vocabulary(conn, info, field, version)
             refused = self._over_budget(loaded.memory_bytes())
             if refused:
                 raise TierRefused(refused)
@@ -273,13 +259,14 @@ class Tiers:
             loaded.version = version
         return loaded
 
-    def _load(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField, identity: str) -> Loaded:
-        """Every posting by binary COPY, in the caller's snapshot (the change log's last seq with it)."""
+    def _load(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField, identity: str, version: int) -> Loaded:
+        """Every posting by binary COPY, and the vocabulary, in the caller's snapshot (the change
+        log's last seq with it), whose catalog version is `version`."""
         start = time.perf_counter()
         seq = conn.execute(sql.SQL("SELECT coalesce(max(seq), 0) FROM {}").format(info.table("changes"))).fetchone()[0]
         terms, docs, weights, len_ids, lens = _postings(conn, info, field, sql.SQL("TRUE"), ())
         index = SparseIndex.build(terms, docs, weights, (len_ids, lens), integer=field.bm25 and _integral(weights))
-        loaded = Loaded(index, seq, identity, "postings", (time.perf_counter() - start) * 1000)
+        loaded = Loaded(index, seq, identity, "postings", (time.perf_counter() - start) * 1000, vocab=_vocabulary(conn, info, field, version))
         self._save(info, field, loaded)
         return loaded
 
@@ -312,7 +299,11 @@ class Tiers:
         ix = loaded.index
         arrays = dict(terms=ix.terms, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, max_weight=ix.max_weight,
                       min_len=ix.min_len, doc_len=ix.doc_len, alive=ix.alive)
-        write_snapshot(folder, "index", arrays, {"seq": loaded.seq, "identity": loaded.identity})
+        meta = {"seq": loaded.seq, "identity": loaded.identity}
+        if loaded.vocab is not None:
+            arrays |= loaded.vocab.arrays()
+            meta["vocab_version"] = loaded.vocab.whole_at
+        write_snapshot(folder, "index", arrays, meta)
 
     def _snapshot(self, info: CollectionInfo, field: SparseField, identity: str) -> Loaded | None:
         folder = self._path(info, field, identity)
@@ -323,7 +314,13 @@ class Tiers:
         if meta.get("identity") != identity or "terms" not in data:  # another collection's, or an older layout
             return None
         index = SparseIndex(**{k: data[k] for k in ("terms", "offsets", "docs", "weights", "max_weight", "min_len", "doc_len", "alive")})
-        return Loaded(index, int(meta["seq"]), identity, "snapshot", (time.perf_counter() - start) * 1000)
+        vocab = Vocabulary(data["vocab_terms"], data["vocab_ids"], data["vocab_df"], meta.get("vocab_version")) if "vocab_terms" in data else None
+        return Loaded(index, int(meta["seq"]), identity, "snapshot", (time.perf_counter() - start) * 1000, vocab=vocab)
+
+
+def _vocabulary(conn: psycopg.Connection, info: CollectionInfo, field: SparseField, version: int) -> Vocabulary:
+    rows = conn.execute(sql.SQL("SELECT term, term_id, df FROM {}").format(info.field_table(field, "vocab"))).fetchall()
+    return Vocabulary.from_rows(rows, version)
 
 
 def _integral(weights: np.ndarray) -> bool:
