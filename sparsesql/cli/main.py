@@ -150,6 +150,51 @@ def token() -> None:
     """Bearer tokens for the HTTP API, each standing for a PostgreSQL role (needs a superuser's DSN)."""
 
 
+@cli.group()
+def cluster() -> None:
+    """A local Citus cluster (a coordinator and workers on loopback) from the embedded server's binaries."""
+
+
+@cluster.command("start")
+@click.option("--workers", default=2, show_default=True, help="Workers of a new cluster.")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder of the cluster (default: SPARSESQL_HOME).")
+@_fail_cleanly
+def cluster_start(workers: int, home: Path | None) -> None:
+    """Build Citus if needed (once, from ../shared/vendor), start every node, print the coordinator's DSN."""
+    from sparsesql import cluster as local
+
+    click.echo(f"citus: {local.ensure_citus()}", err=True)
+    started = local.start(home, workers)
+    for node in started.nodes():
+        click.echo(f"{node.name}: 127.0.0.1:{node.port} ({node.pgdata})", err=True)
+    click.echo(started.dsn)
+
+
+@cluster.command("stop")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--remove", is_flag=True, help="Also delete the nodes' data folders.")
+@_fail_cleanly
+def cluster_stop(home: Path | None, remove: bool) -> None:
+    """Stop every node of the cluster."""
+    from sparsesql import cluster as local
+
+    click.echo("stopped" + (" and removed" if remove else "") if local.stop(home, remove=remove) else "no cluster here")
+
+
+@cluster.command("status")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None)
+@_fail_cleanly
+def cluster_status(home: Path | None) -> None:
+    """Each node, its port, and whether it answers."""
+    from sparsesql import cluster as local
+
+    nodes = local.status(home)
+    if not nodes:
+        raise click.ClickException("no cluster here: sparsesql cluster start")
+    for name, port, running in nodes:
+        click.echo(f"{name}\t127.0.0.1:{port}\t{'running' if running else 'stopped'}")
+
+
 @token.command("create")
 @click.argument("role")
 @click.option("--name", default=None, help="A name to list and revoke it by (default: ROLE-<random>).")
