@@ -71,3 +71,63 @@ def test_the_cli_reports_and_stops_the_cluster(citus):
     assert again.stdout.strip() == citus.dsn  # already running: the same cluster
     missing = subprocess.run([sparsesql_cli, "cluster", "status", "--home", str(Path(citus.home).parent / "elsewhere")], capture_output=True, text=True)
     assert missing.returncode != 0 and "no cluster here" in missing.stderr
+
+
+SEARCHES = ["SPARSE('alpha omega')", "DENSE(:v)", "HYBRID(SPARSE('alpha omega'), DENSE(:v))",
+            "HYBRID(SPARSE('alpha omega'), DENSE(:v)) WITH PRF", "HYBRID(SPARSE('alpha'), DENSE(:v)) DIVERSIFY BY COVERAGE"]
+
+
+@pytest.mark.parametrize("tier", [False, True], ids=["sql", "tier"])
+def test_a_distributed_collection_answers_as_the_same_collection_on_one_node(citus, tier):
+    """Documents and vectors spread over both workers by doc_id (vocabularies and the catalog as
+    reference tables): every search, filtered or not, gives the same ids and scores as the same
+    documents in a collection of the coordinator alone, before and after deletes and updates."""
+    import numpy as np
+
+    db = sparsesql.connect(citus.dsn, sparse_tier=tier)
+    suffix = "tier" if tier else "sql"
+    dist, local = f"spread_{suffix}", f"single_{suffix}"
+    db.query(f"CREATE COLLECTION {dist} (body TEXT, year INT) WITH (dense => 'none', dim => 8, distributed => true, shards => 8)")
+    db.create_collection(local, {"body": "text", "year": "int"}, dense="none", dim=8)
+    rng = np.random.default_rng(0)
+    words = "alpha beta gamma delta omega sparse dense".split()
+    docs = [{"id": f"d{i}", "body": " ".join(rng.choice(words, 5)), "year": 1990 + i % 30, "vector": rng.standard_normal(8).tolist()}
+            for i in range(1500)]
+    v = rng.standard_normal(8).tolist()
+
+    def same_answers() -> None:
+        for search in SEARCHES:
+            for where in ("", " WHERE year > 2000"):
+                got = [(r["id"], r["score"]) for r in db.query(f"SELECT id, score FROM {dist} SEARCH {search}{where} LIMIT 10", v=v)]
+                want = [(r["id"], r["score"]) for r in db.query(f"SELECT id, score FROM {local} SEARCH {search}{where} LIMIT 10", v=v)]
+                assert [i for i, _ in got] == [i for i, _ in want], (search, where)
+                assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9, abs=1e-12), (search, where)
+
+    for name in (dist, local):
+        db.collection(name).add(docs)
+    same_answers()
+    for name in (dist, local):
+        db.collection(name).delete(["d1", "d2", "d3"])
+        db.collection(name).add([{"id": "d5", "body": "omega omega changed", "year": 2010, "vector": [1.0] * 8}])
+    same_answers()
+    assert db.collection(dist).count() == db.collection(local).count() == 1497
+    assert db.collection(dist).info.extra["distributed"] == {"shards": 8, "by": "doc_id", "tables": ["docs", "dense"]}
+    with psycopg.connect(citus.dsn, autocommit=True) as conn:
+        ports = {r[0] for r in conn.execute(
+            "SELECT DISTINCT nodeport FROM citus_shards WHERE table_name IN (%s::regclass, %s::regclass)",
+            (f"sparsesql.{dist}__docs", f"sparsesql.{dist}__dense")).fetchall()}
+        assert ports == {w.port for w in citus.workers}
+        assert conn.execute("SELECT count(DISTINCT id) = count(*) FROM sparsesql." + dist + "__docs").fetchone() == (True,)
+    db.drop_collection(dist)
+    db.drop_collection(local)
+    db.close()
+
+
+def test_distributed_options_say_what_is_wrong(db, name):
+    with pytest.raises(sparsesql.errors.ConfigError, match="needs the citus extension"):
+        db.query(f"CREATE COLLECTION {name} (body TEXT) WITH (dense => 'none', dim => 2, distributed => true)")
+    assert name not in {c.name for c in db.collections()}  # nothing half-made
+    for options, message in (("shards => 4", "applies to a distributed collection"), ("distributed => 'yes'", "expects true or false"),
+                             ("distributed => true, shards => 0", "whole number from 1 to 1024"), ("shards => 2.5, distributed => true", "whole number")):
+        with pytest.raises(sparsesql.errors.CheckError, match=message):
+            db.query(f"CREATE COLLECTION {name} (body TEXT) WITH (dense => 'none', dim => 2, {options})")

@@ -78,7 +78,7 @@ def make_settings(fields: tuple[Field, ...], options: dict) -> Settings:
     known = {"dense", "sparse", "sparse_model", "sparse_top_k", "dim", "k1", "b", "text_fields"}
     unknown = set(options) - known
     if unknown:
-        raise CheckError(f"unknown option {sorted(unknown)[0]} => for a collection; known options: {', '.join(sorted(known))}")
+        raise CheckError(f"unknown option {sorted(unknown)[0]} => for a collection; known options: {', '.join(sorted(known | PLACEMENT))}")
     sparse_fields = make_sparse_fields(options)
     dense = str(options.get("dense", "minilm-l6"))
     if dense.lower() in DENSE_MODELS:
@@ -243,7 +243,9 @@ def create_collection(
     """Create the catalog row and the tables of a collection, atomically."""
     name = check_name(name)
     declared = make_fields(fields)
-    settings = make_settings(declared, dict(options or {}))
+    options = dict(options or {})
+    shards = placement(options)
+    settings = make_settings(declared, options)
     info = CollectionInfo(name=name, fields=declared, settings=settings)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('sparsesql.collection.' || %s))", (name,))
@@ -258,7 +260,60 @@ def create_collection(
         )
         for statement in _ddl(info):
             conn.execute(statement)
+        if shards is not None:
+            _distribute(conn, info, shards)
     return info
+
+
+MAX_SHARDS = 1024
+PLACEMENT = {"distributed", "shards"}  # options that place the tables rather than say how documents are scored
+
+
+def placement(options: dict) -> int | None:
+    """`distributed => true[, shards => n]`, taken out of `options`: the shard count, or None."""
+    distributed = options.pop("distributed", False)
+    shards = options.pop("shards", None)
+    if not isinstance(distributed, bool):
+        raise CheckError(f"option distributed => expects true or false, got {distributed!r}")
+    if shards is not None and not distributed:
+        raise CheckError("option shards => applies to a distributed collection: add distributed => true")
+    if not distributed:
+        return None
+    shards = 32 if shards is None else shards
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+        raise CheckError(f"option shards => expects a whole number from 1 to {MAX_SHARDS}, got {shards!r}")
+    return shards
+
+
+def _distribute(conn: psycopg.Connection, info: CollectionInfo, shards: int) -> None:
+    """Spread the documents and their vectors over the Citus workers, co-located by doc_id (a
+    document's row and vector on one shard); vocabularies and the catalog become reference
+    tables (a copy on every node). Postings, the change log and the graph stay on the
+    coordinator for now (docs/scaling.md). `id` loses its UNIQUE constraint, which Citus allows
+    only with the distribution column in it; ids stay unique because every write to a
+    collection holds its catalog row's lock while it checks them (db/ingest.py)."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is None:
+        raise ConfigError(
+            "distributed => true needs the citus extension in this database (CREATE EXTENSION citus on a Citus "
+            "coordinator; `sparsesql cluster start` runs a local cluster)"
+        )
+    docs = info.table("docs")
+    name = docs.as_string(conn)  # the regclass text Citus' functions take
+    conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(docs, sql.Identifier(f"{info.name}__docs_id_key")))
+    conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(docs))
+    conn.execute("SELECT create_distributed_table(%s, 'doc_id', shard_count => %s)", (name, shards))
+    conn.execute("SELECT create_distributed_table(%s, 'doc_id', colocate_with => %s)", (info.table("dense").as_string(conn), name))
+    # A local table joined to a distributed one crashed Citus 14.0.1's coordinator (signal 11)
+    # on the sparse statements; with the vocabularies and the catalog as reference tables every
+    # statement plans and answers as on one node.
+    for field in info.sparse_fields:
+        conn.execute("SELECT create_reference_table(%s)", (info.field_table(field, "vocab").as_string(conn),))
+    if conn.execute("SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'sparsesql.collections'::regclass").fetchone() is None:
+        conn.execute("SELECT create_reference_table('sparsesql.collections')")
+    conn.execute(
+        "UPDATE sparsesql.collections SET extra = extra || %s WHERE name = %s",
+        (Jsonb({"distributed": {"shards": shards, "by": "doc_id", "tables": ["docs", "dense"]}}), info.name),
+    )
 
 
 def drop_collection(conn: psycopg.Connection, name: str, *, if_exists: bool = False) -> bool:

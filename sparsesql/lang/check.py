@@ -881,7 +881,7 @@ def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None
     if isinstance(statement, ast.Select):
         return _select(c, statement, catalog)
     if isinstance(statement, ast.CreateCollection):
-        from sparsesql.db.schema import make_fields, make_settings
+        from sparsesql.db.schema import make_fields, make_settings, placement
 
         try:
             name = check_name(statement.name.name)
@@ -899,7 +899,9 @@ def check(statement: ast.Statement, catalog: Catalog, params: dict | None = None
             options[arg.name.lower()] = _option_value(c, arg)
         pairs = tuple((f.name, f.type_name) for f in statement.fields)
         try:
-            make_settings(make_fields(list(pairs)), options)
+            scoring = dict(options)
+            placement(scoring)
+            make_settings(make_fields(list(pairs)), scoring)
         except CheckError as exc:
             raise c.error(exc.message, _blame(statement, exc.message)) from None
         return CheckedCreate(name, pairs, options, statement.if_not_exists)
