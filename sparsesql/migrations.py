@@ -143,6 +143,30 @@ def _drop_graph(operations: Operations, op: DropGraphOp) -> None:
         graph.drop(conn, info)
 
 
+@Operations.register_operation("distribute_collection")
+class DistributeCollectionOp(MigrateOperation):
+    """Spread an existing collection over a Citus cluster's workers (as distributed => true)."""
+
+    def __init__(self, name: str, shards: int = 32) -> None:
+        self.name = name
+        self.shards = shards
+
+    @classmethod
+    def distribute_collection(cls, operations: Operations, name: str, shards: int = 32):
+        return operations.invoke(cls(name, shards))
+
+    def reverse(self) -> MigrateOperation:
+        raise NotImplementedError(
+            f"distribute_collection({self.name!r}) cannot be reversed yet: Citus' undistribute_table refuses the "
+            "collection's identity columns; drop and re-create the collection instead"
+        )
+
+
+@Operations.implementation_for(DistributeCollectionOp)
+def _distribute(operations: Operations, op: DistributeCollectionOp) -> None:
+    schema.distribute_collection(_prepare(operations), op.name, op.shards)
+
+
 @Operations.register_operation("install_extension")
 class InstallExtensionOp(MigrateOperation):
     """Install sparsesql in the database: the catalog and the extension's SQL functions

@@ -131,3 +131,36 @@ def test_distributed_options_say_what_is_wrong(db, name):
                              ("distributed => true, shards => 0", "whole number from 1 to 1024"), ("shards => 2.5, distributed => true", "whole number")):
         with pytest.raises(sparsesql.errors.CheckError, match=message):
             db.query(f"CREATE COLLECTION {name} (body TEXT) WITH (dense => 'none', dim => 2, {options})")
+
+
+def test_distribute_collection_by_migration(citus):
+    """op.distribute_collection moves an existing collection's rows to the workers with the same
+    answers; distributing twice is refused; the operation says it cannot be reversed yet."""
+    import sqlalchemy
+    from alembic.migration import MigrationContext
+    from alembic.operations import Operations
+
+    import sparsesql.migrations
+
+    db = sparsesql.connect(citus.dsn, sparse_tier=False)
+    coll = db.create_collection("moved", {"body": "text"}, dense="none", dim=2)
+    coll.add([{"id": f"m{i}", "body": f"w{i % 7} common", "vector": [1.0, float(i)]} for i in range(300)])
+    text = "SELECT id, score FROM moved SEARCH HYBRID(SPARSE('w3 common'), DENSE(:v)) LIMIT 10"
+    before = [(r["id"], r["score"]) for r in db.query(text, v=[1.0, 3.0])]
+    engine = sqlalchemy.create_engine(citus.dsn.replace("postgresql://", "postgresql+psycopg://"))
+
+    def migrate(step) -> None:
+        with engine.begin() as connection:
+            step(Operations(MigrationContext.configure(connection)))
+
+    migrate(lambda op: op.distribute_collection("moved", shards=4))
+    assert db.collection("moved").info.extra["distributed"]["shards"] == 4
+    assert [(r["id"], r["score"]) for r in db.query(text, v=[1.0, 3.0])] == before
+    coll.add([{"id": "m1", "body": "w3 w3 common again", "vector": [1.0, 3.0]}])  # an update after the move
+    assert db.collection("moved").count() == 300 and db.query(text, v=[1.0, 3.0])[0]["id"] == "m1"
+    with pytest.raises(sparsesql.errors.CheckError, match="distributed already"):
+        migrate(lambda op: op.distribute_collection("moved", shards=4))
+    with pytest.raises(NotImplementedError, match="cannot be reversed yet"):
+        sparsesql.migrations.DistributeCollectionOp("moved", 4).reverse()
+    db.drop_collection("moved")
+    db.close()

@@ -316,6 +316,19 @@ def _distribute(conn: psycopg.Connection, info: CollectionInfo, shards: int) -> 
     )
 
 
+def distribute_collection(conn: psycopg.Connection, name: str, shards: int = 32) -> None:
+    """Distribute an existing collection as `distributed => true` would have (its rows move to
+    the workers), in one transaction. There is no way back yet: Citus' undistribute_table
+    refuses tables with identity columns (doc_id, term_id)."""
+    placement({"distributed": True, "shards": shards})
+    with conn.transaction():
+        info = require_collection(conn, name)
+        conn.execute("SELECT 1 FROM sparsesql.collections WHERE name = %s FOR UPDATE", (info.name,))
+        if "distributed" in info.extra:
+            raise CheckError(f"collection {info.name!r} is distributed already")
+        _distribute(conn, info, shards)
+
+
 def drop_collection(conn: psycopg.Connection, name: str, *, if_exists: bool = False) -> bool:
     """Drop a collection's tables and catalog row; False when it did not exist and if_exists."""
     name = check_name(name)
