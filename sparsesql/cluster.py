@@ -122,6 +122,16 @@ def _pg_ctl(args: list[str], pgdata: Path) -> None:
     pg_ctl(args, pgdata=pgdata, user=_system_user(), timeout=60)
 
 
+def _answers(node: Node) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(node.dsn("postgres"), connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
 def _start_node(node: Node) -> None:
     """initdb through the wheel (it prepares the system user and permissions), then run it on TCP."""
     import psycopg
@@ -137,7 +147,7 @@ def _start_node(node: Node) -> None:
         _pg_ctl(["-w", "-m", "fast", "stop"], pgdata)
         with (pgdata / "pg_hba.conf").open("a") as f:
             f.write("host all all 127.0.0.1/32 trust\n")
-    if not (pgdata / "postmaster.pid").exists():
+    if not _answers(node):  # a postmaster.pid a killed server left behind is pg_ctl's to clear
         _pg_ctl(["-w", "-o", f"-h 127.0.0.1 -p {node.port} -k {pgdata}", "-l", str(pgdata / "log"), "start"], pgdata)
     with psycopg.connect(node.dsn("postgres"), autocommit=True, connect_timeout=30) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
@@ -218,15 +228,5 @@ def stop(home: Path | None = None, *, remove: bool = False) -> bool:
 
 def status(home: Path | None = None) -> list[tuple[str, int, bool]]:
     """(node, port, running) for each node of the cluster in `home`."""
-    import psycopg
-
     cluster = load(home)
-    out = []
-    for node in cluster.nodes() if cluster else []:
-        try:
-            with psycopg.connect(node.dsn("postgres"), connect_timeout=3):
-                running = True
-        except psycopg.OperationalError:
-            running = False
-        out.append((node.name, node.port, running))
-    return out
+    return [(node.name, node.port, _answers(node)) for node in (cluster.nodes() if cluster else [])]

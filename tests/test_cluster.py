@@ -164,3 +164,75 @@ def test_distribute_collection_by_migration(citus):
         sparsesql.migrations.DistributeCollectionOp("moved", 4).reverse()
     db.drop_collection("moved")
     db.close()
+
+
+def _exact_statistics(conn: psycopg.Connection, name: str) -> None:
+    """The catalog's N and total length, and every df, equal a recount from the documents."""
+    n_docs, sum_len = conn.execute("SELECT n_docs, sum_len FROM sparsesql.collections WHERE name = %s", (name,)).fetchone()
+    assert (n_docs, sum_len) == conn.execute(f"SELECT count(*), coalesce(sum(doc_len), 0) FROM sparsesql.{name}__docs").fetchone()
+    wrong = conn.execute(
+        f"WITH r AS (SELECT t, count(*) AS n FROM sparsesql.{name}__docs, unnest(term_ids) AS t GROUP BY t) "
+        f"SELECT count(*) FROM sparsesql.{name}__vocab AS v FULL JOIN r ON r.t = v.term_id WHERE coalesce(v.df, 0) <> coalesce(r.n, 0)"
+    ).fetchone()[0]
+    assert wrong == 0
+
+
+def test_two_writers_stay_exact_and_a_killed_worker_leaves_whole_batches(citus):
+    import os
+    import signal
+    import threading
+    import time
+
+    db = sparsesql.connect(citus.dsn, sparse_tier=False)
+    db.create_collection("writers", {"body": "text"}, dense="none", dim=2, distributed=True, shards=8)
+    words = "alpha beta gamma delta omega".split()
+
+    def batch(prefix: str, n: int, size: int) -> list[dict]:
+        return [{"id": f"{prefix}-{n}-{i}", "body": f"{words[(n + i) % 5]} {words[i % 5]} {prefix}", "vector": [1.0, float(i)]} for i in range(size)]
+
+    committed: dict[str, list[int]] = {"a": [], "b": [], "k": []}
+    failed: dict[str, list[int]] = {"a": [], "b": [], "k": []}
+
+    def write(prefix: str, seconds: float, size: int) -> None:
+        mine = sparsesql.connect(citus.dsn, sparse_tier=False)
+        coll, n, end = mine.collection("writers"), 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                coll.add(batch(prefix, n, size), batch_size=size)
+                committed[prefix].append(n)
+            except sparsesql.errors.Error:
+                failed[prefix].append(n)
+                time.sleep(0.2)
+            n += 1
+        mine.close()
+
+    threads = [threading.Thread(target=write, args=(p, 10.0, 20)) for p in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with psycopg.connect(citus.dsn, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM sparsesql.writers__docs").fetchall()]
+        assert len(ids) == len(set(ids)) == 20 * (len(committed["a"]) + len(committed["b"])) and not failed["a"] + failed["b"]
+        _exact_statistics(conn, "writers")
+
+    # kill -9 one worker while a writer loads batches of 50, then restart it
+    writer = threading.Thread(target=write, args=("k", 6.0, 50))
+    writer.start()
+    time.sleep(2.0)
+    pid = int((Path(citus.workers[0].pgdata) / "postmaster.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    writer.join()
+    local.start(Path(citus.home).parent)  # the worker comes back
+    db.close()
+    db = sparsesql.connect(citus.dsn, sparse_tier=False)  # a session whose worker connections are new
+    with psycopg.connect(citus.dsn, autocommit=True) as conn:
+        conn.execute("SELECT recover_prepared_transactions()")
+        per_batch = dict(conn.execute(
+            "SELECT split_part(id, '-', 2)::int, count(*) FROM sparsesql.writers__docs WHERE id LIKE 'k-%' GROUP BY 1").fetchall())
+        assert failed["k"], "the writer never saw the worker go"
+        assert committed["k"] and all(per_batch.get(n) == 50 for n in committed["k"])  # every committed batch whole
+        assert all(count == 50 for count in per_batch.values())  # and no batch half there
+        _exact_statistics(conn, "writers")
+    db.drop_collection("writers")
+    db.close()
