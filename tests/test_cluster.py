@@ -112,6 +112,9 @@ def test_a_distributed_collection_answers_as_the_same_collection_on_one_node(cit
     same_answers()
     assert db.collection(dist).count() == db.collection(local).count() == 1497
     assert db.collection(dist).info.extra["distributed"] == {"shards": 8, "by": "doc_id", "tables": ["docs", "dense"]}
+    plan = db.explain(f"SELECT id FROM {dist} SEARCH HYBRID(SPARSE('alpha'), DENSE(:v)) LIMIT 5", v=v)
+    assert "distributed: docs, dense over 8 shards by doc_id (Citus)" in plan
+    assert "distributed" not in db.explain(f"SELECT id FROM {local} SEARCH SPARSE('alpha') LIMIT 5")
     with psycopg.connect(citus.dsn, autocommit=True) as conn:
         ports = {r[0] for r in conn.execute(
             "SELECT DISTINCT nodeport FROM citus_shards WHERE table_name IN (%s::regclass, %s::regclass)",

@@ -42,6 +42,10 @@ def _describe(stage: st.Stage) -> str:
 
 def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRecord] | None = None) -> str:
     lines = [f"Plan on collection {plan.collection}"]
+    if plan.distributed:
+        spread = ", ".join(plan.distributed.get("tables", []))
+        lines.append(f"   distributed: {spread} over {plan.distributed.get('shards')} shards by {plan.distributed.get('by')} (Citus); "
+                     "vocabulary and catalog on every node, postings, change log and graph on the coordinator")
     for argument, value, source in plan.defaults:
         lines.append(f"   default {argument} => {value}  ({source})")
     for i, stage in enumerate(plan.stages, start=1):

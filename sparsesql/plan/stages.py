@@ -193,3 +193,4 @@ class Plan:
     columns: tuple[str, ...]
     with_score: bool
     defaults: tuple[tuple[str, str, str], ...] = ()  # (argument, value, source) the query left out
+    distributed: dict | None = None  # the collection's placement on a Citus cluster, or None: one node
