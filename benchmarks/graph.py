@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import sparsesql  # noqa: E402
-from benchmarks.speed import collection_name, speed_dsn  # noqa: E402
+from benchmarks.speed import add_collection_arguments, collection_name, speed_dsn  # noqa: E402
 from sparsesql.tier.dense_cache import every_vector  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -35,8 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--vectors", default="calibrated", choices=["hard", "calibrated"])
+    add_collection_arguments(parser, "calibrated")
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--sample", type=int, default=2000, help="source documents whose true neighbours are computed exactly")
     args = parser.parse_args(argv)

@@ -23,15 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import synthetic  # noqa: E402
-from benchmarks.speed import collection_name, first_query_in_new_process, shared_processes, speed_dsn  # noqa: E402
+from benchmarks.speed import add_collection_arguments, collection_name, first_query_in_new_process, shared_processes, speed_dsn  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--vectors", default="hard", choices=["hard", "calibrated"])
+    add_collection_arguments(parser, "hard")
     parser.add_argument("--searches", type=int, default=50)
     args = parser.parse_args(argv)
     name = collection_name(args.docs, args.vectors)

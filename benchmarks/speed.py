@@ -77,6 +77,12 @@ def timed(fn, queries: list[dict]) -> tuple[list[float], list]:
 # ----------------------------------------------------------------------------- building
 
 
+def add_collection_arguments(parser: argparse.ArgumentParser, vectors: str = "hard") -> None:
+    """--docs and --vectors: which collection of this script's another benchmark reads."""
+    parser.add_argument("--docs", type=int, default=100_000, help="documents of the speed collection (built by benchmarks/speed.py)")
+    parser.add_argument("--vectors", default=vectors, choices=list(synthetic.VECTOR_MODELS), help="its vector model")
+
+
 def collection_name(n: int, model: str) -> str:
     """speed_<n> for the hard vectors (the name earlier runs built), speed_<n>_<model> otherwise."""
     return f"speed_{n}" if model == "hard" else f"speed_{n}_{model}"
