@@ -202,3 +202,27 @@ def test_the_openapi_document_and_its_browsable_docs(server):
     page = httpx.get(f"{server.http}/docs", timeout=30)
     assert page.status_code == 200 and "/swagger/swagger-ui-bundle.js" in page.text
     assert httpx.get(f"{server.http}/swagger/swagger-ui-bundle.js", timeout=30).status_code == 200
+
+
+def test_a_client_that_hangs_up_mid_load_leaves_whole_batches(server, db, name):
+    """Lines stream in; the client drops the connection after 1,200 of a promised body: the two
+    batches of 500 that were complete are written, the 200 after them are not, and the server
+    keeps serving."""
+    import base64
+    import socket
+    import time
+
+    db.create_collection(name, {"body": "text"}, dense="none", dim=2)
+    auth = base64.b64encode(f"{server.user}:{server.password}".encode()).decode()
+    body = "".join(json.dumps({"id": f"x{i}", "body": "words", "vector": [1, 0]}) + "\n" for i in range(1200)).encode()
+    with socket.create_connection((server.host, server.http_port)) as raw:
+        raw.sendall(f"POST /collections/{name}/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+                    f"Content-Length: {10 * len(body)}\r\n\r\n".encode() + body)
+        deadline = time.monotonic() + 30
+        while db.collection(name).count() < 1000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    time.sleep(1.0)
+    assert db.collection(name).count() == 1000
+    assert db.conn.execute("SELECT n_docs FROM sparsesql.collections WHERE name = %s", (name,)).fetchone() == (1000,)
+    with client(server) as http:
+        assert http.get("/health").json()["status"] == "ok"
