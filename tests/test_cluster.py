@@ -116,6 +116,9 @@ def test_a_distributed_collection_answers_as_the_same_collection_on_one_node(cit
     same_answers()
     assert db.collection(dist).count() == db.collection(local).count() == 1497
     assert db.collection(dist).info.extra["distributed"] == {"shards": 8, "by": "doc_id", "tables": ["docs", "dense"]}
+    db.query(f"BUILD GRAPH ON {dist} WITH (k => 4)")  # builds and is kept by writes; the walk is refused with the reason
+    with pytest.raises(sparsesql.errors.CheckError, match="not available on distributed collection"):
+        db.query(f"SELECT id FROM {dist} SEARCH SPARSE('alpha') DIVERSIFY BY COVERAGE(hops => 1) LIMIT 5")
     plan = db.explain(f"SELECT id FROM {dist} SEARCH HYBRID(SPARSE('alpha'), DENSE(:v)) LIMIT 5", v=v)
     assert "distributed: docs, dense over 8 shards by doc_id (Citus)" in plan
     assert "distributed" not in db.explain(f"SELECT id FROM {local} SEARCH SPARSE('alpha') LIMIT 5")
