@@ -117,6 +117,7 @@ class Database:
         return self._guard(lambda: self._query(text, params))
 
     def _query(self, text: str, params: dict) -> list[Row]:
+        self.last_stages = []  # a statement that is not a search leaves none
         statement = parse_statement(text)
         if isinstance(statement, (ast.Select, ast.Explain)):
             out = self._select(statement, text, params)

@@ -225,7 +225,6 @@ def _describe(db: Database, text: str, client_oids: list[int]) -> Described:
 def run(db: Database, text: str, params: dict[str, object], described: Described, metrics: "Metrics | None" = None) -> Outcome:
     """Run the statement through the Python API's own path; rows laid out as described."""
     start = time.perf_counter()
-    db.last_stages = []
     try:
         rows = db.query(text, **params)
     except Exception as exc:

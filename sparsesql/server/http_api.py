@@ -89,9 +89,18 @@ def error_body(exc: BaseException) -> tuple[int, dict]:
     body: dict[str, object] = {"kind": error_kind(exc), "message": message, "sqlstate": code}
     if isinstance(exc, errors.Error) and exc.line is not None:
         body.update(line=exc.line, column=exc.column, caret=exc.highlight)
-    status = _STATUS.get(code) or (400 if code[:2] in ("42", "22", "0A") or isinstance(exc, errors.Error) and code != "XX000" else
-                                   503 if code[:2] in ("08", "53", "57") else 500)
-    return status, {"error": body}
+    return _status(code, exc), {"error": body}
+
+
+def _status(code: str, exc: BaseException) -> int:
+    """The HTTP status of a SQLSTATE: the statement's own fault is 400, the server's state 503."""
+    if code in _STATUS:
+        return _STATUS[code]
+    if code[:2] in ("08", "53", "57"):
+        return 503
+    if code[:2] in ("42", "22", "0A") or (isinstance(exc, errors.Error) and code != "XX000"):
+        return 400
+    return 500
 
 
 def _stages(records) -> list[dict]:
@@ -173,7 +182,6 @@ def create_app(server: "Server") -> FastAPI:
         kind = statement_kind(statement)
         with sessions.session(who) as lease:
             lease.changed = isinstance(statement, ast.SetOption)
-            lease.db.last_stages = []
             rows = lease.db.query(body.sql, **body.params)
             stages = list(lease.db.last_stages)
             plan = lease.db.explain(body.sql, analyze=True, **body.params) if body.analyze and isinstance(statement, ast.Select) else None
