@@ -86,6 +86,9 @@ def test_an_ndjson_bulk_load_reports_the_bad_line_and_loses_nothing_else(server,
         assert report["added"] == len(docs) and report["lines"] == len(lines)
         listed = {c["name"]: c for c in http.get("/collections").json()}
         assert listed[name]["documents"] == len(docs)
+        one = http.get(f"/collections/{name}").json()
+        assert one["documents"] == len(docs) and one["fields"] == {"title": "text", "text": "text"} and one["dim"] == 384
+        assert http.get("/collections/no_such_collection").status_code == 404
         again = http.post(f"/collections/{name}/documents", content="\n".join(lines[:50]).encode()).json()
         assert again["unchanged"] == 50 and again["added"] == 0
         aborted = http.post(f"/collections/{name}/documents?on_error=abort", content=b'{"id": "z1", "text": "a", "vector": ' + json.dumps([0.1] * 384).encode() + b'}\nnot json\n')

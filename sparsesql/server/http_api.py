@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sparsesql import errors
 from sparsesql.db import ingest
+from sparsesql.db.catalog import get_collection
 from sparsesql.lang import ast
 from sparsesql.lang.parse import parse_statement
 from sparsesql.server import types as t
@@ -210,10 +211,10 @@ def create_app(server: "Server") -> FastAPI:
 
         def work() -> dict:
             with sessions.session(who) as lease:
-                found = [c for c in lease.db.collections() if c.name == name]
-            if not found:
+                found = lease.db._guard(lambda: get_collection(lease.db.conn, name))
+            if found is None:
                 raise HttpError(404, "not_found", f"collection {name!r} does not exist")
-            return _collection(found[0])
+            return _collection(found)
 
         return JSONResponse(await run_in_threadpool(work))
 
