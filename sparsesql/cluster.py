@@ -176,7 +176,7 @@ class Cluster:
 def _folder(home: Path | None) -> Path:
     from sparsesql.db import embedded
 
-    return (home or embedded.home()) / "cluster"
+    return ((home or embedded.home()) / "cluster").absolute()  # postgres resolves its socket folder from its data folder
 
 
 def load(home: Path | None = None) -> Cluster | None:

@@ -106,7 +106,7 @@ class Database:
             if not checked.explain and explain is None:
                 rows, self.last_stages = run_plan(snap, plan, self.trace, self.tiers)
                 return rows
-            records = run_plan(snap, plan, self.trace, self.tiers)[1] if analyze else None
+            records = run_plan(snap, plan, self.trace, self.tiers, server_plans=bool(plan.distributed))[1] if analyze else None
             return explain_text(self.conn, plan, records)
 
     def query(self, text: str, /, **params: object) -> list[Row]:

@@ -155,16 +155,35 @@ class DistributeCollectionOp(MigrateOperation):
     def distribute_collection(cls, operations: Operations, name: str, shards: int = 32):
         return operations.invoke(cls(name, shards))
 
-    def reverse(self) -> MigrateOperation:
-        raise NotImplementedError(
-            f"distribute_collection({self.name!r}) cannot be reversed yet: Citus' undistribute_table refuses the "
-            "collection's identity columns; drop and re-create the collection instead"
-        )
+    def reverse(self) -> UndistributeCollectionOp:
+        return UndistributeCollectionOp(self.name, self.shards)
+
+
+@Operations.register_operation("undistribute_collection")
+class UndistributeCollectionOp(MigrateOperation):
+    """Bring a distributed collection back into tables of the coordinator alone. `shards` is
+    what its reverse distributes it over again."""
+
+    def __init__(self, name: str, shards: int = 32) -> None:
+        self.name = name
+        self.shards = shards
+
+    @classmethod
+    def undistribute_collection(cls, operations: Operations, name: str, shards: int = 32):
+        return operations.invoke(cls(name, shards))
+
+    def reverse(self) -> DistributeCollectionOp:
+        return DistributeCollectionOp(self.name, self.shards)
 
 
 @Operations.implementation_for(DistributeCollectionOp)
 def _distribute(operations: Operations, op: DistributeCollectionOp) -> None:
     schema.distribute_collection(_prepare(operations), op.name, op.shards)
+
+
+@Operations.implementation_for(UndistributeCollectionOp)
+def _undistribute(operations: Operations, op: UndistributeCollectionOp) -> None:
+    schema.undistribute_collection(_prepare(operations), op.name)
 
 
 @Operations.register_operation("install_extension")

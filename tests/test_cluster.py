@@ -115,19 +115,27 @@ def test_a_distributed_collection_answers_as_the_same_collection_on_one_node(cit
         db.collection(name).add([{"id": "d5", "body": "omega omega changed", "year": 2010, "vector": [1.0] * 8}])
     same_answers()
     assert db.collection(dist).count() == db.collection(local).count() == 1497
-    assert db.collection(dist).info.extra["distributed"] == {"shards": 8, "by": "doc_id", "tables": ["docs", "dense"]}
+    placed = db.collection(dist).info.extra["distributed"]
+    assert (placed["shards"], placed["by"], placed["tables"]) == (8, "shard", ["docs", "dense", "changes", "postings"])
+    assert len(set(placed["buckets"])) == 8
     db.query(f"BUILD GRAPH ON {dist} WITH (k => 4)")  # builds and is kept by writes; the walk is refused with the reason
     with pytest.raises(sparsesql.errors.CheckError, match="not available on distributed collection"):
         db.query(f"SELECT id FROM {dist} SEARCH SPARSE('alpha') DIVERSIFY BY COVERAGE(hops => 1) LIMIT 5")
     plan = db.explain(f"SELECT id FROM {dist} SEARCH HYBRID(SPARSE('alpha'), DENSE(:v)) LIMIT 5", v=v)
-    assert "distributed: docs, dense over 8 shards by doc_id (Citus)" in plan
+    assert "distributed: docs, dense, changes, postings over 8 shards by shard (Citus)" in plan
     assert "distributed" not in db.explain(f"SELECT id FROM {local} SEARCH SPARSE('alpha') LIMIT 5")
     with psycopg.connect(citus.dsn, autocommit=True) as conn:
-        ports = {r[0] for r in conn.execute(
-            "SELECT DISTINCT nodeport FROM citus_shards WHERE table_name IN (%s::regclass, %s::regclass)",
-            (f"sparsesql.{dist}__docs", f"sparsesql.{dist}__dense")).fetchall()}
-        assert ports == {w.port for w in citus.workers}
+        for kind in ("docs", "dense", "postings", "changes"):
+            ports = {r[0] for r in conn.execute(
+                "SELECT DISTINCT nodeport FROM citus_shards WHERE table_name = %s::regclass", (f"sparsesql.{dist}__{kind}",)).fetchall()}
+            assert ports == {w.port for w in citus.workers}, kind
         assert conn.execute("SELECT count(DISTINCT id) = count(*) FROM sparsesql." + dist + "__docs").fetchone() == (True,)
+        # every block holds documents of its own shard only, and a document's rows share its shard
+        postings, on_own_shard = conn.execute(
+            f"SELECT (SELECT sum(cardinality(doc_ids)) FROM sparsesql.{dist}__postings), (SELECT count(*) FROM sparsesql.{dist}__postings AS p "
+            f"CROSS JOIN LATERAL unnest(p.doc_ids) AS u(doc_id) JOIN sparsesql.{dist}__docs AS d ON d.doc_id = u.doc_id AND d.shard = p.shard)"
+        ).fetchone()
+        assert postings == on_own_shard > 0
     db.drop_collection(dist)
     db.drop_collection(local)
     db.close()
@@ -143,9 +151,10 @@ def test_distributed_options_say_what_is_wrong(db, name):
             db.query(f"CREATE COLLECTION {name} (body TEXT) WITH (dense => 'none', dim => 2, {options})")
 
 
-def test_distribute_collection_by_migration(citus):
+def test_distribute_collection_by_migration_and_back(citus):
     """op.distribute_collection moves an existing collection's rows to the workers with the same
-    answers; distributing twice is refused; the operation says it cannot be reversed yet."""
+    answers, keeping ids, grants and indexes; distributing twice is refused; the downgrade brings
+    it back to the coordinator alone, answering the same again."""
     import sqlalchemy
     from alembic.migration import MigrationContext
     from alembic.operations import Operations
@@ -163,15 +172,43 @@ def test_distribute_collection_by_migration(citus):
         with engine.begin() as connection:
             step(Operations(MigrationContext.configure(connection)))
 
+    with psycopg.connect(citus.dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS moved_reader")
+        conn.execute("CREATE ROLE moved_reader")
+    db.grant("moved_reader", "reader")
+    db.conn.execute("CREATE INDEX moved_body ON sparsesql.moved__docs (body)")
+
+    def layout() -> tuple:
+        with psycopg.connect(citus.dsn, autocommit=True) as conn:
+            return (
+                conn.execute("SELECT count(*) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'sparsesql.moved__%'").fetchone()[0],
+                conn.execute("SELECT has_table_privilege('moved_reader', 'sparsesql.moved__docs', 'SELECT')").fetchone()[0],
+                conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'moved_body'").fetchone()[0],
+                conn.execute("SELECT array_agg(id ORDER BY doc_id) FROM sparsesql.moved__docs").fetchone()[0],
+            )
+
+    ids = layout()[3]
     migrate(lambda op: op.distribute_collection("moved", shards=4))
     assert db.collection("moved").info.extra["distributed"]["shards"] == 4
+    assert layout() == (5, True, 1, ids)  # docs, dense, changes, postings distributed, vocab a reference table
     assert [(r["id"], r["score"]) for r in db.query(text, v=[1.0, 3.0])] == before
-    coll.add([{"id": "m1", "body": "w3 w3 common again", "vector": [1.0, 3.0]}])  # an update after the move
+    coll.add([{"id": "m1", "body": "w3 w3 common again", "vector": [1.0, 3.0]}])  # an update after the move, by a stale handle
     assert db.collection("moved").count() == 300 and db.query(text, v=[1.0, 3.0])[0]["id"] == "m1"
+    after = [(r["id"], r["score"]) for r in db.query(text, v=[1.0, 3.0])]
     with pytest.raises(sparsesql.errors.CheckError, match="distributed already"):
         migrate(lambda op: op.distribute_collection("moved", shards=4))
-    with pytest.raises(NotImplementedError, match="cannot be reversed yet"):
-        sparsesql.migrations.DistributeCollectionOp("moved", 4).reverse()
+    back = sparsesql.migrations.DistributeCollectionOp("moved", 4).reverse()
+    assert isinstance(back, sparsesql.migrations.UndistributeCollectionOp) and back.reverse().shards == 4
+    migrate(lambda op: op.invoke(back))
+    assert "distributed" not in db.collection("moved").info.extra
+    assert layout()[1:] == (True, 1, [*ids[:1], *ids[2:], "m1"]) and layout()[0] == 0
+    assert [(r["id"], r["score"]) for r in db.query(text, v=[1.0, 3.0])] == after
+    coll.add([{"id": "m400", "body": "w3 after the way back", "vector": [1.0, 3.0]}])
+    assert db.collection("moved").count() == 301
+    with pytest.raises(sparsesql.errors.CheckError, match="is not distributed"):
+        migrate(lambda op: op.undistribute_collection("moved"))
+    with psycopg.connect(citus.dsn, autocommit=True) as conn:
+        _exact_statistics(conn, "moved")
     db.drop_collection("moved")
     db.close()
 
@@ -245,4 +282,45 @@ def test_two_writers_stay_exact_and_a_killed_worker_leaves_whole_batches(citus):
         assert all(count == 50 for count in per_batch.values())  # and no batch half there
         _exact_statistics(conn, "writers")
     db.drop_collection("writers")
+    db.close()
+
+
+CISI_SEARCHES = ["SPARSE(:q)", "DENSE(:q)", "HYBRID(SPARSE(:q), DENSE(:q))", "HYBRID(SPARSE(:q), DENSE(:q)) WITH PRF",
+                 "HYBRID(SPARSE(:q), DENSE(:q)) DIVERSIFY BY COVERAGE"]
+
+
+def test_cisi_distributed_answers_as_on_one_node(citus, session_db):
+    """CISI (1,460 abstracts, their MiniLM vectors) in a distributed collection over both workers
+    and in one of the coordinator alone: every search of 12 test queries, through the SQL path
+    and the memory tier, gives the same ids and scores (1e-9); EXPLAIN ANALYZE shows Citus
+    running the sparse statement on every shard, each with its own top k."""
+    from sparsesql.eval import test_queries
+    from sparsesql.eval.run import BEIR_FIELDS, load_beir
+    from tests.conftest import beir_dir
+
+    folder = beir_dir("cisi")
+    source = load_beir(session_db, folder)
+    docs = [{"id": i, "title": t or "", "text": x or "", "vector": v} for i, t, x, v in session_db.conn.execute(
+        f'SELECT d.id, d.title, d.text, e.embedding::real[] FROM sparsesql."{source}__docs" AS d JOIN sparsesql."{source}__dense" AS e USING (doc_id) ORDER BY d.doc_id'
+    ).fetchall()]
+    db = sparsesql.connect(citus.dsn, sparse_tier=False)
+    for name, options in (("cisi_spread", {"distributed": True, "shards": 8}), ("cisi_single", {})):
+        db.drop_collection(name, if_exists=True)
+        db.create_collection(name, BEIR_FIELDS, **options).add(docs)
+    queries = [text for _, text in list(test_queries(folder).items())[:12]]
+    tier = sparsesql.connect(citus.dsn, sparse_tier=True, dense_tier=True)
+    for handle in (db, tier):
+        for search in CISI_SEARCHES:
+            for text in queries:
+                got, want = ([(r["id"], r["score"]) for r in handle.query(f"SELECT id, score FROM {name} SEARCH {search} LIMIT 10", q=text)]
+                             for name in ("cisi_spread", "cisi_single"))
+                assert [i for i, _ in got] == [i for i, _ in want] and len(got) == 10, (search, text)
+                assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9), (search, text)
+    plan = db.explain("SELECT id FROM cisi_spread SEARCH SPARSE(:q) LIMIT 10", analyze=True, q=queries[0])
+    assert "Custom Scan (Citus Adaptive)" in plan and "Task Count: 8" in plan
+    task = plan[plan.index("->  Task"):]
+    assert "Limit" in task and "Group Key: d.shard, d.doc_id" in task  # each shard's own top k
+    tier.close()
+    for name in ("cisi_spread", "cisi_single"):
+        db.drop_collection(name)
     db.close()

@@ -147,6 +147,19 @@ class CollectionInfo:
         return None
 
     @property
+    def buckets(self) -> list[int] | None:
+        """A distributed collection's distribution values, one per Citus shard, or None on one
+        node. Document d's rows (its row, vector, postings, log entries) carry
+        buckets[d % len(buckets)] in their `shard` column, so they share a shard, and each
+        shard holds posting blocks of its own documents only."""
+        return (self.extra.get("distributed") or {}).get("buckets")
+
+    def shard_of(self, doc_ids: list[int]) -> list[int]:
+        """The `shard` value of each document (distributed collections only)."""
+        buckets = self.buckets
+        return [buckets[d % len(buckets)] for d in doc_ids]
+
+    @property
     def avgdl(self) -> float:
         return self.sum_len / self.n_docs if self.n_docs else 0.0
 

@@ -47,30 +47,35 @@ def decode(data: bytes, dtype: np.dtype) -> np.ndarray:
 _INT8_OID, _FLOAT4_OID = 20, 700
 # Per block row: field count, term_id, block, then each array's length word and its header
 # (ndim 1, no NULLs, element type, size, lower bound 1).
-_BLOCK_HEAD = np.dtype([("n", ">i2"), ("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("block", ">i8"),
-                        ("l3", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4"), ("size", ">i4"), ("lb", ">i4")])
+_BLOCK_KEY = [("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("block", ">i8"),
+              ("l3", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4"), ("size", ">i4"), ("lb", ">i4")]
+_BLOCK_HEAD = np.dtype([("n", ">i2"), *_BLOCK_KEY])
+_SHARDED_BLOCK_HEAD = np.dtype([("n", ">i2"), ("l0", ">i4"), ("shard", ">i4"), *_BLOCK_KEY])
 _ARRAY_HEAD = np.dtype([("l4", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4"), ("size", ">i4"), ("lb", ">i4")])
 _DOC_ITEM = np.dtype([("l", ">i4"), ("v", ">i8")])
 _WEIGHT_ITEM = np.dtype([("l", ">i4"), ("v", ">f4")])
 
 
-def encode_blocks(term: np.ndarray, doc: np.ndarray, weight: np.ndarray, starts: np.ndarray) -> bytes:
-    """A COPY stream of posting blocks `(term_id int4, block int8, doc_ids int8[], tfs float4[])`.
+def encode_blocks(term: np.ndarray, doc: np.ndarray, weight: np.ndarray, starts: np.ndarray, shard: np.ndarray | None = None) -> bytes:
+    """A COPY stream of posting blocks `([shard int4,] term_id int4, block int8, doc_ids int8[], tfs float4[])`.
 
-    Postings come sorted by (term, doc); block i holds postings starts[i] .. starts[i + 1] - 1
-    (one term each) and is keyed by its first doc id. Every byte is placed by numpy: the row
-    headers, then each posting's doc id and weight items at their row's offsets.
+    Postings come sorted by ([shard,] term, doc); block i holds postings starts[i] .. starts[i + 1] - 1
+    (one term, and one shard, each) and is keyed by its first doc id. Every byte is placed by
+    numpy: the row headers, then each posting's doc id and weight items at their row's offsets.
     """
     count = len(starts)
     sizes = np.diff(np.append(starts, len(term))).astype(np.int64)
-    head_n, array_n = _BLOCK_HEAD.itemsize, _ARRAY_HEAD.itemsize
+    layout = _BLOCK_HEAD if shard is None else _SHARDED_BLOCK_HEAD
+    head_n, array_n = layout.itemsize, _ARRAY_HEAD.itemsize
     row_bytes = head_n + array_n + sizes * (_DOC_ITEM.itemsize + _WEIGHT_ITEM.itemsize)
     row_start = np.zeros(count, dtype=np.int64)
     np.cumsum(row_bytes[:-1], out=row_start[1:])
     out = np.zeros(int(row_bytes.sum()), dtype=np.uint8)
 
-    head = np.zeros(count, dtype=_BLOCK_HEAD)
+    head = np.zeros(count, dtype=layout)
     head["n"], head["l1"], head["l2"] = 4, 4, 8
+    if shard is not None:
+        head["n"], head["l0"], head["shard"] = 5, 4, shard[starts]
     head["term"], head["block"] = term[starts], doc[starts]
     head["l3"] = 20 + sizes * _DOC_ITEM.itemsize
     head["ndim"], head["oid"], head["size"], head["lb"] = 1, _INT8_OID, sizes, 1

@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from itertools import chain, islice
 from typing import Callable, Iterable, Iterator
@@ -287,14 +287,24 @@ def document_text(info: CollectionInfo, values: dict) -> str:
     return " ".join(values[name] for name in info.settings.text_fields if values.get(name))
 
 
-def _lock(conn: psycopg.Connection, info: CollectionInfo) -> None:
-    row = conn.execute("SELECT 1 FROM sparsesql.collections WHERE name = %s FOR UPDATE", (info.name,)).fetchone()
+def _lock(conn: psycopg.Connection, info: CollectionInfo) -> CollectionInfo:
+    """Take the collection's catalog row lock (writers serialize on it) and return the row as
+    it is now: a migration may have moved the collection to the other layout (distributed or
+    not) since `info` was read."""
+    row = conn.execute("SELECT extra FROM sparsesql.collections WHERE name = %s FOR UPDATE", (info.name,)).fetchone()
     if row is None:
         raise IngestError(f"collection {info.name!r} was dropped while writing to it")
+    return info if (row[0] or {}) == info.extra else replace(info, extra=row[0] or {})
 
 
 def log_changes(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], *, added: bool) -> None:
     """Record added or removed documents in the collection's change log (same transaction)."""
+    if info.buckets:
+        conn.execute(
+            sql.SQL("INSERT INTO {} (doc_id, added, shard) SELECT unnest(%s::bigint[]), %s, unnest(%s::int[])").format(info.table("changes")),
+            (doc_ids, added, info.shard_of(doc_ids)),
+        )
+        return
     conn.execute(
         sql.SQL("INSERT INTO {} (doc_id, added) SELECT unnest(%s::bigint[]), %s").format(info.table("changes")),
         (doc_ids, added),
@@ -306,28 +316,55 @@ def _remove_postings(conn: psycopg.Connection, info: CollectionInfo, field: Spar
 
     Each (term, document) pair, read from the document's own term array, finds its block as the
     term's last block keyed at or below the document; the block is rewritten without the
-    removed documents, or deleted once empty, and df drops by the pairs counted.
+    removed documents, or deleted once empty, and df drops by the pairs counted. On a
+    distributed collection a term's blocks cover increasing ranges within each shard, so the
+    statement runs once per shard value, filtered to it (Citus routes it to that one shard),
+    and df, in a reference table, drops by counts taken on the coordinator.
     """
-    docs, postings, vocab = info.table("docs"), info.field_table(field, "postings"), info.field_table(field, "vocab")
+    if not info.buckets:
+        conn.execute(_remove_sql(info, field, sharded=False), {"ids": doc_ids})
+        return
+    by_shard: dict[int, list[int]] = {}
+    for doc_id, shard in zip(doc_ids, info.shard_of(doc_ids)):
+        by_shard.setdefault(shard, []).append(doc_id)
+    statement = _remove_sql(info, field, sharded=True)
+    for shard, ids in by_shard.items():
+        conn.execute(statement, {"ids": ids, "shard": shard})
+    terms = conn.execute(
+        sql.SQL("SELECT t, count(*) FROM {} AS d CROSS JOIN LATERAL unnest(d.{}) AS t WHERE d.doc_id = ANY(%s) GROUP BY t").format(
+            info.table("docs"), field.column("term_ids")),
+        (doc_ids,),
+    ).fetchall()
     conn.execute(
-        sql.SQL(
-            "WITH gone AS (SELECT t.term_id, d.doc_id FROM {d} AS d CROSS JOIN LATERAL unnest(d.{terms}) AS t(term_id) "
-            "WHERE d.doc_id = ANY(%(ids)s)), "
-            "hit AS (SELECT g.term_id, b.block, array_agg(g.doc_id) AS ids FROM gone AS g CROSS JOIN LATERAL "
-            "(SELECT p.block FROM {p} AS p WHERE p.term_id = g.term_id AND p.block <= g.doc_id ORDER BY p.block DESC LIMIT 1) AS b "
-            "GROUP BY g.term_id, b.block), "
-            "kept AS (SELECT hit.term_id, hit.block, k.doc_ids, k.tfs FROM hit JOIN {p} AS p USING (term_id, block) "
-            "CROSS JOIN LATERAL (SELECT array_agg(u.doc_id ORDER BY u.o) AS doc_ids, array_agg(u.tf ORDER BY u.o) AS tfs "
-            "FROM unnest(p.doc_ids, p.tfs) WITH ORDINALITY AS u(doc_id, tf, o) WHERE u.doc_id <> ALL(hit.ids)) AS k), "
-            "shrunk AS (UPDATE {p} AS p SET doc_ids = kept.doc_ids, tfs = kept.tfs FROM kept "
-            "WHERE p.term_id = kept.term_id AND p.block = kept.block AND kept.doc_ids IS NOT NULL), "
-            "emptied AS (DELETE FROM {p} AS p USING kept "
-            "WHERE p.term_id = kept.term_id AND p.block = kept.block AND kept.doc_ids IS NULL), "
-            "counts AS (SELECT term_id, count(*) AS n FROM gone GROUP BY term_id) "
-            "UPDATE {v} AS v SET df = v.df - counts.n FROM counts WHERE v.term_id = counts.term_id"
-        ).format(d=docs, p=postings, v=vocab, terms=field.column("term_ids")),
-        {"ids": doc_ids},
+        sql.SQL("UPDATE {} AS v SET df = v.df - x.n FROM unnest(%s::int[], %s::int[]) AS x(term_id, n) WHERE v.term_id = x.term_id").format(
+            info.field_table(field, "vocab")),
+        ([t for t, _ in terms], [n for _, n in terms]),
     )
+
+
+def _remove_sql(info: CollectionInfo, field: SparseField, *, sharded: bool) -> sql.Composed:
+    """The statement of _remove_postings (binds %(ids)s, and %(shard)s when sharded)."""
+    on = sql.SQL(" AND {}.shard = %(shard)s")
+    d, p = (on.format(sql.Identifier(a)) if sharded else sql.SQL("") for a in ("d", "p"))
+    last = sql.SQL(" SELECT count(*) FROM shrunk") if sharded else sql.SQL(
+        ", counts AS (SELECT term_id, count(*) AS n FROM gone GROUP BY term_id) "
+        "UPDATE {v} AS v SET df = v.df - counts.n FROM counts WHERE v.term_id = counts.term_id"
+    ).format(v=info.field_table(field, "vocab"))
+    return sql.SQL(
+        "WITH gone AS (SELECT t.term_id, d.doc_id FROM {docs} AS d CROSS JOIN LATERAL unnest(d.{terms}) AS t(term_id) "
+        "WHERE d.doc_id = ANY(%(ids)s){d}), "
+        "hit AS (SELECT g.term_id, b.block, array_agg(g.doc_id) AS ids FROM gone AS g CROSS JOIN LATERAL "
+        "(SELECT p.block FROM {postings} AS p WHERE p.term_id = g.term_id AND p.block <= g.doc_id{p} ORDER BY p.block DESC LIMIT 1) AS b "
+        "GROUP BY g.term_id, b.block), "
+        "kept AS (SELECT hit.term_id, hit.block, k.doc_ids, k.tfs FROM hit JOIN {postings} AS p "
+        "ON p.term_id = hit.term_id AND p.block = hit.block{p} "
+        "CROSS JOIN LATERAL (SELECT array_agg(u.doc_id ORDER BY u.o) AS doc_ids, array_agg(u.tf ORDER BY u.o) AS tfs "
+        "FROM unnest(p.doc_ids, p.tfs) WITH ORDINALITY AS u(doc_id, tf, o) WHERE u.doc_id <> ALL(hit.ids)) AS k), "
+        "shrunk AS (UPDATE {postings} AS p SET doc_ids = kept.doc_ids, tfs = kept.tfs FROM kept "
+        "WHERE p.term_id = kept.term_id AND p.block = kept.block AND kept.doc_ids IS NOT NULL{p} RETURNING 1), "
+        "emptied AS (DELETE FROM {postings} AS p USING kept "
+        "WHERE p.term_id = kept.term_id AND p.block = kept.block AND kept.doc_ids IS NULL{p}){last}"
+    ).format(docs=info.table("docs"), postings=info.field_table(field, "postings"), terms=field.column("term_ids"), d=d, p=p, last=last)
 
 
 def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], *, upkeep: Upkeep) -> int:
@@ -362,7 +399,7 @@ def delete_where(
     binding named `params`) in one transaction; the rows are chosen under the collection's lock,
     so a concurrent writer cannot slip one in between. Returns how many went."""
     with conn.transaction():
-        _lock(conn, info)
+        info = _lock(conn, info)
         rows = conn.execute(
             sql.SQL("SELECT d.doc_id FROM {} AS d WHERE {}").format(info.table("docs"), condition), params
         ).fetchall()
@@ -423,32 +460,41 @@ class _BatchPostings:
     doc: np.ndarray  # int64
     weight: np.ndarray  # float32
     per_doc: list[int]
+    shard: np.ndarray | None = None  # int32, each posting's document's shard value (distributed)
 
     def by_doc(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         bounds = np.cumsum(self.per_doc)[:-1]
         return np.split(self.term, bounds), np.split(self.weight, bounds)
 
     def blocks(self) -> bytes:
-        order = np.lexsort((self.doc, self.term))
+        """The batch's blocks: a term's postings in doc order, BLOCK_POSTINGS to a block; on a
+        distributed collection, per shard too (a block holds documents of one shard)."""
+        keys = (self.doc, self.term) if self.shard is None else (self.doc, self.term, self.shard)
+        order = np.lexsort(keys)
         term, doc, weight = self.term[order], self.doc[order], self.weight[order]
+        shard = None if self.shard is None else self.shard[order]
         index = np.arange(len(term))
-        first = np.maximum.accumulate(np.where(np.r_[True, term[1:] != term[:-1]], index, 0))
+        new = np.r_[True, term[1:] != term[:-1]]
+        if shard is not None:
+            new |= np.r_[True, shard[1:] != shard[:-1]]
+        first = np.maximum.accumulate(np.where(new, index, 0))
         starts = np.flatnonzero((index - first) % BLOCK_POSTINGS == 0)
-        return copy_binary.encode_blocks(term, doc, weight, starts)
+        return copy_binary.encode_blocks(term, doc, weight, starts, shard)
 
     def df(self) -> tuple[list[int], list[int]]:
         terms, counts = np.unique(self.term, return_counts=True)
         return terms.tolist(), counts.tolist()
 
 
-def _postings(weights: list[tuple[dict[str, float], int]], term_ids: dict[str, int], doc_ids: list[int]) -> _BatchPostings:
+def _postings(weights: list[tuple[dict[str, float], int]], term_ids: dict[str, int], doc_ids: list[int], shards: list[int] | None) -> _BatchPostings:
     per_doc = [len(w) for w, _ in weights]
     terms = chain.from_iterable(w for w, _ in weights)
     term = np.array(list(map(term_ids.__getitem__, terms)), dtype=np.int32)
     weight = np.array(list(chain.from_iterable(w.values() for w, _ in weights)), dtype=np.float32)
     doc = np.repeat(np.array(doc_ids, dtype=np.int64), per_doc)
     order = np.lexsort((term, doc))
-    return _BatchPostings(term[order], doc[order], weight[order], per_doc)
+    shard = None if shards is None else np.repeat(np.array(shards, dtype=np.int32), per_doc)[order]
+    return _BatchPostings(term[order], doc[order], weight[order], per_doc, shard)
 
 
 def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc], upkeep: Upkeep) -> IngestReport:
@@ -475,7 +521,7 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
             changed[i].vector = _vector(info, vec, changed[i].where, label)
     docs_t, dense_t = info.table("docs"), info.table("dense")
     with conn.transaction():
-        _lock(conn, info)
+        info = _lock(conn, info)
         old = conn.execute(
             sql.SQL("SELECT doc_id FROM {} WHERE id = ANY(%s)").format(docs_t), ([d.id for d in changed],)
         ).fetchall()
@@ -488,33 +534,38 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
                 (f'sparsesql."{info.name}__docs"', len(changed)),
             ).fetchall()
         )
+        shards = info.shard_of(doc_ids) if info.buckets else None
         postings = {}
         for f in fields:
             terms = sorted({t for w, _ in weights[f.slot] for t in w})
-            postings[f.slot] = _postings(weights[f.slot], _term_ids(conn, info.field_table(f, "vocab"), terms), doc_ids)
+            postings[f.slot] = _postings(weights[f.slot], _term_ids(conn, info.field_table(f, "vocab"), terms), doc_ids, shards)
         field_names = [f.name for f in info.fields]
         arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))]
+        placed = ["shard"] if shards else []
         columns = sql.SQL(", ").join(
-            [*(sql.Identifier(c) for c in ["doc_id", "id", *field_names, "metadata", "doc_len", "content_hash"]), *arrays]
+            [*(sql.Identifier(c) for c in ["doc_id", *placed, "id", *field_names, "metadata", "doc_len", "content_hash"]), *arrays]
         )
         cursor = conn.cursor()
         copy_binary.dump_numpy_arrays(cursor.adapters)
         per_doc = [list(zip(*postings[f.slot].by_doc())) for f in fields]
         with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
-            copy.set_types(["int8", "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text", *["int4[]", "float4[]"] * len(fields)])
+            copy.set_types(["int8", *["int4"] * len(placed), "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text",
+                            *["int4[]", "float4[]"] * len(fields)])
             for i, (doc_id, doc, length) in enumerate(zip(doc_ids, changed, lengths)):
                 vectors = [a for field_arrays in per_doc for a in field_arrays[i]]
-                copy.write_row([doc_id, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
+                shard = [shards[i]] if shards else []
+                copy.write_row([doc_id, *shard, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
         for f in fields:
             if len(postings[f.slot].term):
                 with conn.cursor().copy(
-                    sql.SQL("COPY {} (term_id, block, doc_ids, tfs) FROM STDIN (FORMAT BINARY)").format(info.field_table(f, "postings"))
+                    sql.SQL("COPY {} ({}term_id, block, doc_ids, tfs) FROM STDIN (FORMAT BINARY)").format(
+                        info.field_table(f, "postings"), sql.SQL("shard, " if shards else ""))
                 ) as copy:
                     copy.write(postings[f.slot].blocks())
-        with conn.cursor().copy(sql.SQL("COPY {} (doc_id, embedding) FROM STDIN (FORMAT BINARY)").format(dense_t)) as copy:
-            copy.set_types(["int8", "vector"])
-            for doc_id, doc in zip(doc_ids, changed):
-                copy.write_row([doc_id, Vector(doc.vector)])
+        with conn.cursor().copy(sql.SQL("COPY {} (doc_id, {}embedding) FROM STDIN (FORMAT BINARY)").format(dense_t, sql.SQL("shard, " if shards else ""))) as copy:
+            copy.set_types(["int8", *["int4"] * len(placed), "vector"])
+            for i, (doc_id, doc) in enumerate(zip(doc_ids, changed)):
+                copy.write_row([doc_id, *([shards[i]] if shards else []), Vector(doc.vector)])
         log_changes(conn, info, doc_ids, added=True)
         upkeep.added(conn, info, doc_ids)
         for f in fields:

@@ -36,8 +36,10 @@ Tracer = Callable[[str, dict], None] | None
 
 
 class _Run:
-    def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None) -> None:
+    def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None, server_plans: bool = False) -> None:
         self.snap = snap
+        self.server_plans = server_plans
+        self.explained: list[tuple] = []
         self.conn = snap.conn
         self.tracer = tracer
         self.tiers = tiers
@@ -61,9 +63,28 @@ class _Run:
                 self.tracer(prelude[0].as_string(self.conn), prelude[1])
             self.tracer(text, params)
         try:
-            return self.snap.execute(statement, params, binary=binary, last=last, prelude=prelude).fetchall()
+            rows = self.snap.execute(statement, params, binary=binary, last=last, prelude=prelude).fetchall()
         except psycopg.Error as exc:
             raise database_error(exc, record.stage) from exc
+        if self.server_plans:
+            self.explained.append((record, statement, params, prelude))
+        return rows
+
+    def server_plans_after(self) -> None:
+        """PostgreSQL's EXPLAIN ANALYZE of each statement the plan ran, each in a transaction of
+        its own once the search's snapshot is over (it may see later commits): Citus' EXPLAIN
+        ANALYZE fails in a transaction that already read a reference table locally, as every
+        search's catalog read does, so the plans come with local execution off."""
+        for record, statement, params, prelude in self.explained:
+            try:
+                with self.conn.transaction(force_rollback=True):
+                    self.conn.execute("SELECT set_config('citus.enable_local_execution', 'off', true)")
+                    if prelude:
+                        self.conn.execute(*prelude)
+                    explained = self.conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) {}").format(statement), params)
+                    record.plan = "\n".join(r[0] for r in explained.fetchall())
+            except psycopg.Error as exc:
+                record.plan = f"(not available: {exc.diag.message_primary or exc})"
 
     def bind_vector(self, params: dict, slot: str | None) -> dict:
         if slot is None:
@@ -316,15 +337,19 @@ def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
     return DatabaseError(f"stage '{stage}' failed in PostgreSQL: {exc}".strip())
 
 
-def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None) -> tuple[list[Row], list[StageRecord]]:
-    """Execute every stage in order; returns the rows and a record per stage."""
-    run = _Run(snap, tracer, tiers)
+def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None, *,
+             server_plans: bool = False) -> tuple[list[Row], list[StageRecord]]:
+    """Execute every stage in order; returns the rows and a record per stage. `server_plans`
+    (EXPLAIN ANALYZE of a distributed collection) also records PostgreSQL's own plan of each
+    statement, Citus' tasks included, from running it once more after the search."""
+    run = _Run(snap, tracer, tiers, server_plans)
     for stage in plan.stages:
         record = StageRecord(stage.name, getattr(stage, "label", ""))
         start = time.perf_counter()
         _DISPATCH[type(stage)](run, stage, record)
         record.ms = (time.perf_counter() - start) * 1000
         run.records.append(record)
+    run.server_plans_after()
     names = list(plan.columns) + (["score"] if plan.with_score else [])
     out = []
     for values, score in run.slots.get("rows", []):

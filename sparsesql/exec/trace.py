@@ -18,6 +18,7 @@ class StageRecord:
     rows: int | None = None
     ms: float | None = None
     detail: str = ""
+    plan: str = ""  # PostgreSQL's own EXPLAIN ANALYZE of the statement (distributed collections: Citus' plan)
 
 
 def short(value: object) -> str:

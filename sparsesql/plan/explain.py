@@ -45,7 +45,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
     if plan.distributed:
         spread = ", ".join(plan.distributed.get("tables", []))
         lines.append(f"   distributed: {spread} over {plan.distributed.get('shards')} shards by {plan.distributed.get('by')} (Citus); "
-                     "vocabulary and catalog on every node, postings, change log and graph on the coordinator")
+                     "vocabulary and catalog on every node, the graph on the coordinator"
+                     + ("" if records else "; EXPLAIN ANALYZE shows Citus' plan of each statement"))
     for argument, value, source in plan.defaults:
         lines.append(f"   default {argument} => {value}  ({source})")
     for i, stage in enumerate(plan.stages, start=1):
@@ -73,6 +74,9 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
             params = record.params if record and record.params else {k: short(v) for k, v in getattr(stage, "params", {}).items()}
             if params:
                 lines.append("     params: " + ", ".join(f"{k}={v}" for k, v in params.items()))
+        if record is not None and record.plan:
+            lines.append("     PostgreSQL's plan:")
+            lines.extend("       " + line for line in record.plan.splitlines())
     if records:
         lines.append(f"Total: {sum(r.ms or 0 for r in records):.2f} ms")
     return "\n".join(lines)

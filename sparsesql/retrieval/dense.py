@@ -35,19 +35,20 @@ def candidates_sql(
     `approximate` lets an HNSW index on the vectors answer (see `ann_settings`).
     """
     vector, k = query or sql.Placeholder(prefix + "vector"), sql.Placeholder(prefix + "k")
+    docs = sql.SQL("{} AS d ON d.doc_id = e.doc_id{}").format(info.table("docs"), sql.SQL(" AND d.shard = e.shard" if info.buckets else ""))
     if approximate:
         # Ordered by distance alone, so PostgreSQL can walk the HNSW index; the outer ORDER BY
         # restores the exact path's order (score, then doc_id) over the rows it found.
         return sql.SQL(
             "{ctes}SELECT doc_id, score FROM (SELECT d.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e "
-            "JOIN {docs} AS d ON d.doc_id = e.doc_id WHERE {where} ORDER BY e.embedding <=> {vector} LIMIT {k}) AS ann "
+            "JOIN {docs} WHERE {where} ORDER BY e.embedding <=> {vector} LIMIT {k}) AS ann "
             "ORDER BY score DESC, doc_id"
-        ).format(ctes=ctes, vector=vector, k=k, dense=info.table("dense"), docs=info.table("docs"), where=where)
+        ).format(ctes=ctes, vector=vector, k=k, dense=info.table("dense"), docs=docs, where=where)
     return sql.SQL(
         "{ctes}SELECT d.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e "
-        "JOIN {docs} AS d ON d.doc_id = e.doc_id WHERE {where} "
+        "JOIN {docs} WHERE {where} "
         "ORDER BY 1 - (e.embedding <=> {vector}) DESC, d.doc_id LIMIT {k}"
-    ).format(ctes=ctes, vector=vector, k=k, dense=info.table("dense"), docs=info.table("docs"), where=where)
+    ).format(ctes=ctes, vector=vector, k=k, dense=info.table("dense"), docs=docs, where=where)
 
 
 def scores_sql(info: CollectionInfo, prefix: str) -> sql.Composed:

@@ -137,10 +137,13 @@ def rm3_bind(terms: dict[str, float], rm3: Rm3, k: int, prefix: str) -> dict:
 def vector_prf_sql(info: CollectionInfo, where: sql.Composable, prefix: str, method: str) -> sql.Composed:
     """Dense search with the feedback-moved query vector; binds <prefix> vector, k, fb_ids,
     alpha, beta (alpha and beta as vectors filled with the scalar: pgvector multiplies
-    element-wise)."""
+    element-wise). The vectors are summed in doc id order, so the last bits do not depend on
+    the scan; the ordered subquery also makes Citus bring them to the coordinator instead of
+    combining per-shard partial averages, which fails for pgvector's avg when a shard has none."""
     p = {n: sql.Placeholder(prefix + n) for n in ("vector", "fb_ids", "alpha", "beta")}
     ctes = sql.SQL(
-        "WITH fb AS (SELECT {agg}(embedding) AS v FROM {dense} WHERE doc_id = ANY({fb_ids})), "
+        "WITH fb AS (SELECT {agg}(embedding) AS v FROM (SELECT embedding FROM {dense} WHERE doc_id = ANY({fb_ids}) "
+        "ORDER BY doc_id LIMIT cardinality({fb_ids})) AS f), "
         "qv AS (SELECT CASE WHEN fb.v IS NULL THEN {vector}::vector "
         "ELSE {vector}::vector * {alpha}::vector + fb.v * {beta}::vector END AS v FROM fb) "
     ).format(

@@ -10,6 +10,9 @@ A learned field scores by dot product of the query's and the document's weights;
 inference-free mode (`idf`) weights each query token by the same idf over the field's df, as in
 Geng et al., "Towards Competitive Search Relevance for Inference-Free Learned Sparse Retrievers".
 Every field has its own vocabulary and posting tables (`CollectionInfo.field_table`).
+On a distributed collection the postings join the documents on their shard too, and the
+grouping includes it: Citus then runs the whole statement on every shard (a document's
+postings are all on its shard, so each shard's top k is exact) and merges the shards' top k.
 Each document's terms are summed in term-id order: floating-point addition is not associative,
 and without the order the last bits of a score (and so the order of exact ties) would depend on
 the join order the planner picked, which differs between custom and generic plans.
@@ -85,8 +88,8 @@ def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, wh
         "FROM sparsesql.collections WHERE name = {name}) "
         "SELECT d.doc_id, {score} AS score FROM q JOIN {postings} AS b ON b.term_id = q.term_id "
         "CROSS JOIN LATERAL unnest(b.doc_ids, b.tfs) AS p(doc_id, tf) "
-        "JOIN {docs} AS d ON d.doc_id = p.doc_id CROSS JOIN s WHERE {where} "
-        "GROUP BY d.doc_id ORDER BY score DESC, d.doc_id LIMIT {k}"
+        "JOIN {docs} AS d ON d.doc_id = p.doc_id{shard} CROSS JOIN s WHERE {where} "
+        "GROUP BY {group}d.doc_id ORDER BY score DESC, d.doc_id LIMIT {k}"
     ).format(
         ctes=ctes,
         k=k,
@@ -96,6 +99,8 @@ def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, wh
         name=sql.Literal(info.name),
         score=score,
         where=where,
+        shard=sql.SQL(" AND d.shard = b.shard" if info.buckets else ""),
+        group=sql.SQL("d.shard, " if info.buckets else ""),
     )
 
 
