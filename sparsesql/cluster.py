@@ -210,6 +210,55 @@ def start(home: Path | None = None, workers: int = 2) -> Cluster:
     return cluster
 
 
+def add_worker(home: Path | None = None, *, rebalance: bool = False) -> Node:
+    """Start one more worker and register it; with `rebalance`, move shards onto it
+    (citus_rebalance_start, then wait: shards move by logical replication, writes continue)
+    and copy the reference tables there. Without it the new worker holds only what
+    is created from now on, until `SELECT citus_rebalance_start()`."""
+    import psycopg
+
+    cluster = load(home)
+    if cluster is None:
+        raise ConfigError("no cluster here: sparsesql cluster start")
+    start(home)
+    names = {w.name for w in cluster.workers}
+    number = next(i for i in range(1, len(names) + 2) if f"worker{i}" not in names)
+    node = Node(f"worker{number}", _free_port(), str(Path(cluster.home) / f"worker{number}"))
+    cluster.workers.append(node)
+    _start_node(node)
+    (Path(cluster.home) / STATE).write_text(json.dumps(asdict(cluster), indent=1))
+    with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+        conn.execute("SELECT citus_add_node('127.0.0.1', %s)", (node.port,))
+        if rebalance:
+            conn.execute("SELECT replicate_reference_tables()")
+            conn.execute("SELECT citus_rebalance_start()")
+            conn.execute("SELECT citus_rebalance_wait()")
+    return node
+
+
+def remove_worker(home: Path | None, name: str) -> Node:
+    """Move every shard off worker `name` (citus_drain_node), unregister it, stop it and delete
+    its data folder."""
+    import psycopg
+
+    cluster = load(home)
+    node = next((w for w in cluster.workers if w.name == name), None) if cluster else None
+    if node is None:
+        known = ", ".join(w.name for w in cluster.workers) if cluster else "no cluster here"
+        raise ConfigError(f"no worker {name!r} in this cluster ({known})")
+    if len(cluster.workers) == 1:
+        raise ConfigError(f"{name} is the cluster's last worker: its shards would have nowhere to go")
+    start(home)
+    with psycopg.connect(cluster.dsn, autocommit=True) as conn:
+        conn.execute("SELECT citus_drain_node('127.0.0.1', %s)", (node.port,))
+        conn.execute("SELECT citus_remove_node('127.0.0.1', %s)", (node.port,))
+    _pg_ctl(["-w", "-m", "fast", "stop"], Path(node.pgdata))
+    shutil.rmtree(node.pgdata, ignore_errors=True)
+    cluster.workers.remove(node)
+    (Path(cluster.home) / STATE).write_text(json.dumps(asdict(cluster), indent=1))
+    return node
+
+
 def stop(home: Path | None = None, *, remove: bool = False) -> bool:
     """Stop every node (fast shutdown); `remove` also deletes the data folders."""
     cluster = load(home)

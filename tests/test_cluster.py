@@ -118,9 +118,14 @@ def test_a_distributed_collection_answers_as_the_same_collection_on_one_node(cit
     placed = db.collection(dist).info.extra["distributed"]
     assert (placed["shards"], placed["by"], placed["tables"]) == (8, "shard", ["docs", "dense", "changes", "postings"])
     assert len(set(placed["buckets"])) == 8
-    db.query(f"BUILD GRAPH ON {dist} WITH (k => 4)")  # builds and is kept by writes; the walk is refused with the reason
-    with pytest.raises(sparsesql.errors.CheckError, match="not available on distributed collection"):
-        db.query(f"SELECT id FROM {dist} SEARCH SPARSE('alpha') DIVERSIFY BY COVERAGE(hops => 1) LIMIT 5")
+    for name in (dist, local):  # the graph walk: over the coordinator's graph, then the filter on the shards
+        db.query(f"BUILD GRAPH ON {name} WITH (k => 4)")
+    for where in ("", " WHERE year > 2000"):
+        walked = [[(r["id"], r["score"]) for r in db.query(
+            f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE('alpha omega'), DENSE(:v)) DIVERSIFY BY COVERAGE(hops => 1){where} LIMIT 10", v=v)]
+            for name in (dist, local)]
+        assert [i for i, _ in walked[0]] == [i for i, _ in walked[1]] and len(walked[0]) == 10
+        assert [s for _, s in walked[0]] == pytest.approx([s for _, s in walked[1]], rel=1e-9)
     plan = db.explain(f"SELECT id FROM {dist} SEARCH HYBRID(SPARSE('alpha'), DENSE(:v)) LIMIT 5", v=v)
     assert "distributed: docs, dense, changes, postings over 8 shards by shard (Citus)" in plan
     assert "distributed" not in db.explain(f"SELECT id FROM {local} SEARCH SPARSE('alpha') LIMIT 5")
@@ -323,4 +328,44 @@ def test_cisi_distributed_answers_as_on_one_node(citus, session_db):
     tier.close()
     for name in ("cisi_spread", "cisi_single"):
         db.drop_collection(name)
+    db.close()
+
+
+def test_a_worker_added_and_rebalanced_then_drained_keeps_every_answer(citus):
+    """`sparsesql cluster add-worker --rebalance` moves shards onto a third worker while the
+    collection keeps answering the same; draining it (citus_drain_node) moves them back."""
+    import numpy as np
+
+    db = sparsesql.connect(citus.dsn, sparse_tier=False)
+    db.drop_collection("grown", if_exists=True)
+    coll = db.create_collection("grown", {"body": "text"}, dense="none", dim=4, distributed=True, shards=6)
+    rng = np.random.default_rng(1)
+    words = "alpha beta gamma delta omega".split()
+    coll.add([{"id": f"g{i}", "body": " ".join(rng.choice(words, 4)), "vector": rng.standard_normal(4).tolist()} for i in range(600)])
+    v = rng.standard_normal(4).tolist()
+    text = "SELECT id, score FROM grown SEARCH HYBRID(SPARSE('alpha omega'), DENSE(:v)) LIMIT 10"
+    before = [(r["id"], r["score"]) for r in db.query(text, v=v)]
+
+    def ports() -> set[int]:
+        with psycopg.connect(citus.dsn, autocommit=True) as conn:
+            return {r[0] for r in conn.execute("SELECT DISTINCT nodeport FROM citus_shards WHERE table_name = 'sparsesql.grown__postings'::regclass")}
+
+    sparsesql_cli = str(Path(sys.executable).with_name("sparsesql"))
+    added = subprocess.run([sparsesql_cli, "cluster", "add-worker", "--rebalance", "--home", str(Path(citus.home).parent)],
+                           capture_output=True, text=True)
+    assert added.returncode == 0, added.stderr
+    port = int(added.stdout.split("127.0.0.1:")[1].split()[0])
+    assert port in ports() and len(ports()) == 3
+    assert [(r["id"], r["score"]) for r in db.query(text, v=v)] == before
+    coll.add([{"id": "g-new", "body": "alpha omega omega", "vector": v}])
+    after = [(r["id"], r["score"]) for r in db.query(text, v=v)]
+    assert after[0][0] == "g-new"
+    removed = subprocess.run([sparsesql_cli, "cluster", "remove-worker", added.stdout.split(":")[0], "--home", str(Path(citus.home).parent)],
+                             capture_output=True, text=True)
+    assert removed.returncode == 0, removed.stderr
+    assert port not in ports() and len(ports()) == 2
+    assert [(r["id"], r["score"]) for r in db.query(text, v=v)] == after
+    wrong = subprocess.run([sparsesql_cli, "cluster", "remove-worker", "worker9", "--home", str(Path(citus.home).parent)], capture_output=True, text=True)
+    assert wrong.returncode != 0 and "no worker 'worker9' in this cluster (worker1, worker2)" in wrong.stderr
+    db.drop_collection("grown")
     db.close()

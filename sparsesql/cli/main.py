@@ -170,6 +170,30 @@ def cluster_start(workers: int, home: Path | None) -> None:
     click.echo(started.dsn)
 
 
+@cluster.command("add-worker")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--rebalance", is_flag=True, help="Move shards onto the new worker now (citus_rebalance_start) and wait.")
+@_fail_cleanly
+def cluster_add_worker(home: Path | None, rebalance: bool) -> None:
+    """Start one more worker and register it with the coordinator."""
+    from sparsesql import cluster as local
+
+    node = local.add_worker(home, rebalance=rebalance)
+    click.echo(f"{node.name}: 127.0.0.1:{node.port} ({node.pgdata})" + (", shards rebalanced" if rebalance else ""))
+
+
+@cluster.command("remove-worker")
+@click.argument("name")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None)
+@_fail_cleanly
+def cluster_remove_worker(name: str, home: Path | None) -> None:
+    """Move a worker's shards to the others (citus_drain_node), then stop and delete it."""
+    from sparsesql import cluster as local
+
+    node = local.remove_worker(home, name)
+    click.echo(f"{node.name}: drained and removed")
+
+
 @cluster.command("stop")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--remove", is_flag=True, help="Also delete the nodes' data folders.")

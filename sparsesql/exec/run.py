@@ -262,6 +262,8 @@ class _Run:
         pool members a list had cut off, so that every pool score is exact), fusions replayed
         without truncation; returns the newcomers."""
         found = self.execute(record, stage.expand, {**stage.params, "pool_ids": pool, "hops": stage.hops})
+        if stage.expand_filter is not None and found:
+            found = self.execute(record, stage.expand_filter, {**stage.params, "walked": [r[0] for r in found]})
         added = [int(r[0]) for r in found]
         if not added:
             return []

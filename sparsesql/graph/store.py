@@ -33,11 +33,24 @@ def expand_sql(info: CollectionInfo, where: sql.Composable) -> sql.Composed:
     """Documents within %(hops)s graph hops of %(pool_ids)s, outside the pool, that pass the filter.
 
     The walk deduplicates (document, hop) pairs, so it visits at most hops x |collection| rows.
+    On a distributed collection this is the walk alone, over the coordinator's graph (Citus
+    plans no recursive query beside a distributed table), and `walked_filter_sql` applies the
+    filter to what it found in a second statement.
     """
-    return sql.SQL(
+    walk = sql.SQL(
         "WITH RECURSIVE walk(doc_id, hop) AS ("
         "SELECT unnest(%(pool_ids)s::bigint[]), 0 "
         "UNION SELECT g.dst, w.hop + 1 FROM walk AS w JOIN {graph} AS g ON g.src = w.doc_id WHERE w.hop < %(hops)s) "
+    ).format(graph=info.table("graph"))
+    if info.buckets:
+        return walk + sql.SQL("SELECT DISTINCT doc_id FROM walk WHERE NOT (doc_id = ANY(%(pool_ids)s)) ORDER BY doc_id")
+    return walk + sql.SQL(
         "SELECT DISTINCT d.doc_id FROM walk JOIN {docs} AS d ON d.doc_id = walk.doc_id "
         "WHERE NOT (d.doc_id = ANY(%(pool_ids)s)) AND ({where}) ORDER BY d.doc_id"
-    ).format(graph=info.table("graph"), docs=info.table("docs"), where=where)
+    ).format(docs=info.table("docs"), where=where)
+
+
+def walked_filter_sql(info: CollectionInfo, where: sql.Composable) -> sql.Composed:
+    """The documents of %(walked)s that exist and pass the filter, by id (distributed collections)."""
+    return sql.SQL("SELECT d.doc_id FROM {docs} AS d WHERE d.doc_id = ANY(%(walked)s) AND ({where}) ORDER BY d.doc_id").format(
+        docs=info.table("docs"), where=where)

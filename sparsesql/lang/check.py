@@ -737,12 +737,6 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
                 f"build it with BUILD GRAPH ON {info.name}",
                 node.diversify.pos,
             )
-        if diversify.hops and "distributed" in info.extra:
-            raise c.error(
-                f"hops => {diversify.hops} is not available on distributed collection {info.name!r} yet: Citus runs the "
-                "graph walk's recursive query only with a filter on the distribution column; use hops => 0",
-                node.diversify.pos,
-            )
     if node.where is not None:
         _predicate(c, node.where, info)
     return CheckedSelect(

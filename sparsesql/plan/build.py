@@ -175,6 +175,7 @@ def _diversify(q: CheckedSelect, plan: st.Plan, source: str, where: sql.Composab
     if d.hops == 0:
         return stage
     stage.expand = graph.expand_sql(info, where)
+    stage.expand_filter = graph.walked_filter_sql(info, where) if info.buckets else None
     only = sql.SQL("({}) AND d.doc_id = ANY(%(rescore_ids)s)").format(where)
     wanted = _inputs(plan, source)
     by_label = dict(zip(_labels(q.search.signals), q.search.signals))

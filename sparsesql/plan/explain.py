@@ -61,6 +61,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
             lines.append("     SQL (pool vectors): " + stage.vectors.as_string(conn))
             if stage.expand is not None:
                 lines.append("     SQL (graph walk): " + stage.expand.as_string(conn))
+            if stage.expand_filter is not None:
+                lines.append("     SQL (the walk's documents through the filter): " + stage.expand_filter.as_string(conn))
                 lines.append("     newcomers rescored by: " + ", ".join(r.label for r in stage.rescore))
         if getattr(stage, "settings", None):
             lines.append("     settings (this transaction): " + ", ".join(f"{k} = {v}" for k, v in stage.settings.items()))

@@ -175,6 +175,7 @@ class Diversify:
     vectors: sql.Composed
     params: dict = field(default_factory=dict)
     expand: sql.Composed | None = None
+    expand_filter: sql.Composed | None = None  # distributed collections: the filter, after the walk
     rescore: list[Rescore] = field(default_factory=list)
     replay: list[Fuse] = field(default_factory=list)
     out: str = "chosen"
