@@ -297,7 +297,8 @@ CISI_SEARCHES = ["SPARSE(:q)", "DENSE(:q)", "HYBRID(SPARSE(:q), DENSE(:q))", "HY
 def test_cisi_distributed_answers_as_on_one_node(citus, session_db):
     """CISI (1,460 abstracts, their MiniLM vectors) in a distributed collection over both workers
     and in one of the coordinator alone: every search of 12 test queries, through the SQL path
-    and the memory tier, gives the same ids and scores (1e-9); EXPLAIN ANALYZE shows Citus
+    and the memory tier, and the extension's SQL functions, give the same ids and scores
+    (1e-9); EXPLAIN ANALYZE shows Citus
     running the sparse statement on every shard, each with its own top k."""
     from sparsesql.eval import test_queries
     from sparsesql.eval.run import BEIR_FIELDS, load_beir
@@ -321,6 +322,16 @@ def test_cisi_distributed_answers_as_on_one_node(citus, session_db):
                              for name in ("cisi_spread", "cisi_single"))
                 assert [i for i, _ in got] == [i for i, _ in want] and len(got) == 10, (search, text)
                 assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9), (search, text)
+    from sparsesql import extension
+
+    with psycopg.connect(citus.dsn, autocommit=True) as conn:  # the extension's functions too
+        extension.create(conn)
+        vector = str(docs[0]["vector"])
+        for call, args in (("sparse_search(%s, %s, 10)", (queries[0],)), ("bm25_search(%s, %s, 10)", (queries[1],)),
+                           ("dense_search(%s, %s::vector, 10)", (vector,)), ("hybrid_search(%s, %s, %s::vector, 10)", (queries[2], vector))):
+            got, want = (conn.execute(f"SELECT id, score FROM sparsesql.{call}", (name, *args)).fetchall() for name in ("cisi_spread", "cisi_single"))
+            assert [i for i, _ in got] == [i for i, _ in want] and len(got) == 10, call
+            assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9), call
     plan = db.explain("SELECT id FROM cisi_spread SEARCH SPARSE(:q) LIMIT 10", analyze=True, q=queries[0])
     assert "Custom Scan (Citus Adaptive)" in plan and "Task Count: 8" in plan
     task = plan[plan.index("->  Task"):]

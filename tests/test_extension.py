@@ -470,10 +470,17 @@ def test_versions_update_and_drop_keeps_the_data(dsn):
             assert old == [("b", 1.0), ("a", 0.5)]  # one match: scaled to 1 on its own, the other document gets 1 too
             assert default == [("b", 1.0), ("a", 0.0)]  # 0.5: from the floor 0, the other document gets 0
             conn.execute("ALTER EXTENSION sparsesql UPDATE")
-            assert extension.installed_version(conn) == extension.VERSION == "0.5"
+            assert extension.installed_version(conn) == extension.VERSION == "0.6"
+            # 0.6 reads distributed collections too (tests/test_cluster.py); on one node 0.5 and 0.6 agree
+            sparse_dense = ("SELECT (SELECT array_agg(id || score) FROM sparsesql.sparse_search('papers', 'sparse retrieval')), "
+                            "(SELECT array_agg(id || score) FROM sparsesql.dense_search('papers', '[0,1,0]'))")
+            now = conn.execute(sparse_dense).fetchone()
+            conn.execute("ALTER EXTENSION sparsesql UPDATE TO '0.5'")
+            assert conn.execute(sparse_dense).fetchone() == now and not any("_sharded" in signature for signature, _ in our_functions(conn))
+            conn.execute("ALTER EXTENSION sparsesql UPDATE")
             paths = "SELECT path FROM pg_extension_update_paths('sparsesql') WHERE source = %s AND target = %s"
-            assert conn.execute(paths, ("0.5", "0.2")).fetchone()[0] == "0.5--0.4--0.3--0.2"  # revision 0002's downgrade
-            assert conn.execute(paths, ("0.1", "0.5")).fetchone()[0] == "0.1--0.2--0.3--0.4--0.5"
+            assert conn.execute(paths, ("0.6", "0.2")).fetchone()[0] == "0.6--0.5--0.4--0.3--0.2"  # revision 0002's downgrade
+            assert conn.execute(paths, ("0.1", "0.6")).fetchone()[0] == "0.1--0.2--0.3--0.4--0.5--0.6"
             conn.execute("DROP EXTENSION sparsesql")
             assert our_functions(conn) == []
             assert db.collection("papers").count() == 2
@@ -491,7 +498,7 @@ def test_plain_sql_fallback_creates_the_same_functions_and_drop_removes_them(dsn
             extension._create_functions(conn)  # what create() does when the server lacks the files
             assert conn.execute("SHOW search_path").fetchone()[0] == path_before
         functions = our_functions(conn)
-        assert len(functions) == 16 and not any(member for _, member in functions)
+        assert len(functions) == 17 and not any(member for _, member in functions)
         assert extension.installed_version(conn) is None
         got = conn.execute("SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 2, fusion => 'rrf')").fetchall()
         expected = db.query("SELECT id, score FROM papers SEARCH HYBRID(SPARSE('dense'), DENSE(:v), fusion => rrf(k => 60)) LIMIT 2", v=[0, 1, 0])
@@ -500,13 +507,13 @@ def test_plain_sql_fallback_creates_the_same_functions_and_drop_removes_them(dsn
         conn.execute("CREATE VIEW public.uses_analyze AS SELECT sparsesql.analyze('x') AS terms")
         with pytest.raises(psycopg.errors.DependentObjectsStillExist):
             extension.drop(conn)
-        assert len(our_functions(conn)) == 16  # a failed drop changes nothing
+        assert len(our_functions(conn)) == 17  # a failed drop changes nothing
         conn.execute("DROP VIEW public.uses_analyze")
         extension.drop(conn)
         assert our_functions(conn) == []
         extension._create_functions(conn)
         assert extension.create(conn) == "extension"  # the files are there: plain functions become the extension
-        assert len(our_functions(conn)) == 16 and all(member for _, member in our_functions(conn))
+        assert len(our_functions(conn)) == 17 and all(member for _, member in our_functions(conn))
         extension.drop(conn)
         assert our_functions(conn) == [] and extension.installed_version(conn) is None
         assert db.collection("papers").count() == 2
@@ -516,7 +523,7 @@ def test_script_sql_is_the_chain_create_extension_runs():
     sql = extension.script_sql()
     assert "\\echo" not in sql and sql.index("FUNCTION sparsesql.stem(") < sql.index("FUNCTION sparsesql.hybrid_search(")
     assert extension.function_names() == sorted(
-        ["_bm25", "_check_range", "_collection", "_field", "_sparse", "analyze", "bm25_search", "dense_search", "hybrid_search", "rrf", "sparse_search", "stem"]
+        ["_bm25", "_check_range", "_collection", "_field", "_sharded", "_sparse", "analyze", "bm25_search", "dense_search", "hybrid_search", "rrf", "sparse_search", "stem"]
     )
     control = (extension.folder() / "sparsesql.control").read_text()
     assert f"default_version = '{extension.VERSION}'" in control and "requires = 'vector'" in control
@@ -560,7 +567,7 @@ def test_standalone_sql_runs_in_psql_style(dsn):
     with fresh_database(dsn, "sparsesql_ext_print") as fresh, sparsesql.connect(fresh) as db, psycopg.connect(fresh, autocommit=True) as conn:
         db.create_collection("papers", {"title": "text"}, dense="none", dim=3).add(DOCS)
         conn.execute(extension.standalone_sql())
-        assert len(our_functions(conn)) == 16
+        assert len(our_functions(conn)) == 17
         assert [r[0] for r in conn.execute("SELECT id FROM sparsesql.dense_search('papers', '[0,1,0]', 1)")] == ["b"]
 
 
