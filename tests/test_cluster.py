@@ -297,7 +297,7 @@ CISI_SEARCHES = ["SPARSE(:q)", "DENSE(:q)", "HYBRID(SPARSE(:q), DENSE(:q))", "HY
 def test_cisi_distributed_answers_as_on_one_node(citus, session_db):
     """CISI (1,460 abstracts, their MiniLM vectors) in a distributed collection over both workers
     and in one of the coordinator alone: every search of 12 test queries, through the SQL path
-    and the memory tier, and the extension's SQL functions, give the same ids and scores
+    and the memory tier, the extension's SQL functions and the ORM, give the same ids and scores
     (1e-9); EXPLAIN ANALYZE shows Citus
     running the sparse statement on every shard, each with its own top k."""
     from sparsesql.eval import test_queries
@@ -332,6 +332,21 @@ def test_cisi_distributed_answers_as_on_one_node(citus, session_db):
             got, want = (conn.execute(f"SELECT id, score FROM sparsesql.{call}", (name, *args)).fetchall() for name in ("cisi_spread", "cisi_single"))
             assert [i for i, _ in got] == [i for i, _ in want] and len(got) == 10, call
             assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9), call
+    import sqlalchemy
+    from sqlalchemy.orm import Session
+
+    from sparsesql.orm import dense, hybrid, search, sparse
+    from tests.test_orm import mapped, url
+
+    Doc = mapped("cisi_spread", title="str | None", text="str | None")  # the ORM client, on the coordinator
+    engine = sqlalchemy.create_engine(url(citus.dsn))
+    with Session(engine) as session:
+        for q in queries[:4]:
+            got = [(d.id, score) for d, score in search(sqlalchemy.select(Doc), hybrid(sparse(q), dense(q))).limit(10).execute(session)]
+            want = [(r["id"], r["score"]) for r in db.query("SELECT id, score FROM cisi_single SEARCH HYBRID(SPARSE(:q), DENSE(:q)) LIMIT 10", q=q)]
+            assert [i for i, _ in got] == [i for i, _ in want]
+            assert [s for _, s in got] == pytest.approx([s for _, s in want], rel=1e-9)
+    engine.dispose()
     plan = db.explain("SELECT id FROM cisi_spread SEARCH SPARSE(:q) LIMIT 10", analyze=True, q=queries[0])
     assert "Custom Scan (Citus Adaptive)" in plan and "Task Count: 8" in plan
     task = plan[plan.index("->  Task"):]
