@@ -118,6 +118,16 @@ def test_a_distributed_collection_answers_as_the_same_collection_on_one_node(cit
     placed = db.collection(dist).info.extra["distributed"]
     assert (placed["shards"], placed["by"], placed["tables"]) == (8, "shard", ["docs", "dense", "changes", "postings"])
     assert len(set(placed["buckets"])) == 8
+    # an approximate DENSE's settings reach every shard: Citus passes SET LOCAL on (not set_config)
+    statements: list[str] = []
+    db.trace = lambda text, params: statements.append(text)
+    db.query(f"SELECT id FROM {dist} SEARCH DENSE(:v, ef_search => 37) LIMIT 5", v=v)
+    db.trace = None
+    assert "SET LOCAL hnsw.ef_search = '37'" in statements
+    with psycopg.connect(citus.dsn) as conn:
+        for statement in statements[:2]:
+            conn.execute(statement)
+        assert conn.execute(f"SELECT DISTINCT current_setting('hnsw.ef_search') FROM sparsesql.{dist}__dense").fetchall() == [("37",)]
     for name in (dist, local):  # the graph walk: over the coordinator's graph, then the filter on the shards
         db.query(f"BUILD GRAPH ON {name} WITH (k => 4)")
     for where in ("", " WHERE year > 2000"):

@@ -36,8 +36,10 @@ Tracer = Callable[[str, dict], None] | None
 
 
 class _Run:
-    def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None, server_plans: bool = False) -> None:
+    def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None, server_plans: bool = False,
+                 distributed: bool = False) -> None:
         self.snap = snap
+        self.distributed = distributed
         self.server_plans = server_plans
         self.explained: list[tuple] = []
         self.conn = snap.conn
@@ -53,14 +55,12 @@ class _Run:
         text = statement.as_string(self.conn)
         record.sql = text
         record.params = {k: short(v) for k, v in params.items()}
-        prelude = None
+        prelude = self.settings(settings) if settings else []
         if settings:
-            names = sql.SQL(", ").join(sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Placeholder(f"s{i}")) for i, k in enumerate(settings))
-            prelude = (sql.SQL("SELECT {}").format(names), {f"s{i}": v for i, v in enumerate(settings.values())})
             record.detail = ", ".join(f"{k} = {v}" for k, v in settings.items())
         if self.tracer:
-            if prelude:
-                self.tracer(prelude[0].as_string(self.conn), prelude[1])
+            for before, values in prelude:
+                self.tracer(before.as_string(self.conn), values)
             self.tracer(text, params)
         try:
             rows = self.snap.execute(statement, params, binary=binary, last=last, prelude=prelude).fetchall()
@@ -79,12 +79,22 @@ class _Run:
             try:
                 with self.conn.transaction(force_rollback=True):
                     self.conn.execute("SELECT set_config('citus.enable_local_execution', 'off', true)")
-                    if prelude:
-                        self.conn.execute(*prelude)
+                    for before, values in prelude:
+                        self.conn.execute(before, values)
                     explained = self.conn.execute(sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) {}").format(statement), params)
                     record.plan = "\n".join(r[0] for r in explained.fetchall())
             except psycopg.Error as exc:
                 record.plan = f"(not available: {exc.diag.message_primary or exc})"
+
+    def settings(self, settings: dict[str, str]) -> list[tuple[sql.Composable, dict | None]]:
+        """Statements that make `settings` transaction-local. Citus passes SET LOCAL on to the
+        shards' connections (with citus.propagate_set_commands = 'local'), not set_config(), so a
+        distributed collection's shards get them as SET LOCAL; the names are the planner's own."""
+        if self.distributed:
+            return [(sql.SQL("SET LOCAL citus.propagate_set_commands = 'local'"), None),
+                    *((sql.SQL("SET LOCAL {} = {}").format(sql.SQL(k), sql.Literal(v)), None) for k, v in settings.items())]
+        names = sql.SQL(", ").join(sql.SQL("set_config({}, {}, true)").format(sql.Literal(k), sql.Placeholder(f"s{i}")) for i, k in enumerate(settings))
+        return [(sql.SQL("SELECT {}").format(names), {f"s{i}": v for i, v in enumerate(settings.values())})]
 
     def bind_vector(self, params: dict, slot: str | None) -> dict:
         if slot is None:
@@ -344,7 +354,7 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
     """Execute every stage in order; returns the rows and a record per stage. `server_plans`
     (EXPLAIN ANALYZE of a distributed collection) also records PostgreSQL's own plan of each
     statement, Citus' tasks included, from running it once more after the search."""
-    run = _Run(snap, tracer, tiers, server_plans)
+    run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed))
     for stage in plan.stages:
         record = StageRecord(stage.name, getattr(stage, "label", ""))
         start = time.perf_counter()

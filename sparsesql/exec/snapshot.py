@@ -30,10 +30,10 @@ class Snapshot:
         self.begun = not self.owned  # a caller's transaction is already open
 
     def execute(self, query, params: object = None, *, binary: bool = False, last: bool = False,
-                prelude: tuple[object, object] | None = None) -> psycopg.Cursor:
+                prelude: list[tuple[object, object]] | None = None) -> psycopg.Cursor:
         """Run one statement; `last` commits the snapshot in the same round trip, and `prelude`
-        (a statement and its parameters, such as transaction-local settings) goes just before it."""
-        before = ([(BEGIN, None)] if not self.begun else []) + ([prelude] if prelude else [])
+        (statements and their parameters, such as transaction-local settings) goes just before it."""
+        before = ([(BEGIN, None)] if not self.begun else []) + list(prelude or [])
         commit = last and self.owned
         self.begun = True  # even if this round trip fails: __exit__ then rolls back what it opened
         if (before or commit) and isinstance(self.conn, psycopg.Connection):
