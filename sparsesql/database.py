@@ -252,10 +252,15 @@ class Collection:
     def info(self) -> CollectionInfo:
         return self.db._guard(lambda: schema.require_collection(self.db.conn, self.name))
 
-    def add(self, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False) -> ingest.IngestReport:
-        """Add or update documents: {"id", declared fields..., "metadata", "vector", "sparse"}."""
+    def add(self, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False, on_error: str = "abort",
+            total: int | None = None, numbered: bool = False) -> ingest.IngestReport:
+        """Add or update documents: {"id", declared fields..., "metadata", "vector", "sparse"}.
+        `on_error="skip"` leaves out (and reports, in the result's `rejected`) a document that
+        fails its checks instead of stopping; `total` sizes the progress bar; with `numbered`,
+        `docs` are (line number, document) pairs and messages name lines."""
         try:
-            return write.add(self.db.conn, self.info, docs, batch_size=batch_size, progress=progress)
+            return write.add(self.db.conn, self.info, docs, batch_size=batch_size, progress=progress,
+                             on_error=on_error, total=total, numbered=numbered)
         except psycopg.Error as exc:
             raise database_error(exc, "ingest") from exc
 

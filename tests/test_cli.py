@@ -44,6 +44,32 @@ def test_ingest_jsonl_then_query(dsn, name, tmp_path):
     assert "(2 rows)" in table.output
 
 
+def test_ingest_reports_bad_lines_by_number_and_skips_or_stops(dsn, name, tmp_path, session_db):
+    """A line that is not JSON, a wrong-size vector, a NaN, a missing id: --on-error skip names
+    each line with its reason and loads the rest; the default stops at the first, loading
+    nothing of its batch; a re-run counts what is there as unchanged."""
+    assert run(dsn, "query", f"CREATE COLLECTION {name} (body text) WITH (dense => 'none', dim => 2)").exit_code == 0
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"id": "a", "body": "first", "vector": [1, 0]}), "not json", "",
+        json.dumps({"id": "b", "body": "three numbers", "vector": [1, 0, 0]}),
+        '{"id": "n", "body": "nan", "vector": [NaN, 1]}',
+        json.dumps({"body": "no id", "vector": [0, 1]}),
+        json.dumps({"id": "c", "body": "last", "vector": [0, 1]}),
+    ]) + "\n")
+    stopped = CliRunner().invoke(cli, ["--dsn", dsn, "ingest", name, str(path)])
+    assert stopped.exit_code == 1 and "line 2: not a JSON object" in stopped.output
+    assert session_db.collection(name).count() == 0
+    skipped = CliRunner().invoke(cli, ["--dsn", dsn, "ingest", name, str(path), "--on-error", "skip"])
+    assert skipped.exit_code == 0, skipped.output
+    assert "added 2, updated 0, unchanged 0, rejected 4" in skipped.output
+    for line, why in ((2, "not a JSON object"), (4, "'vector' has 3 dimensions"), (5, "NaN"), (6, "needs an 'id'")):
+        assert f"rejected line {line}" in skipped.output and why in skipped.output.split(f"rejected line {line}")[1].splitlines()[0], line
+    assert sorted(r["id"] for r in session_db.query(f"SELECT id FROM {name}")) == ["a", "c"]
+    again = CliRunner().invoke(cli, ["--dsn", dsn, "ingest", name, str(path), "--on-error", "skip"])
+    assert "added 0, updated 0, unchanged 2, rejected 4" in again.output
+
+
 def test_errors_are_messages_not_tracebacks(dsn):
     result = run(dsn, "query", "SELECT id FORM docs")
     assert result.exit_code == 1

@@ -110,17 +110,24 @@ def query(ctx: click.Context, statement: str, params: tuple[str, ...], as_json: 
 @click.argument("collection")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--batch-size", default=500, show_default=True)
+@click.option("--on-error", type=click.Choice(["abort", "skip"]), default="abort", show_default=True,
+              help="A bad document stops the load (batches before it stay) or is reported by line and skipped.")
 @click.pass_context
 @_fail_cleanly
-def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int) -> None:
+def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int, on_error: str) -> None:
     """Add documents from a JSONL file or a BEIR folder (its corpus.jsonl).
 
     A BEIR folder creates the collection (title text, text text) when it does not exist;
-    for a JSONL file, create the collection first with CREATE COLLECTION.
+    for a JSONL file, create the collection first with CREATE COLLECTION. Prints what was
+    added, updated, unchanged and rejected (each rejected line with its reason) and the rate.
     """
-    from sparsesql.eval.beir import load_corpus, read_jsonl
+    import time
+
+    from sparsesql.errors import EvalError
+    from sparsesql.eval.beir import load_corpus
 
     db = _db(ctx)
+    source = path / "corpus.jsonl" if path.is_dir() else path
     if path.is_dir():
         if collection.lower() not in {c.name for c in db.collections()}:
             from sparsesql.eval.run import BEIR_FIELDS
@@ -128,9 +135,50 @@ def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int) -> 
             db.create_collection(collection, BEIR_FIELDS)
         docs = load_corpus(path)
     else:
-        docs = ({("id" if k == "_id" else k): v for k, v in d.items()} for _, d in read_jsonl(path, required=None))
-    report = db.collection(collection).add(docs, batch_size=batch_size, progress=sys.stderr.isatty())
-    click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}")
+        docs = _jsonl_documents(path, on_error)
+    with source.open("rb") as handle:  # the bar's total and ETA
+        total = sum(1 for line in handle if line.strip())
+    start = time.perf_counter()
+    try:
+        report = db.collection(collection).add(docs, batch_size=batch_size, progress=sys.stderr.isatty(), on_error=on_error,
+                                               total=total, numbered=not path.is_dir())
+    except EvalError as exc:
+        raise click.ClickException(exc.message) from None
+    seconds = time.perf_counter() - start
+    rejected = report.rejected + getattr(docs, "rejected", [])
+    done = report.added + report.updated + report.unchanged
+    click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, rejected {len(rejected)} "
+               f"in {seconds:.1f} s ({done / seconds if seconds else 0:,.0f} documents/s)")
+    for _, why in sorted(rejected):
+        click.echo(f"  rejected {why}", err=True)
+
+
+class _jsonl_documents:
+    """(line number, document) for each document of a JSON-lines file (so the ingest's
+    messages name lines); with on_error="skip" a line that is not a JSON object is
+    recorded in `rejected` and passed over instead of stopping the load."""
+
+    def __init__(self, path: Path, on_error: str) -> None:
+        self.path, self.on_error, self.rejected = path, on_error, []
+
+    def __iter__(self):
+        import json
+
+        with self.path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError("expected a JSON object")
+                except ValueError as exc:
+                    why = f"line {number}: not a JSON object ({getattr(exc, 'msg', exc)})"
+                    if self.on_error == "abort":
+                        raise click.ClickException(f"{self.path} {why}") from None
+                    self.rejected.append((number, why))
+                    continue
+                yield number, {("id" if k == "_id" else k): v for k, v in record.items()}
 
 
 @cli.command()

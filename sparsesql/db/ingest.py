@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from itertools import chain, islice
 from typing import Callable, Iterable, Iterator
@@ -56,11 +56,13 @@ class IngestReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (position, why) of skipped documents
 
     def __iadd__(self, other: "IngestReport") -> "IngestReport":
         self.added += other.added
         self.updated += other.updated
         self.unchanged += other.unchanged
+        self.rejected += other.rejected
         return self
 
 
@@ -497,20 +499,34 @@ def _postings(weights: list[tuple[dict[str, float], int]], term_ids: dict[str, i
     return _BatchPostings(term[order], doc[order], weight[order], per_doc, shard)
 
 
-def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc], upkeep: Upkeep) -> IngestReport:
-    ids = [d.id for d in batch]
+@dataclass
+class _Prepared:
+    """A batch ready to write: the documents that differ from what the collection holds (as
+    read before), each sparse field's weights, their lengths, their vectors (computed here when
+    not supplied), and how many were found unchanged."""
+
+    changed: list[_Doc]
+    weights: dict[int, list[tuple[dict[str, float], int]]]
+    unchanged: int
+
+
+def _changed(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc]) -> tuple[list[_Doc], int]:
+    """The batch's documents whose content differs from the stored one (new ones included), and
+    how many are unchanged: a re-sent document costs no analysis or encoding."""
     known = dict(
         conn.execute(
-            sql.SQL("SELECT id, content_hash FROM {} WHERE id = ANY(%s)").format(info.table("docs")), (ids,)
+            sql.SQL("SELECT id, content_hash FROM {} WHERE id = ANY(%s)").format(info.table("docs")), ([d.id for d in batch],)
         ).fetchall()
     )
     changed = [d for d in batch if known.get(d.id) != d.hash]
-    report = IngestReport(unchanged=len(batch) - len(changed))
-    if not changed:
-        return report
+    return changed, len(batch) - len(changed)
+
+
+def _prepare(info: CollectionInfo, changed: list[_Doc], unchanged: int) -> _Prepared:
+    """Analysis and encoding, with no database: what the pipeline runs for batch n + 1 while
+    batch n is written (torch releases the GIL while it encodes)."""
     fields = sorted(info.sparse_fields, key=lambda f: f.slot)
-    weights = {f.slot: _field_weights(info, f, changed) for f in fields}
-    lengths = [length for _, length in weights[0]]
+    weights = {f.slot: _field_weights(info, f, changed) for f in fields} if changed else {}
     missing = [i for i, d in enumerate(changed) if d.vector is None]
     if missing:
         from sparsesql.encoders.dense import load_dense_encoder
@@ -519,13 +535,38 @@ def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Do
         label = f"the vector dense model {info.settings.dense!r} computed from its text"
         for i, vec in zip(missing, encoded):  # checked as a supplied one, before the batch writes
             changed[i].vector = _vector(info, vec, changed[i].where, label)
+    return _Prepared(changed, weights, unchanged)
+
+
+def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc], upkeep: Upkeep) -> IngestReport:
+    return _write(conn, info, _prepare(info, *_changed(conn, info, batch)), upkeep)
+
+
+def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, upkeep: Upkeep) -> IngestReport:
+    """Write a prepared batch in one transaction, all or nothing. Under the collection's lock
+    the stored versions are read again: a document another writer (or an earlier batch of the
+    same load, written while this one was prepared) made identical is counted unchanged."""
+    report = IngestReport(unchanged=prepared.unchanged)
+    if not prepared.changed:
+        return report
+    fields = sorted(info.sparse_fields, key=lambda f: f.slot)
     docs_t, dense_t = info.table("docs"), info.table("dense")
     with conn.transaction():
         info = _lock(conn, info)
-        old = conn.execute(
-            sql.SQL("SELECT doc_id FROM {} WHERE id = ANY(%s)").format(docs_t), ([d.id for d in changed],)
+        stored = conn.execute(
+            sql.SQL("SELECT doc_id, id, content_hash FROM {} WHERE id = ANY(%s)").format(docs_t), ([d.id for d in prepared.changed],)
         ).fetchall()
-        remove(conn, info, [r[0] for r in old], upkeep=upkeep)
+        wanted = {d.id: d.hash for d in prepared.changed}
+        same = {ident for _, ident, digest in stored if digest == wanted[ident]}
+        keep = [i for i, d in enumerate(prepared.changed) if d.id not in same]
+        changed = [prepared.changed[i] for i in keep]
+        weights = {slot: [w[i] for i in keep] for slot, w in prepared.weights.items()}
+        lengths = [length for _, length in weights[0]]
+        report.unchanged += len(prepared.changed) - len(changed)
+        if not changed:
+            return report
+        old = [doc_id for doc_id, ident, _ in stored if ident not in same]
+        remove(conn, info, old, upkeep=upkeep)
         report.updated, report.added = len(old), len(changed) - len(old)
         doc_ids = sorted(
             r[0]
@@ -599,22 +640,71 @@ def add(
     upkeep: Upkeep,
     batch_size: int = 500,
     progress: bool = False,
+    on_error: str = "abort",
+    total: int | None = None,
+    numbered: bool = False,
 ) -> IngestReport:
-    """Add or update documents in batches; each batch commits on its own, all or nothing."""
+    """Add or update documents in batches; each batch commits on its own, all or nothing.
+
+    A pipeline: while batch n is written (one transaction), batch n + 1 is analysed and encoded
+    in a thread, which torch's encoding (it releases the GIL) and the server's share of the
+    write let run side by side. A document that fails its checks stops the load before its
+    batch writes (`on_error="abort"`, earlier batches stay), or is reported by position and
+    reason in `IngestReport.rejected` and left out (`on_error="skip"`). With `numbered`, `docs`
+    are (line number, document) pairs and messages name lines, not positions."""
     if batch_size < 1:
         raise IngestError(f"batch_size must be at least 1, got {batch_size}")
-    total = len(docs) if hasattr(docs, "__len__") else None
-    report = IngestReport()
-    position = 0
+    if on_error not in ("abort", "skip"):
+        raise IngestError(f"on_error must be 'abort' or 'skip', got {on_error!r}")
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
-    with tqdm(total=total, disable=not progress, unit="doc", desc=f"ingest {info.name}") as bar:
-        for raw in _batches(docs, batch_size):
-            checked = {}
+    total = total if total is not None else (len(docs) if hasattr(docs, "__len__") else None)
+    report = IngestReport()
+    position = 0
+    with tqdm(total=total, disable=not progress, unit="doc", desc=f"ingest {info.name}", dynamic_ncols=True) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparsesql-prepare") as pool:
+        pending = None  # (future of the prepared batch, how many input documents it stands for)
+        batches = _batches(docs, batch_size)
+        while True:
+            try:
+                raw = next(batches, None)
+            except BaseException:  # the source failed (or was interrupted): what it gave before lands
+                if pending is not None:
+                    _finish(conn, info, pending, upkeep, report, bar)
+                raise
+            if raw is None:
+                break
+            checked: dict[str, _Doc] = {}
             for doc in raw:
                 position += 1
-                valid = validate(info, doc, position)
+                number, doc = doc if numbered else (position, doc)
+                try:
+                    where = f"line {number}" + (f" (id {doc.get('id')!r})" if isinstance(doc, dict) and "id" in doc else "") if numbered else None
+                    valid = validate(info, doc, number, where=where)
+                except IngestError as exc:
+                    if on_error == "abort":
+                        if pending is not None:  # the batches before this one still land
+                            _finish(conn, info, pending, upkeep, report, bar)
+                        raise
+                    report.rejected.append((number, exc.message))
+                    continue
                 checked[valid.id] = valid
-            report += _write_batch(conn, info, list(checked.values()), upkeep)
-            bar.update(len(raw))
+            prepared = pool.submit(_prepare, info, *_changed(conn, info, list(checked.values())))
+            if pending is not None:
+                _finish(conn, info, pending, upkeep, report, bar)
+            pending = (prepared, len(raw))
+        if pending is not None:
+            _finish(conn, info, pending, upkeep, report, bar)
     return report
+
+
+def _finish(conn: psycopg.Connection, info: CollectionInfo, pending: tuple, upkeep: Upkeep, report: IngestReport, bar) -> None:
+    """Wait for a batch's analysis and encoding, then write it; the bar names the stage."""
+    future, count = pending
+    bar.set_postfix_str("analyse/encode", refresh=False)
+    prepared = future.result()
+    bar.set_postfix_str("write", refresh=False)
+    report += _write(conn, info, prepared, upkeep)
+    bar.update(count)

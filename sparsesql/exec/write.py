@@ -25,13 +25,16 @@ GRAPH_UPKEEP = ingest.Upkeep(added=graph.connect, removed=graph.forget)
 
 
 def add(
-    conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False
+    conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False, **options
 ) -> ingest.IngestReport:
     """Add or update documents; each batch is its own transaction (a savepoint inside the caller's).
-    On a sparsesql server's connection they travel as the dialect's INSERT, for the server to write."""
+    On a sparsesql server's connection they travel as the dialect's INSERT, for the server to write.
+    `options` are ingest.add's (on_error, total, numbered)."""
     if remote.is_server(conn):
+        if options.get("numbered"):
+            docs = (doc for _, doc in docs)
         return remote.insert(conn, info, docs, batch_size=batch_size)
-    return ingest.add(conn, info, docs, upkeep=GRAPH_UPKEEP, batch_size=batch_size, progress=progress)
+    return ingest.add(conn, info, docs, upkeep=GRAPH_UPKEEP, batch_size=batch_size, progress=progress, **options)
 
 
 def insert(conn: psycopg.Connection, info: CollectionInfo, docs: list[dict]) -> ingest.IngestReport:
