@@ -42,3 +42,18 @@ def test_unknown_spec_is_a_config_error(tmp_path) -> None:
     missing = tmp_path / "no-such-model"
     with pytest.raises(ConfigError, match="does not exist.*never downloaded"):
         load_dense_encoder(str(missing))
+
+
+def test_the_device_follows_torch_and_a_missing_gpu_is_a_config_error(monkeypatch) -> None:
+    import torch
+
+    from sparsesql.encoders.dense import _device
+
+    monkeypatch.delenv("SPARSESQL_DEVICE", raising=False)
+    assert _device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("SPARSESQL_DEVICE", "cpu")
+    assert _device() == "cpu"
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("SPARSESQL_DEVICE", "cuda")
+        with pytest.raises(ConfigError, match="torch sees no CUDA device"):
+            _device()

@@ -75,13 +75,28 @@ def _model_folder(spec: str) -> Path:
     return folder.resolve()
 
 
+def _device() -> str:
+    """Where the model runs: SPARSESQL_DEVICE when set ("cpu", "cuda", "cuda:1"), else a GPU when
+    torch sees one (ingest's encoding is nearly all of its time on a CPU), else the CPU."""
+    import os
+
+    import torch
+
+    chosen = os.environ.get("SPARSESQL_DEVICE", "").strip()
+    if chosen:
+        if chosen.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"SPARSESQL_DEVICE={chosen!r}, but torch sees no CUDA device here (torch {torch.__version__})")
+        return chosen
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _load(folder: Path) -> SentenceTransformer:
-    """Load a sentence-transformers model on CPU, offline, without a weight-loading bar."""
+    """Load a sentence-transformers model (on _device()), offline, without a weight-loading bar."""
     from sentence_transformers import SentenceTransformer
 
     with quiet_loading():
         try:
-            return SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+            return SentenceTransformer(str(folder), device=_device(), local_files_only=True)
         except OSError as exc:
             message = f"cannot load a sentence-transformers model from {folder}: {exc}"
             raise ConfigError(message) from exc
