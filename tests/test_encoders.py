@@ -47,7 +47,7 @@ def test_unknown_spec_is_a_config_error(tmp_path) -> None:
 def test_the_device_follows_torch_and_a_missing_gpu_is_a_config_error(monkeypatch) -> None:
     import torch
 
-    from sparsesql.encoders.dense import _device
+    from sparsesql.encoders.dense import encoder_device as _device
 
     monkeypatch.delenv("SPARSESQL_DEVICE", raising=False)
     assert _device() == ("cuda" if torch.cuda.is_available() else "cpu")

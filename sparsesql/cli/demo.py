@@ -7,6 +7,7 @@ the searches.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -34,11 +35,23 @@ def _show(db, title: str, statement: str, **params: object) -> None:
     print_rows(db.query(statement, **params), as_json=False)
 
 
+def _device_name() -> str:
+    from sparsesql.encoders.dense import encoder_device
+
+    return "the GPU" if encoder_device().startswith("cuda") else "the CPU"
+
+
 def run_demo(db, data: Path | None = None) -> None:
     folder = data or SHIPPED
     click.echo(f"database: {db.dsn}")
+    start = time.perf_counter()
     name = load_beir(db, folder, progress=True)
-    click.echo(f"collection {name}: {db.collection(name).count()} documents from {folder}")
+    seconds = time.perf_counter() - start
+    count = db.collection(name).count()
+    if seconds > 1:  # loaded now, not found loaded
+        click.echo(f"loaded {count} documents in {seconds:.0f} s ({count / seconds:.0f} documents/s: MiniLM encoding on "
+                   f"{_device_name()} is nearly all of it; benchmarks/ingest.py measures it)")
+    click.echo(f"collection {name}: {count} documents from {folder}")
     for title, search in list(SEARCHES.items())[:3]:
         _show(db, title, f"SELECT id, title, score FROM {name} SEARCH {search} LIMIT 5", q=QUESTION)
     _show(

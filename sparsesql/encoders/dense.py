@@ -75,7 +75,7 @@ def _model_folder(spec: str) -> Path:
     return folder.resolve()
 
 
-def _device() -> str:
+def encoder_device() -> str:
     """Where the model runs: SPARSESQL_DEVICE when set ("cpu", "cuda", "cuda:1"), else a GPU when
     torch sees one (ingest's encoding is nearly all of its time on a CPU), else the CPU."""
     import os
@@ -91,12 +91,12 @@ def _device() -> str:
 
 
 def _load(folder: Path) -> SentenceTransformer:
-    """Load a sentence-transformers model (on _device()), offline, without a weight-loading bar."""
+    """Load a sentence-transformers model (on encoder_device()), offline, without a weight-loading bar."""
     from sentence_transformers import SentenceTransformer
 
     with quiet_loading():
         try:
-            return SentenceTransformer(str(folder), device=_device(), local_files_only=True)
+            return SentenceTransformer(str(folder), device=encoder_device(), local_files_only=True)
         except OSError as exc:
             message = f"cannot load a sentence-transformers model from {folder}: {exc}"
             raise ConfigError(message) from exc
