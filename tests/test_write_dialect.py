@@ -251,15 +251,15 @@ def test_a_failing_write_rolls_back_every_batch(db, name, coll, monkeypatch):
     from sparsesql.db import ingest
 
     calls = []
-    original = ingest._write_batch
+    original = ingest._write
 
-    def failing(conn, info, batch, upkeep):
-        calls.append(len(batch))
+    def failing(conn, info, prepared, upkeep):
+        calls.append(len(prepared.changed))
         if len(calls) == 2:
             raise sparsesql.IngestError("the disk is full")
-        return original(conn, info, batch, upkeep)
+        return original(conn, info, prepared, upkeep)
 
-    monkeypatch.setattr(ingest, "_write_batch", failing)
+    monkeypatch.setattr(ingest, "_write", failing)
     rows = ", ".join(f"('r{i}', 'row {i}', '[1,0,0]')" for i in range(600))
     with pytest.raises(sparsesql.IngestError, match="disk is full"):
         db.query(f"INSERT INTO {name} (id, title, embedding) VALUES {rows}")

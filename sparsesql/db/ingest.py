@@ -538,10 +538,6 @@ def _prepare(info: CollectionInfo, changed: list[_Doc], unchanged: int) -> _Prep
     return _Prepared(changed, weights, unchanged)
 
 
-def _write_batch(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc], upkeep: Upkeep) -> IngestReport:
-    return _write(conn, info, _prepare(info, *_changed(conn, info, batch)), upkeep)
-
-
 def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, upkeep: Upkeep) -> IngestReport:
     """Write a prepared batch in one transaction, all or nothing. Under the collection's lock
     the stored versions are read again: a document another writer (or an earlier batch of the
