@@ -268,3 +268,44 @@ def test_blocks_split_and_shrink_as_documents_come_and_go(db, name):
     assert {r.id for r in got} == set(expected) and len(got) == len(expected)
     assert all(r.score == pytest.approx(expected[r.id], rel=1e-9) for r in got)
     assert [r.score for r in got] == sorted((r.score for r in got), reverse=True)
+
+
+def _contents(db, name: str) -> tuple:
+    """Everything ingest derives from the documents, by term text (ids may differ between loads)."""
+    q = lambda text: db.conn.execute(text.format(c=f'sparsesql."{name}'), ()).fetchall()  # noqa: E731
+    docs = q("SELECT d.id, d.doc_len, array_agg(v.term || ':' || t.w ORDER BY v.term) FROM {c}__docs\" AS d "
+             "CROSS JOIN LATERAL unnest(d.term_ids, d.weights) AS t(term_id, w) JOIN {c}__vocab\" AS v ON v.term_id = t.term_id "
+             "GROUP BY 1, 2 ORDER BY 1")
+    postings = q('SELECT v.term, count(*), sum(p.tf) FROM {c}__postings" AS b CROSS JOIN LATERAL unnest(b.doc_ids, b.tfs) AS p(doc_id, tf) '
+                 'JOIN {c}__vocab" AS v ON v.term_id = b.term_id GROUP BY 1 ORDER BY 1')
+    vocab = q('SELECT term, df FROM {c}__vocab" WHERE df > 0 ORDER BY 1')
+    return docs, postings, vocab
+
+
+def test_a_long_load_analyses_in_a_worker_process_with_the_same_result(db, name, monkeypatch):
+    """Past ANALYSIS_PROCESS_AFTER batches the BM25 analysis runs in a child interpreter: the
+    collection holds exactly what an in-process load makes; a worker that dies mid-load hands
+    the analysis back to this process and the load completes."""
+    from sparsesql.db import ingest
+
+    docs = _docs(1200)
+    one = _make(db, name)
+    one.add(docs, batch_size=1200)  # one batch: analysed in this process
+    other_name = name + "_w"
+    other = _make(db, other_name)
+    workers = []
+    original = ingest._worker_analyser
+    monkeypatch.setattr(ingest, "_worker_analyser", lambda stack: workers.append(original(stack)) or workers[-1])
+
+    def killing():
+        for i, doc in enumerate(docs):
+            if i == 900 and workers:
+                workers[0].proc.kill()  # the worker dies with batches still to analyse
+            yield doc
+
+    report = other.add(killing(), batch_size=100)
+    assert workers and isinstance(workers[0], ingest._AnalysisProcess)
+    assert workers[0].proc is None  # it was noticed, and closed
+    assert report.added == 1200 and _contents(db, name) == _contents(db, other_name)
+    assert_exact_stats(db, other_name)
+    db.drop_collection(other_name)

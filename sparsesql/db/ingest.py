@@ -21,6 +21,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from contextlib import ExitStack
 from itertools import chain, islice
 from typing import Callable, Iterable, Iterator
 
@@ -415,16 +416,24 @@ def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str], *
     return delete_where(conn, info, sql.SQL("d.id = ANY(%(ids)s)"), {"ids": wanted}, upkeep=upkeep)
 
 
-def _field_weights(info: CollectionInfo, field: SparseField, docs: list[_Doc]) -> list[tuple[dict[str, float], int]]:
+def analyse_texts(texts: list[str]) -> list[tuple[dict[str, float], int]]:
+    """BM25's (term -> count, token count) of each text: top level, so a worker process can run it."""
+    out = []
+    for text in texts:
+        counts, length = term_counts(text)
+        out.append(({t: float(c) for t, c in counts.items()}, length))
+    return out
+
+
+Analyser = Callable[[list[str]], list[tuple[dict[str, float], int]]]
+
+
+def _field_weights(info: CollectionInfo, field: SparseField, docs: list[_Doc], analyse: Analyser = analyse_texts) -> list[tuple[dict[str, float], int]]:
     """Each document's (term -> weight, length) in one sparse field: the analyzer's counts and
-    token count for BM25; for a learned field the supplied vector, else the model's encoding
-    (batched), and its number of terms."""
+    token count for BM25 (by `analyse`: in this process, or a worker's); for a learned field the
+    supplied vector, else the model's encoding (batched), and its number of terms."""
     if field.bm25:
-        out = []
-        for doc in docs:
-            counts, length = term_counts(document_text(info, doc.values))
-            out.append(({t: float(c) for t, c in counts.items()}, length))
-        return out
+        return analyse([document_text(info, doc.values) for doc in docs])
     vectors = [doc.sparse.get(field.name) for doc in docs]
     missing = [i for i, v in enumerate(vectors) if v is None]
     if missing:
@@ -522,11 +531,12 @@ def _changed(conn: psycopg.Connection, info: CollectionInfo, batch: list[_Doc]) 
     return changed, len(batch) - len(changed)
 
 
-def _prepare(info: CollectionInfo, changed: list[_Doc], unchanged: int) -> _Prepared:
+def _prepare(info: CollectionInfo, changed: list[_Doc], unchanged: int, analyse: Analyser = analyse_texts) -> _Prepared:
     """Analysis and encoding, with no database: what the pipeline runs for batch n + 1 while
-    batch n is written (torch releases the GIL while it encodes)."""
+    batch n is written (torch releases the GIL while it encodes; the analysis goes to a worker
+    process once a load is long enough to pay for starting one)."""
     fields = sorted(info.sparse_fields, key=lambda f: f.slot)
-    weights = {f.slot: _field_weights(info, f, changed) for f in fields} if changed else {}
+    weights = {f.slot: _field_weights(info, f, changed, analyse) for f in fields} if changed else {}
     missing = [i for i, d in enumerate(changed) if d.vector is None]
     if missing:
         from sparsesql.encoders.dense import load_dense_encoder
@@ -660,8 +670,10 @@ def add(
     report = IngestReport()
     position = 0
     with tqdm(total=total, disable=not progress, unit="doc", desc=f"ingest {info.name}", dynamic_ncols=True) as bar, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparsesql-prepare") as pool:
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparsesql-prepare") as pool, ExitStack() as stack:
         pending = None  # (future of the prepared batch, how many input documents it stands for)
+        analyser: Analyser = analyse_texts
+        batches_read = 0
         batches = _batches(docs, batch_size)
         while True:
             try:
@@ -687,13 +699,94 @@ def add(
                     report.rejected.append((number, exc.message))
                     continue
                 checked[valid.id] = valid
-            prepared = pool.submit(_prepare, info, *_changed(conn, info, list(checked.values())))
+            batches_read += 1
+            if batches_read == ANALYSIS_PROCESS_AFTER and any(f.bm25 for f in info.sparse_fields):
+                analyser = _worker_analyser(stack)
+            prepared = pool.submit(_prepare, info, *_changed(conn, info, list(checked.values())), analyser)
             if pending is not None:
                 _finish(conn, info, pending, upkeep, report, bar)
             pending = (prepared, len(raw))
         if pending is not None:
             _finish(conn, info, pending, upkeep, report, bar)
     return report
+
+
+ANALYSIS_PROCESS_AFTER = 3  # batches: a load this long analyses in a worker process from here on
+
+
+class _AnalysisProcess:
+    """BM25 analysis in a worker process, so the Python analyzer runs beside the writes instead
+    of taking the GIL from them. A plain child interpreter fed length-prefixed pickles on its
+    stdin: multiprocessing's spawn would re-run the caller's unguarded main script in the child,
+    and fork would copy locks other threads hold. Should the child fail, the analysis comes
+    back into this process."""
+
+    def __init__(self) -> None:
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen([sys.executable, "-c", "from sparsesql.db.ingest import serve_analysis; serve_analysis()"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+    def __call__(self, texts: list[str]) -> list[tuple[dict[str, float], int]]:
+        import pickle
+
+        if self.proc is not None:
+            try:
+                data = pickle.dumps(texts, protocol=pickle.HIGHEST_PROTOCOL)
+                self.proc.stdin.write(len(data).to_bytes(8, "little") + data)
+                self.proc.stdin.flush()
+                size = int.from_bytes(_read_exactly(self.proc.stdout, 8), "little")
+                return pickle.loads(_read_exactly(self.proc.stdout, size))
+            except (OSError, EOFError, pickle.PickleError):
+                self.close()
+        return analyse_texts(texts)
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=10)
+            except Exception:
+                proc.kill()
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError("the analysis process ended")
+    return data
+
+
+def serve_analysis() -> None:
+    """The worker's loop (run by _AnalysisProcess): texts in, their BM25 analysis out, until stdin closes."""
+    import pickle
+    import sys
+
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    while True:
+        head = source.read(8)
+        if len(head) != 8:
+            return
+        texts = pickle.loads(_read_exactly(source, int.from_bytes(head, "little")))
+        data = pickle.dumps(analyse_texts(texts), protocol=pickle.HIGHEST_PROTOCOL)
+        sink.write(len(data).to_bytes(8, "little") + data)
+        sink.flush()
+
+
+def _worker_analyser(stack: ExitStack) -> Analyser:
+    """A worker process for the rest of the load, closed with it (in-process where none starts)."""
+    try:
+        worker = _AnalysisProcess()
+    except OSError:
+        return analyse_texts
+    stack.callback(worker.close)
+    return worker
 
 
 def _finish(conn: psycopg.Connection, info: CollectionInfo, pending: tuple, upkeep: Upkeep, report: IngestReport, bar) -> None:
