@@ -58,12 +58,12 @@ def test_ingest_reports_bad_lines_by_number_and_skips_or_stops(dsn, name, tmp_pa
         json.dumps({"id": "c", "body": "last", "vector": [0, 1]}),
     ]) + "\n")
     stopped = CliRunner().invoke(cli, ["--dsn", dsn, "ingest", name, str(path)])
-    assert stopped.exit_code == 1 and "line 2: not a JSON object" in stopped.output
+    assert stopped.exit_code == 1 and "docs.jsonl line 2: malformed JSON" in stopped.output
     assert session_db.collection(name).count() == 0
     skipped = CliRunner().invoke(cli, ["--dsn", dsn, "ingest", name, str(path), "--on-error", "skip"])
     assert skipped.exit_code == 0, skipped.output
     assert "added 2, updated 0, unchanged 0, rejected 4" in skipped.output
-    for line, why in ((2, "not a JSON object"), (4, "'vector' has 3 dimensions"), (5, "NaN"), (6, "needs an 'id'")):
+    for line, why in ((2, "malformed JSON"), (4, "'vector' has 3 dimensions"), (5, "NaN"), (6, "needs an 'id'")):
         assert f"rejected line {line}" in skipped.output and why in skipped.output.split(f"rejected line {line}")[1].splitlines()[0], line
     assert sorted(r["id"] for r in session_db.query(f"SELECT id FROM {name}")) == ["a", "c"]
     again = CliRunner().invoke(cli, ["--dsn", dsn, "ingest", name, str(path), "--on-error", "skip"])

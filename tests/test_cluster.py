@@ -67,6 +67,12 @@ def test_sparsesql_runs_on_the_coordinator(citus):
     db.close()
 
 
+def test_a_relative_home_is_made_absolute():
+    """postgres resolves its socket folder from its data folder, so a relative --home failed."""
+    folder = local._folder(Path("relative/home"))
+    assert folder.is_absolute() and folder == (Path.cwd() / "relative" / "home" / "cluster")
+
+
 def test_the_cli_reports_and_stops_the_cluster(citus):
     sparsesql_cli = str(Path(sys.executable).with_name("sparsesql"))
     status = subprocess.run([sparsesql_cli, "cluster", "status", "--home", str(Path(citus.home).parent)], capture_output=True, text=True, check=True)

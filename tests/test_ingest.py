@@ -283,7 +283,7 @@ def _contents(db, name: str) -> tuple:
 
 
 def test_a_long_load_analyses_in_a_worker_process_with_the_same_result(db, name, monkeypatch):
-    """Past ANALYSIS_PROCESS_AFTER batches the BM25 analysis runs in a child interpreter: the
+    """Past ANALYSIS_PROCESS_AFTER documents the BM25 analysis runs in a child interpreter: the
     collection holds exactly what an in-process load makes; a worker that dies mid-load hands
     the analysis back to this process and the load completes."""
     from sparsesql.db import ingest
@@ -293,6 +293,7 @@ def test_a_long_load_analyses_in_a_worker_process_with_the_same_result(db, name,
     one.add(docs, batch_size=1200)  # one batch: analysed in this process
     other_name = name + "_w"
     other = _make(db, other_name)
+    monkeypatch.setattr(ingest, "ANALYSIS_PROCESS_AFTER", 300)
     workers = []
     original = ingest._worker_analyser
     monkeypatch.setattr(ingest, "_worker_analyser", lambda stack: workers.append(original(stack)) or workers[-1])

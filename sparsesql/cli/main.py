@@ -123,10 +123,10 @@ def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int, on_
     """
     import time
 
-    from sparsesql.errors import EvalError
-    from sparsesql.eval.beir import load_corpus
+    from sparsesql.eval.beir import load_corpus, read_jsonl
 
     db = _db(ctx)
+    rejected: list[tuple[int, str]] = []  # lines that are not JSON objects (with --on-error skip)
     source = path / "corpus.jsonl" if path.is_dir() else path
     if path.is_dir():
         if collection.lower() not in {c.name for c in db.collections()}:
@@ -135,50 +135,20 @@ def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int, on_
             db.create_collection(collection, BEIR_FIELDS)
         docs = load_corpus(path)
     else:
-        docs = _jsonl_documents(path, on_error)
+        docs = ((n, {("id" if k == "_id" else k): v for k, v in d.items()})
+                for n, d in read_jsonl(path, required=None, rejected=rejected if on_error == "skip" else None))
     with source.open("rb") as handle:  # the bar's total and ETA
         total = sum(1 for line in handle if line.strip())
     start = time.perf_counter()
-    try:
-        report = db.collection(collection).add(docs, batch_size=batch_size, progress=sys.stderr.isatty(), on_error=on_error,
-                                               total=total, numbered=not path.is_dir())
-    except EvalError as exc:
-        raise click.ClickException(exc.message) from None
+    report = db.collection(collection).add(docs, batch_size=batch_size, progress=sys.stderr.isatty(), on_error=on_error,
+                                           total=total, numbered=not path.is_dir())
     seconds = time.perf_counter() - start
-    rejected = report.rejected + getattr(docs, "rejected", [])
+    rejected += report.rejected
     done = report.added + report.updated + report.unchanged
     click.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, rejected {len(rejected)} "
                f"in {seconds:.1f} s ({done / seconds if seconds else 0:,.0f} documents/s)")
     for _, why in sorted(rejected):
         click.echo(f"  rejected {why}", err=True)
-
-
-class _jsonl_documents:
-    """(line number, document) for each document of a JSON-lines file (so the ingest's
-    messages name lines); with on_error="skip" a line that is not a JSON object is
-    recorded in `rejected` and passed over instead of stopping the load."""
-
-    def __init__(self, path: Path, on_error: str) -> None:
-        self.path, self.on_error, self.rejected = path, on_error, []
-
-    def __iter__(self):
-        import json
-
-        with self.path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError("expected a JSON object")
-                except ValueError as exc:
-                    why = f"line {number}: not a JSON object ({getattr(exc, 'msg', exc)})"
-                    if self.on_error == "abort":
-                        raise click.ClickException(f"{self.path} {why}") from None
-                    self.rejected.append((number, why))
-                    continue
-                yield number, {("id" if k == "_id" else k): v for k, v in record.items()}
 
 
 @cli.command()

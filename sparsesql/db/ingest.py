@@ -511,8 +511,8 @@ def _postings(weights: list[tuple[dict[str, float], int]], term_ids: dict[str, i
 @dataclass
 class _Prepared:
     """A batch ready to write: the documents that differ from what the collection holds (as
-    read before), each sparse field's weights, their lengths, their vectors (computed here when
-    not supplied), and how many were found unchanged."""
+    read before, their vectors computed when not supplied), each sparse field's (weights,
+    length) per document, and how many were found unchanged."""
 
     changed: list[_Doc]
     weights: dict[int, list[tuple[dict[str, float], int]]]
@@ -598,10 +598,10 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
         with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
             copy.set_types(["int8", *["int4"] * len(placed), "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text",
                             *["int4[]", "float4[]"] * len(fields)])
+            placement = [[s] for s in shards] if shards else [[]] * len(changed)  # the shard column's value, when there is one
             for i, (doc_id, doc, length) in enumerate(zip(doc_ids, changed, lengths)):
                 vectors = [a for field_arrays in per_doc for a in field_arrays[i]]
-                shard = [shards[i]] if shards else []
-                copy.write_row([doc_id, *shard, doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
+                copy.write_row([doc_id, *placement[i], doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
         for f in fields:
             if len(postings[f.slot].term):
                 with conn.cursor().copy(
@@ -611,8 +611,8 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
                     copy.write(postings[f.slot].blocks())
         with conn.cursor().copy(sql.SQL("COPY {} (doc_id, {}embedding) FROM STDIN (FORMAT BINARY)").format(dense_t, sql.SQL("shard, " if shards else ""))) as copy:
             copy.set_types(["int8", *["int4"] * len(placed), "vector"])
-            for i, (doc_id, doc) in enumerate(zip(doc_ids, changed)):
-                copy.write_row([doc_id, *([shards[i]] if shards else []), Vector(doc.vector)])
+            for doc_id, shard, doc in zip(doc_ids, placement, changed):
+                copy.write_row([doc_id, *shard, Vector(doc.vector)])
         log_changes(conn, info, doc_ids, added=True)
         upkeep.added(conn, info, doc_ids)
         for f in fields:
@@ -673,7 +673,7 @@ def add(
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparsesql-prepare") as pool, ExitStack() as stack:
         pending = None  # (future of the prepared batch, how many input documents it stands for)
         analyser: Analyser = analyse_texts
-        batches_read = 0
+        worker_tried = False
         batches = _batches(docs, batch_size)
         while True:
             try:
@@ -699,9 +699,8 @@ def add(
                     report.rejected.append((number, exc.message))
                     continue
                 checked[valid.id] = valid
-            batches_read += 1
-            if batches_read == ANALYSIS_PROCESS_AFTER and any(f.bm25 for f in info.sparse_fields):
-                analyser = _worker_analyser(stack)
+            if not worker_tried and position >= ANALYSIS_PROCESS_AFTER and any(f.bm25 for f in info.sparse_fields):
+                analyser, worker_tried = _worker_analyser(stack), True
             prepared = pool.submit(_prepare, info, *_changed(conn, info, list(checked.values())), analyser)
             if pending is not None:
                 _finish(conn, info, pending, upkeep, report, bar)
@@ -711,7 +710,9 @@ def add(
     return report
 
 
-ANALYSIS_PROCESS_AFTER = 3  # batches: a load this long analyses in a worker process from here on
+# Documents read before the BM25 analysis moves to a worker process: starting one takes about
+# half a second, the in-process analysis of some 4,000 documents, so shorter loads stay in process.
+ANALYSIS_PROCESS_AFTER = 10_000
 
 
 class _AnalysisProcess:

@@ -33,8 +33,10 @@ def _require(folder: str | Path, relative: str) -> Path:
     return path
 
 
-def read_jsonl(path: Path, required: str | None = "_id") -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line of a JSON-lines file."""
+def read_jsonl(path: Path, required: str | None = "_id", *, rejected: list[tuple[int, str]] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line of a JSON-lines file. A line
+    that is not such an object raises EvalError, or, given a `rejected` list, is recorded there
+    as (line number, why) and passed over."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -42,11 +44,15 @@ def read_jsonl(path: Path, required: str | None = "_id") -> Iterator[tuple[int, 
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise EvalError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or (required is not None and required not in record):
-                wanted = f" with an {required}" if required else ""
-                raise EvalError(f"{path} line {number}: expected a JSON object{wanted}")
-            yield number, record
+                why = f"line {number}: malformed JSON ({exc.msg})"
+            else:
+                if isinstance(record, dict) and (required is None or required in record):
+                    yield number, record
+                    continue
+                why = f"line {number}: expected a JSON object" + (f" with an {required}" if required else "")
+            if rejected is None:
+                raise EvalError(f"{path} {why}")
+            rejected.append((number, why))
 
 
 def load_corpus(folder: str | Path) -> Iterator[dict[str, Any]]:

@@ -55,7 +55,7 @@ class _Run:
         text = statement.as_string(self.conn)
         record.sql = text
         record.params = {k: short(v) for k, v in params.items()}
-        prelude = self.settings(settings) if settings else []
+        prelude = self.setting_statements(settings) if settings else []
         if settings:
             record.detail = ", ".join(f"{k} = {v}" for k, v in settings.items())
         if self.tracer:
@@ -86,7 +86,7 @@ class _Run:
             except psycopg.Error as exc:
                 record.plan = f"(not available: {exc.diag.message_primary or exc})"
 
-    def settings(self, settings: dict[str, str]) -> list[tuple[sql.Composable, dict | None]]:
+    def setting_statements(self, settings: dict[str, str]) -> list[tuple[sql.Composable, dict | None]]:
         """Statements that make `settings` transaction-local. Citus passes SET LOCAL on to the
         shards' connections (with citus.propagate_set_commands = 'local'), not set_config(), so a
         distributed collection's shards get them as SET LOCAL; the names are the planner's own."""
