@@ -88,7 +88,9 @@ def parse_or_error(text: str):
         assert error.column is None or error.column >= 1
         str(error)
         statement = None
-    assert time.perf_counter() - start < 1.0, "a parse took longer than a second"
+    # a guard against blow-ups (a backtracking parse takes minutes), not a speed test: the
+    # slowest edge parses in ~0.2 s, and a busy 2-core machine once took 1.05 s for one
+    assert time.perf_counter() - start < 5.0, "a parse took longer than five seconds"
     return statement
 
 
