@@ -252,15 +252,18 @@ class Collection:
     def info(self) -> CollectionInfo:
         return self.db._guard(lambda: schema.require_collection(self.db.conn, self.name))
 
-    def add(self, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False, on_error: str = "abort",
-            total: int | None = None, numbered: bool = False) -> ingest.IngestReport:
+    def add(self, docs: Iterable[dict], *, batch_size: int | None = None, progress: bool = False, on_error: str = "abort",
+            total: int | None = None, numbered: bool = False, bulk: bool = False) -> ingest.IngestReport:
         """Add or update documents: {"id", declared fields..., "metadata", "vector", "sparse"}.
+        Each batch (500 documents; `bulk`: 100,000 or a minute's worth) commits on its own, so
+        an interrupted load resumes by running it again: stored documents are skipped by their
+        content hash. `bulk` also builds a first load's own indexes once, at its end.
         `on_error="skip"` leaves out (and reports, in the result's `rejected`) a document that
         fails its checks instead of stopping; `total` sizes the progress bar; with `numbered`,
         `docs` are (line number, document) pairs and messages name lines."""
         try:
             return write.add(self.db.conn, self.info, docs, batch_size=batch_size, progress=progress,
-                             on_error=on_error, total=total, numbered=numbered)
+                             on_error=on_error, total=total, numbered=numbered, bulk=bulk)
         except psycopg.Error as exc:
             raise database_error(exc, "ingest") from exc
 

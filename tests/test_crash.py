@@ -1,6 +1,8 @@
 """kill -9 during ingest: after each kill every batch is wholly present or wholly absent, the
 statistics match a recount, the kNN graph matches its documents, and a resumed ingest ends with
-every document exactly once and the graph equal to a fresh build."""
+every document exactly once and the graph equal to a fresh build. The same for bulk loads, whose
+batches span several chunks and form their postings at their end, and whose first load defers
+the collection's vector index."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import json, sys
 import numpy as np
 import sparsesql
 
-dsn, name, n, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+dsn, name, n, batch, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rng = np.random.default_rng(5)
 vectors = rng.normal(size=(n, {dim}))
 words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
@@ -36,15 +38,21 @@ docs = [
 db = sparsesql.connect(dsn)
 coll = db.collection(name)
 print("ready", flush=True)
-coll.add(docs, batch_size=batch)
+if chunk:  # a bulk load, its batches in chunks of `chunk`
+    from sparsesql.db import ingest
+    ingest.CHUNK = chunk
+    coll.add(docs, batch_size=batch, bulk=True)
+else:
+    coll.add(docs, batch_size=batch)
 print("done", flush=True)
 """.format(dim=DIM)
 
 
-def run_writer(dsn: str, name: str, kill_after: float | None) -> bool:
-    """Start the writer; SIGKILL it `kill_after` seconds after it is connected. True if it finished."""
+def run_writer(dsn: str, name: str, kill_after: float | None, *, batch: int = BATCH, chunk: int = 0) -> bool:
+    """Start the writer (a bulk load when `chunk`); SIGKILL it `kill_after` seconds after it is
+    connected. True if it finished."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, dsn, name, str(DOCS), str(BATCH)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER, dsn, name, str(DOCS), str(batch), str(chunk)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout.readline().strip() == "ready"
     if kill_after is None:
@@ -55,25 +63,27 @@ def run_writer(dsn: str, name: str, kill_after: float | None) -> bool:
     return proc.returncode == 0
 
 
-def check_consistent(db, name: str) -> int:
+def check_consistent(db, name: str, *, batch: int = BATCH, graph: bool = True) -> int:
     """Assert the invariants in one snapshot; returns how many documents are present.
 
     One snapshot matters: a killed client's backend may still commit the batch it had sent, and
     separate statements could see before and after."""
     with db.conn.transaction():
         db.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return _invariants(db, name)
+        return _invariants(db, name, batch, graph)
 
 
-def _invariants(db, name: str) -> int:
+def _invariants(db, name: str, size: int, graph: bool) -> int:
     t = lambda kind: f'sparsesql."{name}__{kind}"'  # noqa: E731
     ids = [r[0] for r in db.conn.execute(f"SELECT id FROM {t('docs')}").fetchall()]
     present = {int(i[1:]) for i in ids}
-    for start in range(0, DOCS, BATCH):
-        batch = set(range(start, min(start + BATCH, DOCS)))
+    for start in range(0, DOCS, size):
+        batch = set(range(start, min(start + size, DOCS)))
         assert len(present & batch) in (0, len(batch)), f"batch at {start} is partial"
     assert_exact_stats(db, name)
     assert db.conn.execute(f"SELECT count(*) FROM {t('dense')}").fetchone()[0] == len(ids)
+    if not graph:
+        return len(ids)
     degrees = db.conn.execute(
         f"SELECT d.doc_id, count(g.dst) FROM {t('docs')} d LEFT JOIN {t('graph')} g ON g.src = d.doc_id GROUP BY d.doc_id"
     ).fetchall()
@@ -108,6 +118,35 @@ def test_kill_9_during_ingest_leaves_whole_batches(db, dsn, name):
     maintained = edges(db, name)
     coll.build_graph(k=3)
     assert maintained == edges(db, name)
+
+
+def test_kill_9_during_a_bulk_load_then_a_resume(db, dsn, name):
+    """Bulk batches of 300 in chunks of 60, into an empty collection with an HNSW index: after each
+    kill every batch is whole or absent (its postings formed with it) and the statistics equal a
+    recount, the index is either in place or recorded as deferred; running the load again ends
+    with every document exactly once and the index built."""
+    coll = db.create_collection(name, {"body": "text"}, dense="none", dim=DIM)
+    index = f"{name}_hnsw"
+    db.conn.execute(f'CREATE INDEX "{index}" ON sparsesql."{name}__dense" USING hnsw (embedding vector_cosine_ops)')
+    present = lambda: db.conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{index}"',)).fetchone()[0] is not None  # noqa: E731
+    rng = random.Random(20261202)
+    counts = []
+    while len(counts) < BULK_KILLS:
+        if run_writer(dsn, name, kill_after=rng.uniform(0.05, 0.6), batch=300, chunk=60):
+            coll.delete([f"k{i:05d}" for start in rng.sample(range(0, DOCS, 300), 2) for i in range(start, start + 300)])
+            check_consistent(db, name, batch=300, graph=False)
+            continue
+        counts.append(check_consistent(db, name, batch=300, graph=False))
+        assert present() or coll.info.extra.get("deferred_indexes"), "the index is gone and not recorded"
+    print("documents present after each kill:", counts)
+    assert sum(0 < c < DOCS for c in counts) >= 2, f"too few kills landed mid-load: {counts}"
+    assert run_writer(dsn, name, kill_after=None, batch=300, chunk=60)
+    assert check_consistent(db, name, batch=300, graph=False) == DOCS
+    assert db.conn.execute(f'SELECT count(DISTINCT id) FROM sparsesql."{name}__docs"').fetchone()[0] == DOCS
+    assert present() and "deferred_indexes" not in coll.info.extra
+
+
+BULK_KILLS = 8
 
 
 SNAPSHOTTER = """

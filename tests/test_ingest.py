@@ -310,3 +310,94 @@ def test_a_long_load_analyses_in_a_worker_process_with_the_same_result(db, name,
     assert report.added == 1200 and _contents(db, name) == _contents(db, other_name)
     assert_exact_stats(db, other_name)
     db.drop_collection(other_name)
+
+
+def _index_oid(db, index: str) -> int | None:
+    return db.conn.execute("SELECT to_regclass(%s)::oid", (f"sparsesql.{index}",)).fetchone()[0]
+
+
+def test_a_bulk_load_holds_what_batch_by_batch_loads_make(db, name, monkeypatch):
+    """Bulk batches of several chunks form their postings once, at the batch's end: the
+    collection holds exactly what a load in small batches makes, blocks well formed, statistics
+    exact; a document sent twice in one batch (changed) and one changed from an earlier load are
+    updates, with their old postings taken out."""
+    from sparsesql.db import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK", 40)  # batches of 300 in chunks of 38 (8 a batch)
+    first = _docs(700)
+    # new documents, changed ones of the first load, then the new ones again, changed: in one
+    # batch, chunks apart
+    second = [*_docs(30, start=800), *_docs(50, start=100, word="cherry"), *_docs(30, start=800, word="plum")]
+    small = _make(db, name)
+    small.add(first, batch_size=64)
+    small.add(second, batch_size=64)
+    other = name + "_bulk"
+    bulk = _make(db, other)
+    assert bulk.add(first, bulk=True, batch_size=300).added == 700
+    report = bulk.add(second, bulk=True, batch_size=300)
+    assert (report.added, report.updated, report.unchanged) == (30, 80, 0)
+    assert _contents(db, name) == _contents(db, other)
+    assert_exact_stats(db, other)
+    assert bulk.get("d805").title == "plum number 805" and bulk.get("d120").title == "cherry number 120"
+    ranked = lambda n: [(r.id, round(r.score, 9)) for r in db.query(f"SELECT id, score FROM {n} SEARCH SPARSE('cherry plum pie') LIMIT 50")]  # noqa: E731
+    assert ranked(name) == ranked(other)
+    db.drop_collection(other)
+
+
+def test_a_bulk_load_stopped_by_a_bad_document_keeps_the_chunks_before_it(db, name, monkeypatch):
+    """A refused document ends the load; the chunks of its batch written before it commit, with
+    their postings formed, and running the load again (fixed) adds only the rest."""
+    from sparsesql.db import ingest
+
+    monkeypatch.setattr(ingest, "CHUNK", 25)
+    coll = _make(db, name)
+    docs = _docs(200)
+    docs[130]["vector"] = [float("nan")] * DIM
+    with pytest.raises(sparsesql.IngestError, match=r"document 131 \(id 'd130'\).*NaN"):
+        coll.add(docs, bulk=True, batch_size=100)
+    assert coll.count() == 125  # the first batch, and the second's chunks before the bad one's
+    assert_exact_stats(db, name)
+    docs[130]["vector"] = [1.0] * DIM
+    report = coll.add(docs, bulk=True)
+    assert (report.added, report.unchanged) == (75, 125)
+    assert_exact_stats(db, name)
+
+
+def test_a_first_bulk_load_builds_the_vector_index_at_its_end(db, name):
+    """An index made on an empty collection's vectors (HNSW here) is dropped for a first bulk load
+    and built again over the loaded rows; a later bulk load into the filled collection keeps it."""
+    coll = _make(db, name)
+    index = f"{name}_hnsw"
+    db.conn.execute(f'CREATE INDEX "{index}" ON sparsesql."{name}__dense" USING hnsw (embedding vector_cosine_ops)')
+    before = _index_oid(db, index)
+    coll.add(_docs(300), bulk=True)
+    rebuilt = _index_oid(db, index)
+    assert rebuilt is not None and rebuilt != before
+    assert "deferred_indexes" not in coll.info.extra
+    coll.add(_docs(100, start=300), bulk=True)
+    assert _index_oid(db, index) == rebuilt
+    assert coll.count() == 400
+
+
+def test_an_interrupted_first_bulk_load_leaves_its_index_to_the_next(db, name):
+    """Interrupted between batches, a first bulk load leaves the index it deferred recorded in
+    the catalog; the next bulk load (the same input again) builds it at its end."""
+    coll = _make(db, name)
+    index = f"{name}_hnsw"
+    db.conn.execute(f'CREATE INDEX "{index}" ON sparsesql."{name}__dense" USING hnsw (embedding vector_cosine_ops)')
+    docs = _docs(300)
+
+    def interrupted():
+        for i, doc in enumerate(docs):
+            if i == 250:
+                raise KeyboardInterrupt("stopped")
+            yield doc
+
+    with pytest.raises(KeyboardInterrupt):
+        coll.add(interrupted(), bulk=True, batch_size=100)
+    assert coll.count() == 200 and _index_oid(db, index) is None  # two whole batches; the third's 50 were still being read
+    assert [d.startswith(f'CREATE INDEX "{index}"') or d.startswith(f"CREATE INDEX {index}") for d in coll.info.extra["deferred_indexes"]] == [True]
+    report = coll.add(docs, bulk=True)
+    assert (report.added, report.unchanged) == (100, 200)
+    assert _index_oid(db, index) is not None and "deferred_indexes" not in coll.info.extra
+    assert_exact_stats(db, name)

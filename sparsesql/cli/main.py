@@ -109,17 +109,19 @@ def query(ctx: click.Context, statement: str, params: tuple[str, ...], as_json: 
 @cli.command()
 @click.argument("collection")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--batch-size", default=500, show_default=True)
+@click.option("--batch-size", type=int, help="Documents a transaction (500; with --bulk 100,000 or a minute's worth).")
 @click.option("--on-error", type=click.Choice(["abort", "skip"]), default="abort", show_default=True,
               help="A bad document stops the load (batches before it stay) or is reported by line and skipped.")
+@click.option("--bulk", is_flag=True, help="Large batches, postings formed once a batch, a first load's indexes built at the end.")
 @click.pass_context
 @_fail_cleanly
-def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int, on_error: str) -> None:
+def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int | None, on_error: str, bulk: bool) -> None:
     """Add documents from a JSONL file or a BEIR folder (its corpus.jsonl).
 
     A BEIR folder creates the collection (title text, text text) when it does not exist;
     for a JSONL file, create the collection first with CREATE COLLECTION. Prints what was
     added, updated, unchanged and rejected (each rejected line with its reason) and the rate.
+    An interrupted load resumes when run again: stored documents are skipped by their hash.
     """
     import time
 
@@ -141,7 +143,7 @@ def ingest(ctx: click.Context, collection: str, path: Path, batch_size: int, on_
         total = sum(1 for line in handle if line.strip())
     start = time.perf_counter()
     report = db.collection(collection).add(docs, batch_size=batch_size, progress=sys.stderr.isatty(), on_error=on_error,
-                                           total=total, numbered=not path.is_dir())
+                                           total=total, numbered=not path.is_dir(), bulk=bulk)
     seconds = time.perf_counter() - start
     rejected += report.rejected
     done = report.added + report.updated + report.unchanged

@@ -9,6 +9,8 @@ the posting table's rows, whose two arrays vary in length.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from psycopg.adapt import AdaptersMap, Dumper
 from psycopg.pq import Format
@@ -51,58 +53,43 @@ _BLOCK_KEY = [("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("block", ">i8"),
               ("l3", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4"), ("size", ">i4"), ("lb", ">i4")]
 _BLOCK_HEAD = np.dtype([("n", ">i2"), *_BLOCK_KEY])
 _SHARDED_BLOCK_HEAD = np.dtype([("n", ">i2"), ("l0", ">i4"), ("shard", ">i4"), *_BLOCK_KEY])
-_ARRAY_HEAD = np.dtype([("l4", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4"), ("size", ">i4"), ("lb", ">i4")])
+_ARRAY_HEAD = np.dtype([("l4", ">i4"), ("ndim_w", ">i4"), ("nulls_w", ">i4"), ("oid_w", ">i4"), ("size_w", ">i4"), ("lb_w", ">i4")])
 _DOC_ITEM = np.dtype([("l", ">i4"), ("v", ">i8")])
 _WEIGHT_ITEM = np.dtype([("l", ">i4"), ("v", ">f4")])
 
 
-def encode_blocks(term: np.ndarray, doc: np.ndarray, weight: np.ndarray, starts: np.ndarray, shard: np.ndarray | None = None) -> bytes:
-    """A COPY stream of posting blocks `([shard int4,] term_id int4, block int8, doc_ids int8[], tfs float4[])`.
+def encode_blocks(term: np.ndarray, doc: np.ndarray, weight: np.ndarray, starts: np.ndarray,
+                  shard: np.ndarray | None = None) -> Iterator[bytes]:
+    """A COPY stream of posting blocks `([shard int4,] term_id int4, block int8, doc_ids int8[], tfs float4[])`,
+    in pieces: written to the COPY as they come, the server stores one while the next is encoded.
 
     Postings come sorted by ([shard,] term, doc); block i holds postings starts[i] .. starts[i + 1] - 1
-    (one term, and one shard, each) and is keyed by its first doc id. Every byte is placed by
-    numpy: the row headers, then each posting's doc id and weight items at their row's offsets.
+    (one term, and one shard, each) and is keyed by its first doc id. Blocks of one size share a
+    fixed layout, so each size's rows are one numpy record array filled a column at a time (the
+    rows go out grouped by size: COPY takes them in any order). Placing every posting's bytes at
+    its own offset instead cost index arrays ten times the data (2.3 s for 6M postings).
     """
-    count = len(starts)
     sizes = np.diff(np.append(starts, len(term))).astype(np.int64)
-    layout = _BLOCK_HEAD if shard is None else _SHARDED_BLOCK_HEAD
-    head_n, array_n = layout.itemsize, _ARRAY_HEAD.itemsize
-    row_bytes = head_n + array_n + sizes * (_DOC_ITEM.itemsize + _WEIGHT_ITEM.itemsize)
-    row_start = np.zeros(count, dtype=np.int64)
-    np.cumsum(row_bytes[:-1], out=row_start[1:])
-    out = np.zeros(int(row_bytes.sum()), dtype=np.uint8)
-
-    head = np.zeros(count, dtype=layout)
-    head["n"], head["l1"], head["l2"] = 4, 4, 8
-    if shard is not None:
-        head["n"], head["l0"], head["shard"] = 5, 4, shard[starts]
-    head["term"], head["block"] = term[starts], doc[starts]
-    head["l3"] = 20 + sizes * _DOC_ITEM.itemsize
-    head["ndim"], head["oid"], head["size"], head["lb"] = 1, _INT8_OID, sizes, 1
-    mid = np.zeros(count, dtype=_ARRAY_HEAD)
-    mid["l4"] = 20 + sizes * _WEIGHT_ITEM.itemsize
-    mid["ndim"], mid["oid"], mid["size"], mid["lb"] = 1, _FLOAT4_OID, sizes, 1
-
-    rank = np.arange(len(term), dtype=np.int64) - np.repeat(starts.astype(np.int64), sizes)  # position in its block
-    base = np.repeat(row_start, sizes)
-    docs_at = base + head_n + rank * _DOC_ITEM.itemsize
-    weights_at = base + head_n + np.repeat(sizes, sizes) * _DOC_ITEM.itemsize + array_n + rank * _WEIGHT_ITEM.itemsize
-    mid_at = row_start + head_n + sizes * _DOC_ITEM.itemsize
-    items = np.zeros(len(term), dtype=_DOC_ITEM)
-    items["l"], items["v"] = 8, doc
-    _scatter(out, row_start, head)
-    _scatter(out, mid_at, mid)
-    _scatter(out, docs_at, items)
-    items = np.zeros(len(term), dtype=_WEIGHT_ITEM)
-    items["l"], items["v"] = 4, weight
-    _scatter(out, weights_at, items)
-    return _HEADER + out.tobytes() + _TRAILER
-
-
-def _scatter(out: np.ndarray, at: np.ndarray, records: np.ndarray) -> None:
-    """Copy each record's bytes to out[at[i]:at[i] + itemsize]."""
-    width = records.dtype.itemsize
-    out[(at[:, None] + np.arange(width)).ravel()] = records.view(np.uint8).reshape(-1, width).ravel()
+    head = _BLOCK_HEAD if shard is None else _SHARDED_BLOCK_HEAD
+    yield _HEADER
+    for size in np.unique(sizes).tolist():
+        which = np.flatnonzero(sizes == size)
+        first = starts[which]
+        at = first[:, None] + np.arange(size)
+        layout = np.dtype([*((name, head[name]) for name in head.names), ("docs", _DOC_ITEM, (size,)),
+                           *((name, _ARRAY_HEAD[name]) for name in _ARRAY_HEAD.names), ("weights", _WEIGHT_ITEM, (size,))])
+        rows = np.zeros(len(which), dtype=layout)
+        rows["n"], rows["l1"], rows["l2"] = 4, 4, 8
+        if shard is not None:
+            rows["n"], rows["l0"], rows["shard"] = 5, 4, shard[first]
+        rows["term"], rows["block"] = term[first], doc[first]
+        rows["l3"], rows["l4"] = 20 + size * _DOC_ITEM.itemsize, 20 + size * _WEIGHT_ITEM.itemsize
+        rows["ndim"], rows["oid"], rows["size"], rows["lb"] = 1, _INT8_OID, size, 1
+        rows["ndim_w"], rows["oid_w"], rows["size_w"], rows["lb_w"] = 1, _FLOAT4_OID, size, 1
+        rows["docs"]["l"], rows["docs"]["v"] = 8, doc[at]
+        rows["weights"]["l"], rows["weights"]["v"] = 4, weight[at]
+        yield rows.tobytes()  # bytes: psycopg copies a memoryview piece by piece, at twice the cost
+    yield _TRAILER
 
 
 # Arrays in PostgreSQL's binary format, built by numpy: psycopg's own list dumper costs about a
@@ -136,6 +123,21 @@ def dump_numpy_arrays(adapters: AdaptersMap) -> None:
     `set_types`, from numpy arrays."""
     for element in _ARRAY_TYPES:
         adapters.register_dumper(None, _array_dumper(element))
+
+
+class IntArray:
+    """A numpy integer array bound as a binary int4[] parameter, encoded in one pass."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+
+class IntArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _ARRAY_TYPES["int4"][0]
+
+    def dump(self, obj: IntArray) -> bytes:
+        return array_bytes(obj.values, "int4")
 
 
 class TextArray(list):

@@ -19,10 +19,11 @@ import hashlib
 import json
 import math
 import re
+import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from contextlib import ExitStack
-from itertools import chain, islice
+from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -33,7 +34,7 @@ from psycopg.types.json import Jsonb
 
 from sparsesql.analysis import term_counts
 from sparsesql.db import copy_binary
-from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField
+from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, set_extra
 from sparsesql.db.schema import BLOCK_POSTINGS
 from sparsesql.errors import IngestError
 
@@ -416,20 +417,62 @@ def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str], *
     return delete_where(conn, info, sql.SQL("d.id = ANY(%(ids)s)"), {"ids": wanted}, upkeep=upkeep)
 
 
-def analyse_texts(texts: list[str]) -> list[tuple[dict[str, float], int]]:
-    """BM25's (term -> count, token count) of each text: top level, so a worker process can run it."""
-    out = []
-    for text in texts:
-        counts, length = term_counts(text)
-        out.append(({t: float(c) for t, c in counts.items()}, length))
-    return out
+@dataclass
+class _Weights:
+    """One sparse field's terms and weights for a chunk's documents, flat: the chunk's distinct
+    terms, and each posting as a position in that list, the documents one after another. Built
+    where the analysis runs (a worker process, for long loads), so the main process gets a few
+    arrays instead of a dict a document, and maps terms to ids once per distinct term."""
+
+    terms: list[str]
+    index: np.ndarray  # int32, each posting's term, as a position in `terms`
+    weight: np.ndarray  # float32
+    per_doc: np.ndarray  # int64, each document's number of postings
+    lengths: np.ndarray  # int64, each document's length (BM25: its tokens after stopwords; learned: its terms)
+
+    @classmethod
+    def of(cls, vectors: list[dict[str, float]], lengths: list[int]) -> "_Weights":
+        vocab: dict[str, int] = {}
+        index = [vocab.setdefault(t, len(vocab)) for v in vectors for t in v]
+        weight = [w for v in vectors for w in v.values()]
+        return cls(list(vocab), np.array(index, dtype=np.int32), np.array(weight, dtype=np.float32),
+                   np.array([len(v) for v in vectors], dtype=np.int64), np.array(lengths, dtype=np.int64))
+
+    def take(self, keep: list[int]) -> "_Weights":
+        """The documents at positions `keep` (ascending), with only the terms they use."""
+        if len(keep) == len(self.per_doc):
+            return self
+        chosen = np.zeros(len(self.per_doc), dtype=bool)
+        chosen[keep] = True
+        index = self.index[np.repeat(chosen, self.per_doc)]
+        used = np.unique(index)
+        position = np.zeros(len(self.terms), dtype=np.int32)
+        position[used] = np.arange(len(used), dtype=np.int32)
+        weight = self.weight[np.repeat(chosen, self.per_doc)]
+        return _Weights([self.terms[i] for i in used.tolist()], position[index], weight, self.per_doc[keep], self.lengths[keep])
+
+    def postings(self, term_ids: np.ndarray, doc_ids: list[int], shards: list[int] | None) -> "_BatchPostings":
+        """The postings with `term_ids` (each of `terms`' id) and the documents' ids (ascending),
+        sorted by (doc, term): each document's row holds its terms in id order."""
+        term = term_ids[self.index]
+        doc = np.repeat(np.array(doc_ids, dtype=np.int64), self.per_doc)
+        position = np.repeat(np.arange(len(self.per_doc), dtype=np.int64), self.per_doc)
+        order = np.argsort((position << 32) | term.astype(np.int64))  # distinct keys: (document, term)
+        shard = None if shards is None else np.repeat(np.array(shards, dtype=np.int32), self.per_doc)[order]
+        return _BatchPostings(term[order], doc[order], self.weight[order], self.per_doc.tolist(), shard)
 
 
-Analyser = Callable[[list[str]], list[tuple[dict[str, float], int]]]
+def analyse_texts(texts: list[str]) -> _Weights:
+    """BM25's term counts and token count of each text: top level, so a worker process can run it."""
+    analysed = [term_counts(text) for text in texts]
+    return _Weights.of([counts for counts, _ in analysed], [length for _, length in analysed])
 
 
-def _field_weights(info: CollectionInfo, field: SparseField, docs: list[_Doc], analyse: Analyser = analyse_texts) -> list[tuple[dict[str, float], int]]:
-    """Each document's (term -> weight, length) in one sparse field: the analyzer's counts and
+Analyser = Callable[[list[str]], _Weights]
+
+
+def _field_weights(info: CollectionInfo, field: SparseField, docs: list[_Doc], analyse: Analyser = analyse_texts) -> _Weights:
+    """Each document's terms, weights and length in one sparse field: the analyzer's counts and
     token count for BM25 (by `analyse`: in this process, or a worker's); for a learned field the
     supplied vector, else the model's encoding (batched), and its number of terms."""
     if field.bm25:
@@ -443,7 +486,7 @@ def _field_weights(info: CollectionInfo, field: SparseField, docs: list[_Doc], a
         encoded = encoder.encode([document_text(info, docs[i].values) for i in missing], top_k=field.top_k)
         for i, vector in zip(missing, encoded):
             vectors[i] = vector
-    return [(v, len(v)) for v in vectors]
+    return _Weights.of(vectors, [len(v) for v in vectors])
 
 
 def _term_ids(conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str]) -> dict[str, int]:
@@ -462,6 +505,24 @@ def _term_ids(conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str])
     return ids
 
 
+class _TermCache:
+    """The term ids one load has looked up, so each term is asked for once rather than once a
+    chunk (half of a chunk's terms were known ones: 1.5 s of a 60,000-document load).
+    Vocabulary rows are never deleted, so an id stays right for the rest of the load; a load
+    ends at its first failed batch, and the ids a rolled-back batch added go with it."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, dict[str, int]] = {}
+
+    def ids(self, conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str]) -> np.ndarray:
+        """The id of each of `terms` (distinct), as an int32 array."""
+        known = self.known.setdefault(vocab.as_string(None), {})
+        missing = sorted(set(terms).difference(known))
+        if missing:
+            known.update(_term_ids(conn, vocab, missing))
+        return np.fromiter(map(known.__getitem__, terms), dtype=np.int32, count=len(terms))
+
+
 @dataclass
 class _BatchPostings:
     """A batch's postings as flat arrays, sorted by (doc, term): each document's row arrays, and
@@ -473,49 +534,51 @@ class _BatchPostings:
     per_doc: list[int]
     shard: np.ndarray | None = None  # int32, each posting's document's shard value (distributed)
 
+    @classmethod
+    def joined(cls, parts: list["_BatchPostings"]) -> "_BatchPostings":
+        shard = None if parts[0].shard is None else np.concatenate([p.shard for p in parts])
+        return cls(np.concatenate([p.term for p in parts]), np.concatenate([p.doc for p in parts]),
+                   np.concatenate([p.weight for p in parts]), [n for p in parts for n in p.per_doc], shard)
+
     def by_doc(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         bounds = np.cumsum(self.per_doc)[:-1]
         return np.split(self.term, bounds), np.split(self.weight, bounds)
 
-    def blocks(self) -> bytes:
+    def blocks(self) -> Iterator[bytes]:
         """The batch's blocks: a term's postings in doc order, BLOCK_POSTINGS to a block; on a
-        distributed collection, per shard too (a block holds documents of one shard)."""
-        keys = (self.doc, self.term) if self.shard is None else (self.doc, self.term, self.shard)
-        order = np.lexsort(keys)
+        distributed collection, per shard too (a block holds documents of one shard). Ordered by
+        stable sorts of 16 bits of a key at a time, which numpy does by radix (a stable sort of
+        10M int32 term ids took 1.7 s, its two 16-bit passes a tenth of that)."""
+        ordered = bool(np.all(self.doc[1:] >= self.doc[:-1]))  # as chunks come: in document order
+        order = np.arange(len(self.doc)) if ordered else np.argsort(self.doc, kind="stable")
+        for key in (self.term, self.shard):
+            if key is not None:
+                for shift in (0, 16):
+                    order = order[np.argsort((key[order] >> shift).astype(np.uint16), kind="stable")]
         term, doc, weight = self.term[order], self.doc[order], self.weight[order]
         shard = None if self.shard is None else self.shard[order]
-        index = np.arange(len(term))
-        new = np.r_[True, term[1:] != term[:-1]]
+        change = term[1:] != term[:-1]
         if shard is not None:
-            new |= np.r_[True, shard[1:] != shard[:-1]]
-        first = np.maximum.accumulate(np.where(new, index, 0))
-        starts = np.flatnonzero((index - first) % BLOCK_POSTINGS == 0)
+            change |= shard[1:] != shard[:-1]
+        group = np.r_[0, np.flatnonzero(change) + 1]  # where each (shard,) term's postings begin
+        blocks = -(-np.diff(np.r_[group, len(term)]) // BLOCK_POSTINGS)
+        within = np.arange(blocks.sum()) - np.repeat(np.cumsum(blocks) - blocks, blocks)
+        starts = np.repeat(group, blocks) + within * BLOCK_POSTINGS
         return copy_binary.encode_blocks(term, doc, weight, starts, shard)
 
-    def df(self) -> tuple[list[int], list[int]]:
+    def df(self) -> tuple[np.ndarray, np.ndarray]:
         terms, counts = np.unique(self.term, return_counts=True)
-        return terms.tolist(), counts.tolist()
-
-
-def _postings(weights: list[tuple[dict[str, float], int]], term_ids: dict[str, int], doc_ids: list[int], shards: list[int] | None) -> _BatchPostings:
-    per_doc = [len(w) for w, _ in weights]
-    terms = chain.from_iterable(w for w, _ in weights)
-    term = np.array(list(map(term_ids.__getitem__, terms)), dtype=np.int32)
-    weight = np.array(list(chain.from_iterable(w.values() for w, _ in weights)), dtype=np.float32)
-    doc = np.repeat(np.array(doc_ids, dtype=np.int64), per_doc)
-    order = np.lexsort((term, doc))
-    shard = None if shards is None else np.repeat(np.array(shards, dtype=np.int32), per_doc)[order]
-    return _BatchPostings(term[order], doc[order], weight[order], per_doc, shard)
+        return terms.astype(np.int32), counts.astype(np.int32)
 
 
 @dataclass
 class _Prepared:
     """A batch ready to write: the documents that differ from what the collection holds (as
-    read before, their vectors computed when not supplied), each sparse field's (weights,
-    length) per document, and how many were found unchanged."""
+    read before, their vectors computed when not supplied), each sparse field's terms and
+    weights (by slot), and how many were found unchanged."""
 
     changed: list[_Doc]
-    weights: dict[int, list[tuple[dict[str, float], int]]]
+    weights: dict[int, _Weights]
     unchanged: int
 
 
@@ -548,87 +611,112 @@ def _prepare(info: CollectionInfo, changed: list[_Doc], unchanged: int, analyse:
     return _Prepared(changed, weights, unchanged)
 
 
-def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, upkeep: Upkeep) -> IngestReport:
-    """Write a prepared batch in one transaction, all or nothing. Under the collection's lock
-    the stored versions are read again: a document another writer (or an earlier batch of the
-    same load, written while this one was prepared) made identical is counted unchanged."""
+class _Unformed:
+    """Posting rows a batch has written documents for but not yet formed into blocks: a batch of
+    many chunks (a bulk load's) forms each term's blocks and updates its df once, at the end,
+    instead of once a chunk (at 1M documents those per-chunk updates were most of a load's time)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, list[_BatchPostings]] = {}
+        self.doc_ids: set[int] = set()
+
+    def add(self, slot: int, postings: _BatchPostings, doc_ids: list[int]) -> None:
+        self.parts.setdefault(slot, []).append(postings)
+        self.doc_ids.update(doc_ids)
+
+    def form(self, conn: psycopg.Connection, info: CollectionInfo) -> None:
+        """Write the blocks and df of everything added since the last `form`, in the caller's transaction."""
+        sharded = sql.SQL("shard, " if info.buckets else "")
+        for f in sorted(info.sparse_fields, key=lambda f: f.slot):
+            parts = self.parts.pop(f.slot, [])
+            postings = _BatchPostings.joined(parts) if parts else None
+            if postings is None or not len(postings.term):
+                continue
+            with conn.cursor().copy(sql.SQL("COPY {} ({}term_id, block, doc_ids, tfs) FROM STDIN (FORMAT BINARY)").format(
+                    info.field_table(f, "postings"), sharded)) as copy:
+                for piece in postings.blocks():
+                    copy.write(piece)
+            terms, counts = postings.df()
+            cursor = conn.cursor()
+            cursor.adapters.register_dumper(copy_binary.IntArray, copy_binary.IntArrayDumper)
+            cursor.execute(
+                sql.SQL(
+                    "UPDATE {} AS v SET df = v.df + x.n FROM unnest(%s::int[], %s::int[]) AS x(term_id, n) WHERE v.term_id = x.term_id"
+                ).format(info.field_table(f, "vocab")),
+                (copy_binary.IntArray(terms), copy_binary.IntArray(counts)),
+            )
+        self.doc_ids.clear()
+
+
+def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, upkeep: Upkeep, unformed: _Unformed,
+           terms: _TermCache) -> IngestReport:
+    """Write a prepared chunk inside the batch's transaction (the caller holds it and the
+    collection's lock): documents, vectors, change log, graph edges and N / sum of lengths now,
+    its postings into `unformed`. The stored versions are read again first: a document another
+    writer (or an earlier chunk of the same load, written while this one was prepared) made
+    identical is counted unchanged."""
     report = IngestReport(unchanged=prepared.unchanged)
     if not prepared.changed:
         return report
     fields = sorted(info.sparse_fields, key=lambda f: f.slot)
     docs_t, dense_t = info.table("docs"), info.table("dense")
-    with conn.transaction():
-        info = _lock(conn, info)
-        stored = conn.execute(
-            sql.SQL("SELECT doc_id, id, content_hash FROM {} WHERE id = ANY(%s)").format(docs_t), ([d.id for d in prepared.changed],)
+    stored = conn.execute(
+        sql.SQL("SELECT doc_id, id, content_hash FROM {} WHERE id = ANY(%s)").format(docs_t), ([d.id for d in prepared.changed],)
+    ).fetchall()
+    wanted = {d.id: d.hash for d in prepared.changed}
+    same = {ident for _, ident, digest in stored if digest == wanted[ident]}
+    keep = [i for i, d in enumerate(prepared.changed) if d.id not in same]
+    changed = [prepared.changed[i] for i in keep]
+    weights = {slot: w.take(keep) for slot, w in prepared.weights.items()}
+    lengths = weights[0].lengths.tolist()
+    report.unchanged += len(prepared.changed) - len(changed)
+    if not changed:
+        return report
+    old = [doc_id for doc_id, ident, _ in stored if ident not in same]
+    if unformed.doc_ids.intersection(old):  # removing a document takes its postings out of their blocks
+        unformed.form(conn, info)
+    remove(conn, info, old, upkeep=upkeep)
+    report.updated, report.added = len(old), len(changed) - len(old)
+    doc_ids = sorted(
+        r[0]
+        for r in conn.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'doc_id')) FROM generate_series(1, %s)",
+            (f'sparsesql."{info.name}__docs"', len(changed)),
         ).fetchall()
-        wanted = {d.id: d.hash for d in prepared.changed}
-        same = {ident for _, ident, digest in stored if digest == wanted[ident]}
-        keep = [i for i, d in enumerate(prepared.changed) if d.id not in same]
-        changed = [prepared.changed[i] for i in keep]
-        weights = {slot: [w[i] for i in keep] for slot, w in prepared.weights.items()}
-        lengths = [length for _, length in weights[0]]
-        report.unchanged += len(prepared.changed) - len(changed)
-        if not changed:
-            return report
-        old = [doc_id for doc_id, ident, _ in stored if ident not in same]
-        remove(conn, info, old, upkeep=upkeep)
-        report.updated, report.added = len(old), len(changed) - len(old)
-        doc_ids = sorted(
-            r[0]
-            for r in conn.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, 'doc_id')) FROM generate_series(1, %s)",
-                (f'sparsesql."{info.name}__docs"', len(changed)),
-            ).fetchall()
-        )
-        shards = info.shard_of(doc_ids) if info.buckets else None
-        postings = {}
-        for f in fields:
-            terms = sorted({t for w, _ in weights[f.slot] for t in w})
-            postings[f.slot] = _postings(weights[f.slot], _term_ids(conn, info.field_table(f, "vocab"), terms), doc_ids, shards)
-        field_names = [f.name for f in info.fields]
-        arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))]
-        placed = ["shard"] if shards else []
-        columns = sql.SQL(", ").join(
-            [*(sql.Identifier(c) for c in ["doc_id", *placed, "id", *field_names, "metadata", "doc_len", "content_hash"]), *arrays]
-        )
-        cursor = conn.cursor()
-        copy_binary.dump_numpy_arrays(cursor.adapters)
-        per_doc = [list(zip(*postings[f.slot].by_doc())) for f in fields]
-        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
-            copy.set_types(["int8", *["int4"] * len(placed), "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text",
-                            *["int4[]", "float4[]"] * len(fields)])
-            placement = [[s] for s in shards] if shards else [[]] * len(changed)  # the shard column's value, when there is one
-            for i, (doc_id, doc, length) in enumerate(zip(doc_ids, changed, lengths)):
-                vectors = [a for field_arrays in per_doc for a in field_arrays[i]]
-                copy.write_row([doc_id, *placement[i], doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
-        for f in fields:
-            if len(postings[f.slot].term):
-                with conn.cursor().copy(
-                    sql.SQL("COPY {} ({}term_id, block, doc_ids, tfs) FROM STDIN (FORMAT BINARY)").format(
-                        info.field_table(f, "postings"), sql.SQL("shard, " if shards else ""))
-                ) as copy:
-                    copy.write(postings[f.slot].blocks())
-        with conn.cursor().copy(sql.SQL("COPY {} (doc_id, {}embedding) FROM STDIN (FORMAT BINARY)").format(dense_t, sql.SQL("shard, " if shards else ""))) as copy:
-            copy.set_types(["int8", *["int4"] * len(placed), "vector"])
-            for doc_id, shard, doc in zip(doc_ids, placement, changed):
-                copy.write_row([doc_id, *shard, Vector(doc.vector)])
-        log_changes(conn, info, doc_ids, added=True)
-        upkeep.added(conn, info, doc_ids)
-        for f in fields:
-            term_list, df = postings[f.slot].df()
-            conn.execute(
-                sql.SQL(
-                    "UPDATE {} AS v SET df = v.df + x.n FROM unnest(%s::int[], %s::int[]) AS x(term_id, n) "
-                    "WHERE v.term_id = x.term_id"
-                ).format(info.field_table(f, "vocab")),
-                (term_list, df),
-            )
-        conn.execute(
-            "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1 "
-            "WHERE name = %s",
-            (len(changed), sum(lengths), info.name),
-        )
+    )
+    shards = info.shard_of(doc_ids) if info.buckets else None
+    postings = {}
+    for f in fields:
+        found = weights[f.slot]
+        postings[f.slot] = found.postings(terms.ids(conn, info.field_table(f, "vocab"), found.terms), doc_ids, shards)
+        unformed.add(f.slot, postings[f.slot], doc_ids)
+    field_names = [f.name for f in info.fields]
+    arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))]
+    placed = ["shard"] if shards else []
+    columns = sql.SQL(", ").join(
+        [*(sql.Identifier(c) for c in ["doc_id", *placed, "id", *field_names, "metadata", "doc_len", "content_hash"]), *arrays]
+    )
+    cursor = conn.cursor()
+    copy_binary.dump_numpy_arrays(cursor.adapters)
+    per_doc = [list(zip(*postings[f.slot].by_doc())) for f in fields]
+    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
+        copy.set_types(["int8", *["int4"] * len(placed), "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text",
+                        *["int4[]", "float4[]"] * len(fields)])
+        placement = [[s] for s in shards] if shards else [[]] * len(changed)  # the shard column's value, when there is one
+        for i, (doc_id, doc, length) in enumerate(zip(doc_ids, changed, lengths)):
+            vectors = [a for field_arrays in per_doc for a in field_arrays[i]]
+            copy.write_row([doc_id, *placement[i], doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
+    with conn.cursor().copy(sql.SQL("COPY {} (doc_id, {}embedding) FROM STDIN (FORMAT BINARY)").format(dense_t, sql.SQL("shard, " if shards else ""))) as copy:
+        copy.set_types(["int8", *["int4"] * len(placed), "vector"])
+        for doc_id, shard, doc in zip(doc_ids, placement, changed):
+            copy.write_row([doc_id, *shard, Vector(doc.vector)])
+    log_changes(conn, info, doc_ids, added=True)
+    upkeep.added(conn, info, doc_ids)
+    conn.execute(
+        "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1 "
+        "WHERE name = %s",
+        (len(changed), sum(lengths), info.name),
+    )
     return report
 
 
@@ -638,26 +726,43 @@ def _batches(docs: Iterable[object], size: int) -> Iterator[list[object]]:
         yield batch
 
 
+# The pipeline's unit: documents validated, analysed and encoded, then copied, at a time. A
+# batch (a transaction) larger than this is written in chunks of about this size, so a bulk
+# load's 100,000-document batches still overlap preparation and writing.
+CHUNK = 5_000
+# A bulk load's batch: up to this many documents, or as many as arrive in BULK_SECONDS (a batch
+# holds the collection's lock, and an interruption loses the open batch's work).
+BULK_BATCH = 100_000
+BULK_SECONDS = 60.0
+
+
 def add(
     conn: psycopg.Connection,
     info: CollectionInfo,
     docs: Iterable[dict],
     *,
     upkeep: Upkeep,
-    batch_size: int = 500,
+    batch_size: int | None = None,
     progress: bool = False,
     on_error: str = "abort",
     total: int | None = None,
     numbered: bool = False,
+    bulk: bool = False,
 ) -> IngestReport:
     """Add or update documents in batches; each batch commits on its own, all or nothing.
 
-    A pipeline: while batch n is written (one transaction), batch n + 1 is analysed and encoded
-    in a thread, which torch's encoding (it releases the GIL) and the server's share of the
-    write let run side by side. A document that fails its checks stops the load before its
-    batch writes (`on_error="abort"`, earlier batches stay), or is reported by position and
-    reason in `IngestReport.rejected` and left out (`on_error="skip"`). With `numbered`, `docs`
-    are (line number, document) pairs and messages name lines, not positions."""
+    A pipeline: while chunk n is written, chunk n + 1 is analysed and encoded in a thread, which
+    torch's encoding (it releases the GIL), the analysis worker process and the server's share
+    of the write let run side by side. (Validation stays with the writer: Python in a second
+    thread makes the writer wait for the GIL after each of its many short waits on the server,
+    which cost more than the overlap gained.) A batch of many
+    chunks forms its posting blocks and df once, at its end. `bulk` is for large loads: batches
+    of BULK_BATCH documents (or BULK_SECONDS), and a first load's own indexes built once at the
+    end. A document that fails its checks stops the load before its chunk writes
+    (`on_error="abort"`; the chunks before it land), or is reported by position and reason in
+    `IngestReport.rejected` and left out (`on_error="skip"`). With `numbered`, `docs` are (line
+    number, document) pairs and messages name lines, not positions."""
+    batch_size = batch_size if batch_size is not None else (BULK_BATCH if bulk else DEFAULT_BATCH)
     if batch_size < 1:
         raise IngestError(f"batch_size must be at least 1, got {batch_size}")
     if on_error not in ("abort", "skip"):
@@ -667,47 +772,138 @@ def add(
     from tqdm import tqdm
 
     total = total if total is not None else (len(docs) if hasattr(docs, "__len__") else None)
+    chunk = -(-batch_size // -(-batch_size // CHUNK))  # batch_size in equal chunks of at most CHUNK
     report = IngestReport()
-    position = 0
     with tqdm(total=total, disable=not progress, unit="doc", desc=f"ingest {info.name}", dynamic_ncols=True) as bar, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="sparsesql-prepare") as pool, ExitStack() as stack:
-        pending = None  # (future of the prepared batch, how many input documents it stands for)
-        analyser: Analyser = analyse_texts
-        worker_tried = False
-        batches = _batches(docs, batch_size)
-        while True:
-            try:
-                raw = next(batches, None)
-            except BaseException:  # the source failed (or was interrupted): what it gave before lands
-                if pending is not None:
-                    _finish(conn, info, pending, upkeep, report, bar)
-                raise
-            if raw is None:
-                break
-            checked: dict[str, _Doc] = {}
-            for doc in raw:
-                position += 1
-                number, doc = doc if numbered else (position, doc)
-                try:
-                    where = f"line {number}" + (f" (id {doc.get('id')!r})" if isinstance(doc, dict) and "id" in doc else "") if numbered else None
-                    valid = validate(info, doc, number, where=where)
-                except IngestError as exc:
-                    if on_error == "abort":
-                        if pending is not None:  # the batches before this one still land
-                            _finish(conn, info, pending, upkeep, report, bar)
-                        raise
-                    report.rejected.append((number, exc.message))
-                    continue
-                checked[valid.id] = valid
-            if not worker_tried and position >= ANALYSIS_PROCESS_AFTER and any(f.bm25 for f in info.sparse_fields):
-                analyser, worker_tried = _worker_analyser(stack), True
-            prepared = pool.submit(_prepare, info, *_changed(conn, info, list(checked.values())), analyser)
-            if pending is not None:
-                _finish(conn, info, pending, upkeep, report, bar)
-            pending = (prepared, len(raw))
-        if pending is not None:
-            _finish(conn, info, pending, upkeep, report, bar)
+        if bulk:
+            _defer_indexes(conn, info)
+        chunks = _prepared(conn, info, docs, pool, stack, report, bar, chunk=chunk, on_error=on_error, numbered=numbered)
+        _load(conn, info, chunks, upkeep, report, bar, batch_size=batch_size, seconds=BULK_SECONDS if bulk else None)
+        if bulk:
+            _restore_indexes(conn, info)
     return report
+
+
+DEFAULT_BATCH = 500
+
+
+def _prepared(conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[object], pool, stack: ExitStack, report: IngestReport,
+              bar, *, chunk: int, on_error: str, numbered: bool) -> Iterator[tuple[_Prepared, int]]:
+    """The load's chunks, prepared one ahead: each (prepared chunk, how many input documents it
+    stands for). Validation and the hash check run here; analysis and encoding in `pool`. When
+    the source fails or a document is refused (abort), the chunk prepared before it comes out
+    first, then the error: what came before it lands."""
+    pending = None  # the future of the prepared chunk, and how many input documents it stands for
+    analyser: Analyser = analyse_texts
+    worker_tried = False
+    batches = _batches(docs, chunk)
+    position = 0
+    while True:
+        try:
+            raw = next(batches, None)
+        except BaseException:
+            if pending is not None:
+                yield _ready(pending, bar)
+            raise
+        if raw is None:
+            break
+        checked: dict[str, _Doc] = {}
+        for doc in raw:
+            position += 1
+            number, doc = doc if numbered else (position, doc)
+            try:
+                where = f"line {number}" + (f" (id {doc.get('id')!r})" if isinstance(doc, dict) and "id" in doc else "") if numbered else None
+                valid = validate(info, doc, number, where=where)
+            except IngestError as exc:
+                if on_error == "abort":
+                    if pending is not None:
+                        yield _ready(pending, bar)
+                    raise
+                report.rejected.append((number, exc.message))
+                continue
+            checked[valid.id] = valid
+        if not worker_tried and position >= ANALYSIS_PROCESS_AFTER and any(f.bm25 for f in info.sparse_fields):
+            analyser, worker_tried = _worker_analyser(stack), True
+        prepared = pool.submit(_prepare, info, *_changed(conn, info, list(checked.values())), analyser)
+        if pending is not None:
+            yield _ready(pending, bar)
+        pending = (prepared, len(raw))
+    if pending is not None:
+        yield _ready(pending, bar)
+
+
+def _ready(pending: tuple, bar) -> tuple[_Prepared, int]:
+    """Wait for a chunk's analysis and encoding; the bar names the stage."""
+    future, count = pending
+    bar.set_postfix_str("analyse/encode", refresh=False)
+    prepared = future.result()
+    bar.set_postfix_str("write", refresh=False)
+    return prepared, count
+
+
+def _load(conn: psycopg.Connection, info: CollectionInfo, chunks: Iterator[tuple[_Prepared, int]], upkeep: Upkeep,
+          report: IngestReport, bar, *, batch_size: int, seconds: float | None) -> None:
+    """Write the chunks in batches: a transaction holding the collection's lock takes chunks
+    until it has `batch_size` input documents (or has been open `seconds`), forms their postings
+    and commits. A failure of the source or a refused document (the chunks before it came
+    first) commits the open batch, then propagates."""
+    terms = _TermCache()
+    while True:
+        failure, done, written, started = None, False, 0, time.monotonic()
+        with conn.transaction():
+            info = _lock(conn, info)
+            unformed = _Unformed()
+            while written < batch_size and (seconds is None or time.monotonic() - started < seconds):
+                try:
+                    item = next(chunks, None)
+                except BaseException as exc:
+                    failure = exc
+                    break
+                if item is None:
+                    done = True
+                    break
+                prepared, count = item
+                report += _write(conn, info, prepared, upkeep, unformed, terms)
+                written += count
+                bar.update(count)
+            unformed.form(conn, info)
+        if failure is not None:
+            raise failure
+        if done:
+            return
+
+
+def _defer_indexes(conn: psycopg.Connection, info: CollectionInfo) -> None:
+    """Before a bulk load into an empty collection, drop the indexes users made on its documents
+    and vectors (an HNSW index costs each inserted vector a graph search; built once over the
+    loaded rows, as pgvector advises, it costs far less), recorded in the catalog so that a load
+    interrupted before `_restore_indexes` has them built by the next bulk load's end. Unique
+    indexes stay: they are constraints."""
+    from sparsesql.db.schema import user_indexes
+
+    with conn.transaction():
+        info = _lock(conn, info)
+        deferred = list(info.extra.get(DEFERRED, []))
+        empty = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(info.table("docs"))).fetchone()[0]
+        dropped = [(n, d) for n, d in user_indexes(conn, info, ("docs", "dense")) if empty and not d.startswith("CREATE UNIQUE")]
+        for name, definition in dropped:
+            conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier("sparsesql", name)))
+            deferred.append(definition)
+        if dropped:
+            set_extra(conn, info.name, DEFERRED, deferred)
+
+
+def _restore_indexes(conn: psycopg.Connection, info: CollectionInfo) -> None:
+    """Build the indexes a bulk load deferred (this one's, or an interrupted one's), in one transaction."""
+    with conn.transaction():
+        info = _lock(conn, info)
+        for definition in info.extra.get(DEFERRED, []):
+            conn.execute(definition.replace(" INDEX ", " INDEX IF NOT EXISTS ", 1))
+        conn.execute("UPDATE sparsesql.collections SET extra = extra - %s WHERE name = %s", (DEFERRED, info.name))
+
+
+DEFERRED = "deferred_indexes"  # the catalog's record of indexes a bulk load dropped and has yet to build
 
 
 # Documents read before the BM25 analysis moves to a worker process: starting one takes about
@@ -788,13 +984,3 @@ def _worker_analyser(stack: ExitStack) -> Analyser:
         return analyse_texts
     stack.callback(worker.close)
     return worker
-
-
-def _finish(conn: psycopg.Connection, info: CollectionInfo, pending: tuple, upkeep: Upkeep, report: IngestReport, bar) -> None:
-    """Wait for a batch's analysis and encoding, then write it; the bar names the stage."""
-    future, count = pending
-    bar.set_postfix_str("analyse/encode", refresh=False)
-    prepared = future.result()
-    bar.set_postfix_str("write", refresh=False)
-    report += _write(conn, info, prepared, upkeep)
-    bar.update(count)

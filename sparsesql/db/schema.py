@@ -24,6 +24,8 @@ Tables of collection `c`, all in the `sparsesql` schema:
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -354,6 +356,18 @@ def _kinds(info: CollectionInfo) -> list[str]:
     return ["changes", *(k if f.slot == 0 else f"{k}__{f.slot}" for f in fields for k in ("postings", "vocab")), "dense", "docs"]
 
 
+def user_indexes(conn: psycopg.Connection, info: CollectionInfo, kinds: Iterable[str]) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX statement) of the indexes on the collection's tables of `kinds` that
+    are not its own (no key or unique constraint's, not the distributed layout's index on id):
+    the ones a user or a migration made."""
+    constraint_indexes = "SELECT conname FROM pg_constraint WHERE connamespace = 'sparsesql'::regnamespace"
+    return [tuple(r) for r in conn.execute(
+        f"SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'sparsesql' AND tablename = ANY(%s) "
+        f"AND indexname NOT IN ({constraint_indexes}) AND indexname <> %s ORDER BY indexname",
+        ([f"{info.name}__{k}" for k in kinds], f"{info.name}__docs_id_idx"),
+    ).fetchall()]
+
+
 def _relayout(conn: psycopg.Connection, info: CollectionInfo, shards: int | None) -> None:
     """Rebuild the collection's tables in the other layout, distributed over `shards` shards or
     back on the coordinator (None), with every row, id, sequence position, index and grant as it
@@ -364,12 +378,7 @@ def _relayout(conn: psycopg.Connection, info: CollectionInfo, shards: int | None
     (per shard when distributed)."""
     kinds = _kinds(info)
     names = [f"{info.name}__{k}" for k in kinds]
-    constraint_indexes = "SELECT conname FROM pg_constraint WHERE connamespace = 'sparsesql'::regnamespace"
-    indexes = [r[0] for r in conn.execute(
-        f"SELECT indexdef FROM pg_indexes WHERE schemaname = 'sparsesql' AND tablename = ANY(%s) "
-        f"AND indexname NOT IN ({constraint_indexes}) AND indexname <> %s",
-        (names, f"{info.name}__docs_id_idx"),
-    ).fetchall()]
+    indexes = [definition for _, definition in user_indexes(conn, info, kinds)]
     grants = conn.execute(
         "SELECT c.relname, a.privilege_type, coalesce(r.rolname, 'PUBLIC') FROM pg_class AS c "
         "CROSS JOIN LATERAL aclexplode(c.relacl) AS a LEFT JOIN pg_roles AS r ON r.oid = a.grantee "

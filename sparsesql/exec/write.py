@@ -16,6 +16,7 @@ import psycopg
 
 from sparsesql.db import ingest
 from sparsesql.db.catalog import CollectionInfo
+from sparsesql.errors import IngestError
 from sparsesql.exec import remote
 from sparsesql.graph import build as graph
 from sparsesql.lang import ast
@@ -25,15 +26,19 @@ GRAPH_UPKEEP = ingest.Upkeep(added=graph.connect, removed=graph.forget)
 
 
 def add(
-    conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict], *, batch_size: int = 500, progress: bool = False, **options
+    conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict], *, batch_size: int | None = None, progress: bool = False,
+    **options
 ) -> ingest.IngestReport:
     """Add or update documents; each batch is its own transaction (a savepoint inside the caller's).
     On a sparsesql server's connection they travel as the dialect's INSERT, for the server to write.
-    `options` are ingest.add's (on_error, total, numbered)."""
+    `options` are ingest.add's (on_error, total, numbered, bulk)."""
     if remote.is_server(conn):
+        if options.get("bulk"):
+            raise IngestError("a bulk load writes through a connection to PostgreSQL itself; a sparsesql server's "
+                              "connection takes documents as INSERT statements (connect with the database's DSN)")
         if options.get("numbered"):
             docs = (doc for _, doc in docs)
-        return remote.insert(conn, info, docs, batch_size=batch_size)
+        return remote.insert(conn, info, docs, batch_size=batch_size or ingest.DEFAULT_BATCH)
     return ingest.add(conn, info, docs, upkeep=GRAPH_UPKEEP, batch_size=batch_size, progress=progress, **options)
 
 
