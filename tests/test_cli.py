@@ -44,6 +44,22 @@ def test_ingest_jsonl_then_query(dsn, name, tmp_path):
     assert "(2 rows)" in table.output
 
 
+def test_ingest_bulk_loads_and_resumes(dsn, name, tmp_path, session_db):
+    """--bulk loads a file in large batches into an empty collection with an HNSW index (built
+    again at the end); run again it counts everything unchanged; --batch-size must be positive."""
+    assert run(dsn, "query", f"CREATE COLLECTION {name} (body text) WITH (dense => 'none', dim => 2)").exit_code == 0
+    session_db.conn.execute(f'CREATE INDEX "{name}_hnsw" ON sparsesql."{name}__dense" USING hnsw (embedding vector_cosine_ops)')
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"id": f"d{i}", "body": f"bulk word{i % 7} text", "vector": [1, i]}) + "\n" for i in range(400)))
+    result = run(dsn, "ingest", name, str(path), "--bulk", "--batch-size", "150")
+    assert result.exit_code == 0 and "added 400, updated 0, unchanged 0, rejected 0" in result.output, result.output
+    assert session_db.conn.execute("SELECT to_regclass(%s)", (f'sparsesql."{name}_hnsw"',)).fetchone()[0] is not None
+    assert "unchanged 400" in run(dsn, "ingest", name, str(path), "--bulk").output
+    assert "(3 rows)" in run(dsn, "query", f"SELECT id FROM {name} SEARCH SPARSE('word3') LIMIT 3").output
+    bad = run(dsn, "ingest", name, str(path), "--batch-size", "0")
+    assert bad.exit_code != 0 and "batch_size must be at least 1, got 0" in bad.output
+
+
 def test_ingest_reports_bad_lines_by_number_and_skips_or_stops(dsn, name, tmp_path, session_db):
     """A line that is not JSON, a wrong-size vector, a NaN, a missing id: --on-error skip names
     each line with its reason and loads the rest; the default stops at the first, loading

@@ -132,7 +132,7 @@ def test_kill_9_during_a_bulk_load_then_a_resume(db, dsn, name):
     rng = random.Random(20261202)
     counts = []
     while len(counts) < BULK_KILLS:
-        if run_writer(dsn, name, kill_after=rng.uniform(0.05, 0.6), batch=300, chunk=60):
+        if run_writer(dsn, name, kill_after=rng.uniform(0.02, 0.3), batch=300, chunk=60):
             coll.delete([f"k{i:05d}" for start in rng.sample(range(0, DOCS, 300), 2) for i in range(start, start + 300)])
             check_consistent(db, name, batch=300, graph=False)
             continue

@@ -106,6 +106,9 @@ def test_a_zero_vector_through_the_server_is_refused(remote, server, db, name):
     with pytest.raises(sparsesql.IngestError, match=r": document 2 \(id 'zero'\): embedding is all zeros, so it has no direction to compare"):
         coll.add(bad)
     assert db.collection(name).count() == 2 and db.collection(name).get("c") is None
+    with pytest.raises(sparsesql.IngestError, match="a bulk load writes through a connection to PostgreSQL itself"):
+        coll.add(DOCS[2:], bulk=True)
+    assert db.collection(name).count() == 2
     with psycopg.connect(server.dsn()) as conn:
         with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"row 2 \(id 'zero'\): embedding is all zeros") as info:
             conn.execute(f"INSERT INTO {name} (id, title, embedding) VALUES (%s, 'x', '[1,0,0]'), ('zero', 'y', %s)", ("c", "[0,0,0]"))

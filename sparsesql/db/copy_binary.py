@@ -105,6 +105,22 @@ def array_bytes(values: np.ndarray, element: str) -> bytes:
     return np.array([1, 0, oid, len(values), 1], dtype=">i4").tobytes() + items.tobytes()
 
 
+def runs_bytes(values: np.ndarray, counts: np.ndarray, element: str) -> list[bytes]:
+    """Consecutive runs of `values` (`counts[i]` long), each as a binary int4[] or float4[]
+    value: one numpy pass for a whole batch's documents, where array_bytes a document cost
+    about 7 us an array (1.5 s of a 100,000-document load)."""
+    _, oid, code = _ARRAY_TYPES[element]
+    items = np.empty(len(values), dtype=[("l", ">i4"), ("v", code)])
+    items["l"], items["v"] = 4, values
+    data = items.tobytes()
+    heads = np.zeros((len(counts), 5), dtype=">i4")
+    heads[:, 0], heads[:, 2], heads[:, 3], heads[:, 4] = 1, oid, counts, 1
+    head = heads.tobytes()
+    ends = (np.cumsum(counts) * items.dtype.itemsize).tolist()
+    starts = [0, *ends[:-1]]
+    return [head[20 * i:20 * i + 20] + data[a:b] for i, (a, b) in enumerate(zip(starts, ends))]
+
+
 def _array_dumper(element: str) -> type[Dumper]:
     array_oid = _ARRAY_TYPES[element][0]
 
@@ -112,15 +128,15 @@ def _array_dumper(element: str) -> type[Dumper]:
         format = Format.BINARY
         oid = array_oid
 
-        def dump(self, obj: np.ndarray) -> bytes:
-            return array_bytes(obj, element)
+        def dump(self, obj: np.ndarray | bytes) -> bytes:
+            return obj if isinstance(obj, bytes) else array_bytes(obj, element)
 
     return NumpyArrayDumper
 
 
 def dump_numpy_arrays(adapters: AdaptersMap) -> None:
     """Make `adapters` (a cursor's, say) write int4[] and float4[] COPY columns, once declared by
-    `set_types`, from numpy arrays."""
+    `set_types`, from numpy arrays or values runs_bytes encoded."""
     for element in _ARRAY_TYPES:
         adapters.register_dumper(None, _array_dumper(element))
 

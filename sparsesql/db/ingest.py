@@ -139,7 +139,15 @@ def _field_value(info: CollectionInfo, name: str, type_name: str, value: object,
 def _vector(info: CollectionInfo, value: object, where: str, label: str) -> np.ndarray:
     """A dense vector as pgvector stores it (float32), refused unless cosine ranking can use it:
     an all-zero vector has no direction, so its similarity to any query is NaN, which sorts
-    first in DENSE and makes HYBRID's min-max normalisation score every candidate 1.0."""
+    first in DENSE and makes HYBRID's min-max normalisation score every candidate 1.0. A good
+    vector is checked as float32 alone; the float64 reading below says what is wrong with a bad one."""
+    try:
+        with np.errstate(over="ignore"):  # a component beyond float32 becomes inf, refused below
+            single = np.asarray(value, dtype=np.float32)
+        if single.ndim == 1 and single.shape[0] == info.settings.dim and np.isfinite(single).all() and single.any():
+            return single
+    except (OverflowError, TypeError, ValueError):
+        pass
     try:
         array = np.asarray(value, dtype=np.float64)
     except OverflowError:
@@ -540,9 +548,10 @@ class _BatchPostings:
         return cls(np.concatenate([p.term for p in parts]), np.concatenate([p.doc for p in parts]),
                    np.concatenate([p.weight for p in parts]), [n for p in parts for n in p.per_doc], shard)
 
-    def by_doc(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        bounds = np.cumsum(self.per_doc)[:-1]
-        return np.split(self.term, bounds), np.split(self.weight, bounds)
+    def by_doc(self) -> tuple[list[bytes], list[bytes]]:
+        """Each document's term ids and weights, as binary int4[] and float4[] values for its row."""
+        counts = np.asarray(self.per_doc)
+        return copy_binary.runs_bytes(self.term, counts, "int4"), copy_binary.runs_bytes(self.weight, counts, "float4")
 
     def blocks(self) -> Iterator[bytes]:
         """The batch's blocks: a term's postings in doc order, BLOCK_POSTINGS to a block; on a
@@ -846,32 +855,39 @@ def _load(conn: psycopg.Connection, info: CollectionInfo, chunks: Iterator[tuple
           report: IngestReport, bar, *, batch_size: int, seconds: float | None) -> None:
     """Write the chunks in batches: a transaction holding the collection's lock takes chunks
     until it has `batch_size` input documents (or has been open `seconds`), forms their postings
-    and commits. A failure of the source or a refused document (the chunks before it came
-    first) commits the open batch, then propagates."""
+    and commits. A batch's first chunk is prepared before its transaction opens, so a batch of
+    one chunk holds the lock only while it writes (a text load's encoding takes far longer). A
+    failure of the source or a refused document (the chunks before it came first) commits the
+    open batch, then propagates."""
     terms = _TermCache()
-    while True:
-        failure, done, written, started = None, False, 0, time.monotonic()
+    failure: BaseException | None = None
+
+    def fetch() -> tuple[_Prepared, int] | None:
+        nonlocal failure
+        try:
+            return next(chunks, None)
+        except BaseException as exc:
+            failure = exc
+            return None
+
+    item = fetch()
+    while item is not None:
+        written, started, full = 0, time.monotonic(), False
         with conn.transaction():
             info = _lock(conn, info)
             unformed = _Unformed()
-            while written < batch_size and (seconds is None or time.monotonic() - started < seconds):
-                try:
-                    item = next(chunks, None)
-                except BaseException as exc:
-                    failure = exc
-                    break
-                if item is None:
-                    done = True
-                    break
+            while item is not None:
                 prepared, count = item
                 report += _write(conn, info, prepared, upkeep, unformed, terms)
                 written += count
                 bar.update(count)
+                full = written >= batch_size or (seconds is not None and time.monotonic() - started >= seconds)
+                item = None if full else fetch()
             unformed.form(conn, info)
-        if failure is not None:
-            raise failure
-        if done:
-            return
+        if full:
+            item = fetch()
+    if failure is not None:
+        raise failure
 
 
 def _defer_indexes(conn: psycopg.Connection, info: CollectionInfo) -> None:
