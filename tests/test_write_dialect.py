@@ -253,11 +253,11 @@ def test_a_failing_write_rolls_back_every_batch(db, name, coll, monkeypatch):
     calls = []
     original = ingest._write
 
-    def failing(conn, info, prepared, upkeep):
+    def failing(conn, info, prepared, *rest):
         calls.append(len(prepared.changed))
         if len(calls) == 2:
             raise sparsesql.IngestError("the disk is full")
-        return original(conn, info, prepared, upkeep)
+        return original(conn, info, prepared, *rest)
 
     monkeypatch.setattr(ingest, "_write", failing)
     rows = ", ".join(f"('r{i}', 'row {i}', '[1,0,0]')" for i in range(600))
