@@ -629,8 +629,10 @@ class _Unformed:
         self.parts: dict[int, list[_BatchPostings]] = {}
         self.doc_ids: set[int] = set()
 
-    def add(self, slot: int, postings: _BatchPostings, doc_ids: list[int]) -> None:
-        self.parts.setdefault(slot, []).append(postings)
+    def add(self, postings: dict[int, _BatchPostings], doc_ids: list[int]) -> None:
+        """A chunk's postings, by field slot, and its documents' ids."""
+        for slot, found in postings.items():
+            self.parts.setdefault(slot, []).append(found)
         self.doc_ids.update(doc_ids)
 
     def form(self, conn: psycopg.Connection, info: CollectionInfo) -> None:
@@ -698,7 +700,7 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
     for f in fields:
         found = weights[f.slot]
         postings[f.slot] = found.postings(terms.ids(conn, info.field_table(f, "vocab"), found.terms), doc_ids, shards)
-        unformed.add(f.slot, postings[f.slot], doc_ids)
+    unformed.add(postings, doc_ids)
     field_names = [f.name for f in info.fields]
     arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))]
     placed = ["shard"] if shards else []
@@ -735,6 +737,7 @@ def _batches(docs: Iterable[object], size: int) -> Iterator[list[object]]:
         yield batch
 
 
+DEFAULT_BATCH = 500  # documents a transaction, unless bulk
 # The pipeline's unit: documents validated, analysed and encoded, then copied, at a time. A
 # batch (a transaction) larger than this is written in chunks of about this size, so a bulk
 # load's 100,000-document batches still overlap preparation and writing.
@@ -792,9 +795,6 @@ def add(
         if bulk:
             _restore_indexes(conn, info)
     return report
-
-
-DEFAULT_BATCH = 500
 
 
 def _prepared(conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[object], pool, stack: ExitStack, report: IngestReport,
@@ -902,7 +902,7 @@ def _defer_indexes(conn: psycopg.Connection, info: CollectionInfo) -> None:
         info = _lock(conn, info)
         deferred = list(info.extra.get(DEFERRED, []))
         empty = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT FROM {})").format(info.table("docs"))).fetchone()[0]
-        dropped = [(n, d) for n, d in user_indexes(conn, info, ("docs", "dense")) if empty and not d.startswith("CREATE UNIQUE")]
+        dropped = [(n, d) for n, d in user_indexes(conn, info, ("docs", "dense")) if not d.startswith("CREATE UNIQUE")] if empty else []
         for name, definition in dropped:
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier("sparsesql", name)))
             deferred.append(definition)
