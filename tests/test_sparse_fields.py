@@ -177,8 +177,10 @@ def test_writes_keep_every_fields_postings_exact(db, three):
         f'JOIN sparsesql."{name}__vocab__1" AS v ON v.term_id = d.t WHERE x.id = %s',
         ("t3",),
     ).fetchall()
+    # Ingest encoded t3 in a batch with t8: matrix products of another shape sum float32s in
+    # another order, a unit or two in the last place (1.5e-7 relative seen).
     expected = encoder.encode(["rank fusion rank"])[0]
-    assert dict(stored) == pytest.approx({t: float(np.float32(w)) for t, w in expected.items()}, rel=1e-7)
+    assert dict(stored) == pytest.approx({t: float(np.float32(w)) for t, w in expected.items()}, rel=1e-6)
     assert coll.add([{"id": "t3", "body": "rank fusion rank", "vector": [0, 1.0, 0, 0]}]).unchanged == 1
 
 
