@@ -8,9 +8,11 @@ everywhere, which is what the reference numbers in shared/data/beir/README.md we
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 Run = dict[str, dict[str, float]]
 
 TOP_K = 100
+# The encoder the reference numbers were measured with: sentence-transformers on torch, float32.
+REFERENCE_ENCODER = ("torch", "float32")
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 ANCHOR_DATABASE = "sparsesql_anchor"
 
@@ -83,6 +87,23 @@ def bm25s_run(folder: str | Path, k: int = TOP_K) -> Run:
         qid: {ids[int(doc)]: float(score) for doc, score in zip(row, row_scores)}
         for qid, row, row_scores in zip(queries, rows, scores)
     }
+
+
+@contextmanager
+def encoder_settings(backend: str | None, precision: str | None) -> Iterator[DenseEncoder]:
+    """The dense encoder with SPARSESQL_ENCODER_BACKEND and _PRECISION set (None: unset, the
+    defaults) for a block, so an anchor can encode as the reference did while sparsesql runs
+    with its defaults."""
+    names = {"SPARSESQL_ENCODER_BACKEND": backend, "SPARSESQL_ENCODER_PRECISION": precision}
+    before = {name: os.environ.pop(name, None) for name in names}
+    os.environ.update({name: value for name, value in names.items() if value})
+    try:
+        yield load_dense_encoder()
+    finally:
+        for name, value in before.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
 
 
 def corpus_vectors(folder: str | Path, encoder: DenseEncoder) -> np.ndarray:

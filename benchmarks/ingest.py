@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 import sparsesql  # noqa: E402
 from benchmarks import synthetic  # noqa: E402
-from benchmarks.anchors import exact_dense_run  # noqa: E402
+from benchmarks.anchors import REFERENCE_ENCODER, encoder_settings, exact_dense_run  # noqa: E402
 from benchmarks.speed import speed_dsn  # noqa: E402
-from sparsesql.encoders import load_dense_encoder  # noqa: E402
 from sparsesql.eval.beir import load_corpus, load_qrels  # noqa: E402
 from sparsesql.eval.metrics import evaluate_run, mean_metrics  # noqa: E402
 from sparsesql.eval.run import BEIR_FIELDS  # noqa: E402
@@ -63,22 +60,6 @@ def timed(action) -> float:
     return time.perf_counter() - start
 
 
-@contextmanager
-def encoder(backend: str | None, precision: str | None):
-    """The dense encoder with SPARSESQL_ENCODER_BACKEND and _PRECISION set (None: unset, the
-    defaults) for a block."""
-    names = {"SPARSESQL_ENCODER_BACKEND": backend, "SPARSESQL_ENCODER_PRECISION": precision}
-    before = {name: os.environ.pop(name, None) for name in names}
-    os.environ.update({name: value for name, value in names.items() if value})
-    try:
-        yield load_dense_encoder()
-    finally:
-        for name, value in before.items():
-            os.environ.pop(name, None)
-            if value is not None:
-                os.environ[name] = value
-
-
 def minilm(db: sparsesql.Database) -> dict:
     """CISI through MiniLM: the path as it was (serial, torch float32 batches of 64) vs the
     pipeline with torch float32, torch bfloat16 and the defaults, docs/s; then DENSE's nDCG@10 on
@@ -88,7 +69,7 @@ def minilm(db: sparsesql.Database) -> dict:
     loads = {"before": ("torch", "float32", 64), "float32": ("torch", "float32", None),
              "bfloat16": ("torch", "bfloat16", None), "default": (None, None, None)}
     for label, (backend, chosen, batch) in loads.items():
-        with encoder(backend, chosen) as dense:
+        with encoder_settings(backend, chosen) as dense:
             dense.encode(["warm up", "the model's load is not ingest"])
             out[f"{label}_encoder"] = f"{dense.backend} {dense.precision}"
             kept, dense.batch_size = dense.batch_size, batch or dense.batch_size
@@ -109,8 +90,8 @@ def minilm(db: sparsesql.Database) -> dict:
     for folder in sorted(p for p in BEIR.iterdir() if (p / "corpus.jsonl").exists()):
         qrels = load_qrels(folder)
         scores = {}
-        for label, backend, chosen in (("float32", "torch", "float32"), ("default", None, None)):
-            with encoder(backend, chosen) as dense:
+        for label, (backend, chosen) in (("float32", REFERENCE_ENCODER), ("default", (None, None))):
+            with encoder_settings(backend, chosen) as dense:
                 scores[label] = mean_metrics(evaluate_run(exact_dense_run(folder, dense), qrels))["ndcg@10"]
         out["ndcg@10"][folder.name] = scores
     return out

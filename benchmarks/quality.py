@@ -31,8 +31,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from anchors import (  # noqa: E402  (the script's folder is on sys.path)
     CACHE_DIR,
+    REFERENCE_ENCODER,
     Run,
     bm25s_run,
+    encoder_settings,
     exact_dense_run,
     minmax_linear_run,
     postgres_recipe_run,
@@ -41,7 +43,6 @@ from anchors import (  # noqa: E402  (the script's folder is on sys.path)
 
 import sparsesql  # noqa: E402
 from sparsesql.db import embedded  # noqa: E402
-from sparsesql.encoders import load_dense_encoder  # noqa: E402
 from sparsesql.eval import evaluate_run, load_qrels, mean_metrics  # noqa: E402
 from sparsesql.eval.metrics import Qrels  # noqa: E402
 from sparsesql.eval.run import evaluate, load_beir  # noqa: E402
@@ -85,18 +86,18 @@ def anchor_rows(folder: str, dsn: str) -> dict[str, Row]:
     """The reference systems on one folder. The recipe is also run with OR-ed lexemes, since its
     README form ANDs them and so, on long queries, is nearly the vector list alone."""
     qrels = load_qrels(folder)
-    encoder = load_dense_encoder()
     bm25 = bm25s_run(folder)
-    dense = exact_dense_run(folder, encoder)
-    rows = {
-        "bm25s": _quality(bm25, qrels),
-        "MiniLM exact": _quality(dense, qrels),
-        "RRF k=60": _quality(rrf_run([bm25, dense], k=60), qrels),
-        "min-max linear 0.5": _quality(minmax_linear_run(bm25, dense, alpha=0.5), qrels),
-    }
-    for name, match in ((RECIPE, "all"), (f"{RECIPE}, OR-ed lexemes", "any")):
-        run, latencies = postgres_recipe_run(folder, dsn, encoder, match=match)
-        rows[name] = _quality(run, qrels) | _latency(latencies)
+    with encoder_settings(*REFERENCE_ENCODER) as encoder:  # as the reference numbers were measured
+        dense = exact_dense_run(folder, encoder)
+        rows = {
+            "bm25s": _quality(bm25, qrels),
+            "MiniLM exact": _quality(dense, qrels),
+            "RRF k=60": _quality(rrf_run([bm25, dense], k=60), qrels),
+            "min-max linear 0.5": _quality(minmax_linear_run(bm25, dense, alpha=0.5), qrels),
+        }
+        for name, match in ((RECIPE, "all"), (f"{RECIPE}, OR-ed lexemes", "any")):
+            run, latencies = postgres_recipe_run(folder, dsn, encoder, match=match)
+            rows[name] = _quality(run, qrels) | _latency(latencies)
     return rows
 
 

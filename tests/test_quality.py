@@ -60,6 +60,18 @@ def test_dense_matches_exact_numpy(session_db, loaded):
     assert abs(ours - reference) <= 0.005, (set_name, ours, reference)
 
 
+# exact float32 all-MiniLM-L6-v2, nDCG@10 (../shared/data/beir/README.md, to three places)
+MINILM_REFERENCE = {"cisi": 0.419, "limit-small": 0.314}
+
+
+def test_dense_with_the_default_encoder_stays_with_the_float32_reference(session_db, loaded):
+    """The default encoder (OpenVINO, bfloat16 where the CPU has it) must not cost DENSE more
+    than 0.005 nDCG@10 against the reference model's float32 figure (plus its rounding)."""
+    set_name, folder, _ = loaded
+    ours = evaluate(session_db, folder, "DENSE(:q)").ndcg10
+    assert abs(ours - MINILM_REFERENCE[set_name]) <= 0.0055, (set_name, ours, load_dense_encoder("minilm-l6"))
+
+
 def test_default_hybrid_keeps_what_each_side_knows(session_db, loaded):
     set_name, folder, _ = loaded
     result = evaluate(session_db, folder, "HYBRID(SPARSE(:q), DENSE(:q))")
