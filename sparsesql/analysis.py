@@ -71,7 +71,20 @@ def analyze(text: str) -> list[str]:
 def term_counts(text: str) -> tuple[dict[str, int], int]:
     """Return (term -> frequency, document length) where length counts terms after stopwords.
 
-    The length is what BM25's length normalisation uses (bm25s counts the same tokens).
+    The length is what BM25's length normalisation uses (bm25s counts the same tokens). Words
+    are counted before they are stemmed, so each distinct word is looked up once (a document
+    repeats a third of its words); terms come in the order of their first occurrence, as
+    `Counter(analyze(text))` gives them.
     """
-    terms = analyze(text)
-    return dict(Counter(terms)), len(terms)
+    words = Counter(_TOKEN.findall(text.lower()))
+    for stopword in STOPWORDS_EN.intersection(words):
+        del words[stopword]
+    stems = list(map(_stem_cache.get, words))  # C loops while every word is known, as most are
+    if None in stems:
+        stems = _stems(list(words))
+    counts = dict(zip(stems, words.values()))
+    if len(counts) < len(words):  # words that share a stem ("index", "indexing"): add them up
+        counts = {}
+        for stem, count in zip(stems, words.values()):
+            counts[stem] = counts.get(stem, 0) + count
+    return counts, sum(words.values())

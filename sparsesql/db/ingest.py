@@ -440,10 +440,11 @@ class _Weights:
 
     @classmethod
     def of(cls, vectors: list[dict[str, float]], lengths: list[int]) -> "_Weights":
-        vocab: dict[str, int] = {}
-        index = [vocab.setdefault(t, len(vocab)) for v in vectors for t in v]
+        flat = [t for v in vectors for t in v]
+        vocab = dict(zip(dict.fromkeys(flat), range(len(flat))))  # first occurrence order, numbered (C loops, not Python ones)
+        index = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int32, count=len(flat))
         weight = [w for v in vectors for w in v.values()]
-        return cls(list(vocab), np.array(index, dtype=np.int32), np.array(weight, dtype=np.float32),
+        return cls(list(vocab), index, np.array(weight, dtype=np.float32),
                    np.array([len(v) for v in vectors], dtype=np.int64), np.array(lengths, dtype=np.int64))
 
     def take(self, keep: list[int]) -> "_Weights":
