@@ -101,6 +101,12 @@ def test_a_batch_uses_every_core_and_gives_the_thread_its_setting_back(monkeypat
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(encoder._model, "forward", spy)
+    from sparsesql.encoders.dense import encoder_threads
+
+    monkeypatch.setenv("SPARSESQL_ENCODER_THREADS", "0")
+    with pytest.raises(ConfigError, match="SPARSESQL_ENCODER_THREADS='0' is not a positive whole number"):
+        encoder_threads()
+    monkeypatch.setenv("SPARSESQL_ENCODER_THREADS", "2")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -27,8 +27,8 @@ DEFAULT_SPEC = "minilm-l6"
 PRECISIONS = ("auto", "float32", "bfloat16")
 BACKENDS = ("auto", "openvino", "torch")
 # Texts a forward pass on a CPU: attention's (batch x heads x 256 x 256) scores stay in cache at
-# 16, and length-sorted batches of 16 carry little padding (benchmarks/ingest.py measured 16 as
-# the fastest of 4..64); a GPU wants wide batches.
+# 16, and length-sorted batches of 16 carry little padding (16 was the fastest of 4..64 measured,
+# docs/decisions.md); a GPU wants wide batches.
 CPU_BATCH = 16
 GPU_BATCH = 128
 
@@ -66,10 +66,9 @@ class DenseEncoder:
             from sparsesql.db.embedded import home
             from sparsesql.encoders.openvino import OpenVinoPipeline
 
-            threads = int(os.environ.get("SPARSESQL_ENCODER_THREADS") or os.cpu_count() or 1)
             cache = Path(os.environ.get("SPARSESQL_MODEL_CACHE") or home() / "models")
             with quiet_loading():
-                self._openvino = OpenVinoPipeline(model, folder or Path(name), cache, precision, threads, self.dim)
+                self._openvino = OpenVinoPipeline(model, folder or Path(name), cache, precision, encoder_threads(), self.dim)
 
     def encode(self, texts: list[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Return an (n, dim) float32 array, one unit-length row per text, in input order."""
@@ -110,11 +109,21 @@ def _all_cores(device: str, texts: int):
         yield
         return
     before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("SPARSESQL_ENCODER_THREADS") or os.cpu_count() or 1))
+    torch.set_num_threads(encoder_threads())
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def encoder_threads() -> int:
+    """Threads for a batch of texts: SPARSESQL_ENCODER_THREADS when set, else every core."""
+    chosen = os.environ.get("SPARSESQL_ENCODER_THREADS", "").strip()
+    if not chosen:
+        return os.cpu_count() or 1
+    if not chosen.isdigit() or int(chosen) < 1:
+        raise ConfigError(f"SPARSESQL_ENCODER_THREADS={chosen!r} is not a positive whole number")
+    return int(chosen)
 
 
 def _model_folder(spec: str) -> Path:
