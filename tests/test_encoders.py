@@ -106,6 +106,9 @@ def test_a_batch_uses_every_core_and_gives_the_thread_its_setting_back(monkeypat
     monkeypatch.setenv("SPARSESQL_ENCODER_THREADS", "0")
     with pytest.raises(ConfigError, match="SPARSESQL_ENCODER_THREADS='0' is not a positive whole number"):
         encoder_threads()
+    monkeypatch.setenv("SPARSESQL_ENCODER_THREADS", "two")
+    with pytest.raises(ConfigError, match="SPARSESQL_ENCODER_THREADS='two' is not a positive whole number"):
+        load_dense_encoder("minilm-l6")  # at lookup, not at the first batch
     monkeypatch.setenv("SPARSESQL_ENCODER_THREADS", "2")
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -23,6 +23,8 @@ from sparsesql.errors import ConfigError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from sparsesql.encoders.openvino import OpenVinoPipeline
+
 DEFAULT_SPEC = "minilm-l6"
 PRECISIONS = ("auto", "float32", "bfloat16")
 BACKENDS = ("auto", "openvino", "torch")
@@ -44,31 +46,20 @@ class DenseEncoder:
     cosine operators and the exact numpy baseline both rely on. With `precision="bfloat16"` the
     matrix products run in bfloat16 (weights, layer norms and the pooled output stay float32):
     on a CPU with AVX512-BF16 or AMX that is 2-3x the float32 rate, at a cosine of 0.9999+ to the
-    float32 vector (benchmarks/ingest.py measures both and their nDCG). `backend` is "openvino"
-    (a CPU, sparsesql.encoders.openvino) or "torch".
+    float32 vector (benchmarks/ingest.py measures both and their nDCG). `openvino`, a converted
+    model (sparsesql.encoders.openvino), runs it on a CPU instead of torch.
     """
 
     def __init__(self, name: str, model: SentenceTransformer, device: str = "cpu", precision: str = "float32",
-                 backend: str = "torch", folder: Path | None = None) -> None:
+                 openvino: OpenVinoPipeline | None = None) -> None:
         self.name = name
         self._model = model
         self.device = device
         self.precision = precision
         self.batch_size = CPU_BATCH if device == "cpu" else GPU_BATCH
-        # sentence-transformers 5.x renamed get_sentence_embedding_dimension; accept both.
-        dimension = getattr(model, "get_embedding_dimension", None) or (
-            model.get_sentence_embedding_dimension
-        )
-        self.dim: int = int(dimension())
-        self.backend = backend
-        self._openvino = None
-        if backend == "openvino":
-            from sparsesql.db.embedded import home
-            from sparsesql.encoders.openvino import OpenVinoPipeline
-
-            cache = Path(os.environ.get("SPARSESQL_MODEL_CACHE") or home() / "models")
-            with quiet_loading():
-                self._openvino = OpenVinoPipeline(model, folder or Path(name), cache, precision, encoder_threads(), self.dim)
+        self.dim: int = _dimension(model)
+        self._openvino = openvino
+        self.backend = "torch" if openvino is None else "openvino"
 
     def encode(self, texts: list[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Return an (n, dim) float32 array, one unit-length row per text, in input order."""
@@ -114,6 +105,12 @@ def _all_cores(device: str, texts: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _dimension(model: SentenceTransformer) -> int:
+    # sentence-transformers 5.x renamed get_sentence_embedding_dimension; accept both.
+    dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(dimension())
 
 
 def encoder_threads() -> int:
@@ -205,6 +202,24 @@ def _load(folder: Path, device: str) -> SentenceTransformer:
             raise ConfigError(message) from exc
 
 
+def _openvino(name: str, model: SentenceTransformer, folder: Path, precision: str) -> OpenVinoPipeline | None:
+    """The model converted for OpenVINO (once, cached in SPARSESQL_MODEL_CACHE, by default
+    SPARSESQL_HOME/models). A model OpenVINO cannot trace is run by torch (None), with a warning,
+    unless SPARSESQL_ENCODER_BACKEND asked for OpenVINO."""
+    from sparsesql.db.embedded import home
+    from sparsesql.encoders.openvino import OpenVinoPipeline
+
+    cache = Path(os.environ.get("SPARSESQL_MODEL_CACHE") or home() / "models")
+    try:
+        with quiet_loading():
+            return OpenVinoPipeline(model, folder, cache, precision, encoder_threads(), _dimension(model))
+    except Exception as exc:  # the tracer's errors have no common type
+        if os.environ.get("SPARSESQL_ENCODER_BACKEND", "").strip():
+            raise ConfigError(f"OpenVINO cannot run the dense model {name!r}: {exc}") from exc
+        warnings.warn(f"OpenVINO cannot run the dense model {name!r} ({exc}); encoding with torch", stacklevel=3)
+        return None
+
+
 def load_dense_encoder(spec: str = DEFAULT_SPEC) -> DenseEncoder:
     """Return the encoder for `spec`, loading it once per process.
 
@@ -217,6 +232,7 @@ def load_dense_encoder(spec: str = DEFAULT_SPEC) -> DenseEncoder:
     device = encoder_device()
     precision = encoder_precision(device)
     backend = encoder_backend(device)
+    encoder_threads()  # a bad value fails here, before any model is loaded
     with _cache_lock:
         encoder = _cache.get((spec, device, precision, backend))
         if encoder is None:
@@ -225,14 +241,7 @@ def load_dense_encoder(spec: str = DEFAULT_SPEC) -> DenseEncoder:
             model = _models.get((spec, device))
             if model is None:
                 model = _models[(spec, device)] = _load(folder, device)
-            try:
-                encoder = DenseEncoder(name, model, device, precision, backend, folder)
-            except Exception as exc:  # a model OpenVINO cannot trace: torch runs it, unless OpenVINO was asked for
-                if backend != "openvino":
-                    raise
-                if os.environ.get("SPARSESQL_ENCODER_BACKEND", "").strip():
-                    raise ConfigError(f"OpenVINO cannot run the dense model {name!r}: {exc}") from exc
-                warnings.warn(f"OpenVINO cannot run the dense model {name!r} ({exc}); encoding with torch", stacklevel=2)
-                encoder = DenseEncoder(name, model, device, precision, "torch", folder)
+            openvino = _openvino(name, model, folder, precision) if backend == "openvino" else None
+            encoder = DenseEncoder(name, model, device, precision, openvino)
             _cache[(spec, device, precision, backend)] = encoder
         return encoder

@@ -45,14 +45,15 @@ def _tokenizer(model: SentenceTransformer) -> Callable:
     return getattr(model, "preprocess", None) or model.tokenize
 
 
-def _tensor_names(model: SentenceTransformer) -> tuple[list[str], dict]:
-    """The tokenizer's tensor outputs, in order (the converted model's inputs), and the rest
-    (sentence-transformers 5 adds a 'modality' string), which the conversion fixes as constants."""
+def _probe(model: SentenceTransformer) -> tuple[list[str], dict, dict]:
+    """The tokenizer's tensor outputs' names, in order (the converted model's inputs), the rest
+    (sentence-transformers 5 adds a 'modality' string, which the conversion fixes as a constant),
+    and the features of two probe texts (the tracer's example input)."""
     import torch
 
     features = _tokenizer(model)(["a probe", "a longer probe text"])
     names = [k for k, v in features.items() if isinstance(v, torch.Tensor)]
-    return names, {k: v for k, v in features.items() if k not in names}
+    return names, {k: v for k, v in features.items() if k not in names}, features
 
 
 def _convert(model: SentenceTransformer, target: Path) -> None:
@@ -61,7 +62,7 @@ def _convert(model: SentenceTransformer, target: Path) -> None:
     import openvino
     import torch
 
-    names, constants = _tensor_names(model)
+    names, constants, features = _probe(model)
 
     class Pipeline(torch.nn.Module):
         def __init__(self) -> None:
@@ -71,7 +72,6 @@ def _convert(model: SentenceTransformer, target: Path) -> None:
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
             return self.model(dict(zip(names, tensors)) | constants)["sentence_embedding"]
 
-    features = _tokenizer(model)(["a probe", "a longer probe text"])
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracing's notes on the model's Python branches, all shape-independent here
         converted = openvino.convert_model(Pipeline().eval(), example_input=tuple(features[n] for n in names))
@@ -89,7 +89,7 @@ class OpenVinoPipeline:
         import openvino
 
         self._tokenize = _tokenizer(model)
-        self._names, _ = _tensor_names(model)
+        self._names = _probe(model)[0]
         target = cache / f"{folder.name}-{_cache_key(folder)}" / "model.xml"
         if not target.exists():
             _convert(model, target)
@@ -99,7 +99,6 @@ class OpenVinoPipeline:
             "INFERENCE_NUM_THREADS": threads,
             "PERFORMANCE_HINT": "LATENCY",
         })
-        self.path = target
         self._dim = dim
         self._local = threading.local()
 
