@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import Counter
 
 import Stemmer
 
@@ -43,48 +42,26 @@ _stemmer = Stemmer.Stemmer("english")
 
 
 def _stems(words: list[str]) -> list[str]:
-    """Stem `words`, calling the stemmer once for all words not seen before."""
-    local: dict[str, str] = {}
-    missing: list[str] = []
-    for word in set(words):
-        stem = _stem_cache.get(word)
-        if stem is None:
-            missing.append(word)
-        else:
-            local[word] = stem
-    if missing:
-        with _stem_lock:
-            stems = _stemmer.stemWords(missing)
-            if len(_stem_cache) + len(missing) > _STEM_CACHE_LIMIT:
-                _stem_cache.clear()
-            _stem_cache.update(zip(missing, stems))
-        local.update(zip(missing, stems))
-    return [local[w] for w in words]
+    """Stem `words`: known words from the cache (a C loop), the stemmer called once for the rest."""
+    stems = list(map(_stem_cache.get, words))
+    if None not in stems:
+        return stems
+    missing = list(dict.fromkeys(w for w, stem in zip(words, stems) if stem is None))
+    with _stem_lock:
+        found = dict(zip(missing, _stemmer.stemWords(missing)))
+        if len(_stem_cache) + len(missing) > _STEM_CACHE_LIMIT:
+            _stem_cache.clear()
+        _stem_cache.update(found)
+    return [found[w] if stem is None else stem for w, stem in zip(words, stems)]
+
+
+def stem_words(words: list[str]) -> list[str]:
+    """Stem words not seen before (no cache: the batch analyzer keeps its own)."""
+    with _stem_lock:
+        return _stemmer.stemWords(words)
 
 
 def analyze(text: str) -> list[str]:
     """Return the terms of `text` in order, repeats kept (they are term frequencies)."""
     words = [w for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS_EN]
     return _stems(words) if words else []
-
-
-def term_counts(text: str) -> tuple[dict[str, int], int]:
-    """Return (term -> frequency, document length) where length counts terms after stopwords.
-
-    The length is what BM25's length normalisation uses (bm25s counts the same tokens). Words
-    are counted before they are stemmed, so each distinct word is looked up once (a document
-    repeats a third of its words); terms come in the order of their first occurrence, as
-    `Counter(analyze(text))` gives them.
-    """
-    words = Counter(_TOKEN.findall(text.lower()))
-    for stopword in STOPWORDS_EN.intersection(words):
-        del words[stopword]
-    stems = list(map(_stem_cache.get, words))  # C loops while every word is known, as most are
-    if None in stems:
-        stems = _stems(list(words))
-    counts = dict(zip(stems, words.values()))
-    if len(counts) < len(words):  # words that share a stem ("index", "indexing"): add them up
-        counts = {}
-        for stem, count in zip(stems, words.values()):
-            counts[stem] = counts.get(stem, 0) + count
-    return counts, sum(words.values())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsesql.analysis import analyze, term_counts
+from sparsesql.analysis import analyze
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 BEIR_DIR = Path(os.environ.get("SPARSESQL_BEIR_DIR", REPOSITORY.parent / "shared/data/beir"))
@@ -43,28 +43,3 @@ def test_rules_on_edge_cases() -> None:
     assert analyze("") == [] == analyze("a I of")
 
 
-def test_term_counts_counts_after_stopwords() -> None:
-    counts, length = term_counts("Libraries and the library: a library")
-    assert counts == {"librari": 3}
-    assert length == 3
-
-
-@pytest.mark.skipif(not CISI.is_dir(), reason=f"BEIR data not found at {CISI}")
-def test_term_counts_are_the_counted_analysis_in_first_occurrence_order() -> None:
-    """term_counts counts words before stemming them (and skips the stemmer while every word is
-    known): the result must be exactly Counter(analyze(text)), order included, whether or not
-    the stem cache holds the words."""
-    from collections import Counter
-
-    from sparsesql import analysis
-    from sparsesql.eval import load_corpus
-
-    texts = [f"{doc['title']} {doc['text']}" for doc in load_corpus(CISI)][:300]
-    texts += ["", "the of and", "Index indexing indexes INDEXED index", "naïve café x 42 a"]
-    for cold in (True, False):
-        if cold:
-            analysis._stem_cache.clear()
-        for text in texts:
-            counts, length = term_counts(text)  # first, so that on the cold pass its words are new
-            terms = analyze(text)
-            assert list(counts.items()) == list(Counter(terms).items()) and length == len(terms), text[:80]

@@ -10,7 +10,7 @@ import pytest
 from sparsesql.db.schema import BLOCK_POSTINGS
 
 import sparsesql
-from sparsesql.analysis import term_counts
+from sparsesql.analysis import analyze
 
 DIM = 4
 
@@ -68,7 +68,7 @@ def test_add_writes_fields_postings_and_stats(db, name):
     assert coll.count() == 10
     doc = coll.get("d3")
     assert doc.title == "apple number 3" and doc.year == 2003 and doc.metadata == {"venue": "SIGIR"}
-    counts, length = term_counts("apple number 3 apple pie recipe  orchard 3")
+    length = len(analyze("apple number 3 apple pie recipe  orchard 3"))
     stored = db.conn.execute(f'SELECT doc_len FROM sparsesql."{name}__docs" WHERE id = %s', ("d3",)).fetchone()[0]
     assert stored == length
     assert_exact_stats(db, name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -23,7 +24,6 @@ import time
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from contextlib import ExitStack
-from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -32,7 +32,7 @@ from pgvector import Vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from sparsesql.analysis import term_counts
+from sparsesql.batch_analysis import count_terms
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, set_extra
 from sparsesql.db.schema import BLOCK_POSTINGS
@@ -437,6 +437,8 @@ class _Weights:
     weight: np.ndarray  # float32
     per_doc: np.ndarray  # int64, each document's number of postings
     lengths: np.ndarray  # int64, each document's length (BM25: its tokens after stopwords; learned: its terms)
+    keys: np.ndarray | None = None  # int64, each term's number in the analyzer's numbering `space` (BM25 only)
+    space: str | None = None
 
     @classmethod
     def of(cls, vectors: list[dict[str, float]], lengths: list[int]) -> "_Weights":
@@ -458,7 +460,8 @@ class _Weights:
         position = np.zeros(len(self.terms), dtype=np.int32)
         position[used] = np.arange(len(used), dtype=np.int32)
         weight = self.weight[np.repeat(chosen, self.per_doc)]
-        return _Weights([self.terms[i] for i in used.tolist()], position[index], weight, self.per_doc[keep], self.lengths[keep])
+        return _Weights([self.terms[i] for i in used.tolist()], position[index], weight, self.per_doc[keep], self.lengths[keep],
+                        None if self.keys is None else self.keys[used], self.space)
 
     def postings(self, term_ids: np.ndarray, doc_ids: list[int], shards: list[int] | None) -> "_BatchPostings":
         """The postings with `term_ids` (each of `terms`' id) and the documents' ids (ascending),
@@ -473,8 +476,9 @@ class _Weights:
 
 def analyse_texts(texts: list[str]) -> _Weights:
     """BM25's term counts and token count of each text: top level, so a worker process can run it."""
-    analysed = [term_counts(text) for text in texts]
-    return _Weights.of([counts for counts, _ in analysed], [length for _, length in analysed])
+    counted = count_terms(texts)
+    return _Weights(counted.terms, counted.index, counted.tf.astype(np.float32), counted.per_text, counted.lengths,
+                    counted.keys, counted.space)
 
 
 Analyser = Callable[[list[str]], _Weights]
@@ -516,20 +520,41 @@ def _term_ids(conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str])
 
 class _TermCache:
     """The term ids one load has looked up, so each term is asked for once rather than once a
-    chunk (half of a chunk's terms were known ones: 1.5 s of a 60,000-document load).
-    Vocabulary rows are never deleted, so an id stays right for the rest of the load; a load
-    ends at its first failed batch, and the ids a rolled-back batch added go with it."""
+    chunk (half of a chunk's terms were known ones: 1.5 s of a 60,000-document load). BM25's
+    terms come numbered by the analyzer (sparsesql.batch_analysis), so their ids are kept in an
+    array by that number and a chunk's known terms cost one gather; learned fields' terms are
+    kept by name. Vocabulary rows are never deleted, so an id stays right for the rest of the
+    load; a load ends at its first failed batch, and the ids a rolled-back batch added go with it."""
 
     def __init__(self) -> None:
         self.known: dict[str, dict[str, int]] = {}
+        self.numbered: dict[tuple[str, str], np.ndarray] = {}  # (vocabulary, numbering) -> id by number, -1 unknown
 
-    def ids(self, conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str]) -> np.ndarray:
-        """The id of each of `terms` (distinct), as an int32 array."""
+    def ids(self, conn: psycopg.Connection, vocab: sql.Identifier, weights: "_Weights") -> np.ndarray:
+        """The id of each of `weights.terms`, as an int32 array."""
+        if weights.keys is None:
+            return self._by_name(conn, vocab, weights.terms)
+        place = (vocab.as_string(None), weights.space)
+        table = self.numbered.get(place, np.zeros(0, dtype=np.int64))
+        if len(table) <= weights.keys.max(initial=-1):
+            table = np.concatenate([table, np.full(max(len(table), int(weights.keys.max()) + 1 - len(table)), -1, dtype=np.int64)])
+            self.numbered[place] = table
+        ids = table[weights.keys]
+        unknown = np.flatnonzero(ids < 0)
+        if len(unknown):
+            ids[unknown] = table[weights.keys[unknown]] = self._by_name(conn, vocab, list(map(weights.terms.__getitem__, unknown.tolist())))
+        return ids.astype(np.int32)
+
+    def _by_name(self, conn: psycopg.Connection, vocab: sql.Identifier, terms: list[str]) -> np.ndarray:
         known = self.known.setdefault(vocab.as_string(None), {})
-        missing = sorted(set(terms).difference(known))
-        if missing:
-            known.update(_term_ids(conn, vocab, missing))
-        return np.fromiter(map(known.__getitem__, terms), dtype=np.int32, count=len(terms))
+        ids = np.fromiter(map(known.get, terms, itertools.repeat(-1)), dtype=np.int64, count=len(terms))
+        unknown = np.flatnonzero(ids < 0)
+        if len(unknown):
+            missing = list(map(terms.__getitem__, unknown.tolist()))
+            found = _term_ids(conn, vocab, missing)
+            known.update(found)
+            ids[unknown] = np.fromiter(map(found.__getitem__, missing), dtype=np.int64, count=len(missing))
+        return ids.astype(np.int32)
 
 
 @dataclass
@@ -700,7 +725,7 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
     postings = {}
     for f in fields:
         found = weights[f.slot]
-        postings[f.slot] = found.postings(terms.ids(conn, info.field_table(f, "vocab"), found.terms), doc_ids, shards)
+        postings[f.slot] = found.postings(terms.ids(conn, info.field_table(f, "vocab"), found), doc_ids, shards)
     unformed.add(postings, doc_ids)
     field_names = [f.name for f in info.fields]
     arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))]
@@ -734,7 +759,7 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
 
 def _batches(docs: Iterable[object], size: int) -> Iterator[list[object]]:
     it = iter(docs)
-    while batch := list(islice(it, size)):
+    while batch := list(itertools.islice(it, size)):
         yield batch
 
 
