@@ -1,6 +1,6 @@
 """Ingest rates: text to searchable collection, beside the serial path and plain loads of the same rows.
 
-    .venv/bin/python benchmarks/ingest.py [--docs 100000] [--skip-minilm] [--skip-batched] [--skip-precomputed]
+    .venv/bin/python benchmarks/ingest.py [--docs 100000] [--skip-minilm] [--skip-batched] [--skip-before] [--skip-precomputed]
 
 Two loads, each measured in one run against anchors of the same run:
 
@@ -16,6 +16,9 @@ Two loads, each measured in one run against anchors of the same run:
 - **Precomputed vectors** (--docs synthetic documents, benchmarks/synthetic.py, 384-dim vectors):
   `Collection.add(bulk=True)` (transactions of 100,000 documents, postings formed once each) and
   `Collection.add` in batches of 5,000 (a transaction each; --skip-batched leaves it out), beside
+  the same load by the code as it was when issue 21 was filed (commit ISSUE_COMMIT, exported
+  from this clone's git history into benchmarks/.cache and run in a process of its own against
+  a database of its own on the same server; --skip-before leaves it out), and beside
   a plain executemany INSERT and a plain binary COPY of the same rows (id, text, vector) into a
   table with nothing else (no postings, statistics or change log). Each load starts from an
   empty collection.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -97,10 +101,59 @@ def minilm(db: sparsesql.Database) -> dict:
     return out
 
 
-def precomputed(db: sparsesql.Database, n: int, skip_batched: bool = False) -> dict:
-    """Synthetic documents with vectors: Collection.add vs executemany and binary COPY of the same rows."""
-    rows = [d for batch in synthetic.generate(n, seed=0, batch=10_000) for d in batch]
+# main when issue 21 was filed: its Collection.add (batches of 5,000) is the 2,025 documents/s
+# the issue set out to triple (benchmarks/results/speed.md, 20,000 documents).
+ISSUE_COMMIT = "040be06"
+BEFORE = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import sparsesql
+from benchmarks import synthetic
+n = int(sys.argv[3])
+db = sparsesql.connect(sys.argv[2], sparse_tier=False)
+db.drop_collection("ingest_before", if_exists=True)
+coll = db.create_collection("ingest_before", {"text": "text"}, dense="none", dim=synthetic.DIM)
+rows = [d for batch in synthetic.generate(n, seed=0, batch=10_000) for d in batch]
+start = time.perf_counter()
+coll.add(rows, batch_size=5000)
+print(n / (time.perf_counter() - start))
+db.drop_collection("ingest_before")
+"""
+
+
+def before(db: sparsesql.Database, n: int) -> float | None:
+    """The same load by the code at ISSUE_COMMIT (exported from this clone's history into
+    benchmarks/.cache), in a process of its own on a database of its own on the same server;
+    None, with the reason on stderr, where the history is not there."""
+    import subprocess
+
+    tree = ROOT / "benchmarks" / ".cache" / f"sparsesql-{ISSUE_COMMIT}"
+    if not (tree / "sparsesql").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ISSUE_COMMIT], capture_output=True)
+        if archive.returncode != 0:
+            print(f"no 'before' row: git archive {ISSUE_COMMIT} failed ({archive.stderr.decode().strip()})", file=sys.stderr)
+            return None
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    with psycopg.connect(db.dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'ingest_before'").fetchone():
+            conn.execute("CREATE DATABASE ingest_before")
+    dsn = psycopg.conninfo.make_conninfo(db.dsn, dbname="ingest_before")
+    done = subprocess.run([sys.executable, "-c", BEFORE, str(tree), dsn, str(n)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tree)})
+    if done.returncode != 0:
+        print(f"no 'before' row: the load at {ISSUE_COMMIT} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return float(done.stdout.split()[-1])
+
+
+def precomputed(db: sparsesql.Database, n: int, skip_batched: bool = False, skip_before: bool = False) -> dict:
+    """Synthetic documents with vectors: Collection.add vs the code at the issue's filing, and
+    beside executemany and binary COPY of the same rows."""
     out: dict = {"docs": n}
+    if not skip_before:
+        out["before"] = before(db, n)
+    rows = [d for batch in synthetic.generate(n, seed=0, batch=10_000) for d in batch]
     loads = {"bulk": {"bulk": True}} | ({} if skip_batched else {"batched": {"batch_size": 5000}})
     for label, options in loads.items():
         db.drop_collection("ingest_probe", if_exists=True)
@@ -139,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-minilm", action="store_true")
     parser.add_argument("--skip-batched", action="store_true", help="leave out the load in batches of 5,000")
     parser.add_argument("--skip-precomputed", action="store_true", help="only the MiniLM load")
+    parser.add_argument("--skip-before", action="store_true", help=f"leave out the load by the code at {ISSUE_COMMIT}")
     args = parser.parse_args(argv)
     db = sparsesql.connect(speed_dsn(), sparse_tier=False)
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -146,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_minilm:
         out["minilm"] = minilm(db)
     if not args.skip_precomputed:
-        out["precomputed"] = precomputed(db, args.docs, args.skip_batched)
+        out["precomputed"] = precomputed(db, args.docs, args.skip_batched, args.skip_before)
     db.close()
     lines = [f"## Ingest, {out['date']}", "", f"`{out['command']}` on this machine (2 cores).", ""]
     if "minilm" in out:
@@ -171,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Precomputed vectors, {p['docs']:,} synthetic documents ({synthetic.DIM} dimensions):", "",
         "| load | rows/s | bulk / it |", "|---|---|---|",
         f"| sparsesql Collection.add(bulk=True) (postings, statistics, change log) | {p['bulk']:,.0f} | 1.00x |",
+        *([f"| sparsesql at {ISSUE_COMMIT} (issue 21 filed), Collection.add in batches of 5,000 | {p['before']:,.0f} | "
+           f"{p['bulk'] / p['before']:.2f}x |"] if p.get("before") else []),
         *([f"| sparsesql Collection.add, batches of 5,000 | {p['batched']:,.0f} | {p['bulk'] / p['batched']:.2f}x |"] if "batched" in p else []),
         f"| executemany INSERT (id, text, vector only) | {p['executemany']:,.0f} | {p['bulk'] / p['executemany']:.2f}x |",
         f"| binary COPY (id, text, vector only) | {p['binary_copy']:,.0f} | {p['bulk'] / p['binary_copy']:.2f}x |",
