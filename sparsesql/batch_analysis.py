@@ -161,7 +161,7 @@ class _Words:
         return entries
 
     def number(self, stems: list[str]) -> np.ndarray:
-        """Term numbers of stems, numbering the new ones (the token-by-token path)."""
+        """Term numbers of stems, numbering the ones not seen before."""
         for stem in stems:
             if stem not in self.term_number:
                 self.term_number[stem] = len(self.terms)
