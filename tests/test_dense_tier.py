@@ -1,5 +1,5 @@
 """The dense half of the memory tier: candidates from compressed codes, every score exact from
-PostgreSQL, so results equal the SQL path's on the shared sets; current after every committed
+the tier's full vectors, so results equal the SQL path's on the shared sets; current after every committed
 write (also under a concurrent writer), snapshots a new process loads and catches up from, and SQL
 whenever the codes cannot serve (budget, off, the caller's transaction); filters as doc-id sets."""
 
@@ -42,8 +42,8 @@ def test_dense_and_hybrid_from_the_codes_equal_the_sql_path(session_db, tier_db,
             equal[kind] += same(ranked(tier_db, text, q=q), ranked(session_db, text, q=q), tol=1e-6)
     assert equal["dense"] >= 0.95 * len(queries) and equal["hybrid"] >= 0.95 * len(queries), equal
     plan = tier_db.explain(texts["hybrid"], analyze=True, q=queries[0])
-    assert "candidates [dense] (memory tier + SQL)" in plan and "candidates from the codes" in plan
-    assert "more from sparse" in plan and "scored exactly in PostgreSQL" in plan
+    assert "candidates [dense] (memory tier)" in plan and "candidates from the codes" in plan
+    assert "more from sparse" in plan and "scored exactly from full vectors" in plan
 
 
 # ----------------------------------------------------------------------------- the codes alone

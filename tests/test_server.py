@@ -137,7 +137,9 @@ def test_cisi_through_the_server_equals_in_process(server, session_db):
                 expected = [(r["id"], r["score"]) for r in session_db.query(statement, q=text)]
                 got = conn.execute(statement.replace(":q", "%(q)s"), {"q": text}).fetchall()
                 assert [i for i, _ in got] == [i for i, _ in expected], (label, text)
-                assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-9, abs=1e-12), (label, text)
+                # the server's tier scores dense from its own float32 vectors, the reference in
+                # PostgreSQL: the same cosine up to float32 summation order
+                assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-6, abs=1e-6), (label, text)
 
 
 def test_set_dense_tier_through_the_server_changes_that_session_only(server, db, name):

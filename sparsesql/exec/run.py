@@ -8,7 +8,6 @@ statement commits the snapshot in the same round trip.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Callable
 
@@ -119,42 +118,40 @@ class _Run:
         self.slots[f"floor:{stage.label}"] = stage.absent if len(ranked) < stage.k else None
 
     def tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
-        with self.tiers.lock if self.tiers is not None else contextlib.nullcontext():
-            self._tier_candidates(stage, record)
-
-    def _tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
         """Top k from memory, scored in numpy. The index follows the change log to the version the
         search's catalog row shows; the query terms' df comes from the index's vocabulary when it
-        knows them at that version, else from one statement that also reads the statistics."""
+        knows them at that version, else from one statement that also reads the statistics.
+
+        The tier's lock is held only while the index is brought to the search's version and
+        scored, never across a round trip that other sessions' searches could not overlap."""
         info = stage.collection
         refused = self._refusal(lambda: self.tiers.why_not(self.conn, info, stage.field))
-        current = None if refused else self.tiers.current(info, stage.field, stage.terms)
-        if current is not None:
-            loaded, known = current
-            n_docs, sum_len = info.n_docs, info.sum_len
-        elif not refused:
-            rows = self.execute(record, tier_stats_sql(info, stage.field), {"name": info.name, "terms": list(stage.terms)})
-            identity, version, n_docs, sum_len = rows[0][:4]
-            try:
-                loaded = self.tiers.get(self.conn, info, stage.field, identity, version)
-            except TierRefused as exc:
-                refused = str(exc)
-            else:
-                known = [(term, t, df) for *_, term, t, df in rows if t is not None]
-                loaded.remember(stage.terms, {term: (t, df) for term, t, df in known}, version)
+        kept, source = (None, "") if refused or stage.allowed is None else self.allowed_ids(stage, record)
+        scored = None
+        if not refused:
+            with self.tiers.lock:
+                current = self.tiers.current(info, stage.field, stage.terms)
+                if current is not None:
+                    loaded, known = current
+                    scored = self._score_sparse(stage, loaded, known, info.n_docs, info.sum_len, kept)
+            if scored is None:
+                rows = self.execute(record, tier_stats_sql(info, stage.field), {"name": info.name, "terms": list(stage.terms)})
+                identity, version, n_docs, sum_len = rows[0][:4]
+                with self.tiers.lock:
+                    try:
+                        loaded = self.tiers.get(self.conn, info, stage.field, identity, version)
+                    except TierRefused as exc:
+                        refused = str(exc)
+                    else:
+                        known = [(term, t, df) for *_, term, t, df in rows if t is not None]
+                        loaded.remember(stage.terms, {term: (t, df) for term, t, df in known}, version)
+                        scored = self._score_sparse(stage, loaded, known, n_docs, sum_len, kept)
         if refused:
             self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k, absent=stage.absent), record)
             record.detail = f"memory tier not used: {refused}"
             return
-        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
-        scoring = Scoring(stage.field.bm25, info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
-        mask = None
-        if stage.allowed is not None:
-            kept, source = self.allowed_ids(stage, record)
-            mask = np.zeros(len(loaded.index.alive), dtype=bool)
-            mask[kept[kept < len(mask)]] = True
-        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask)
-        if mask is not None:
+        loaded, docs, scores, how = scored
+        if kept is not None:
             how = {"filter keeps": f"{len(kept)} documents ({source})", **how}
         self.ranked(stage, [(int(d), float(s)) for d, s in zip(docs, scores)], stage.params)
         record.rows = len(docs)
@@ -164,21 +161,47 @@ class _Run:
             + ", ".join(f"{k} {v}" for k, v in how.items())
         )
 
-    def tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:
-        with self.tiers.lock if self.tiers is not None else contextlib.nullcontext():
-            self._tier_dense(stage, record)
+    def _score_sparse(self, stage: st.TierCandidates, loaded, known: list[tuple[str, int, int]], n_docs: int, sum_len: int,
+                      kept: np.ndarray | None) -> tuple:
+        """(index, docs, scores, how) of the stage's top k; under the tier's lock."""
+        info = stage.collection
+        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
+        scoring = Scoring(stage.field.bm25, info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
+        mask = None
+        if kept is not None:
+            mask = np.zeros(len(loaded.index.alive), dtype=bool)
+            mask[kept[kept < len(mask)]] = True
+        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask)
+        return loaded, docs, scores, how
 
-    def _tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:
-        """Candidates from the codes (brought to the search's version by the change log), then
-        one statement in the snapshot scores them, and the union's other documents, exactly."""
+    def tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:
+        """Candidates from the codes, and every document of the union's lists, scored exactly from
+        the tier's full vectors: both brought to the search's version by the change log, so no
+        round trip is needed unless a DENSE-only search fetches its rows. The tier's lock covers
+        the tier's use, not that statement."""
         info = stage.collection
         params = self.bind_vector(stage.params, stage.vector_slot)
         refused, loaded = self._refusal(lambda: self.tiers.dense.why_not(self.conn, info)), None
+        kept, source = (None, "") if refused or stage.allowed is None else self.allowed_ids(stage, record)
         if refused is None:
-            try:
-                loaded = self.tiers.dense.get(self.conn, info)
-            except TierRefused as exc:
-                refused = str(exc)
+            vector = params[f"{stage.label}_vector"].to_numpy()
+            with self.tiers.lock:
+                try:
+                    loaded = self.tiers.dense.get(self.conn, info)
+                except TierRefused as exc:
+                    refused = str(exc)
+                else:
+                    start = time.perf_counter()
+                    found = loaded.data.codes.candidates(vector, stage.search_k, kept)
+                    codes_ms = (time.perf_counter() - start) * 1000
+                    ids = dict.fromkeys(found.tolist())
+                    for label in stage.union:
+                        ids.update(dict.fromkeys(d for d, _ in self.slots[f"ranked:{label}"]))
+                    start = time.perf_counter()
+                    top, scores = loaded.data.full.top(vector, np.fromiter(ids, dtype=np.int64, count=len(ids)), stage.k)
+                    exact_ms = (time.perf_counter() - start) * 1000
+                    tier = (f"{loaded.data.codes.describe()}, {loaded.data.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in "
+                            f"{loaded.load_ms:.0f} ms), change log at {loaded.seq}; ")
         if loaded is None:
             if stage.columns is not None:
                 self.rows(st.SqlRows(stage.fallback, stage.params, stage.columns, True, stage.vector_slot), record)
@@ -186,28 +209,20 @@ class _Run:
                 self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k, stage.vector_slot), record)
             record.detail = f"memory tier not used: {refused}"
             return
-        vector = params[f"{stage.label}_vector"].to_numpy()
-        kept, source = (None, "") if stage.allowed is None else self.allowed_ids(stage, record)
-        start = time.perf_counter()
-        found = loaded.data.candidates(vector, stage.search_k, kept)
-        search_ms = (time.perf_counter() - start) * 1000
-        ids = dict.fromkeys(found.tolist())
-        for label in stage.union:
-            ids.update(dict.fromkeys(d for d, _ in self.slots[f"ranked:{label}"]))
-        params = {**params, f"{stage.label}_tier_ids": list(ids)}
-        rows = self.execute(record, stage.statement, params, last=stage.columns is not None)
+        ranked = list(zip(top.tolist(), scores.tolist()))
         if stage.columns is not None:
-            self.slots["rows"] = [(r[1:-1], float(r[-1])) for r in rows]
+            rows = self.execute(record, stage.statement, {"ids": top.tolist()}, last=True) if ranked else []
+            by_id = {r[0]: r[1:] for r in rows}
+            self.slots["rows"] = [(by_id[d], s) for d, s in ranked if d in by_id]
         else:
-            self.ranked(stage, [(int(d), float(s)) for d, s in rows], stage.params)
-        record.rows = len(rows)
+            self.ranked(stage, ranked, stage.params)
+        record.rows = len(ranked)
         record.detail = (
-            f"{loaded.data.describe()}, {loaded.data.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in "
-            f"{loaded.load_ms:.0f} ms), change log at {loaded.seq}; "
+            tier
             + ("" if kept is None else f"filter keeps {len(kept)} documents ({source}){', all scored exactly' if len(kept) <= brute_max(stage.search_k) else ''}, ")
-            + f"{len(found)} candidates from the codes in {search_ms:.2f} ms"
+            + f"{len(found)} candidates from the codes in {codes_ms:.2f} ms"
             + (f" + {len(ids) - len(found)} more from {', '.join(stage.union)}" if stage.union else "")
-            + f", {len(ids)} scored exactly in PostgreSQL"
+            + f", {len(ids)} scored exactly from full vectors in {exact_ms:.2f} ms"
         )
 
     def allowed_ids(self, stage: st.TierCandidates | st.TierDense, record: StageRecord) -> tuple[np.ndarray, str]:
@@ -218,9 +233,10 @@ class _Run:
         key = f"allowed:{allowed.statement.as_string(self.conn)}"
         if key not in self.slots:
             try:
-                loaded = self.tiers.filters.get(self.conn, stage.collection)
-                kept = loaded.data.keep(allowed.where, allowed.params)
-                how = f"evaluated in memory ({loaded.data.memory_bytes() / 2**20:.1f} MB of filter columns, from {loaded.source} in {loaded.load_ms:.0f} ms)"
+                with self.tiers.lock:
+                    loaded = self.tiers.filters.get(self.conn, stage.collection)
+                    kept = loaded.data.keep(allowed.where, allowed.params)
+                    how = f"evaluated in memory ({loaded.data.memory_bytes() / 2**20:.1f} MB of filter columns, from {loaded.source} in {loaded.load_ms:.0f} ms)"
             except (NotInMemory, TierRefused) as exc:
                 kept, how = self._sql_ids(allowed.statement, stage.params, record), f"ids from SQL: {exc}"
             self.slots[key] = (kept, how)

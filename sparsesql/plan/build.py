@@ -70,12 +70,13 @@ def codes_k(k: int) -> int:
 
 def _tier_dense(q: CheckedSelect, label: str, where: sql.Composable, statement: sql.Composed, params: dict, k: int, slot: str | None,
                 union: tuple[str, ...] = (), columns: tuple[str, ...] | None = None) -> st.TierDense:
-    """A dense first pass from the codes: the exact scores of the candidates."""
+    """A dense first pass from the tier: candidates from the codes, exact scores from the full
+    vectors; a DENSE-only search (`columns`) then fetches its rows by id."""
     info = q.collection
-    exact = dense.scores_sql(info, f"{label}_")
+    fetch = None
     if columns is not None:
-        exact, statement = ranked_rows_sql(info, exact, columns), ranked_rows_sql(info, statement, columns)
-    return st.TierDense(label, info, k, codes_k(k), exact, statement, params, slot, union, columns, allowed=_allowed(q, where))
+        fetch, statement = rows_by_ids_sql(info, columns), ranked_rows_sql(info, statement, columns)
+    return st.TierDense(label, info, k, codes_k(k), fetch, statement, params, slot, union, columns, allowed=_allowed(q, where))
 
 
 def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, k: int, tier: frozenset[str]) -> None:

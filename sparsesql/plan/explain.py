@@ -15,7 +15,7 @@ def _where(stage: st.Stage) -> str:
     if isinstance(stage, st.TierCandidates):
         return "memory tier"
     if isinstance(stage, st.TierDense):
-        return "memory tier + SQL"
+        return "memory tier"
     return "SQL" if isinstance(stage, (st.Candidates, st.Feedback, st.FetchRows, st.SqlRows)) else "Python"
 
 

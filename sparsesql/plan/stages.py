@@ -74,15 +74,15 @@ class TierCandidates:
 @dataclass
 class TierDense:
     """A dense signal's top-k: candidates from the in-memory codes (`search_k` of them, plus every
-    document the lists in `union` hold), scored exactly by `statement` in the search's snapshot
-    (binds `<label>_tier_ids`). With `columns`, that statement also yields the final rows (a
-    DENSE-only search). `fallback` runs instead when the codes cannot serve the collection."""
+    document the lists in `union` hold), scored exactly from the tier's full vectors. With
+    `columns` (a DENSE-only search), `statement` fetches the final rows by id (binds `ids`) and
+    commits the snapshot. `fallback` runs instead when the tier cannot serve the collection."""
 
     label: str
     collection: CollectionInfo
     k: int
     search_k: int
-    statement: sql.Composed
+    statement: sql.Composed | None
     fallback: sql.Composed
     params: dict
     vector_slot: str | None = None

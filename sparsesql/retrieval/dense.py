@@ -51,17 +51,6 @@ def candidates_sql(
     ).format(ctes=ctes, vector=vector, k=k, dense=info.table("dense"), docs=docs, where=where)
 
 
-def scores_sql(info: CollectionInfo, prefix: str) -> sql.Composed:
-    """The exact top k of the documents in %(<prefix>tier_ids)s (an unfiltered search's candidates
-    from the memory tier): the candidates statement's score expression, without the join to the
-    documents that only a filter needs (a vector's row goes with its document's, ON DELETE CASCADE)."""
-    vector, k = sql.Placeholder(prefix + "vector"), sql.Placeholder(prefix + "k")
-    return sql.SQL(
-        "SELECT e.doc_id, 1 - (e.embedding <=> {vector}) AS score FROM {dense} AS e WHERE e.doc_id = ANY({ids}) "
-        "ORDER BY 1 - (e.embedding <=> {vector}) DESC, e.doc_id LIMIT {k}"
-    ).format(vector=vector, k=k, ids=sql.Placeholder(prefix + "tier_ids"), dense=info.table("dense"))
-
-
 def query_vector(info: CollectionInfo, query: str | np.ndarray) -> np.ndarray:
     """The query's unit vector: embedded with the collection's model, or the one supplied."""
     if isinstance(query, str):

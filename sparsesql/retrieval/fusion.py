@@ -87,10 +87,16 @@ def linear(
             normalise(values, "minmax", floor)[0] for values, floor in zip(scores, floors)
         ]
         weights = adaptive_weights(scaled)
-    by_doc = [({doc: float(v) for (doc, _), v in zip(ranked, values)}, absent) for ranked, (values, absent) in zip(lists, normalised)]
-    docs = {doc for ranked in lists for doc, _ in ranked}
-    fused = {doc: sum(w * values.get(doc, absent) for (values, absent), w in zip(by_doc, weights)) for doc in docs}
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0])), weights
+    ids = [np.fromiter((doc for doc, _ in ranked), dtype=np.int64, count=len(ranked)) for ranked in lists]
+    docs = np.unique(np.concatenate(ids)) if ids else np.zeros(0, dtype=np.int64)
+    fused = np.zeros(len(docs))
+    for listed, (values, absent), w in zip(ids, normalised, weights):
+        # each document's terms are added in list order, as sum() over the lists would
+        column = np.full(len(docs), absent, dtype=np.float64)
+        column[np.searchsorted(docs, listed)] = values
+        fused += w * column
+    order = np.lexsort((docs, -fused))
+    return list(zip(docs[order].tolist(), fused[order].tolist())), weights
 
 
 def fuse(

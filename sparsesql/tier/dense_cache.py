@@ -1,11 +1,13 @@
-"""Keeping each collection's dense codes current (the life in `tier/follow.py`): deleted
-documents' codes removed, added ones' vectors fetched and coded; the snapshot is faiss's
-serialised index, read in one file; without one every vector is read by binary COPY, in batches
-of doc ids, and coded.
+"""Keeping each collection's dense tier current (the life in `tier/follow.py`): its codes, which
+choose candidates, and its full vectors, which score them exactly. Deleted documents' codes are
+removed, added ones' vectors fetched, coded and kept. The snapshot holds faiss's serialised index
+and the vectors (memory-mapped when read back, so processes share them); without one every
+vector is read by binary COPY, in batches of doc ids, and coded.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from sparsesql.db.catalog import CollectionInfo
 from sparsesql.tier.cache import TierRefused, change_log_refusal
 from sparsesql.tier.dense import DenseCodes, estimated_bytes
 from sparsesql.tier.follow import FollowedTier
+from sparsesql.tier.vectors import FullVectors
 
 LOAD_BATCH = 50_000  # vectors per COPY while loading
 
@@ -46,11 +49,23 @@ def every_vector(conn: psycopg.Connection, info: CollectionInfo) -> tuple[np.nda
     return ids[order], vectors[order]
 
 
-class DenseTier(FollowedTier[DenseCodes]):
-    """The dense codes of a process's collections (`Followed.data`)."""
+@dataclass
+class DenseData:
+    """One collection's dense tier: codes for candidates, full vectors for their exact scores."""
+
+    codes: DenseCodes
+    full: FullVectors
+
+    def memory_bytes(self) -> int:
+        return self.codes.memory_bytes() + self.full.memory_bytes()
+
+
+class DenseTier(FollowedTier[DenseData]):
+    """The dense tiers of a process's collections (`Followed.data`)."""
 
     file = "dense"
     origin = "vectors"
+    remap = True
 
     def __init__(self, home: Path | None, memory_limit: int | None = None) -> None:
         super().__init__(home)
@@ -74,25 +89,32 @@ class DenseTier(FollowedTier[DenseCodes]):
             return f"its dense codes need about {need / 2**20:.1f} MB, over dense_tier_memory ({self.memory_limit / 2**20:.1f} MB)"
         return None
 
-    def refused(self, data: DenseCodes) -> str | None:
-        return self._over_budget(data.memory_bytes())
+    def refused(self, data: DenseData) -> str | None:
+        """Over the budget: the codes (the full vectors are on disk, in the page cache's care)."""
+        return self._over_budget(data.codes.memory_bytes())
 
-    def size(self, data: DenseCodes) -> int:
-        return data.count
+    def size(self, data: DenseData) -> int:
+        return data.codes.count
 
-    def build(self, conn: psycopg.Connection, info: CollectionInfo) -> DenseCodes:
-        return DenseCodes.build(*every_vector(conn, info), info.settings.dim)
+    def build(self, conn: psycopg.Connection, info: CollectionInfo) -> DenseData:
+        ids, vectors = every_vector(conn, info)
+        return DenseData(DenseCodes.build(ids, vectors, info.settings.dim), FullVectors(ids, vectors, info.settings.dim))
 
-    def apply(self, conn: psycopg.Connection, info: CollectionInfo, data: DenseCodes, removed: np.ndarray, added: list[int]) -> None:
-        data.remove(removed)
+    def apply(self, conn: psycopg.Connection, info: CollectionInfo, data: DenseData, removed: np.ndarray, added: list[int]) -> None:
+        data.codes.remove(removed)
+        data.full.remove(removed)
         if added:
-            data.add(*read_vectors(conn, info, sql.SQL("e.doc_id = ANY(%s)"), (added,)))
+            ids, vectors = read_vectors(conn, info, sql.SQL("e.doc_id = ANY(%s)"), (added,))
+            data.codes.add(ids, vectors)
+            data.full.add(ids, vectors)
 
-    def to_arrays(self, data: DenseCodes) -> dict[str, np.ndarray]:
-        return {"index": data.to_bytes()}
+    def to_arrays(self, data: DenseData) -> dict[str, np.ndarray]:
+        return {"index": data.codes.to_bytes(), **data.full.to_arrays()}
 
-    def from_arrays(self, arrays: dict[str, np.ndarray], info: CollectionInfo) -> DenseCodes:
+    def from_arrays(self, arrays: dict[str, np.ndarray], info: CollectionInfo) -> DenseData | None:
+        if "vector_norms" not in arrays:  # written before the tier kept full vectors: built again
+            return None
         codes = DenseCodes.from_bytes(arrays["index"], info.settings.dim)
         if codes.index.d != info.settings.dim:
             raise TierRefused(f"the snapshot's codes have {codes.index.d} dimensions, the collection {info.settings.dim}")
-        return codes
+        return DenseData(codes, FullVectors(arrays["vector_ids"], arrays["vectors"], info.settings.dim, arrays["vector_norms"]))

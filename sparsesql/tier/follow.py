@@ -42,6 +42,9 @@ class FollowedTier(Generic[T]):
 
     file = ""  # the snapshot's file name (without .npz)
     origin = ""  # what a load reads from PostgreSQL (EXPLAIN says "from <origin>")
+    # Serve a first load from the snapshot it wrote, mapped, so the process keeps no private copy
+    # of what other processes (a server's workers) map from the same file.
+    remap = False
 
     def __init__(self, home: Path | None) -> None:
         self.home = home
@@ -57,7 +60,8 @@ class FollowedTier(Generic[T]):
     def to_arrays(self, data: T) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def from_arrays(self, arrays: dict[str, np.ndarray], info: CollectionInfo) -> T:
+    def from_arrays(self, arrays: dict[str, np.ndarray], info: CollectionInfo) -> T | None:
+        """The state a snapshot holds; None when its layout is older than this code's (built again)."""
         raise NotImplementedError
 
     def size(self, data: T) -> int:
@@ -92,7 +96,11 @@ class FollowedTier(Generic[T]):
         seq = conn.execute(sql.SQL("SELECT coalesce(max(seq), 0) FROM {}").format(info.table("changes"))).fetchone()[0]
         loaded = Followed(self.build(conn, info), seq, info.created, self.origin, (time.perf_counter() - start) * 1000)
         self._save(info, loaded)
-        return loaded
+        mapped = self._snapshot(info) if self.remap else None
+        if mapped is None or mapped.seq != seq:
+            return loaded
+        mapped.source, mapped.load_ms = loaded.source, loaded.load_ms
+        return mapped
 
     def _follow(self, conn: psycopg.Connection, info: CollectionInfo, loaded: Followed[T]) -> None:
         change = changes_since(conn, info, loaded.seq)
@@ -121,4 +129,6 @@ class FollowedTier(Generic[T]):
         if meta.get("identity") != info.created:
             return None
         data = self.from_arrays(arrays, info)
+        if data is None:
+            return None
         return Followed(data, int(meta["seq"]), info.created, "snapshot", (time.perf_counter() - start) * 1000)
