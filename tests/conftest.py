@@ -169,14 +169,20 @@ SERVER_PASSWORD = "sparsesql-test-password"
 def server(dsn: str, tmp_path_factory: pytest.TempPathFactory):
     """`sparsesql serve` over the test database, as a separate process on a free port; the
     test role gets a password, since clients of the server must authenticate."""
+    served = start_server(dsn, tmp_path_factory.mktemp("serve"))
+    yield served
+    stop_server(served)
+
+
+def start_server(dsn: str, home: Path, *options: str) -> Served:
+    """`sparsesql serve --port 0 --http-port 0 [options]` over the test database, once it listens."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         user = conn.info.user
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(SERVER_PASSWORD)))
         database = conn.info.dbname
-    home = tmp_path_factory.mktemp("serve")
     log = home / "serve.log"
     env = {**os.environ, "SPARSESQL_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [str(Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0", "--http-port", "0"]
+    command = [str(Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0", "--http-port", "0", *options]
     with log.open("w") as err:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env, text=True)
     deadline = time.monotonic() + 120
@@ -193,10 +199,12 @@ def server(dsn: str, tmp_path_factory: pytest.TempPathFactory):
     if port is None or http_port is None:
         process.kill()
         pytest.fail(f"sparsesql serve did not start:\n{log.read_text(errors='replace')[-4000:]}")
-    served = Served("127.0.0.1", port, database, user, SERVER_PASSWORD, log, process, http_port)
-    yield served
-    process.send_signal(signal.SIGTERM)
+    return Served("127.0.0.1", port, database, user, SERVER_PASSWORD, log, process, http_port)
+
+
+def stop_server(served: Served) -> None:
+    served.process.send_signal(signal.SIGTERM)
     try:
-        process.wait(20)
+        served.process.wait(20)
     except subprocess.TimeoutExpired:
-        process.kill()
+        served.process.kill()

@@ -290,35 +290,44 @@ def token_revoke(ctx: click.Context, name: str) -> None:
 @click.option("--dense-tier-memory", default="auto", show_default=True, help='Cap per collection of the dense codes, as --sparse-tier-memory.')
 @click.option("--http-port", type=int, default=None, help="Also serve the HTTP JSON API and the web console on this port (0: any free one).")
 @click.option("--http-host", default=None, help="Address of the HTTP API (default: --host).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes sharing the ports (default: one per core; 1: a single process).")
 @click.pass_context
 @_fail_cleanly
 def serve(ctx: click.Context, host: str, port: int, tls_cert: str | None, tls_key: str | None, require_tls: bool,
           no_sparse_tier: bool, sparse_tier_memory: str | None, no_dense_tier: bool, dense_tier_memory: str | None,
-          http_port: int | None, http_host: str | None) -> None:
+          http_port: int | None, http_host: str | None, workers: int | None) -> None:
     """Serve the dialect over the PostgreSQL wire protocol (psql -h 127.0.0.1 -p 6433 -U postgres sparsesql)
     and, with --http-port, over HTTP (the web console at http://127.0.0.1:<port>/)."""
     import asyncio
     import logging
 
-    from sparsesql.server.serve import Server
+    from sparsesql.server.pool import default_workers, run_pool
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = Server(
-        ctx.obj.get("dsn"), host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls,
+    options = dict(
+        dsn=ctx.obj.get("dsn"), host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls,
         sparse_tier=not no_sparse_tier, sparse_tier_memory=sparse_tier_memory,
         dense_tier=not no_dense_tier, dense_tier_memory=dense_tier_memory, http_port=http_port, http_host=http_host,
     )
+    workers = workers or default_workers()
 
-    def ready(s: Server) -> None:
-        click.echo(f"sparsesql serve: listening on {s.host}:{s.port}, database {s.database!r}" + (" (TLS)" if s.ssl else ""))
-        if s.http_port is not None:
+    def ready(s, port: int, http_port: int | None) -> None:
+        processes = f", {workers} worker processes" if workers > 1 else ""
+        click.echo(f"sparsesql serve: listening on {s.host}:{port}, database {s.database!r}" + (" (TLS)" if s.ssl else "") + processes)
+        if http_port is not None:
             scheme = "https" if s.ssl else "http"
-            click.echo(f"  HTTP API and web console on {scheme}://{s.http_host}:{s.http_port}/ (OpenAPI at /docs)")
+            click.echo(f"  HTTP API and web console on {scheme}://{s.http_host}:{http_port}/ (OpenAPI at /docs)")
         if s.password_file is not None:
             click.echo(f"  log in as {s.user!r}; its password is in {s.password_file} (mode 0600)")
         sys.stdout.flush()
 
-    asyncio.run(server.serve_forever(ready))
+    if workers > 1:
+        sys.exit(run_pool(workers, options, ready))
+    from sparsesql.server.serve import Server
+
+    server = Server(**options)
+    asyncio.run(server.serve_forever(lambda s: ready(s, s.port, s.http_port)))
 
 
 @cli.command("eval")

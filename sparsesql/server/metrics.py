@@ -1,7 +1,11 @@
 """What the server counts, in Prometheus's text format (GET /metrics on the HTTP port).
 
 One registry per server (not prometheus_client's global one), so two servers in one process (the
-tests') never share counts. Queries and errors are counted by the door they came through (http,
+tests') never share counts. Under `serve --workers N` the supervisor sets PROMETHEUS_MULTIPROC_DIR
+before anything imports prometheus_client: every worker's counts go to files there, and a
+scrape through any worker reads all of them (prometheus_client's multiprocess mode); the gauges
+read at scrape time are then each worker's own, copied to summed multiprocess gauges by
+`refresh`, which the worker calls twice a second. Queries and errors are counted by the door they came through (http,
 wire) and their kind; latency is a histogram per query and per plan stage; tier memory and open
 sessions are read when scraped, so they are never stale. No label carries a collection name or
 a query's text: a scrape shows load, not data.
@@ -9,9 +13,11 @@ a query's text: a scrape shows load, not data.
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
 from sparsesql import errors
@@ -70,7 +76,10 @@ class Metrics:
         self.stages = Histogram("sparsesql_stage_seconds", "Time of each plan stage of a search.", ["stage"], buckets=_BUCKETS,
                                 registry=self.registry)
         self.documents = Counter("sparsesql_documents", "Documents received for ingest, by outcome.", ["outcome"], registry=self.registry)
-        if live is not None:
+        self.live = live
+        self.shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")  # a pool's folder: counts of every worker
+        self._gauges: dict[str, Gauge] = {}
+        if live is not None and not self.shared:
             self.registry.register(_Live(live))
 
     def observe(self, door: str, kind: str, seconds: float, stages: list[StageRecord] = ()) -> None:
@@ -83,5 +92,24 @@ class Metrics:
     def failed(self, door: str, exc: BaseException) -> None:
         self.errors.labels(door, error_kind(exc)).inc()
 
+    def refresh(self) -> None:
+        """Copy this worker's scrape-time gauges to the pool's summed ones (a pool only)."""
+        if not self.shared or self.live is None:
+            return
+        for family in self.live():
+            gauge = self._gauges.get(family.name)
+            if gauge is None:
+                if not family.samples:
+                    continue
+                labels = list(family.samples[0].labels)
+                gauge = self._gauges[family.name] = Gauge(family.name, family.documentation, labels, registry=None,
+                                                          multiprocess_mode="livesum")
+            for sample in family.samples:
+                (gauge.labels(**sample.labels) if sample.labels else gauge).set(sample.value)
+
     def text(self) -> bytes:
+        if self.shared:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, self.shared)
+            return generate_latest(registry)
         return generate_latest(self.registry)

@@ -1,4 +1,4 @@
-"""`sparsesql serve`: one process per database, many clients, one copy of the encoders and tiers.
+"""`sparsesql serve`: one server (a process, or a worker of a pool) for one database, many clients.
 
 The server keeps one administrative connection (the DSN's role) for reading the SCRAM
 verifiers of the roles clients log in as, and opens one backend session per client, as that
@@ -9,6 +9,10 @@ index); dense encoders are cached per process and loaded once.
 On the embedded database the superuser has no password (it is reached over a Unix socket in
 the data folder, with trust); the first `serve` gives it a random one, stored in
 `SPARSESQL_HOME/server-password` with mode 0600, since TCP clients must authenticate.
+
+In a pool (`serve --workers N`, server/pool.py) each worker is one `Server`, handed the
+listening sockets the supervisor bound (`listen`, `http_listen`) and the `Peers` a CancelRequest
+for another worker's session goes to.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import ssl
 import threading
 from pathlib import Path
@@ -31,12 +36,14 @@ from sparsesql.db.connect import open_connection, resolve_dsn
 from sparsesql.errors import ConfigError
 from sparsesql.server.auth import Keys, Verifier
 from sparsesql.server.metrics import Metrics
+from sparsesql.server.peers import Peers
 from sparsesql.server.session import Session, cancel_backend
 from sparsesql.tier.cache import Tiers, parse_bytes
 
 log = logging.getLogger("sparsesql.server")
 PASSWORD_FILE = "server-password"
 JANITOR_SECONDS = 0.5
+DRAIN_SECONDS = 10.0  # on SIGTERM, how long running statements may take to finish
 
 
 class Server:
@@ -55,6 +62,9 @@ class Server:
         dense_tier_memory: int | str | None = "auto",
         http_port: int | None = None,
         http_host: str | None = None,
+        listen: socket.socket | None = None,
+        http_listen: socket.socket | None = None,
+        peers: Peers | None = None,
     ) -> None:
         from sparsesql import __version__
 
@@ -82,6 +92,7 @@ class Server:
         self.http_port, self.http_host = http_port, http_host or host
         self.http_sessions = None  # the HTTP API's session pool, once it runs
         self._http = None
+        self.listen, self.http_listen, self.peers = listen, http_listen, peers
 
     # ------------------------------------------------------------------ roles and passwords
 
@@ -141,9 +152,13 @@ class Server:
         if self.sessions.get(session.pid) is session:
             del self.sessions[session.pid]
 
-    async def cancel(self, pid: int, secret: int) -> None:
-        """A CancelRequest: cancel the matching session's running backend query, nothing else."""
+    async def cancel(self, pid: int, secret: int, *, forwarded: bool = False) -> None:
+        """A CancelRequest: cancel the matching session's running backend query, nothing else;
+        a key this worker does not hold goes to the pool's other workers (once)."""
         session = self.sessions.get(pid)
+        if session is None and self.peers is not None and not forwarded:
+            self.peers.forward(pid, secret)
+            return
         if session is None or not secrets.compare_digest(session.secret.to_bytes(4, "big"), secret.to_bytes(4, "big")):
             return
         if session.db is not None:
@@ -157,6 +172,7 @@ class Server:
         session is released now rather than when the statement would have ended."""
         while True:
             await asyncio.sleep(JANITOR_SECONDS)
+            self.metrics.refresh()
             for session in list(self.sessions.values()):
                 if session.hung_up() and session.db is not None:
                     await asyncio.get_running_loop().run_in_executor(None, cancel_backend, session.db)
@@ -181,10 +197,15 @@ class Server:
         return [sessions, memory]
 
     async def start(self) -> None:
-        self._janitor_task = asyncio.get_running_loop().create_task(self._janitor())
-        self._listener = await asyncio.start_server(self._client, self.host, self.port)
-        if self.port == 0:
-            self.port = self._listener.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._janitor_task = loop.create_task(self._janitor())
+        if self.listen is not None:
+            self._listener = await asyncio.start_server(self._client, sock=self.listen)
+        else:
+            self._listener = await asyncio.start_server(self._client, self.host, self.port, backlog=1024)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        if self.peers is not None:
+            self.peers.listen(loop, lambda pid, secret: loop.create_task(self.cancel(pid, secret, forwarded=True)))
         if self.http_port is not None:
             await self._start_http()
 
@@ -198,14 +219,13 @@ class Server:
                                 lifespan="off", access_log=False, ssl_certfile=self.tls_cert, ssl_keyfile=self.tls_key)
         self._http = uvicorn.Server(config)
         self._http.install_signal_handlers = lambda: None  # serve_forever owns SIGINT / SIGTERM
-        self._http_task = asyncio.get_running_loop().create_task(self._http.serve())
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve(sockets=[self.http_listen] if self.http_listen else None))
         while not self._http.started:
             if self._http_task.done():
                 self._http_task.result()  # raises why it could not listen
                 raise ConfigError(f"the HTTP API could not listen on {self.http_host}:{self.http_port}")
             await asyncio.sleep(0.01)
-        if self.http_port == 0:
-            self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+        self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
 
     async def stop_http(self) -> None:
         if self._http is not None:
@@ -223,12 +243,21 @@ class Server:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        await self.stop_http()
         self._listener.close()
+        await self.stop_http()
+        deadline = loop.time() + DRAIN_SECONDS
+        while any(session.busy for session in self.sessions.values()) and loop.time() < deadline:
+            await asyncio.sleep(0.05)  # statements already running finish and are answered
         for session in list(self.sessions.values()):
             session.writer.close()
         await asyncio.sleep(0.1)
+        self.close()
+
+    def close(self) -> None:
+        """Release what the server holds of PostgreSQL and of the pool (before a fork, too)."""
         self.admin.close()
+        if self.peers is not None:
+            self.peers.close()
 
 
 def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
