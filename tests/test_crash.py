@@ -155,7 +155,7 @@ SNAPSHOTTER = """
 import sys
 from pathlib import Path
 import numpy as np
-from sparsesql.tier.cache import write_snapshot
+from sparsesql.tier.snapshots import write_snapshot
 from sparsesql.tier.dense import DenseCodes
 
 folder = Path(sys.argv[1])
@@ -197,7 +197,7 @@ def test_kill_9_during_a_tier_snapshot_write_leaves_a_loadable_snapshot_or_none(
             assert codes.count == meta["seq"]
             loaded += 1
     assert loaded >= 4  # the writer got past its first snapshot in most runs
-    from sparsesql.tier.cache import write_snapshot
+    from sparsesql.tier.snapshots import write_snapshot
 
     write_snapshot(tmp_path, "dense", {"index": codes.to_bytes()}, {"seq": codes.count, "identity": "x"})
     assert not list(tmp_path.glob("dense.*.tmp.npz"))  # the killed writers' leftovers are gone

@@ -38,6 +38,15 @@ def test_loaded_once_per_spec(encoder) -> None:
     assert load_dense_encoder("minilm-l6") is encoder
 
 
+def test_query_vectors_are_kept_read_only_per_text(encoder) -> None:
+    from sparsesql.encoders.dense import encode_query
+
+    first = encode_query("kept query text")
+    assert encode_query("kept query text") is first and not first.flags.writeable
+    assert np.allclose(first, encoder.encode(["kept query text"])[0], atol=1e-6)
+    assert encode_query("another query text") is not first
+
+
 def test_unknown_spec_is_a_config_error(tmp_path) -> None:
     missing = tmp_path / "no-such-model"
     with pytest.raises(ConfigError, match="does not exist.*never downloaded"):

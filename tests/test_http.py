@@ -61,7 +61,9 @@ def test_search_answers_equal_db_query_on_cisi(server, session_db):
                 body = answer.json()
                 assert body["columns"] == ["id", "score"] and body["row_count"] == len(expected)
                 assert [r["id"] for r in body["rows"]] == [i for i, _ in expected], (search, text)
-                assert [r["score"] for r in body["rows"]] == pytest.approx([s for _, s in expected], rel=1e-9, abs=1e-12)
+                # the server's tier scores dense from its own float32 vectors, the reference in
+                # PostgreSQL: the same cosine up to float32 summation order
+                assert [r["score"] for r in body["rows"]] == pytest.approx([s for _, s in expected], rel=1e-6, abs=1e-6)
                 assert body["stages"] and all(s["ms"] >= 0 for s in body["stages"])
         analyzed = http.post("/query", json={"sql": f"SELECT id FROM {name} SEARCH SPARSE(:q) LIMIT 3", "params": {"q": queries[0]}, "analyze": True})
         assert "Plan on collection" in analyzed.json()["plan"]

@@ -53,7 +53,9 @@ def check_scenario(db, coll: str, seen: dict[str, dict]) -> None:
     assert len(expected) == 3
     got = seen["search"]["rows"]
     assert [r[0] for r in got] == [r[0] for r in expected]
-    assert [r[1] for r in got] == pytest.approx([r[1] for r in expected], rel=1e-12)
+    # the server's tier scores dense from its own float32 vectors, `db` in PostgreSQL: the same
+    # cosine up to float32 summation order
+    assert [r[1] for r in got] == pytest.approx([r[1] for r in expected], rel=1e-6, abs=1e-6)
     assert any("rows" in line for line in seen["explain"]["lines"]) and seen["explain"]["lines"][0].startswith("Plan")
     assert seen["syntax"]["code"] == "42601"
     assert seen["syntax"]["position"] == BROKEN.format(c=coll).index("LIMT") + 1

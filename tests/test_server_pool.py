@@ -71,17 +71,30 @@ def test_a_write_through_one_worker_is_seen_through_the_other(pool, db, name):
             conn.close()
 
 
-def test_cancel_reaches_the_worker_that_holds_the_session(pool):
+def test_cancel_reaches_the_worker_that_holds_the_session(pool, dsn):
     by_worker = spread(pool, 6)
-    for conns in by_worker.values():
-        for conn in conns:
-            timer = threading.Timer(0.3, conn.cancel_safe)
-            timer.start()
-            start = time.monotonic()
-            with pytest.raises(psycopg.errors.QueryCanceled):
-                conn.execute("SELECT pg_sleep(20)")
-            assert time.monotonic() - start < 5
-            conn.close()
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        for conns in by_worker.values():
+            for conn in conns:
+                pid = conn.info.backend_pid
+
+                def cancel_once_running() -> None:
+                    # a cancel that arrives before the statement runs cancels nothing, as in PostgreSQL
+                    for _ in range(200):
+                        if watcher.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s AND query LIKE '%%pg_sleep%%' "
+                                           "AND state = 'active'", (pid,)).fetchone():
+                            break
+                        time.sleep(0.05)
+                    conn.cancel_safe()
+
+                canceller = threading.Thread(target=cancel_once_running)
+                canceller.start()
+                start = time.monotonic()
+                with pytest.raises(psycopg.errors.QueryCanceled):
+                    conn.execute("SELECT pg_sleep(20)")
+                assert time.monotonic() - start < 10
+                canceller.join()
+                conn.close()
 
 
 def test_metrics_count_every_worker(pool):

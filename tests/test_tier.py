@@ -1,5 +1,5 @@
 """The in-memory sparse tier: the same top-k and scores as the SQL scorer (on the shared sets and
-on random postings, pruned or not), current after every committed write (also under concurrent
+on random postings), current after every committed write (also under concurrent
 writers), snapshots that a new process loads and catches up from, and SQL whenever it cannot serve."""
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def reference(postings: dict[int, dict[int, int]], lengths: dict[int, int], term
     hs.lists(hs.tuples(hs.integers(0, 12), hs.integers(1, 3)), min_size=1, max_size=6, unique_by=lambda t: t[0]),
     hs.integers(1, 15),
 )
-def test_pruned_and_exhaustive_top_k_equal_brute_force(base, deleted, added, query, k):
+def test_top_k_equals_brute_force(base, deleted, added, query, k):
     postings: dict[int, dict[int, int]] = {}
     for t, d, tf in base:
         postings.setdefault(t, {})[d] = tf
@@ -127,10 +127,9 @@ def test_pruned_and_exhaustive_top_k_equal_brute_force(base, deleted, added, que
     terms = [QueryTerm(t, float(w), max(1, len(live.get(t, {})))) for t, w in query]
     want_docs, want_scores = reference(postings, lengths, terms, s, k)
     for candidate in (index, index.compact()):
-        for prune in (False, True):
-            docs, scores, _ = candidate.top_k(terms, s, k, prune=prune)
-            assert docs.tolist() == want_docs
-            np.testing.assert_allclose(scores, want_scores, rtol=1e-12)
+        docs, scores, _ = candidate.top_k(terms, s, k)
+        assert docs.tolist() == want_docs
+        np.testing.assert_allclose(scores, want_scores, rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- writes

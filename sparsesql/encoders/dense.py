@@ -8,6 +8,7 @@ sentence-transformers are imported inside the loader: importing sparsesql must s
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -33,6 +34,7 @@ BACKENDS = ("auto", "openvino", "torch")
 # docs/decisions.md); a GPU wants wide batches.
 CPU_BATCH = 16
 GPU_BATCH = 128
+QUERY_VECTORS_KEPT = 4096  # query texts whose vectors a process keeps (about 1.6 KB each at 384 dimensions)
 
 _models: dict[tuple[str, str], SentenceTransformer] = {}
 _cache: dict[tuple[str, str, str, str], DenseEncoder] = {}
@@ -245,3 +247,18 @@ def load_dense_encoder(spec: str = DEFAULT_SPEC) -> DenseEncoder:
             encoder = DenseEncoder(name, model, device, precision, openvino)
             _cache[(spec, device, precision, backend)] = encoder
         return encoder
+
+
+def encode_query(text: str, spec: str = DEFAULT_SPEC) -> np.ndarray:
+    """One query text's unit vector, from a bounded cache of recent queries: apps send the same
+    texts again (a search box's popular queries, a page's next page), and encoding one is most of
+    a text search's time on a CPU. Keyed by the encoder (spec, device, precision, backend) and the
+    text; the vector is read-only, since every caller shares it."""
+    return _encode_query(load_dense_encoder(spec), text)
+
+
+@functools.lru_cache(maxsize=QUERY_VECTORS_KEPT)
+def _encode_query(encoder: DenseEncoder, text: str) -> np.ndarray:
+    vector = encoder.encode([text])[0]
+    vector.setflags(write=False)
+    return vector

@@ -26,7 +26,8 @@ from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance
 from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
-from sparsesql.tier.cache import TierRefused, Tiers
+from sparsesql.tier.cache import Tiers
+from sparsesql.tier.changes import TierRefused
 from sparsesql.tier.dense import brute_max
 from sparsesql.tier.filters import NotInMemory
 from sparsesql.tier.index import QueryTerm, Scoring
@@ -101,9 +102,9 @@ class _Run:
         return {**params, slot: Vector(np.asarray(self.slots[slot], dtype=np.float32))}
 
     def encode(self, stage: st.EncodeQuery, record: StageRecord) -> None:
-        from sparsesql.encoders.dense import load_dense_encoder
+        from sparsesql.encoders.dense import encode_query
 
-        self.slots[f"{stage.label}_vector"] = load_dense_encoder(stage.model).encode([stage.text])[0]
+        self.slots[f"{stage.label}_vector"] = encode_query(stage.text, stage.model)
         record.rows = 1
 
     def candidates(self, stage: st.Candidates, record: StageRecord) -> None:

@@ -54,9 +54,9 @@ def candidates_sql(
 def query_vector(info: CollectionInfo, query: str | np.ndarray) -> np.ndarray:
     """The query's unit vector: embedded with the collection's model, or the one supplied."""
     if isinstance(query, str):
-        from sparsesql.encoders.dense import load_dense_encoder
+        from sparsesql.encoders.dense import encode_query
 
-        return load_dense_encoder(info.settings.dense).encode([query])[0]
+        return encode_query(query, info.settings.dense)
     norm = float(np.linalg.norm(query))
     return query / norm if norm > 0 else query
 

@@ -27,6 +27,7 @@ from sparsesql.lang.check import CAST_TYPES
 from sparsesql.lang.parse import parse_statement
 from sparsesql.server import types as t
 from sparsesql.server.metrics import statement_kind
+from sparsesql.server.sqlstates import sqlstate
 from sparsesql.server.wire import Column
 
 if TYPE_CHECKING:
@@ -258,39 +259,6 @@ def run(db: Database, text: str, params: dict[str, object], described: Described
 
 
 # ----------------------------------------------------------------------------- errors
-
-
-def sqlstate(exc: BaseException) -> str:
-    """The SQLSTATE a PostgreSQL client should see for a sparsesql error."""
-    if isinstance(exc, psycopg.Error):
-        return _client_side(exc)
-    cause = exc.__cause__
-    if isinstance(exc, errors.DatabaseError) and isinstance(cause, psycopg.Error):
-        return _client_side(cause)
-    if isinstance(exc, errors.QuerySyntaxError):
-        return "42601"
-    if isinstance(exc, errors.ParameterError):
-        return "22023"
-    if isinstance(exc, errors.CheckError):
-        message = exc.message
-        if message.startswith("collection ") and "does not exist" in message:
-            return "42P01"
-        if message.startswith("unknown field") or message.startswith("unknown column"):
-            return "42703"
-        return "22023"
-    if isinstance(exc, errors.IngestError):
-        return "22023"
-    if isinstance(exc, errors.ConfigError):
-        return "55000"
-    if isinstance(exc, t.BadValue):
-        return "22P02"
-    return "XX000"
-
-
-def _client_side(exc: psycopg.Error) -> str:
-    """The server's SQLSTATE; psycopg's own refusals carry none: a value it cannot send (a NUL
-    in text) is a data exception, anything else internal."""
-    return exc.sqlstate or ("22000" if isinstance(exc, psycopg.DataError) else "XX000")
 
 
 def error_fields(exc: BaseException, offset: int = 0) -> dict[str, str]:

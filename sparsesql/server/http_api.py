@@ -34,12 +34,12 @@ from sparsesql.db.catalog import get_collection
 from sparsesql.lang import ast
 from sparsesql.lang.parse import parse_statement
 from sparsesql.server import types as t
-from sparsesql.server.dialect import sqlstate
+from sparsesql.server.sqlstates import sqlstate
 from sparsesql.server.http_auth import HttpSessions, Login, Unauthorized
 from sparsesql.server.metrics import CONTENT_TYPE, error_kind, statement_kind
 
 if TYPE_CHECKING:
-    from sparsesql.server.serve import Server
+    from sparsesql.server.host import Host
 
 CONSOLE = Path(__file__).parent / "console"
 MAX_QUERY_BYTES = 4 * 2**20  # a /query body: a statement and its parameters (vectors included)
@@ -137,7 +137,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(server: "Server") -> FastAPI:
+def create_app(server: "Host") -> FastAPI:
     sessions = HttpSessions(server)
     server.http_sessions = sessions
     metrics = server.metrics

@@ -33,7 +33,7 @@ from sparsesql.server import tokens
 from sparsesql.server.auth import Keys, Verifier
 
 if TYPE_CHECKING:
-    from sparsesql.server.serve import Server
+    from sparsesql.server.host import Host
 
 REMEMBER_S = 60.0  # a checked password or token is trusted this long before it is checked again
 IDLE_PER_LOGIN = 32  # pooled sessions kept per login (requests run on at most 40 threads: anyio's default)
@@ -69,7 +69,7 @@ class Lease:
 
 
 class HttpSessions:
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: "Host") -> None:
         self.server = server
         self.lock = threading.Lock()
         self.remembered: dict[str, tuple[Login, float]] = {}

@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sparsesql import errors
 from sparsesql.exec.trace import StageRecord
 from sparsesql.lang import ast
+from sparsesql.server.sqlstates import sqlstate
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -51,8 +52,6 @@ def error_kind(exc: BaseException) -> str:
     if kind is not None:
         return kind
     if isinstance(exc, errors.DatabaseError):
-        from sparsesql.server.dialect import sqlstate  # dialect counts its statements with this module
-
         return "permission" if sqlstate(exc) == "42501" else "database"
     return "other"
 

@@ -31,7 +31,7 @@ from sparsesql.server.relay import Relay, RelayError, columns_of, partial, resul
 from sparsesql.server.wire import Fields, ProtocolViolation
 
 if TYPE_CHECKING:
-    from sparsesql.server.serve import Server
+    from sparsesql.server.host import Host
 
 log = logging.getLogger("sparsesql.server")
 
@@ -81,7 +81,7 @@ class Portal:
 
 
 class Session:
-    def __init__(self, server: "Server", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, server: "Host", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer

@@ -14,14 +14,10 @@ before the log existed), is not loaded: its queries run in SQL, and EXPLAIN says
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import struct
 import threading
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -33,7 +29,11 @@ from psycopg import sql
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.errors import CheckError
+from sparsesql.tier.changes import TierRefused, change_log_refusal, changes_since
+from sparsesql.tier.dense_cache import DenseTier
+from sparsesql.tier.filters import FilterTier
 from sparsesql.tier.index import SparseIndex
+from sparsesql.tier.snapshots import read_snapshot, snapshot_folder, write_snapshot
 from sparsesql.tier.vocab import Vocabulary
 
 BYTES_PER_POSTING = 6  # int32 doc id + uint16 term frequency
@@ -95,100 +95,6 @@ def _postings(conn: psycopg.Connection, info: CollectionInfo, field: SparseField
     )
 
 
-def change_log_refusal(conn: psycopg.Connection, info: CollectionInfo) -> str | None:
-    """Why the tier cannot follow the collection's change log (it has none, or this role may not
-    read it), or None. Asked before reading it: a refused read would abort the search's snapshot."""
-    table = f'sparsesql."{info.name}__changes"'
-    present, readable = conn.execute(
-        "SELECT c.oid IS NOT NULL, c.oid IS NOT NULL AND has_table_privilege(c.oid, 'SELECT') FROM (SELECT to_regclass(%s) AS oid) AS c",
-        (table,),
-    ).fetchone()
-    if not present:
-        return "the collection has no change log (created before it existed); re-create it to use the memory tier"
-    if not readable:
-        return f"this role may not read the change log {table} (db.grant(role, 'reader') grants it)"
-    return None
-
-
-def changes_since(conn: psycopg.Connection, info: CollectionInfo, seq: int) -> tuple[np.ndarray, list[int], int] | None:
-    """The change log past `seq`, in the caller's snapshot: (removed doc ids, added doc ids still
-    present, the last seq), or None when nothing changed."""
-    rows = conn.execute(
-        sql.SQL("SELECT seq, doc_id, added FROM {} WHERE seq > %s ORDER BY seq").format(info.table("changes")), (seq,)
-    ).fetchall()
-    if not rows:
-        return None
-    removed = np.array([d for _, d, added in rows if not added], dtype=np.int64)
-    added = sorted({d for _, d, a in rows if a} - set(removed.tolist()))
-    return removed, added, rows[-1][0]
-
-
-def snapshot_folder(home: Path | None, name: str, identity: str) -> Path | None:
-    """Where a collection's snapshot lives: its name and creation time, so a re-created namesake
-    never loads the old one's."""
-    if home is None:
-        return None
-    key = hashlib.sha256(f"{name}|{identity}".encode()).hexdigest()[:16]
-    return home / "tiers" / f"{name}-{key}"
-
-
-def write_snapshot(folder: Path, file: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """One file, written beside its final name and renamed whole: its arrays and its seq always
-    agree, and a crash mid-write leaves the previous snapshot (or none)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(folder, file)
-    tmp = folder / f"{file}.{os.getpid()}.{threading.get_ident()}.tmp.npz"  # writers in other processes share the folder
-    np.savez(tmp, **arrays, meta=np.array(json.dumps(meta)))
-    tmp.replace(folder / f"{file}.npz")
-
-
-def _remove_orphans(folder: Path, file: str) -> None:
-    """Temporary files of writers that died before their rename (kill -9): a process that no
-    longer exists will not finish them."""
-    for tmp in folder.glob(f"{file}.*.tmp.npz"):
-        pid = tmp.name.split(".")[1]
-        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
-            tmp.unlink(missing_ok=True)
-
-
-def read_snapshot(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """A snapshot's metadata and arrays, the arrays memory-mapped copy-on-write from the file.
-
-    np.savez stores each array uncompressed, as a .npy member of a zip, so its bytes lie in the
-    file as they lie in memory: mapping them lets every process on the machine share one copy
-    through the page cache, and a new process answers before it has read the whole index (pages
-    come in as queries touch them). A page the process writes (a deletion's alive flag) becomes
-    its own; the file is never written. A later snapshot replaces the file by rename, so a
-    mapped one stays intact until its readers drop it.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as archive, open(path, "rb") as f:
-        for member in archive.infolist():
-            name = member.filename.removesuffix(".npy")
-            if member.compress_type != zipfile.ZIP_STORED:
-                with archive.open(member) as data:
-                    arrays[name] = np.lib.format.read_array(data)
-                continue
-            f.seek(member.header_offset)
-            local = f.read(30)
-            name_len, extra_len = struct.unpack("<HH", local[26:30])
-            f.seek(member.header_offset + 30 + name_len + extra_len)
-            version = np.lib.format.read_magic(f)
-            shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
-            count = int(np.prod(shape))
-            if dtype.hasobject or count == 0 or shape == ():
-                f.seek(member.header_offset + 30 + name_len + extra_len)
-                arrays[name] = np.lib.format.read_array(f)
-            else:
-                arrays[name] = np.memmap(path, dtype=dtype, mode="c", offset=f.tell(), shape=shape, order="F" if fortran else "C")
-    meta = json.loads(str(arrays.pop("meta")))
-    return meta, arrays
-
-
-class TierRefused(Exception):
-    """The collection turned out too large for the budget once loaded; the search runs in SQL."""
-
-
 class Tiers:
     """The in-memory indexes of a process's collections: postings per sparse field, (`dense`)
     the collections' dense codes, and (`filters`) their filter columns.
@@ -200,9 +106,6 @@ class Tiers:
 
     def __init__(self, home: Path | None = None, memory_limit: int | None = None, *, dense: bool = True,
                  dense_memory_limit: int | None = None) -> None:
-        from sparsesql.tier.dense_cache import DenseTier
-        from sparsesql.tier.filters import FilterTier
-
         self.home = home
         self.memory_limit = memory_limit
         self.loaded: dict[tuple[str, int], Loaded] = {}  # (collection, sparse field's slot)
@@ -297,8 +200,7 @@ class Tiers:
         if folder is None or loaded.index.delta:
             return
         ix = loaded.index
-        arrays = dict(terms=ix.terms, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, max_weight=ix.max_weight,
-                      min_len=ix.min_len, doc_len=ix.doc_len, alive=ix.alive)
+        arrays = dict(terms=ix.terms, offsets=ix.offsets, docs=ix.docs, weights=ix.weights, doc_len=ix.doc_len, alive=ix.alive)
         meta = {"seq": loaded.seq, "identity": loaded.identity}
         if loaded.vocab is not None:
             arrays |= loaded.vocab.arrays()
@@ -313,7 +215,7 @@ class Tiers:
         meta, data = read_snapshot(folder / "index.npz")
         if meta.get("identity") != identity or "terms" not in data:  # another collection's, or an older layout
             return None
-        index = SparseIndex(**{k: data[k] for k in ("terms", "offsets", "docs", "weights", "max_weight", "min_len", "doc_len", "alive")})
+        index = SparseIndex(**{k: data[k] for k in ("terms", "offsets", "docs", "weights", "doc_len", "alive")})
         vocab = Vocabulary(data["vocab_terms"], data["vocab_ids"], data["vocab_df"], meta.get("vocab_version")) if "vocab_terms" in data else None
         return Loaded(index, int(meta["seq"]), identity, "snapshot", (time.perf_counter() - start) * 1000, vocab=vocab)
 

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo
-from sparsesql.tier.cache import TierRefused, change_log_refusal
+from sparsesql.tier.changes import TierRefused, change_log_refusal
 from sparsesql.tier.dense import DenseCodes, estimated_bytes
 from sparsesql.tier.follow import FollowedTier
 from sparsesql.tier.vectors import FullVectors

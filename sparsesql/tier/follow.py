@@ -20,7 +20,8 @@ import psycopg
 from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo
-from sparsesql.tier.cache import TierRefused, changes_since, read_snapshot, snapshot_folder, write_snapshot
+from sparsesql.tier.changes import TierRefused, changes_since
+from sparsesql.tier.snapshots import read_snapshot, snapshot_folder, write_snapshot
 
 T = TypeVar("T")
 SAVE_SHARE = 0.1  # snapshot again once this share of the documents changed since the last save
