@@ -199,7 +199,7 @@ class SparseIndex:
             n = _accumulate(self.docs[lo:hi], self.weights[lo:hi], *args, n)
             if extra:
                 n = _accumulate(np.asarray(extra[0], dtype=np.int64), np.asarray(extra[1], dtype=np.float64), *args, n)
-        docs = np.sort(touched[:n])
+        docs = touched[:n]  # in no order: `_best` breaks ties by doc id itself
         return (*self._best(docs, acc[docs], k), {"postings scored": total})
 
     @staticmethod
