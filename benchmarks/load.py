@@ -72,7 +72,7 @@ def scripts(folder: Path, kind: str, statements: list[str]) -> list[Path]:
     return paths
 
 
-def pgbench(target: dict, files: list[str], clients: int, seconds: float) -> dict:
+def pgbench(target: dict, files: list[str], clients: int, seconds: int) -> dict:
     """One pgbench run; throughput, latency percentiles (ms) and per-script transaction counts."""
     with tempfile.TemporaryDirectory() as logs:
         command = ["pgbench", "-n", "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 4)), "-l",
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--vectors", default="calibrated", choices=list(synthetic.VECTOR_MODELS))
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--queries", type=int, default=64)
     parser.add_argument("--out", default="load")

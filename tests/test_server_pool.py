@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -144,3 +147,11 @@ def test_sigterm_lets_a_running_statement_finish(dsn, tmp_path):
     assert got.get("row") == ("done",)
     assert served.process.returncode == 0
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+
+
+def test_a_second_server_on_the_port_is_refused_not_sharing_it(pool, dsn):
+    for workers in ("2", "1"):
+        second = subprocess.run([str(Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", str(pool.port),
+                                 "--workers", workers], capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0
+        assert f"cannot listen on 127.0.0.1:{pool.port}" in second.stderr and "Traceback" not in second.stderr

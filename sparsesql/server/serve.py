@@ -202,7 +202,10 @@ class Server:
         if self.listen is not None:
             self._listener = await asyncio.start_server(self._client, sock=self.listen)
         else:
-            self._listener = await asyncio.start_server(self._client, self.host, self.port, backlog=1024)
+            try:
+                self._listener = await asyncio.start_server(self._client, self.host, self.port, backlog=1024)
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
         self.port = self._listener.sockets[0].getsockname()[1]
         if self.peers is not None:
             self.peers.listen(loop, lambda pid, secret: loop.create_task(self.cancel(pid, secret, forwarded=True)))

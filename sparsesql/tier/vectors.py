@@ -10,7 +10,9 @@ so every process on the machine reads one copy through the page cache and the OS
 stays in RAM; vectors added since the snapshot live in a small in-memory delta until the next one.
 
 A score is the float32 dot product (pgvector sums in float32 too) over the float64 norms kept
-beside the vectors: the two agree to ~1e-7. A zero vector's cosine is NaN, as in pgvector, and NaN ranks first, as PostgreSQL's
+beside the vectors: the two agree to ~1e-7. The dot products are numpy's einsum, not BLAS:
+OpenBLAS may hand a product this small to threads that then spin, taking a core from the
+server's other workers. A zero vector's cosine is NaN, as in pgvector, and NaN ranks first, as PostgreSQL's
 ORDER BY ... DESC puts it.
 """
 
@@ -53,35 +55,33 @@ class FullVectors:
         if len(ids):
             self.dead = np.union1d(self.dead, np.asarray(ids, dtype=np.int64))
 
-    def _rows(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(the ids present and alive, their vectors, their squared norms), in the order asked."""
-        parts = []
+    def top(self, query: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k of `ids` with the highest cosine to `query` (ties by doc id), and those cosines;
+        ids the tier does not hold (or holds as removed) are left out."""
+        ids = np.asarray(ids, dtype=np.int64)
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        q_norm = float(np.dot(q.astype(np.float64), q.astype(np.float64)))
+        found, scores = [], []
         rest = ids
         for source_ids, vectors, norms in ((self.ids, self.vectors, self.norms), (self.delta_ids, self.delta_vectors, self.delta_norms)):
             if not len(source_ids) or not len(rest):
                 continue
             at = np.minimum(np.searchsorted(source_ids, rest), len(source_ids) - 1)
             hit = source_ids[at] == rest
-            parts.append((rest[hit], vectors[at[hit]], norms[at[hit]]))
+            rows = at[hit]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scores.append(np.einsum("ij,j->i", vectors[rows], q).astype(np.float64) / np.sqrt(norms[rows] * q_norm))
+            found.append(rest[hit])
             rest = rest[~hit]
-        if not parts:
-            return ids[:0], np.zeros((0, self.dim), dtype=np.float32), np.zeros(0)
-        found, rows, norms = (np.concatenate(x) for x in zip(*parts)) if len(parts) > 1 else parts[0]
+        if not found:
+            return ids[:0], np.zeros(0)
+        found, scores = (np.concatenate(found), np.concatenate(scores)) if len(found) > 1 else (found[0], scores[0])
         if len(self.dead):
             alive = ~np.isin(found, self.dead)
-            found, rows, norms = found[alive], rows[alive], norms[alive]
-        return found, rows, norms
-
-    def top(self, query: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k of `ids` with the highest cosine to `query` (ties by doc id), and those cosines."""
-        ids, rows, norms = self._rows(np.asarray(ids, dtype=np.int64))
-        if not len(ids):
-            return ids, np.zeros(0)
-        q = np.asarray(query, dtype=np.float32)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scores = np.clip((rows @ q).astype(np.float64) / np.sqrt(norms * float(np.dot(q, q))), -1.0, 1.0)
-        order = np.lexsort((ids, np.where(np.isnan(scores), -np.inf, -scores)))[:k]
-        return ids[order], scores[order]
+            found, scores = found[alive], scores[alive]
+        scores = np.clip(scores, -1.0, 1.0)
+        order = np.lexsort((found, np.where(np.isnan(scores), -np.inf, -scores)))[:k]
+        return found[order], scores[order]
 
     @property
     def count(self) -> int:
