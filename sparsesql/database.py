@@ -28,7 +28,11 @@ from sparsesql.lang.parse import parse_statement
 from sparsesql.plan.build import build_plan
 from sparsesql.plan.explain import explain_text
 from sparsesql.tier.cache import Tiers, parse_bytes
+from sparsesql.tier.changes import TierAhead
 from sparsesql.tier.dense_cache import DenseTier
+
+
+AHEAD_ATTEMPTS = 3  # snapshots a search may take when a shared tier is ahead of it; the last runs such stages in SQL
 
 
 class Database:
@@ -97,16 +101,30 @@ class Database:
 
     def _select(self, statement: ast.Select | ast.Explain, text: str, params: dict, explain: bool | None = None) -> list[Row] | str:
         """A search, checked and run in one snapshot: the catalog it is checked against is the
-        one its statements see. Returns rows, or the plan's text for EXPLAIN."""
+        one its statements see. Returns rows, or the plan's text for EXPLAIN.
+
+        A memory tier shared with other sessions (a server's) may already follow a newer snapshot
+        than this search's, when a concurrent search saw a later write first; the search then
+        starts again in a new snapshot (which sees at least that write) rather than running in
+        SQL, up to AHEAD_ATTEMPTS times."""
+        for attempt in range(AHEAD_ATTEMPTS):
+            try:
+                return self._select_once(statement, text, params, explain, retry_ahead=attempt < AHEAD_ATTEMPTS - 1)
+            except TierAhead:
+                continue
+        raise AssertionError("the last attempt never raises TierAhead")
+
+    def _select_once(self, statement: ast.Select | ast.Explain, text: str, params: dict, explain: bool | None,
+                     retry_ahead: bool) -> list[Row] | str:
         with Snapshot(self.conn) as snap:
             checked = chk.check(statement, lambda name: get_collection(snap, name), params, text)
             self.last_collection = checked.collection
             plan = build_plan(checked, tier=self._tier_kinds())
             analyze = checked.analyze if explain is None else explain
             if not checked.explain and explain is None:
-                rows, self.last_stages = run_plan(snap, plan, self.trace, self.tiers)
+                rows, self.last_stages = run_plan(snap, plan, self.trace, self.tiers, retry_ahead=retry_ahead)
                 return rows
-            records = run_plan(snap, plan, self.trace, self.tiers, server_plans=bool(plan.distributed))[1] if analyze else None
+            records = run_plan(snap, plan, self.trace, self.tiers, server_plans=bool(plan.distributed), retry_ahead=retry_ahead)[1] if analyze else None
             return explain_text(self.conn, plan, records)
 
     def query(self, text: str, /, **params: object) -> list[Row]:

@@ -15,6 +15,8 @@ from hypothesis import strategies as hs
 import sparsesql
 from sparsesql.eval.beir import test_queries
 from sparsesql.eval.run import load_beir
+from sparsesql.tier.cache import Tiers
+from sparsesql.tier.changes import TierAhead
 from sparsesql.tier.index import QueryTerm, Scoring, SparseIndex
 from tests.conftest import beir_dir
 
@@ -283,3 +285,32 @@ def test_set_turns_the_tier_on_and_off_and_caps_its_memory(dsn, tmp_path, monkey
                              ("SET sparse_tier_memory = -5", "a size"), ("SET tier = on", "unknown setting")):
             with pytest.raises(sparsesql.CheckError, match=message):
                 db.query(bad)
+
+
+def test_a_search_behind_the_shared_tier_starts_again_in_a_new_snapshot(db, tier_db, name, monkeypatch):
+    """A server's sessions share one tier; a session whose snapshot is older than the tier's
+    version (another session saw a later write first) starts its search again in a new snapshot
+    instead of running it in SQL; only when the tier stays ahead does its last attempt use SQL."""
+    coll = db.create_collection(name, {"body": "text"}, dense="none", dim=2)
+    coll.add([{"id": f"d{i}", "body": f"alpha beta {'gamma ' * (i % 4)}", "vector": [1.0, float(i)]} for i in range(40)])
+    text = f"SELECT id, score FROM {name} SEARCH SPARSE('alpha gamma') LIMIT 5"
+    want = ranked(db, text)
+    real, calls = Tiers.get, []
+
+    def ahead_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TierAhead("the index is at version 9, newer than this search's snapshot (8)")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Tiers, "get", ahead_once)
+    assert same(ranked(tier_db, text), want) and len(calls) == 2
+    assert "memory tier not used" not in tier_db.explain(text, analyze=True)
+
+    def always_ahead(self, *args, **kwargs):
+        raise TierAhead("the index is at version 9, newer than this search's snapshot (8)")
+
+    monkeypatch.setattr(Tiers, "get", always_ahead)
+    tier_db.tiers.loaded.clear()
+    assert same(ranked(tier_db, text), want)
+    assert "memory tier not used: the index is at version 9" in tier_db.explain(text, analyze=True)

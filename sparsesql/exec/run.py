@@ -27,7 +27,7 @@ from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
 from sparsesql.tier.cache import Tiers
-from sparsesql.tier.changes import TierRefused
+from sparsesql.tier.changes import TierAhead, TierRefused
 from sparsesql.tier.dense import brute_max
 from sparsesql.tier.filters import NotInMemory
 from sparsesql.tier.index import QueryTerm, Scoring
@@ -37,8 +37,9 @@ Tracer = Callable[[str, dict], None] | None
 
 class _Run:
     def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None, server_plans: bool = False,
-                 distributed: bool = False) -> None:
+                 distributed: bool = False, retry_ahead: bool = False) -> None:
         self.snap = snap
+        self.retry_ahead = retry_ahead
         self.distributed = distributed
         self.server_plans = server_plans
         self.explained: list[tuple] = []
@@ -142,7 +143,7 @@ class _Run:
                     try:
                         loaded = self.tiers.get(self.conn, info, stage.field, identity, version)
                     except TierRefused as exc:
-                        refused = str(exc)
+                        refused = self._refused_by(exc)
                     else:
                         known = [(term, t, df) for *_, term, t, df in rows if t is not None]
                         loaded.remember(stage.terms, {term: (t, df) for term, t, df in known}, version)
@@ -190,7 +191,7 @@ class _Run:
                 try:
                     loaded = self.tiers.dense.get(self.conn, info)
                 except TierRefused as exc:
-                    refused = str(exc)
+                    refused = self._refused_by(exc)
                 else:
                     start = time.perf_counter()
                     found = loaded.data.codes.candidates(vector, stage.search_k, kept)
@@ -239,6 +240,8 @@ class _Run:
                     kept = loaded.data.keep(allowed.where, allowed.params)
                     how = f"evaluated in memory ({loaded.data.memory_bytes() / 2**20:.1f} MB of filter columns, from {loaded.source} in {loaded.load_ms:.0f} ms)"
             except (NotInMemory, TierRefused) as exc:
+                if isinstance(exc, TierRefused):
+                    self._refused_by(exc)
                 kept, how = self._sql_ids(allowed.statement, stage.params, record), f"ids from SQL: {exc}"
             self.slots[key] = (kept, how)
         return self.slots[key]
@@ -253,6 +256,13 @@ class _Run:
         except psycopg.Error as exc:
             raise database_error(exc, record.stage) from exc
         return np.sort(copy_binary.decode(data, copy_binary.DOC_ID)["doc"].astype(np.int64))
+
+    def _refused_by(self, exc: TierRefused) -> str:
+        """Why a tier refused; a tier ahead of this search's snapshot ends the search (it starts
+        again in a new snapshot, `Database._select`) unless this is its last attempt."""
+        if isinstance(exc, TierAhead) and self.retry_ahead:
+            raise exc
+        return str(exc)
 
     def _refusal(self, why_not: Callable[[], str | None]) -> str | None:
         """Why the memory tier cannot serve this search (`why_not`: the collection's own reasons)."""
@@ -367,11 +377,12 @@ def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
 
 
 def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None, *,
-             server_plans: bool = False) -> tuple[list[Row], list[StageRecord]]:
+             server_plans: bool = False, retry_ahead: bool = False) -> tuple[list[Row], list[StageRecord]]:
     """Execute every stage in order; returns the rows and a record per stage. `server_plans`
     (EXPLAIN ANALYZE of a distributed collection) also records PostgreSQL's own plan of each
-    statement, Citus' tasks included, from running it once more after the search."""
-    run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed))
+    statement, Citus' tasks included, from running it once more after the search. With
+    `retry_ahead`, a tier ahead of the snapshot raises TierAhead instead of sending the stage to SQL."""
+    run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed), retry_ahead)
     for stage in plan.stages:
         record = StageRecord(stage.name, getattr(stage, "label", ""))
         start = time.perf_counter()

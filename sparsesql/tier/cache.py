@@ -29,7 +29,7 @@ from psycopg import sql
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.errors import CheckError
-from sparsesql.tier.changes import TierRefused, change_log_refusal, changes_since
+from sparsesql.tier.changes import TierAhead, TierRefused, change_log_refusal, changes_since
 from sparsesql.tier.dense_cache import DenseTier
 from sparsesql.tier.filters import FilterTier
 from sparsesql.tier.index import SparseIndex
@@ -156,7 +156,7 @@ class Tiers:
         if loaded.version is not None and version < loaded.version:
             # Another session's newer snapshot moved the index past this one's: serving it would
             # score documents this snapshot cannot see, with statistics it does not have.
-            raise TierRefused(f"the index is at version {loaded.version}, newer than this search's snapshot ({version})")
+            raise TierAhead(f"the index is at version {loaded.version}, newer than this search's snapshot ({version})")
         if loaded.version != version:
             self._follow(conn, info, field, loaded)
             loaded.version = version

@@ -19,6 +19,12 @@ class TierRefused(Exception):
     snapshot): the search runs in SQL."""
 
 
+class TierAhead(TierRefused):
+    """The tier already follows a newer snapshot than this search's (another session's search
+    moved it there): serving it would score documents this snapshot cannot see. The search
+    starts again in a new snapshot, which sees at least the tier's version."""
+
+
 def change_log_refusal(conn: psycopg.Connection, info: CollectionInfo) -> str | None:
     """Why the tier cannot follow the collection's change log (it has none, or this role may not
     read it), or None. Asked before reading it: a refused read would abort the search's snapshot."""

@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo
-from sparsesql.tier.changes import TierRefused, changes_since
+from sparsesql.tier.changes import TierAhead, TierRefused, changes_since
 from sparsesql.tier.snapshots import read_snapshot, snapshot_folder, write_snapshot
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ class FollowedTier(Generic[T]):
         if loaded.version is not None and info.version < loaded.version:
             # Another session's newer snapshot moved the state past this one's: serving it would
             # answer for documents this snapshot cannot see.
-            raise TierRefused(f"the memory tier is at version {loaded.version}, newer than this search's snapshot ({info.version})")
+            raise TierAhead(f"the memory tier is at version {loaded.version}, newer than this search's snapshot ({info.version})")
         if loaded.version != info.version:
             self._follow(conn, info, loaded)
             loaded.version = info.version

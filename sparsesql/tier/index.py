@@ -120,7 +120,9 @@ class SparseIndex:
             extra = max(top_doc + 1, int(len(self.alive) * 1.25)) - len(self.alive)
             self.alive = np.concatenate([self.alive, np.zeros(extra, dtype=bool)])
             self.doc_len = np.concatenate([self.doc_len, np.zeros(extra, dtype=np.int32)])
-        new = np.setdiff1d(term_ids, self.terms).astype(np.int64)
+        at = np.searchsorted(self.terms, term_ids)  # `terms` is sorted: no set operation over all of it
+        known = self.terms[np.minimum(at, len(self.terms) - 1)] == term_ids if len(self.terms) else np.zeros(len(term_ids), dtype=bool)
+        new = term_ids[~known].astype(np.int64)
         if len(new):  # terms with no base postings get empty slots where they sort
             at = np.searchsorted(self.terms, new)
             self.terms = np.insert(self.terms, at, new)
