@@ -72,8 +72,9 @@ def scripts(folder: Path, kind: str, statements: list[str]) -> list[Path]:
     return paths
 
 
-def pgbench(target: dict, files: list[str], clients: int, seconds: int) -> dict:
-    """One pgbench run; throughput, latency percentiles (ms) and per-script transaction counts."""
+def pgbench(target: dict, files: list[str], clients: int, seconds: int, *, by_script: bool = False) -> dict:
+    """One pgbench run; throughput, latency percentiles (ms) and per-script transaction counts
+    (with `by_script`, every latency by script too)."""
     with tempfile.TemporaryDirectory() as logs:
         command = ["pgbench", "-n", "-T", str(seconds), "-c", str(clients), "-j", str(min(clients, 4)), "-l",
                    "--log-prefix", f"{logs}/tx", "-h", target["host"], "-p", str(target["port"]), "-U", target["user"]]
@@ -81,7 +82,7 @@ def pgbench(target: dict, files: list[str], clients: int, seconds: int) -> dict:
             command += ["-f", f]
         command.append(target["dbname"])
         out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": target.get("password", "")})
-        ms, per_script, failed = [], {}, 0
+        ms, per_script, failed, latencies = [], {}, 0, {}
         for log in Path(logs).glob("tx*"):
             for line in log.read_text().splitlines():
                 parts = line.split()
@@ -90,12 +91,13 @@ def pgbench(target: dict, files: list[str], clients: int, seconds: int) -> dict:
                     continue
                 ms.append(int(parts[2]) / 1000)
                 per_script[int(parts[3])] = per_script.get(int(parts[3]), 0) + 1
+                latencies.setdefault(int(parts[3]), []).append(int(parts[2]) / 1000)
     tps = re.search(r"tps = ([\d.]+) \(without", out.stdout)
     if tps is None or out.returncode != 0:
         raise RuntimeError(f"pgbench failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     ms.sort()
     return {"tps": float(tps.group(1)), "p50": ms[len(ms) // 2], "p95": ms[int(len(ms) * 0.95)], "p99": ms[int(len(ms) * 0.99)],
-            "transactions": len(ms), "failed": failed, "per_script": per_script,
+            "transactions": len(ms), "failed": failed, "per_script": per_script, **({"latency_by_script": latencies} if by_script else {}),
             "errors": sum(int(x) for x in re.findall(r"number of failed transactions: (\d+)", out.stdout)[:1])}
 
 
@@ -287,14 +289,18 @@ def mixed(server: Serve, database: str, user: str, name: str, hybrid: list[str],
                       f"INSERT INTO {name} (id, text, bucket, embedding) VALUES ('load-:client_id-:r', {literal(q['text'])}, 7, "
                       f"'{vector_text(q['vector'])}');\n")
     files = [f"{f}@9" for f in hybrid] + [f"{insert}@{len(hybrid)}"]  # nine searches to one insert
-    out = pgbench(server.target(database, user), files, clients, seconds)
+    out = pgbench(server.target(database, user), files, clients, seconds, by_script=True)
     inserted = out["per_script"].get(len(hybrid), 0)
     after = conn.execute(f'SELECT count(*) FROM sparsesql."{name}__docs"').fetchone()[0]
     stored = conn.execute(f"SELECT count(*) FROM sparsesql.\"{name}__docs\" WHERE id LIKE 'load-%'").fetchone()[0]
     db = sparsesql.connect(conn.info.dsn, sparse_tier=False)
     db.query(f"DELETE FROM {name} WHERE id LIKE 'load-%'")
     searches = sum(n for script, n in out["per_script"].items() if script != len(hybrid))
-    return {**out, "searches": searches, "inserts": inserted, "stored": stored, "docs_before": before, "docs_after": after,
+    by_script = out.pop("latency_by_script")
+    insert_ms = sorted(by_script.get(len(hybrid), [0.0]))
+    search_ms = sorted(x for script, values in by_script.items() if script != len(hybrid) for x in values) or [0.0]
+    return {**out, "searches": searches, "search_p50": search_ms[len(search_ms) // 2], "search_p95": search_ms[int(len(search_ms) * 0.95)],
+            "insert_p50": insert_ms[len(insert_ms) // 2], "insert_p95": insert_ms[int(len(insert_ms) * 0.95)], "inserts": inserted, "stored": stored, "docs_before": before, "docs_after": after,
             "check": "ok" if stored == inserted and after == before + inserted else "MISMATCH",
             "insert_share": inserted / max(1, inserted + searches)}
 
@@ -320,8 +326,9 @@ def report(r: dict, command: str) -> str:
                       f"{n['tps'] / one['tps']:.2f}x. Server PSS after the load: {r['pss_mb_n']:.0f} MB with {r['workers']} workers, "
                       f"{r['pss_mb_1']:.0f} MB with one ({r['pss_mb_n'] / r['pss_mb_1']:.2f}x)."]
     m = r["mix"]
-    lines += ["", f"9:1 HYBRID:INSERT mix through serve: {_row(m)}; {m['searches']:,} searches, {m['inserts']:,} inserts "
-                  f"({m['insert_share']:.1%}), {m['stored']:,} stored: {m['check']}."]
+    lines += ["", f"9:1 HYBRID:INSERT mix through serve: {_row(m)}; {m['searches']:,} searches (p50 {m['search_p50']:.1f} / p95 "
+                  f"{m['search_p95']:.1f} ms), {m['inserts']:,} inserts (p50 {m['insert_p50']:.1f} / p95 {m['insert_p95']:.1f} ms, "
+                  f"{m['insert_share']:.1%} of the transactions), {m['stored']:,} stored: {m['check']}."]
     return "\n".join(lines) + "\n"
 
 

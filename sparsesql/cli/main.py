@@ -302,8 +302,9 @@ def serve(ctx: click.Context, host: str, port: int, tls_cert: str | None, tls_ke
     import asyncio
     import logging
 
-    from sparsesql.server.pool import default_workers, run_pool
+    from sparsesql.server.pool import default_workers, one_malloc_arena, run_pool
 
+    one_malloc_arena()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = dict(
         dsn=ctx.obj.get("dsn"), host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, require_tls=require_tls,
