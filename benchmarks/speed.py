@@ -272,8 +272,8 @@ def measure(n: int, per_band: int, dsn: str, model: str = "hard") -> dict:
     result["codes_first_query_s"] = time.perf_counter() - start
     codes = tiered.tiers.dense.loaded[name]
     result["codes"] = {
-        "source": codes.source, "describe": codes.data.describe(), "bytes": codes.data.memory_bytes(),
-        "float_bytes": codes.data.count * synthetic.DIM * 4,
+        "source": codes.source, "describe": codes.data.codes.describe(), "bytes": codes.data.codes.memory_bytes(),
+        "float_bytes": codes.data.codes.count * synthetic.DIM * 4,
     }
     systems["sparsesql DENSE (memory tier: codes + exact)"] = timed(lambda q: tiered.query(dense_text, v=q["vector"]), queries)
     systems["sparsesql DENSE (exact, SQL)"] = timed(lambda q: db.query(dense_text, v=q["vector"]), queries)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from sparsesql.errors import ConfigError
+from sparsesql.tier.index import load_compiled
 
 log = logging.getLogger("sparsesql.server")
 RESTARTS = 5  # a pool whose workers die this many times within RESTART_WINDOW stops
@@ -81,6 +82,7 @@ def run_pool(workers: int, options: dict, announce: Callable[..., None]) -> int:
             reserved.append(_reserve(checked.http_host, checked.http_port))
         checked.close()
         ports = [r.getsockname()[:2] for r in reserved]
+        load_compiled()  # shared by the workers, not loaded by each
         ready_read, ready_write = os.pipe()
         # told once every worker listens: a client that connects after the message is never refused
         listening = lambda: announce(checked, ports[0][1], ports[1][1] if len(ports) > 1 else None)  # noqa: E731
