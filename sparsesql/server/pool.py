@@ -2,13 +2,13 @@
 
 One Python process serves every client under one interpreter lock, so adding cores added no
 throughput. Here the supervisor reserves the ports (the wire port, and the HTTP port when asked:
-bound with SO_REUSEPORT, never listening, so `--port 0` resolves once) and forks the workers,
+bound, never listening, so `--port 0` resolves once; see `_reserve`) and forks the workers,
 each of which listens on the same ports with SO_REUSEPORT: the kernel spreads new connections
 evenly over the workers. (A listening socket shared by every worker was tried first and
 measured: one worker's accept loop took every connection a client pool opened at once, and with
 4 pgbench clients one worker served all four while the other idled: 199 searches/s against 406
-with SO_REUSEPORT.) Each worker is a `Server` of its own (event
-loop, sessions, encoders, tiers): the tiers' snapshots are memory-mapped files, so a collection
+with SO_REUSEPORT.) Each worker is a `Server` of its own (event loop, sessions, encoders,
+tiers): the tiers' snapshots are memory-mapped files, so a collection
 sits in the page cache once however many workers read it, and each worker follows the change
 log in its searches' snapshots, so a write through one worker is seen by the next search
 through any other. Forking after the imports (and `gc.freeze`, so the collector does not touch
