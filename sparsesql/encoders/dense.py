@@ -262,3 +262,8 @@ def _encode_query(encoder: DenseEncoder, text: str) -> np.ndarray:
     vector = encoder.encode([text])[0]
     vector.setflags(write=False)
     return vector
+
+
+def forget_query_vectors() -> None:
+    """Empty the cache of query vectors: an evaluation times each query as a first one."""
+    _encode_query.cache_clear()
