@@ -169,7 +169,9 @@ SERVER_PASSWORD = "sparsesql-test-password"
 def server(dsn: str, tmp_path_factory: pytest.TempPathFactory):
     """`sparsesql serve` over the test database, as a separate process on a free port; the
     test role gets a password, since clients of the server must authenticate."""
-    served = start_server(dsn, tmp_path_factory.mktemp("serve"))
+    # two workers whatever the machine's cores: the pool's paths are tested everywhere, and the
+    # backends it opens stay within the test server's connections
+    served = start_server(dsn, tmp_path_factory.mktemp("serve"), "--workers", "2")
     yield served
     stop_server(served)
 

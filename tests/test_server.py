@@ -200,7 +200,7 @@ def test_tls_when_given_a_certificate(server, dsn, tmp_path):  # server: the rol
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     env = {**os.environ, "SPARSESQL_HOME": str(tmp_path)}
     command = [str(__import__("pathlib").Path(sys.executable).with_name("sparsesql")), "--dsn", dsn, "serve", "--port", "0",
-               "--tls-cert", str(cert), "--tls-key", str(key), "--require-tls", "--no-sparse-tier", "--http-port", "0"]
+               "--tls-cert", str(cert), "--tls-key", str(key), "--require-tls", "--no-sparse-tier", "--http-port", "0", "--workers", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
     try:
         line = process.stdout.readline()
