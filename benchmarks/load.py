@@ -148,12 +148,13 @@ def recall(got: list[list[str]], exact: list[list[str]]) -> float:
 def answers(conn: psycopg.Connection, statements: list[str]) -> list[list[str]]:
     out = []
     for s in statements:
-        rows = [r for r in conn.execute(s).fetchall()] if not s.startswith("BEGIN") else _in_transaction(conn, s)
+        rows = _in_transaction(conn, s) if s.startswith("BEGIN") else conn.execute(s).fetchall()
         out.append([str(r[0]) for r in rows])
     return out
 
 
 def _in_transaction(conn: psycopg.Connection, script: str) -> list[tuple]:
+    """The rows of a BEGIN ... COMMIT script's query, its statements run one by one."""
     parts = [p.strip() for p in script.split(";\n") if p.strip()]
     rows = []
     with conn.transaction():
@@ -293,8 +294,8 @@ def mixed(server: Serve, database: str, user: str, name: str, hybrid: list[str],
     inserted = out["per_script"].get(len(hybrid), 0)
     after = conn.execute(f'SELECT count(*) FROM sparsesql."{name}__docs"').fetchone()[0]
     stored = conn.execute(f"SELECT count(*) FROM sparsesql.\"{name}__docs\" WHERE id LIKE 'load-%'").fetchone()[0]
-    db = sparsesql.connect(conn.info.dsn, sparse_tier=False)
-    db.query(f"DELETE FROM {name} WHERE id LIKE 'load-%'")
+    with sparsesql.connect(conn.info.dsn, sparse_tier=False) as db:
+        db.query(f"DELETE FROM {name} WHERE id LIKE 'load-%'")
     searches = sum(n for script, n in out["per_script"].items() if script != len(hybrid))
     by_script = out.pop("latency_by_script")
     insert_ms = sorted(by_script.get(len(hybrid), [0.0]))

@@ -107,12 +107,12 @@ class Database:
         than this search's, when a concurrent search saw a later write first; the search then
         starts again in a new snapshot (which sees at least that write) rather than running in
         SQL, up to AHEAD_ATTEMPTS times."""
-        for attempt in range(AHEAD_ATTEMPTS):
+        for _ in range(AHEAD_ATTEMPTS - 1):
             try:
-                return self._select_once(statement, text, params, explain, retry_ahead=attempt < AHEAD_ATTEMPTS - 1)
+                return self._select_once(statement, text, params, explain, retry_ahead=True)
             except TierAhead:
                 continue
-        raise AssertionError("the last attempt never raises TierAhead")
+        return self._select_once(statement, text, params, explain, retry_ahead=False)
 
     def _select_once(self, statement: ast.Select | ast.Explain, text: str, params: dict, explain: bool | None,
                      retry_ahead: bool) -> list[Row] | str:

@@ -91,7 +91,7 @@ def linear(
     docs = np.unique(np.concatenate(ids)) if ids else np.zeros(0, dtype=np.int64)
     fused = np.zeros(len(docs))
     for listed, (values, absent), w in zip(ids, normalised, weights):
-        # each document's terms are added in list order, as sum() over the lists would
+        # each document's values are added in list order, as sum() over the lists would
         column = np.full(len(docs), absent, dtype=np.float64)
         column[np.searchsorted(docs, listed)] = values
         fused += w * column

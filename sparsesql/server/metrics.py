@@ -2,13 +2,13 @@
 
 One registry per server (not prometheus_client's global one), so two servers in one process (the
 tests') never share counts. Under `serve --workers N` the supervisor sets PROMETHEUS_MULTIPROC_DIR
-before anything imports prometheus_client: every worker's counts go to files there, and a
-scrape through any worker reads all of them (prometheus_client's multiprocess mode); the gauges
-read at scrape time are then each worker's own, copied to summed multiprocess gauges by
-`refresh`, which the worker calls twice a second. Queries and errors are counted by the door they came through (http,
-wire) and their kind; latency is a histogram per query and per plan stage; tier memory and open
-sessions are read when scraped, so they are never stale. No label carries a collection name or
-a query's text: a scrape shows load, not data.
+before anything imports prometheus_client: every worker's counts go to files there, and a scrape
+through any worker reads all of them (prometheus_client's multiprocess mode); the gauges read at
+scrape time are then each worker's own, copied to summed multiprocess gauges by `refresh`, which
+the worker calls twice a second. Queries and errors are counted by the door they came through
+(http, wire) and their kind; latency is a histogram per query and per plan stage; tier memory and
+open sessions are read when scraped, so they are never stale. No label carries a collection name
+or a query's text: a scrape shows load, not data.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import numpy as np
 def _accumulate(ids, ws, scale, bm25, k1, b, avgdl, doc_len, alive, allowed, filtered, acc, seen, touched, n):  # pragma: no cover - compiled
     """Add one term's postings' contributions to `acc` (by doc id), skipping deleted documents
     and those the filter drops; new documents are appended to `touched`. Returns its new length.
-    The arithmetic is `_contribution`'s, in the same order, so every sum equals the SQL's."""
+    The arithmetic is the SQL's BM25, term by term in the SQL's order, so every sum equals the SQL's."""
     for j in range(ids.shape[0]):
         d = ids[j]
         if not alive[d] or (filtered and not allowed[d]):
@@ -116,15 +116,6 @@ class SparseIndex:
         np.cumsum(counts, out=offsets[1:])
         stored = weights.astype(np.uint16) if integer else weights.astype(np.float32)
         return cls(terms.astype(np.int64), offsets, doc_ids.astype(np.int32), stored, doc_len, alive)
-
-    @property
-    def n_terms(self) -> int:
-        return len(self.terms)
-
-    def slot(self, term_id: int) -> int | None:
-        """Where a term's arrays are, or None when no posting of it was ever loaded."""
-        i = int(np.searchsorted(self.terms, term_id))
-        return i if i < len(self.terms) and self.terms[i] == term_id else None
 
     def _grow(self, top_doc: int, term_ids: np.ndarray) -> None:
         if top_doc >= len(self.alive):

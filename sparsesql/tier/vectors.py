@@ -83,14 +83,10 @@ class FullVectors:
         order = np.lexsort((found, np.where(np.isnan(scores), -np.inf, -scores)))[:k]
         return found[order], scores[order]
 
-    @property
-    def count(self) -> int:
-        return len(self.ids) + len(self.delta_ids) - len(self.dead)
-
     def memory_bytes(self) -> int:
         """What the process holds beyond the mapped file: the delta (and a base never saved)."""
         held = self.delta_vectors.nbytes + self.delta_ids.nbytes + self.delta_norms.nbytes + self.dead.nbytes
-        return held + (self.ids.nbytes + self.norms.nbytes if self.mapped else self.vectors.nbytes + self.ids.nbytes + self.norms.nbytes)
+        return held if self.mapped else held + self.vectors.nbytes + self.ids.nbytes + self.norms.nbytes
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Base and delta merged, the removed left out: what a new snapshot holds."""
