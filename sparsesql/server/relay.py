@@ -15,6 +15,7 @@ import datetime as dt
 import select
 import struct
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 
 import psycopg
@@ -41,96 +42,168 @@ class RelayError(Exception):
         self.fields = fields
 
 
-def result_error(result: pq.PGresult | None, pgconn: pq.PGconn) -> dict[str, str]:
-    if result is None:
-        return {"S": "FATAL", "C": "08006", "M": (pgconn.error_message or b"connection to PostgreSQL lost").decode(errors="replace").strip()}
+def result_error(result: pq.PGresult | None, pgconn: pq.PGconn, encoding: str = "utf-8") -> dict[str, str]:
+    """PostgreSQL's error fields for a failed result, in the client's encoding as it sent them. A
+    result without fields is a lost connection (08006), as libpq reports it."""
     out = {}
-    for letter, code in _FIELDS.items():
-        value = result.error_field(code)
-        if value:
-            out[letter] = value.decode(errors="replace")
-    return out or {"C": "XX000", "M": (result.error_message or b"").decode(errors="replace").strip()}
+    if result is not None:
+        for letter, code in _FIELDS.items():
+            value = result.error_field(code)
+            if value:
+                out[letter] = value.decode(encoding, errors="replace")
+    if out.get("C"):
+        return out
+    message = (result.error_message if result is not None else b"") or pgconn.error_message or b"connection to PostgreSQL lost"
+    lost = pgconn.status == pq.ConnStatus.BAD
+    return {"S": "FATAL" if lost else "ERROR", "C": "08006" if lost else "XX000",
+            "M": message.decode(encoding, errors="replace").strip().removeprefix("FATAL:").strip()}
 
 
 def columns_of(result: pq.PGresult, formats: list[int] | None = None) -> list[wire.Column]:
-    """A result's RowDescription fields, in the formats the client's Bind asked for."""
+    """A result's RowDescription fields, in the formats the client's Bind asked for (None: as
+    PostgreSQL described them, for a portal the client did not bind here)."""
     return [
         wire.Column(
             result.fname(i) or b"", result.ftype(i), result.fsize(i), result.fmod(i),
-            result.ftable(i), result.ftablecol(i), wire.format_of(formats, i),
+            result.ftable(i), result.ftablecol(i), result.fformat(i) if formats is None else wire.format_of(formats, i),
         )
         for i in range(result.nfields)
     ]
 
 
-def _ok(result: pq.PGresult | None, pgconn: pq.PGconn) -> pq.PGresult:
-    if result is None or result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY):
-        if result is not None and result.status in (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH):
-            _end_copy(pgconn)
-            raise RelayError({"C": "0A000", "M": "COPY does not pass through sparsesql serve; use INSERT, or COPY on PostgreSQL directly"})
-        raise RelayError(result_error(result, pgconn))
-    return result
-
-
-def _end_copy(pgconn: pq.PGconn) -> None:
-    """Abort a COPY the client started, leaving the connection ready for the next statement."""
-    try:
-        pgconn.put_copy_end(b"COPY is not supported through sparsesql serve")
-    except psycopg.Error:
-        pass
-    while next_result(pgconn) is not None:
-        pass
+_DONE = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY, pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT)
 
 
 def next_result(pgconn: pq.PGconn) -> pq.PGresult | None:
     """The next result of a sent query, waiting in select() (which lets other threads run:
     libpq's own blocking wait inside PQgetResult would hold the interpreter lock meanwhile)."""
     while pgconn.is_busy():
-        select.select([pgconn.socket], [], [], 1.0)
-        pgconn.consume_input()
+        _wait(pgconn, read=True)
+        try:
+            pgconn.consume_input()
+        except psycopg.OperationalError:
+            break  # the backend closed: what it said last (its FATAL) is still to be read
     return pgconn.get_result()
+
+
+def _wait(pgconn: pq.PGconn, *, read: bool) -> None:
+    """Sleep until the backend's socket is ready (a second at most: the caller re-checks)."""
+    fd = pgconn.socket
+    select.select([fd] if read else [], [] if read else [fd], [], 1.0)
 
 
 def _flush(pgconn: pq.PGconn) -> None:
     """psycopg keeps libpq non-blocking: push the whole query out before waiting for results."""
     while pgconn.flush() == 1:
-        select.select([], [pgconn.socket], [], 1.0)
+        _wait(pgconn, read=False)
 
 
 class Relay:
-    """One session's pass-through side."""
+    """One session's pass-through side: statements go to PostgreSQL as the client wrote them
+    (in its encoding), results and errors come back as PostgreSQL sent them."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: psycopg.Connection, encoding: str = "utf-8") -> None:
         self.conn = conn
         self.pgconn = conn.pgconn
+        self.encoding = encoding
         self.counter = 0
         self.relayed = 0  # statements relayed so far: only they can change a reported parameter
 
-    def simple(self, text: str) -> list[bytes]:
-        """Messages for a run of plain statements sent as one simple query (PostgreSQL's own
-        multi-statement semantics), ending at the first error (raised after what came before)."""
-        out: list[bytes] = []
+    def encode(self, text: str) -> bytes:
+        return text.encode(self.encoding)
+
+    def send_simple(self, text: str) -> None:
+        """Send a run of plain statements as one simple query; its results follow in `results`."""
         self.relayed += 1
-        self.pgconn.send_query(text.encode("utf-8"))
+        self.pgconn.send_query(self.encode(text))
         _flush(self.pgconn)
-        failed: dict[str, str] | None = None
+
+    def results(self) -> Iterator[pq.PGresult]:
         while (result := next_result(self.pgconn)) is not None:
-            status = result.status
-            if status == pq.ExecStatus.TUPLES_OK:
-                out.extend(rows_messages(result, None, with_description=True))
-            elif status == pq.ExecStatus.COMMAND_OK:
-                out.append(wire.command_complete(result.command_status or b""))
-            elif status == pq.ExecStatus.EMPTY_QUERY:
-                out.append(wire.EMPTY_QUERY)
-            elif status in (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH):
-                _end_copy(self.pgconn)
-                failed = {"C": "0A000", "M": "COPY does not pass through sparsesql serve; use INSERT, or COPY on PostgreSQL directly"}
-                break
+            yield result
+
+    def error(self, result: pq.PGresult | None) -> RelayError:
+        return RelayError(result_error(result, self.pgconn, self.encoding))
+
+    def finish(self) -> list[pq.PGresult]:
+        """The results left of the statement that ran (the end of a COPY), raising its error."""
+        done, failed = [], None
+        for result in self.results():
+            if result.status in _DONE:
+                done.append(result)
             elif failed is None:
-                failed = result_error(result, self.pgconn)
+                failed = self.error(result)
         if failed is not None:
-            raise RelayError(failed) from _Partial(out)
+            raise failed
+        return done
+
+    def ok(self, result: pq.PGresult | None) -> pq.PGresult:
+        if result is None or result.status not in _DONE:
+            raise self.error(result)
+        return result
+
+    # ------------------------------------------------------------------ COPY
+
+    def copy_chunks(self) -> Iterator[bytes]:
+        """COPY TO STDOUT's CopyData payloads as they arrive, waiting (never spinning) between them."""
+        while True:
+            try:
+                n, data = self.pgconn.get_copy_data(1)
+            except psycopg.OperationalError:
+                return  # the error is the COPY's final result
+            if n > 0:
+                yield bytes(data)
+            elif n == 0:
+                _wait(self.pgconn, read=True)
+                self.pgconn.consume_input()
+            else:
+                return
+
+    def copy_data(self, data: bytes) -> bool:
+        """Pass one CopyData on; False once PostgreSQL has ended the COPY (an error in the data)."""
+        try:
+            while self.pgconn.put_copy_data(data) == 0:
+                _wait(self.pgconn, read=False)
+                self.pgconn.flush()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def copy_end(self, error: str | None) -> None:
+        """CopyDone (error None) or CopyFail with the client's message."""
+        try:
+            while self.pgconn.put_copy_end(None if error is None else self.encode(error)) == 0:
+                _wait(self.pgconn, read=False)
+            _flush(self.pgconn)
+        except psycopg.OperationalError:
+            pass  # the COPY had already ended; its result says how
+
+    # ------------------------------------------------------------------ notifications
+
+    def notifications(self) -> list[bytes]:
+        out = []
+        while (n := self.pgconn.notifies()) is not None:
+            out.append(wire.notification(n.be_pid, n.relname, n.extra))
         return out
+
+    def poll(self) -> list[bytes]:
+        """What PostgreSQL sent while the session was idle (notifications; a FATAL before it
+        closes goes to the notice handler), reading it off the socket."""
+        try:
+            self.pgconn.consume_input()
+        except psycopg.OperationalError:
+            pass  # the connection is gone: the session sees the BAD status
+        return self.notifications()
+
+    @property
+    def lost(self) -> bool:
+        return self.pgconn.status == pq.ConnStatus.BAD
+
+    def is_collection(self, name: str) -> bool:
+        """Whether a table name is a collection's (raw libpq: any client encoding; a failed
+        transaction answers False and PostgreSQL then gives the client its own 25P02)."""
+        result = self.pgconn.exec_params(b"SELECT 1 FROM sparsesql.collections WHERE name = $1", [name.encode("utf-8")], [25])
+        return result is not None and result.status == pq.ExecStatus.TUPLES_OK and result.ntuples > 0
 
     # ------------------------------------------------------------------ extended protocol
 
@@ -139,17 +212,31 @@ class Relay:
         unnamed one included, are the session's to map), returning that name."""
         self.counter += 1
         name = f"sparsesql_{self.counter}"
-        _ok(self.pgconn.prepare(name.encode(), text.encode("utf-8"), oids or None), self.pgconn)
+        self.ok(self.pgconn.prepare(name.encode(), self.encode(text), oids or None))
         return name
 
     def describe(self, name: str) -> tuple[list[int], pq.PGresult]:
-        result = _ok(self.pgconn.describe_prepared(name.encode()), self.pgconn)
+        result = self.ok(self.pgconn.describe_prepared(name.encode()))
         return [result.param_type(i) for i in range(result.nparams)], result
+
+    def describe_portal(self, name: str) -> pq.PGresult:
+        """A portal the client made with DECLARE: PostgreSQL's own description of it."""
+        return self.ok(self.pgconn.describe_portal(self.encode(name)))
+
+    def close_portal(self, name: str) -> None:
+        self.ok(self.pgconn.close_portal(self.encode(name)))
+
+    def fetch(self, portal: str, rows: int) -> pq.PGresult:
+        """Execute of a DECLAREd portal: libpq runs only portals it bound, so FETCH reads it."""
+        count = str(rows).encode() if rows > 0 else b"ALL"
+        name = self.encode(portal).replace(b'"', b'""')
+        self.relayed += 1
+        return self.ok(self.pgconn.exec_(b'FETCH FORWARD ' + count + b' FROM "' + name + b'"'))
 
     def execute(self, name: str, values: list[bytes | None], formats: list[int], result_formats: list[int]) -> pq.PGresult:
         self.relayed += 1
         param_formats, result_format = _formats(values, formats, result_formats)
-        return _ok(self.pgconn.exec_prepared(name.encode(), values, param_formats, result_format), self.pgconn)
+        return self.ok(self.pgconn.exec_prepared(name.encode(), values, param_formats, result_format))
 
     def execute_text(self, text: str, oids: list[int], values: list[bytes | None], formats: list[int],
                      result_formats: list[int]) -> pq.PGresult:
@@ -157,10 +244,10 @@ class Relay:
         self.relayed += 1
         param_formats, result_format = _formats(values, formats, result_formats)
         types = (oids + [0] * len(values))[: len(values)]
-        return _ok(self.pgconn.exec_params(text.encode("utf-8"), values, types, param_formats, result_format), self.pgconn)
+        return self.ok(self.pgconn.exec_params(self.encode(text), values, types, param_formats, result_format))
 
     def close(self, name: str) -> None:
-        _ok(self.pgconn.close_prepared(name.encode()), self.pgconn)
+        self.ok(self.pgconn.close_prepared(name.encode()))
 
 
 def _formats(values: list[bytes | None], formats: list[int], result_formats: list[int]) -> tuple[list[int], int]:
@@ -169,19 +256,6 @@ def _formats(values: list[bytes | None], formats: list[int], result_formats: lis
     single = set(result_formats) if result_formats else {0}
     n = len(values)
     return (formats * n if len(formats) == 1 else (formats or [0] * n)), (single.pop() if len(single) == 1 else 0)
-
-
-class _Partial(Exception):
-    """Carries the messages a multi-statement query produced before its error."""
-
-    def __init__(self, messages: list[bytes]) -> None:
-        super().__init__("partial results")
-        self.messages = messages
-
-
-def partial(exc: RelayError) -> list[bytes]:
-    cause = exc.__cause__
-    return cause.messages if isinstance(cause, _Partial) else []
 
 
 def rows_messages(result: pq.PGresult, formats: list[int] | None, *, with_description: bool,

@@ -44,6 +44,7 @@ log = logging.getLogger("sparsesql.server")
 PASSWORD_FILE = "server-password"
 JANITOR_SECONDS = 0.5
 DRAIN_SECONDS = 10.0  # on SIGTERM, how long running statements may take to finish
+EXIT_SECONDS = 5.0  # then how long closing may take before the process ends regardless
 
 
 class Server:
@@ -246,6 +247,11 @@ class Server:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        # Whatever a session is stuck in (a backend that does not answer a cancel, a client that
+        # reads nothing), the process ends within DRAIN_SECONDS + EXIT_SECONDS of the signal.
+        watchdog = threading.Timer(DRAIN_SECONDS + EXIT_SECONDS, _exit_now)
+        watchdog.daemon = True
+        watchdog.start()
         self._listener.close()
         await self.stop_http()
         deadline = loop.time() + DRAIN_SECONDS
@@ -261,6 +267,12 @@ class Server:
         self.admin.close()
         if self.peers is not None:
             self.peers.close()
+
+
+def _exit_now() -> None:
+    log.warning("sessions did not close within %.0f s of the stop signal: exiting regardless", DRAIN_SECONDS + EXIT_SECONDS)
+    logging.shutdown()
+    os._exit(0)
 
 
 def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:

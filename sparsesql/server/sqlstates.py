@@ -39,3 +39,11 @@ def _client_side(exc: psycopg.Error) -> str:
     """The server's SQLSTATE; psycopg's own refusals carry none: a value it cannot send (a NUL
     in text) is a data exception, anything else internal."""
     return exc.sqlstate or ("22000" if isinstance(exc, psycopg.DataError) else "XX000")
+
+
+class SessionError(Exception):
+    """An error a wire session sends as an ErrorResponse; `fields` are the protocol's letters."""
+
+    def __init__(self, sqlstate: str, message: str, **fields: str) -> None:
+        super().__init__(message)
+        self.fields = {"C": sqlstate, "M": message, **fields}

@@ -12,6 +12,9 @@ import asyncio
 import struct
 from dataclasses import dataclass
 
+import psycopg
+from psycopg._encodings import pg2pyenc
+
 PROTOCOL_3_0 = 196608
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
@@ -90,20 +93,32 @@ class Frames:
         return out
 
 
-def _text(raw: bytes) -> str:
+def _text(raw: bytes, encoding: str = "utf-8") -> str:
     try:
-        return raw.decode("utf-8")
+        return raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise ProtocolViolation(f"invalid UTF-8 in a protocol string at byte {exc.start}") from None
+        raise ProtocolViolation(f"invalid {encoding} in a protocol string at byte {exc.start}") from None
+
+
+def python_codec(pg_encoding: str) -> str:
+    """The Python codec for a client_encoding PostgreSQL reported. One Python lacks (EUC_TW,
+    MULE_INTERNAL) is carried as latin-1, which keeps every byte as it came: such a session's
+    statements still reach PostgreSQL intact, only dialect text in it reads as latin-1."""
+    try:
+        return pg2pyenc(pg_encoding.encode())
+    except psycopg.NotSupportedError:
+        return "latin-1"
 
 
 class Fields:
-    """A cursor over a message body, raising ProtocolViolation instead of reading past its end."""
+    """A cursor over a message body, raising ProtocolViolation instead of reading past its end.
+    Strings are read in the session's client_encoding, as PostgreSQL reads them."""
 
-    def __init__(self, body: bytes, kind: bytes) -> None:
+    def __init__(self, body: bytes, kind: bytes, encoding: str = "utf-8") -> None:
         self.body = body
         self.at = 0
         self.kind = kind
+        self.encoding = encoding
 
     def _need(self, n: int) -> None:
         if n < 0 or self.at + n > len(self.body):
@@ -114,7 +129,7 @@ class Fields:
         if end < 0:
             raise ProtocolViolation(f"message {self.kind.decode(errors='replace')!r} has an unterminated string")
         raw, self.at = self.body[self.at:end], end + 1
-        return _text(raw)
+        return _text(raw, self.encoding)
 
     def int16(self) -> int:
         self._need(2)
@@ -161,8 +176,8 @@ def message(kind: bytes, body: bytes = b"") -> bytes:
     return kind + struct.pack("!i", len(body) + 4) + body
 
 
-def cstr(text: str | bytes) -> bytes:
-    raw = text.encode() if isinstance(text, str) else text
+def cstr(text: str | bytes, encoding: str = "utf-8") -> bytes:
+    raw = text.encode(encoding, errors="replace") if isinstance(text, str) else text
     return raw.replace(b"\0", b"") + b"\0"
 
 
@@ -170,8 +185,8 @@ def auth(code: int, data: bytes = b"") -> bytes:
     return message(b"R", struct.pack("!i", code) + data)
 
 
-def parameter_status(name: str, value: str) -> bytes:
-    return message(b"S", cstr(name) + cstr(value))
+def parameter_status(name: str, value: str, encoding: str = "utf-8") -> bytes:
+    return message(b"S", cstr(name) + cstr(value, encoding))
 
 
 def backend_key(pid: int, secret: int) -> bytes:
@@ -224,10 +239,19 @@ def parameter_description(oids: list[int]) -> bytes:
     return message(b"t", struct.pack(f"!h{len(oids)}I", len(oids), *oids))
 
 
-def notice_or_error(kind: bytes, fields: dict[str, str]) -> bytes:
+def notice_or_error(kind: bytes, fields: dict[str, str], encoding: str = "utf-8") -> bytes:
     """ErrorResponse (`E`) or NoticeResponse (`N`) from {field code: value}."""
-    body = b"".join(code.encode() + cstr(value) for code, value in fields.items() if value is not None)
+    body = b"".join(code.encode() + cstr(value, encoding) for code, value in fields.items() if value is not None)
     return message(kind, body + b"\0")
+
+
+def copy_response(kind: bytes, binary: bool, formats: list[int]) -> bytes:
+    """CopyInResponse (`G`) or CopyOutResponse (`H`): the overall format and each column's."""
+    return message(kind, struct.pack(f"!bh{len(formats)}h", int(binary), len(formats), *formats))
+
+
+def notification(pid: int, channel: bytes, payload: bytes) -> bytes:
+    return message(b"A", struct.pack("!i", pid) + cstr(channel) + cstr(payload))
 
 
 def error(sqlstate: str, text: str, *, severity: str = "ERROR", **extra: str | None) -> bytes:
@@ -238,6 +262,7 @@ def error(sqlstate: str, text: str, *, severity: str = "ERROR", **extra: str | N
 
 
 PARSE_COMPLETE = message(b"1")
+COPY_DONE = message(b"c")
 BIND_COMPLETE = message(b"2")
 CLOSE_COMPLETE = message(b"3")
 NO_DATA = message(b"n")
