@@ -28,11 +28,11 @@ def extract(into: Path) -> Path:
     return root
 
 
-def run(root: Path, dsn: str, modules: list[str], report: Path, timeout: float) -> dict[str, str]:
+def run(root: Path, dsn: str, modules: list[str], report: Path, timeout: float, deselect: str = "") -> dict[str, str]:
     """Each test's outcome (passed, failed, error, skipped, timeout) by its node id. The per-test
     timeout is pytest-timeout's signal method: a hung test fails alone, the run goes on."""
     command = [
-        sys.executable, "-m", "pytest", *modules, "-q", "-p", "no:randomly", "-o", f"cache_dir={report.with_suffix('.cache')}",
+        sys.executable, "-m", "pytest", *modules, *(["-k", deselect] if deselect else []), "-q", "-p", "no:randomly", "-o", f"cache_dir={report.with_suffix('.cache')}",
         "-p", "no:cov", f"--timeout={PER_TEST_TIMEOUT}", "--timeout-method=signal",
         f"--junitxml={report}", "-o", "junit_family=xunit1",
     ]
@@ -49,8 +49,7 @@ def outcomes(report: Path) -> dict[str, str]:
         for child in case:
             if child.tag in ("failure", "error"):
                 text = (child.get("message") or "") + (child.text or "")
-                outcome = "timeout" if "Timeout" in text and "pytest-timeout" in text or "Timeout (>" in text else child.tag
-                outcome = outcome if outcome != "failure" else "failed"
+                outcome = "timeout" if "Timeout (>" in text else "failed" if child.tag == "failure" else "error"
             elif child.tag == "skipped":
                 outcome = "skipped"
         out[test] = outcome
@@ -70,13 +69,14 @@ def messages(report: Path, tests: set[str]) -> dict[str, str]:
 
 
 if __name__ == "__main__":
+    # DIRECT_DSN (PostgreSQL) and SERVED_DSN (a `sparsesql serve` over it); modules as arguments
     direct, served = os.environ["DIRECT_DSN"], os.environ["SERVED_DSN"]
     where = Path(os.environ.get("SUITE_DIR", "/tmp/psycopg-suite"))
     where.mkdir(parents=True, exist_ok=True)
     suite = extract(where)
     mods = sys.argv[1:]
-    a = run(suite, direct, mods, where / "direct.xml", 3600)
-    b = run(suite, served, mods, where / "served.xml", 3600)
+    a = run(suite, direct, mods, where / "direct.xml", 3600, os.environ.get("DESELECT", ""))
+    b = run(suite, served, mods, where / "served.xml", 3600, os.environ.get("DESELECT", ""))
     lost = {k for k, v in a.items() if v == "passed" and b.get(k) != "passed"}
     print(f"direct passed {sum(v == 'passed' for v in a.values())}/{len(a)}; served passed {sum(v == 'passed' for v in b.values())}/{len(b)}")
     for test, message in sorted(messages(where / "served.xml", lost).items()):

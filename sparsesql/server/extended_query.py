@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from psycopg import pq
 
 from sparsesql.server import dialect, route, wire
+from sparsesql.server.cursors import Declare, Move
 from sparsesql.server import types as t
 from sparsesql.server.relay import RelayError, columns_of, result_error, rows_messages
 from sparsesql.server.sqlstates import SessionError
@@ -26,11 +27,12 @@ class Prepared:
     """A client's prepared statement: a dialect one (described from its tree) or PostgreSQL's."""
 
     text: str
-    kind: str  # "dialect" | "sql" | "empty"
+    kind: str  # "dialect" | "sql" | "empty" | "declare" (a cursor over a dialect statement) | "cursor" (FETCH ...)
     param_oids: list[int]
     described: dialect.Described | None = None
     backend: str | None = None
     columns: object = None  # the backend's describe result, once asked for
+    cursor: Declare | Move | None = None
 
 
 @dataclass
@@ -56,17 +58,21 @@ class ExtendedQuery:
         statements = route.split(text)
         if len(statements) > 1:
             raise SessionError("42601", "cannot insert multiple commands into a prepared statement")
+        owner = None
         if not statements:
             prepared = Prepared(text, "empty", oids)
-        elif route.is_dialect(statements[0][1], self.relay.is_collection):
+        elif route.is_dialect(statements[0][1], self.relay.is_collection) or isinstance(owner := self.cursor_statement(statements[0][1]), Declare):
             offset, body = statements[0]
+            skip = owner.offset if owner is not None else 0
             try:
-                described = dialect.describe(self.db, body, oids)
+                described = dialect.describe(self.db, body[skip:], oids)
             except Exception as exc:
-                self.error(exc, offset)
+                self.error(exc, offset + skip)
                 self.skipping = True
                 return
-            prepared = Prepared(body, "dialect", described.param_oids, described=described)
+            prepared = Prepared(body[skip:], "declare" if owner else "dialect", described.param_oids, described=described, cursor=owner)
+        elif owner is not None:
+            prepared = Prepared(text, "cursor", [], cursor=owner)
         elif name:
             prepared = Prepared(text, "sql", oids, backend=self.relay.prepare(text, oids))
         else:
@@ -105,7 +111,7 @@ class ExtendedQuery:
         if len(values) != expected:
             raise ProtocolViolation(f'bind message supplies {len(values)} parameters, but prepared statement "{name}" requires {expected}')
         params: dict[str, object] = {}
-        if prepared.kind == "dialect":
+        if prepared.kind in ("dialect", "declare"):
             for i, (raw, oid) in enumerate(zip(values, prepared.param_oids)):
                 try:
                     params[str(i + 1)] = prepared.described.bind(str(i + 1), t.decode(raw, oid, wire.format_of(formats, i) == 1))
@@ -138,6 +144,10 @@ class ExtendedQuery:
             self.out.append(self.row_shape(prepared, []))
         elif what == b"P":
             portal = self.portals.get(name)
+            if portal is None and name in self.cursors:
+                columns = self.cursors[name].outcome.columns
+                self.out.append(wire.row_description(with_formats(columns, self.cursor_formats(name))))
+                return
             if portal is None:
                 result = self.relay.describe_portal(name)  # a DECLAREd cursor, or PostgreSQL's 34000
                 self.out.append(wire.row_description(columns_of(result)) if result.nfields else wire.NO_DATA)
@@ -160,8 +170,13 @@ class ExtendedQuery:
         return body[: body.find(b"\0")] == portal.encode(self.encoding)
 
     def run_portal(self, portal: Portal) -> None:
-        if portal.statement.kind == "dialect":
-            portal.result = dialect.run(self.db, portal.statement.text, portal.params, portal.statement.described, self.server.metrics)
+        prepared = portal.statement
+        if prepared.kind == "dialect":
+            portal.result = dialect.run(self.db, prepared.text, portal.params, prepared.described, self.server.metrics)
+        elif prepared.kind == "declare":
+            portal.result = self.declare(prepared.cursor, prepared.text, portal.params, prepared.described)
+        elif prepared.kind == "cursor":
+            portal.result = self.move(prepared.cursor)
         else:
             self.run_sql(portal)
 
@@ -185,8 +200,13 @@ class ExtendedQuery:
         if prepared.kind == "dialect":
             columns = prepared.described.columns
             return wire.row_description(with_formats(columns, formats)) if columns is not None else wire.NO_DATA
-        if prepared.kind == "empty":
+        if prepared.kind in ("empty", "declare"):
             return wire.NO_DATA
+        if prepared.kind == "cursor":
+            cursor = self.cursors.get(prepared.cursor.name)
+            if prepared.cursor.verb != "FETCH" or cursor is None:
+                return wire.NO_DATA
+            return wire.row_description(with_formats(cursor.outcome.columns, formats))
         _, result = self.backend_describe(prepared)
         return wire.row_description(columns_of(result, formats)) if result.nfields else wire.NO_DATA
 
@@ -195,6 +215,9 @@ class ExtendedQuery:
         max_rows = f.int32()
         f.end()
         portal = self.portals.get(name)
+        if portal is None and name in self.cursors:
+            self.execute_cursor(name, max_rows)
+            return
         if portal is None:
             self.execute_declared(name, max_rows)
             return
@@ -204,7 +227,7 @@ class ExtendedQuery:
             return
         self.open_implicit(prepared)
         stop = portal.sent + max_rows if max_rows > 0 else None
-        if prepared.kind == "dialect":
+        if prepared.kind in ("dialect", "declare", "cursor"):
             if portal.result is None:
                 self.run_portal(portal)
             portal.sent += self.send_outcome(portal.result, portal.result_formats, with_description=False, start=portal.sent, stop=stop)
@@ -227,6 +250,15 @@ class ExtendedQuery:
             total = result.ntuples
         if stop is not None and portal.sent < total:
             self.out.append(wire.PORTAL_SUSPENDED)
+
+    def execute_cursor(self, name: str, max_rows: int) -> None:
+        """Execute of a dialect cursor's portal: its next rows, as FETCH reads them."""
+        cursor = self.cursors[name]
+        left = len(cursor.outcome.rows) - cursor.position
+        fetched = self.move(Move("FETCH", max_rows if max_rows > 0 else None, name))
+        self.send_outcome(fetched, self.cursor_formats(name), with_description=False)
+        if 0 < max_rows < left:
+            self.out[-1] = wire.PORTAL_SUSPENDED
 
     def execute_declared(self, name: str, max_rows: int) -> None:
         """Execute of a portal PostgreSQL holds (a DECLAREd cursor): its next rows, and
@@ -293,7 +325,9 @@ class ExtendedQuery:
             if prepared is not None and prepared.backend:
                 self.relay.close(prepared.backend)
         elif what == b"P":
-            if self.portals.pop(name, None) is None and name:
+            if self.cursors.pop(name, None) is not None:
+                pass
+            elif self.portals.pop(name, None) is None and name:
                 self.relay.close_portal(name)  # a DECLAREd cursor's portal, closed where it lives
         else:
             raise ProtocolViolation(f"invalid Close target {what!r}: expected 'S' or 'P'")

@@ -119,6 +119,10 @@ def _worker(server_class: type, options: dict, ports: list[tuple[str, int]], fol
             signal.signal(sig, signal.SIG_DFL)
         listen, *http = (socket.create_server(address, backlog=1024, reuse_port=True, family=socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
                          for address in ports)
+        for sock in (listen, *http):
+            # accepted connections inherit it: asyncio sets TCP_NODELAY only on sockets it made
+            # itself, and without it a reply sent in two writes waits 40 ms for a delayed ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         server = server_class(**options, listen=listen, http_listen=http[0] if http else None, peers=Peers(folder / "peers"))
         asyncio.run(server.serve_forever(lambda _: os.write(ready, b".")))
     except BaseException:  # noqa: BLE001 - whatever ended it, the process ends here

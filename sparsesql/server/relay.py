@@ -15,7 +15,7 @@ import datetime as dt
 import select
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 
 import psycopg
@@ -71,6 +71,7 @@ def columns_of(result: pq.PGresult, formats: list[int] | None = None) -> list[wi
     ]
 
 
+_COPYING = (pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH)
 _DONE = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY, pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT)
 
 
@@ -234,17 +235,29 @@ class Relay:
         return self.ok(self.pgconn.exec_(b'FETCH FORWARD ' + count + b' FROM "' + name + b'"'))
 
     def execute(self, name: str, values: list[bytes | None], formats: list[int], result_formats: list[int]) -> pq.PGresult:
-        self.relayed += 1
         param_formats, result_format = _formats(values, formats, result_formats)
-        return self.ok(self.pgconn.exec_prepared(name.encode(), values, param_formats, result_format))
+        return self._run(lambda: self.pgconn.send_query_prepared(name.encode(), values, param_formats, result_format))
 
     def execute_text(self, text: str, oids: list[int], values: list[bytes | None], formats: list[int],
                      result_formats: list[int]) -> pq.PGresult:
         """Parse, bind and run an unprepared statement in one round trip."""
-        self.relayed += 1
         param_formats, result_format = _formats(values, formats, result_formats)
         types = (oids + [0] * len(values))[: len(values)]
-        return self.ok(self.pgconn.exec_params(self.encode(text), values, types, param_formats, result_format))
+        return self._run(lambda: self.pgconn.send_query_params(self.encode(text), values, types, param_formats, result_format))
+
+    def _run(self, send: Callable[[], None]) -> pq.PGresult:
+        """Send one statement and return its result. Not libpq's PQexec, which keeps the last
+        result: after a backend's FATAL that is the lost connection's, without PostgreSQL's
+        SQLSTATE. A COPY's result is returned as soon as it starts."""
+        self.relayed += 1
+        send()
+        _flush(self.pgconn)
+        first = None
+        for result in self.results():
+            first = first or result
+            if result.status in _COPYING:
+                break
+        return self.ok(first)
 
     def close(self, name: str) -> None:
         self.ok(self.pgconn.close_prepared(name.encode()))

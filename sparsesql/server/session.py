@@ -31,6 +31,7 @@ from sparsesql.server import dialect, wire
 from sparsesql.server import types as t
 from sparsesql.server.auth import AuthFailed
 from sparsesql.server.copy_phase import CopyPhase
+from sparsesql.server.cursors import Cursor, DialectCursors
 from sparsesql.server.extended_query import ExtendedQuery, Portal, Prepared, with_formats
 from sparsesql.server.relay import Relay, RelayError
 from sparsesql.server.simple_query import SimpleQuery
@@ -56,7 +57,7 @@ class BackendLost(Exception):
     """The backend session ended; the client has been told why (PostgreSQL's FATAL)."""
 
 
-class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase):
+class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursors):
     def __init__(self, server: "Host", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.server = server
         self.reader = reader
@@ -69,6 +70,7 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase):
         self.encoding = "utf-8"  # the Python codec of the client's client_encoding
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
+        self.cursors: dict[str, Cursor] = {}  # cursors over dialect statements, by name
         self.skipping = False
         self.copying: Iterator[None] | None = None  # a COPY FROM STDIN's statement, waiting for data
         self.out: list[bytes] = []
@@ -268,6 +270,8 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase):
             self.drain_notices()
             if self.relay.lost:
                 break
+        if not self.relay.lost:
+            self.transaction_ended()
         self.report_changes()
         self.notifications.extend(self.relay.notifications())
         self.drain_notifications()

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from psycopg import pq
 
 from sparsesql.server import dialect, route, wire
+from sparsesql.server.cursors import Declare, Move
 from sparsesql.server.relay import rows_messages
 from sparsesql.server.sqlstates import SessionError
 from sparsesql.server.wire import Fields
@@ -29,20 +30,27 @@ class SimpleQuery:
         statements = route.split(text)
         if not statements:
             self.out.append(wire.EMPTY_QUERY)
-        groups: list[tuple[bool, int, str]] = []
+        # (what runs it, offset, text): runs of PostgreSQL's statements go as one simple query
+        groups: list[tuple[object, int, str]] = []
         for offset, statement in statements:
-            dialectal = route.is_dialect(statement, self.relay.is_collection)
-            if groups and not dialectal and not groups[-1][0]:
+            owner = "dialect" if route.is_dialect(statement, self.relay.is_collection) else self.cursor_statement(statement)
+            if groups and owner is None and groups[-1][0] is None:
                 start = groups[-1][1]
-                groups[-1] = (False, start, text[start:offset + len(statement)])
+                groups[-1] = (None, start, text[start:offset + len(statement)])
             else:
-                groups.append((dialectal, offset, statement))
-        for dialectal, offset, statement in groups:
+                groups.append((owner, offset, statement))
+        for owner, offset, statement in groups:
             try:
-                if dialectal:
-                    self.simple_dialect(statement)
-                else:
+                if owner is None:
                     yield from self._relay_simple(statement)
+                elif isinstance(owner, Declare):
+                    offset += owner.offset
+                    self.simple_dialect(statement[owner.offset:], owner)
+                elif isinstance(owner, Move):
+                    move = self.move(owner)
+                    self.send_outcome(move, self.cursor_formats(owner.name) if owner.verb == "FETCH" else [], with_description=True)
+                else:
+                    self.simple_dialect(statement)
             except Exception as exc:
                 if isinstance(exc, ConnectionError):
                     raise
@@ -76,11 +84,14 @@ class SimpleQuery:
         if failed is not None:
             raise failed
 
-    def simple_dialect(self, text: str) -> None:
+    def simple_dialect(self, text: str, declare: Declare | None = None) -> None:
         described = dialect.describe(self.db, text, [])
         if any(described.param_oids):
             raise SessionError("42P02", "there is no parameter $1: a simple query cannot bind parameters; use the extended protocol")
-        outcome = dialect.run(self.db, text, {}, described, self.server.metrics)
+        if declare is not None:
+            outcome = self.declare(declare, text, {}, described)
+        else:
+            outcome = dialect.run(self.db, text, {}, described, self.server.metrics)
         self.send_outcome(outcome, [], with_description=True)
 
     def unnamed_cleared(self) -> None:
