@@ -35,6 +35,9 @@ def run(root: Path, dsn: str, modules: list[str], report: Path, timeout: float, 
         sys.executable, "-m", "pytest", *modules, *(["-k", deselect] if deselect else []), "-q", "-p", "no:randomly", "-o", f"cache_dir={report.with_suffix('.cache')}",
         "-p", "no:cov", f"--timeout={PER_TEST_TIMEOUT}", "--timeout-method=signal",
         f"--junitxml={report}", "-o", "junit_family=xunit1",
+        # a folder of its own: by default each pytest run deletes all but the newest three under
+        # /tmp/pytest-of-<user>, the calling test session's own folder (and database) included
+        f"--basetemp={report.with_suffix('.tmp')}",
     ]
     env = {**os.environ, "PSYCOPG_TEST_DSN": dsn, "PYTHONDONTWRITEBYTECODE": "1"}
     subprocess.run(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)

@@ -171,6 +171,7 @@ class ExtendedQuery:
 
     def run_portal(self, portal: Portal) -> None:
         prepared = portal.statement
+        self.open_implicit(prepared)
         if prepared.kind == "dialect":
             portal.result = dialect.run(self.db, prepared.text, portal.params, prepared.described, self.server.metrics)
         elif prepared.kind == "declare":
@@ -225,7 +226,6 @@ class ExtendedQuery:
         if prepared.kind == "empty":
             self.out.append(wire.EMPTY_QUERY)
             return
-        self.open_implicit(prepared)
         stop = portal.sent + max_rows if max_rows > 0 else None
         if prepared.kind in ("dialect", "declare", "cursor"):
             if portal.result is None:
@@ -234,7 +234,7 @@ class ExtendedQuery:
             total = len(portal.result.rows)
         else:
             if portal.result is None:
-                self.run_sql(portal)
+                self.run_portal(portal)
             result = portal.result
             status = result.status
             if status in (pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_IN):

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import queue
 import secrets
+import select
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable
@@ -50,6 +51,7 @@ BATCH_BYTES = 64 * 2**20
 _BATCH_ENDS = (b"S", b"H", b"Q", b"c", b"f")
 _STATUS = {pq.TransactionStatus.IDLE: b"I", pq.TransactionStatus.INTRANS: b"T", pq.TransactionStatus.INERROR: b"E"}
 _ABORT = b"DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '25P02', MESSAGE = 'the previous sparsesql statement failed; the transaction is aborted'; END$$"
+_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR  # the client closed or reset its end
 _TEXT_TYPES = {t.TEXT, t.VARCHAR, t.BPCHAR, t.NAME, t.JSON, t.JSONB}
 
 
@@ -84,7 +86,7 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursor
         self.busy = False
         self.watching: int | None = None  # the backend socket watched while the session is idle
         self.following: tuple[bytes, bytes] | None = None  # the next message of the batch being run
-        self.more_executes = False  # another Execute follows the current one before the batch ends
+        self.more_executes = False  # the current Execute may be followed by another before the Sync
         self.implicit = False  # a transaction opened here for the Executes before the next Sync
         self.reported_at = 0  # the relay's statement count when parameters were last compared
 
@@ -157,8 +159,17 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursor
             self.busy = False
 
     def hung_up(self) -> bool:
-        """The client closed its connection while a statement of its runs (the janitor asks)."""
-        return self.busy and self.reader.at_eof()
+        """The client closed its connection while a statement of its runs (the janitor asks).
+        Asked of the socket, not the reader: a client's last messages (a Terminate) may still
+        wait unread in the reader's buffer after its end arrived."""
+        if not self.busy:
+            return False
+        sock = self.writer.get_extra_info("socket")
+        if sock is None or self.writer.is_closing() or sock.fileno() < 0:
+            return True
+        poll = select.poll()
+        poll.register(sock.fileno(), _GONE)
+        return any(events & _GONE for _, events in poll.poll(0))
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)
@@ -245,12 +256,17 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursor
 
     def process(self, batch: list[tuple[bytes, bytes]]) -> bytes:
         """Run a batch in the session's thread; returns every message it produced."""
-        executes = sum(1 for kind, _ in batch if kind == b"E")
+        later = [0] * len(batch)  # Executes after each position
+        for i in range(len(batch) - 2, -1, -1):
+            later[i] = later[i + 1] + (batch[i + 1][0] == b"E")
+        last_sync = max((i for i, (kind, _) in enumerate(batch) if kind == b"S"), default=-1)
         for i, (kind, body) in enumerate(batch):
             self.following = batch[i + 1] if i + 1 < len(batch) else None
-            if kind == b"E":
-                executes -= 1
-                self.more_executes = executes > 0
+            if kind in (b"D", b"E"):
+                # one transaction up to the Sync: another Execute follows this statement's, or
+                # the Sync is not here yet (a pipeline that flushes after each statement)
+                own = i + 1 if kind == b"D" and self.following is not None and self.following[0] == b"E" else i
+                self.more_executes = later[own] > 0 or i > last_sync
             if self.copying is not None:
                 self.copy_message(kind, body)
                 continue
