@@ -44,6 +44,15 @@ def run(root: Path, dsn: str, modules: list[str], report: Path, timeout: float, 
     return outcomes(report)
 
 
+def marked(root: Path, dsn: str, modules: list[str], marker: str) -> set[str]:
+    """The node ids of the tests psycopg marks with `marker` (as the reports name them)."""
+    command = [sys.executable, "-m", "pytest", *modules, "--collect-only", "-q", "-m", marker, "-p", "no:randomly",
+               "-o", f"cache_dir={root / '.collect-cache'}"]
+    env = {**os.environ, "PSYCOPG_TEST_DSN": dsn}
+    listing = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300).stdout
+    return {line.strip() for line in listing.splitlines() if "::" in line}
+
+
 def outcomes(report: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for case in ET.parse(report).getroot().iter("testcase"):

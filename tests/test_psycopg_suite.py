@@ -106,6 +106,13 @@ def test_psycopg_suite_passes_through_the_relay(dsn, tmp_path_factory):
             searcher = Searcher(served.dsn())
             searcher.start()
             through = run(suite, served.dsn(), MODULES, home / "served.xml", SUITE_SECONDS, DESELECT)
+            # psycopg marks some tests `timing` ("can fail on cheese hardware"): a notification
+            # racing a connection's close, say. The relay adds a hop to each side of the race, so
+            # one of those lost through the server gets a second run, and counts as that run says.
+            lost = {test for test, outcome in direct.items() if outcome == "passed" and through.get(test) != "passed"}
+            retried = sorted(lost & marked(suite, database, MODULES, "timing"))
+            if retried:
+                through.update(run(suite, served.dsn(), retried, home / "retried.xml", SUITE_SECONDS))
             searcher.stop.set()
             searcher.join()
 
@@ -121,6 +128,7 @@ def test_psycopg_suite_passes_through_the_relay(dsn, tmp_path_factory):
     lost = {test for test in passed_direct if through.get(test) != "passed"} - set(EXPECTED)
     assert not lost, "pass straight to PostgreSQL, not through sparsesql serve:\n" + "\n".join(
         f"{through.get(test)} {test}: {message}" for test, message in sorted(messages(home / "served.xml", lost).items()))
+    assert len(retried) <= 3, f"more timing races lost than chance explains: {retried}"
     timed_out = sorted(test for test, outcome in through.items() if outcome == "timeout")
     assert not timed_out, f"tests that hung through the relay: {timed_out}"
     assert not searcher.failures, searcher.failures[:5]

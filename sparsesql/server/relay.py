@@ -3,10 +3,13 @@
 The session's psycopg connection is the one its dialect statements run on, so a client's
 BEGIN, its own tables and a search all share one backend session and one transaction. Here
 libpq is used directly (`conn.pgconn`): PostgreSQL parses, infers parameter types, checks and
-formats values, and its bytes and error fields go back to the client as they came, never
-decoded. libpq's exec_prepared takes one result format for all columns; a Bind that asks for
-text in some columns and binary in others (JDBC does) gets text from PostgreSQL and the binary
-columns converted here, for the scalar types drivers read in binary.
+formats values, and its bytes and error fields go back to the client as they came, in the
+client's encoding. COPY data passes through in both directions, portals a client DECLAREd are
+described, read and closed where they live, and notifications are collected after each
+statement and whenever the idle backend speaks. libpq's exec_prepared takes one result format
+for all columns; a Bind that asks for text in some columns and binary in others (JDBC does)
+gets text from PostgreSQL and the binary columns converted here, for the scalar types drivers
+read in binary.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ BATCH_BYTES = 64 * 2**20
 _BATCH_ENDS = (b"S", b"H", b"Q", b"c", b"f")
 _STATUS = {pq.TransactionStatus.IDLE: b"I", pq.TransactionStatus.INTRANS: b"T", pq.TransactionStatus.INERROR: b"E"}
 _ABORT = b"DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '25P02', MESSAGE = 'the previous sparsesql statement failed; the transaction is aborted'; END$$"
-_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR  # the client closed or reset its end
+_GONE = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR  # the client closed or reset its end (RDHUP: Linux)
 _TEXT_TYPES = {t.TEXT, t.VARCHAR, t.BPCHAR, t.NAME, t.JSON, t.JSONB}
 
 
