@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.conftest import fresh_database, start_server, stop_server
-from tests.psycopg_suite import VENDOR, extract, messages, run
+from tests.psycopg_suite import VENDOR, extract, marked, messages, run
 
 MODULES = [
     "tests/test_connection.py", "tests/test_connection_info.py", "tests/test_cursor.py", "tests/test_cursor_raw.py",

@@ -207,6 +207,11 @@ def test_client_encodings_other_than_utf8(server, dsn):
                 conn.execute("SELECT 1")
 
 
+def test_replication_connections_are_refused_at_once(server):
+    with pytest.raises(psycopg.OperationalError, match="replication connections do not pass through"):
+        psycopg.connect(server.dsn(replication="database"), connect_timeout=10)
+
+
 def test_zero_column_rows(server, dsn):
     for conn in _both(server, dsn):
         with conn:

@@ -55,6 +55,8 @@ class StartupPhase:
         if packet.code & 0xFFFF or unknown:
             body = struct.pack("!ii", 0, len(unknown)) + b"".join(wire.cstr(k) for k in unknown)
             self.writer.write(wire.message(b"v", body))
+        if params.get("replication", "false").lower() not in ("false", "off", "no", "0"):
+            raise SessionError("0A000", "replication connections do not pass through sparsesql serve; connect to PostgreSQL directly")
         user = params.get("user")
         if not user:
             raise SessionError("28000", "no PostgreSQL user name specified in startup packet")
