@@ -83,7 +83,7 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursor
         self.pid = 0
         self.secret = secrets.randbits(32)
         self.tls = False
-        self.busy = False
+        self.busy = 0  # calls queued or running in the session's thread
         self.watching: int | None = None  # the backend socket watched while the session is idle
         self.following: tuple[bytes, bytes] | None = None  # the next message of the batch being run
         self.more_executes = False  # the current Execute may be followed by another before the Sync
@@ -151,12 +151,12 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursor
                 result, failure = None, exc
             loop.call_soon_threadsafe(_settle, future, result, failure)
 
-        self.busy = True
+        self.busy += 1
         self.jobs.put(work)
         try:
             return await future
         finally:
-            self.busy = False
+            self.busy -= 1
 
     def hung_up(self) -> bool:
         """The client closed its connection while a statement of its runs (the janitor asks).
@@ -223,20 +223,18 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursor
             self.watching = None
 
     def _backend_spoke(self) -> None:
-        self.unwatch()  # read it in the session's thread; watched again once the client is awaited
-        self.loop.create_task(self._idle_backend())
-
-    async def _idle_backend(self) -> None:
-        try:
-            out = await self.call(self.idle_messages)
-            if out:
-                await self.send(out)
-        except (ConnectionError, RuntimeError):
+        """The idle backend sent something. Read here, on the loop: nothing runs in the session's
+        thread (`busy` counts what was handed to it), libpq's reads are non-blocking, and a
+        notification reaches the client with no hop between threads."""
+        if self.busy:
+            self.unwatch()  # the running call reads it, and the loop watches again after
             return
+        out = self.idle_messages()
+        if out:
+            self.writer.write(out)  # the transport buffers what the client is slow to take
         if self.relay.lost:
+            self.unwatch()
             self.writer.close()  # the client reads PostgreSQL's FATAL, then the end of the stream
-        elif not self.busy and not self.reader.at_eof():
-            self.watch()  # (a batch running now watches again when it is done)
 
     def idle_messages(self) -> bytes:
         """Notifications (and notices) the backend sent while the client was idle; when the
