@@ -11,6 +11,11 @@ lose). A setting is one value per argument of the whole grid; nothing is chosen 
 query. HYBRID's fusion and candidates are chosen first (stage 1), then PRF's arguments with the
 default HYBRID (stage 2).
 
+Each rule is also scored by leaving one collection out (LOCO): for each set, the setting the rule
+picks on the other four, and that setting's gain on the set it never saw. In-sample figures say
+how well a rule fits these five; the LOCO figures estimate what it does on a sixth.
+`--from-json` rewrites the report (LOCO included) from the rows recorded by the last run.
+
 Writes benchmarks/results/tune_defaults.{md,json}.
 """
 
@@ -80,7 +85,31 @@ def stage(db, folders: list[str], template: str, grid: dict[str, list[str]], anc
         gains = {c: s.per_collection[c] - anchors[c][1] for c in result.collections}
         rows.append({"search": s.search, "values": s.values, "ndcg@10": s.per_collection, "gains": gains,
                      "worst": min(gains.values()), "mean": s.mean, "wins+0.01": sum(g >= WIN for g in gains.values())})
-    return sorted(rows, key=lambda r: (r["worst"] < -TOLERANCE, -r["wins+0.01"] if wins else 0, -r["worst"]))
+    return sorted(rows, key=lambda r: rank(r["gains"], wins=wins))
+
+
+def rank(gains: dict[str, float], *, wins: bool) -> tuple:
+    """The rule's order (smallest first): within the tolerance on every set, then (PRF) the most
+    sets won by 0.01, then the largest worst-case gain."""
+    worst = min(gains.values())
+    return (worst < -TOLERANCE, -sum(g >= WIN for g in gains.values()) if wins else 0, -worst)
+
+
+def loco(rows: list[dict], *, wins: bool) -> list[tuning.LocoFold]:
+    """The rule, run with each set left out, scored on that set (gains over its best anchor)."""
+    table = {tuning.describe(r["values"]): r["gains"] for r in rows}
+    return tuning.leave_one_collection_out(table, lambda rest: min(rest, key=lambda name: rank(rest[name], wins=wins)))
+
+
+def loco_table(rows: list[dict], *, wins: bool) -> list[str]:
+    folds = loco(rows, wins=wins)
+    lines = ["| held out | chosen on the other sets | its gain there (LOCO) | the best setting's gain there |", "|---|---|---|---|"]
+    lines += [f"| {f.held_out} | `{f.chosen}` | {f.score:+.4f} | {f.best:+.4f} |" for f in folds]
+    scores = [f.score for f in folds]
+    in_sample = rows[0]["gains"]
+    lines += ["", f"LOCO: worst {min(scores):+.4f}, mean {sum(scores) / len(scores):+.4f}. In-sample (the chosen default on all five): "
+              f"worst {min(in_sample.values()):+.4f}, mean {sum(in_sample.values()) / len(in_sample):+.4f}."]
+    return lines
 
 
 def table(rows: list[dict], names: list[str]) -> list[str]:
@@ -93,24 +122,28 @@ def table(rows: list[dict], names: list[str]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", nargs="+")
+    parser.add_argument("folders", nargs="*")
     parser.add_argument("--dsn")
     parser.add_argument("--stage", choices=["hybrid", "prf", "both"], default="both")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "tune_defaults")
+    parser.add_argument("--from-json", action="store_true", help="rewrite the report from the recorded rows; run nothing")
     args = parser.parse_args()
+    if not args.folders and not args.from_json:
+        parser.error("give the development sets' folders (or --from-json)")
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
-    dsn = args.dsn or embedded.start(CACHE_DIR)
-    db = sparsesql.connect(dsn, sparse_tier=True)
-    anchors = best_anchors(args.folders)
     json_path = args.out.with_suffix(".json")
-    report: dict = json.loads(json_path.read_text()) if json_path.exists() and args.stage != "both" else {}
-    date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    if args.stage in ("hybrid", "both"):
-        report["hybrid"] = {"command": command, "date": date, "anchors": anchors,
-                            "rows": stage(db, args.folders, HYBRID, HYBRID_GRID, anchors, wins=False)}
-    if args.stage in ("prf", "both"):
-        report["prf"] = {"command": command, "date": date, "anchors": anchors,
-                         "rows": stage(db, args.folders, PRF, PRF_GRID, anchors, wins=True)}
+    report: dict = json.loads(json_path.read_text()) if json_path.exists() and (args.stage != "both" or args.from_json) else {}
+    if not args.from_json:
+        dsn = args.dsn or embedded.start(CACHE_DIR)
+        db = sparsesql.connect(dsn, sparse_tier=True)
+        anchors = best_anchors(args.folders)
+        date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        if args.stage in ("hybrid", "both"):
+            report["hybrid"] = {"command": command, "date": date, "anchors": anchors,
+                                "rows": stage(db, args.folders, HYBRID, HYBRID_GRID, anchors, wins=False)}
+        if args.stage in ("prf", "both"):
+            report["prf"] = {"command": command, "date": date, "anchors": anchors,
+                             "rows": stage(db, args.folders, PRF, PRF_GRID, anchors, wins=True)}
     lines = ["## Defaults chosen on the development sets", "",
              f"Each cell: nDCG@10 (gain over the set's best anchor, measured in the same run); settings losing more than {TOLERANCE} "
              "on any set come last; the first row of each stage is the chosen default.", ""]
@@ -121,7 +154,10 @@ def main() -> None:
             part = report[key]
             lines += [f"### {title}", "", f"`{part['command']}`, {part['date']}", "",
                       "Best anchors: " + ", ".join(f"{n} {a} {v:.4f}" for n, (a, v) in part["anchors"].items()), "",
-                      *table(part["rows"], list(part["anchors"])), ""]
+                      *table(part["rows"], list(part["anchors"])), "",
+                      f"#### {key.upper() if key == 'prf' else 'HYBRID'}: leave one collection out", "",
+                      "The same rule run five times, each time without one set, and scored on the set it left out.", "",
+                      *loco_table(part["rows"], wins=key == "prf"), ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     json_path.write_text(json.dumps(report, indent=1) + "\n")

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import sparsesql
 from sparsesql.cli.main import cli
+from sparsesql.errors import CheckError
 from sparsesql.eval import tune as tuning
 from sparsesql.eval.run import evaluate, load_beir
 
@@ -151,3 +152,29 @@ def test_cross_validation_scores_each_fold_with_the_choice_made_without_it():
     steady = _setting("steady", [0.6] * 10)
     estimate, _ = tuning.cross_validate([lucky, steady], folds=10)
     assert estimate < max(lucky.mean, steady.mean)
+
+
+def test_leave_one_collection_out_scores_each_choice_where_it_was_not_made():
+    table = {"fits two": {"a": 0.9, "b": 0.9, "c": 0.1}, "steady": {"a": 0.6, "b": 0.6, "c": 0.6}}
+    assert tuning.by_mean(table) == "fits two"  # in-sample, the fitted one wins on average
+    folds = tuning.leave_one_collection_out(table, tuning.by_mean)
+    assert [(f.held_out, f.chosen, f.score, f.best) for f in folds] == [
+        ("a", "steady", 0.6, 0.9), ("b", "steady", 0.6, 0.9), ("c", "fits two", 0.1, 0.6)]
+    assert min(f.regret for f in folds) == pytest.approx(-0.5)
+    with pytest.raises(CheckError, match="at least two collections"):
+        tuning.leave_one_collection_out({"x": {"a": 1.0}}, tuning.by_mean)
+
+
+def test_tune_over_two_collections_reports_each_left_out(session_db, tiny, tmp_path):
+    other = _beir(tmp_path / "tune-tiny-b")
+    session_db.drop_collection("tune_tiny_b", if_exists=True)
+    try:
+        result = session_db.tune([tiny, other], search=TEMPLATE, grid=GRID, folds=3)
+        per = {tuning.describe(s.values): s.per_collection for s in result.settings}
+        assert [f.held_out for f in result.loco] == ["tune_tiny", "tune_tiny_b"]
+        for fold, (held, kept) in zip(result.loco, (("tune_tiny", "tune_tiny_b"), ("tune_tiny_b", "tune_tiny"))):
+            assert fold.chosen == max(per, key=lambda name: per[name][kept])  # chosen without the held-out set
+            assert fold.score == per[fold.chosen][held] and fold.best == max(p[held] for p in per.values())
+        assert "leave-one-collection-out" in result.summary() and "| tune_tiny |" in result.loco_table()
+    finally:
+        session_db.drop_collection("tune_tiny_b", if_exists=True)

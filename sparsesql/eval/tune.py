@@ -20,6 +20,7 @@ import json
 import random
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,7 @@ class TuneResult:
     cv_choices: list[str]
     folds: int
     applied_to: str | None = None
+    loco: list[LocoFold] = field(default_factory=list)
 
     def table(self) -> str:
         """Markdown: one row per setting, best first."""
@@ -92,7 +94,16 @@ class TuneResult:
             f"cross-validated nDCG@10 ({self.folds} folds over queries): {self.cv_estimate:.4f}\n"
             f"search: {self.chosen.search}"
             + (f"\napplied as the defaults of collection {self.applied_to!r}" if self.applied_to else "")
+            + (f"\nleave-one-collection-out: held-out nDCG@10 {statistics.fmean(f.score for f in self.loco):.4f} on average, "
+               f"worst regret against the best setting there {min(f.regret for f in self.loco):+.4f}" if self.loco else "")
         )
+
+    def loco_table(self) -> str:
+        """Markdown: for each collection held out, the setting chosen on the others and its score there."""
+        lines = ["| held out | chosen on the others | its nDCG@10 there | best setting there | regret |", "|---|---|---|---|---|"]
+        for f in self.loco:
+            lines.append(f"| {f.held_out} | `{f.chosen}` | {f.score:.4f} | {f.best:.4f} | {f.regret:+.4f} |")
+        return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {
@@ -103,6 +114,7 @@ class TuneResult:
             "cv_estimate": self.cv_estimate,
             "cv_choices": self.cv_choices,
             "applied_to": self.applied_to,
+            "loco": [{"held_out": f.held_out, "chosen": f.chosen, "ndcg@10": f.score, "best": f.best} for f in self.loco],
             "settings": [
                 {"values": s.values, "search": s.search, "ndcg@10": s.mean, "per_collection": s.per_collection, "folds": s.folds}
                 for s in self.settings
@@ -190,6 +202,42 @@ def cross_validate(settings: list[Setting], folds: int, seed: int = 0) -> tuple[
     return statistics.fmean(estimate), choices
 
 
+@dataclass
+class LocoFold:
+    """One collection held out: the setting chosen on the others, and how it does there."""
+
+    held_out: str
+    chosen: str
+    score: float  # the chosen setting's figure on the held-out collection
+    best: float  # the best figure any setting of the grid reaches there
+
+    @property
+    def regret(self) -> float:
+        return self.score - self.best
+
+
+def leave_one_collection_out(table: dict[str, dict[str, float]], choose: Callable[[dict[str, dict[str, float]]], str]) -> list[LocoFold]:
+    """What a selection rule would have chosen without each collection, scored on it.
+
+    `table` is setting -> collection -> figure (nDCG@10, or a gain over that collection's best
+    anchor); `choose` picks one setting from such a table. A rule's folds estimate what it does on
+    a collection nobody tuned on, where its in-sample figures only say how well it fits these."""
+    collections = list(dict.fromkeys(c for row in table.values() for c in row))
+    if len(collections) < 2:
+        raise CheckError("leave-one-collection-out needs at least two collections")
+    folds = []
+    for held in collections:
+        rest = {name: {c: v for c, v in row.items() if c != held} for name, row in table.items()}
+        pick = choose(rest)
+        folds.append(LocoFold(held, pick, table[pick][held], max(row[held] for row in table.values())))
+    return folds
+
+
+def by_mean(table: dict[str, dict[str, float]]) -> str:
+    """The setting with the highest mean over the collections (the first of equals)."""
+    return max(table, key=lambda name: statistics.fmean(table[name].values()))
+
+
 def tune(
     db,
     folders: list[str | Path],
@@ -225,6 +273,8 @@ def tune(
     chosen = max(settings, key=lambda s: s.mean)
     estimate, choices = cross_validate(settings, folds, seed)
     result = TuneResult(names, settings, chosen, estimate, choices, folds)
+    if len(names) > 1:
+        result.loco = leave_one_collection_out({describe(s.values): s.per_collection for s in settings}, by_mean)
     if apply is not None:
         source = f"sparsesql tune on {', '.join(names)}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, cross-validated nDCG@10 {estimate:.4f}"
         apply_defaults(db, apply, chosen.search, source)
@@ -291,7 +341,8 @@ def write_report(result: TuneResult, out: Path, command: str) -> list[Path]:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     md, js, png = out.with_suffix(".md"), out.with_suffix(".json"), out.with_suffix(".png")
-    md.write_text(f"## sparsesql tune\n\n`{command}`\n\n{result.summary()}\n\n{result.table()}\n")
+    loco = f"\n### Leave one collection out\n\n{result.loco_table()}\n" if result.loco else ""
+    md.write_text(f"## sparsesql tune\n\n`{command}`\n\n{result.summary()}\n\n{result.table()}\n{loco}")
     js.write_text(json.dumps(result.to_json(), indent=1) + "\n")
     ordered = sorted(result.settings, key=lambda s: -s.mean)
     errors = [s.fold_sd() / max(len(s.folds), 1) ** 0.5 for s in ordered]
