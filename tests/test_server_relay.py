@@ -292,3 +292,30 @@ def test_sigterm_ends_the_server_whatever_its_sessions_do(dsn, tmp_path):
         if served.process.poll() is None:
             served.process.kill()
             pytest.fail("SIGTERM did not end the server: SIGKILL was needed")
+
+
+def test_a_portal_read_a_page_at_a_time_runs_in_a_cursor(server):
+    """JDBC with a fetch size: Execute with a row limit inside a transaction reads one page per
+    Execute from a PostgreSQL cursor, never the whole result at once."""
+    conn, sock = _raw(server)
+    try:
+        sock.sendall(_msg(b"Q", b"BEGIN\0"))
+        _replies(sock)
+        query = b"SELECT g, repeat('x', 10) FROM generate_series(1, $1::int) g"
+        bind = _msg(b"B", b"big\0\0" + struct.pack("!hhi", 0, 1, 6) + b"100000" + struct.pack("!hh", 1, 1))  # binary results
+        page = _msg(b"E", b"big\0" + struct.pack("!i", 1000))
+        sock.sendall(_msg(b"P", b"\0" + query + b"\0" + struct.pack("!h", 0)) + bind + _msg(b"D", b"Pbig\0") + page + _msg(b"S", b""))
+        replies = _replies(sock)
+        assert [k for k, _ in replies][:3] == [b"1", b"2", b"T"] and [k for k, _ in replies][-2:] == [b"s", b"Z"]
+        rows = [body for k, body in replies if k == b"D"]
+        assert len(rows) == 1000 and rows[0][6:10] == struct.pack("!i", 1)  # binary int4, the first row
+        sock.sendall(_msg(b"Q", b"SELECT count(*) FROM pg_cursors WHERE name LIKE 'sparsesql_portal_%'\0"))
+        assert _replies(sock)[1][1].endswith(b"1")  # the portal is a cursor of this session
+        sock.sendall(page + _msg(b"S", b""))
+        rows = [body for k, body in _replies(sock) if k == b"D"]
+        assert len(rows) == 1000 and rows[0][6:10] == struct.pack("!i", 1001)
+        sock.sendall(_msg(b"C", b"Pbig\0") + _msg(b"S", b"") + _msg(b"Q", b"COMMIT\0"))
+        assert [k for k, _ in _replies(sock)] == [b"3", b"Z"]
+    finally:
+        sock.close()
+        conn.close()

@@ -19,6 +19,8 @@ from sparsesql.server.relay import RelayError, columns_of, result_error, rows_me
 from sparsesql.server.sqlstates import SessionError
 from sparsesql.server.wire import Fields, ProtocolViolation
 
+_PAGED = re.compile(r"\s*(SELECT|VALUES|TABLE)\b", re.IGNORECASE)  # what a cursor can run
+_INTO = re.compile(r"\bINTO\b", re.IGNORECASE)  # SELECT ... INTO cannot: such a text is read whole
 _TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|START|COMMIT|END|ROLLBACK|ABORT|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b", re.IGNORECASE)
 
 
@@ -44,6 +46,7 @@ class Portal:
     params: dict[str, object] = field(default_factory=dict)
     result: object = None
     sent: int = 0
+    cursor: bytes | None = None  # the backend cursor a query read a page at a time runs in
 
 
 class ExtendedQuery:
@@ -164,10 +167,13 @@ class ExtendedQuery:
             raise ProtocolViolation(f"invalid Describe target {what!r}: expected 'S' or 'P'")
 
     def _executes_next(self, portal: str) -> bool:
+        """Whether an Execute of this portal, reading it whole, follows (one with a row limit may
+        page through a cursor: the portal is not run early then)."""
         if self.following is None or self.following[0] != b"E":
             return False
         body = self.following[1]
-        return body[: body.find(b"\0")] == portal.encode(self.encoding)
+        end = body.find(b"\0")
+        return body[:end] == portal.encode(self.encoding) and body[end + 1:end + 5] == b"\0\0\0\0"
 
     def run_portal(self, portal: Portal) -> None:
         prepared = portal.statement
@@ -233,6 +239,11 @@ class ExtendedQuery:
             portal.sent += self.send_outcome(portal.result, portal.result_formats, with_description=False, start=portal.sent, stop=stop)
             total = len(portal.result.rows)
         else:
+            if portal.result is None and max_rows > 0 and portal.cursor is None and _PAGED.match(prepared.text):
+                self.open_cursor(portal)
+            if portal.cursor is not None:
+                self.execute_page(portal, max_rows)
+                return
             if portal.result is None:
                 self.run_portal(portal)
             result = portal.result
@@ -250,6 +261,23 @@ class ExtendedQuery:
             total = result.ntuples
         if stop is not None and portal.sent < total:
             self.out.append(wire.PORTAL_SUSPENDED)
+
+    def open_cursor(self, portal: Portal) -> None:
+        """A query read with a row limit inside a transaction (JDBC's fetch size) runs in a
+        PostgreSQL cursor, so each Execute reads one page and no result is held whole."""
+        prepared = portal.statement
+        self.open_implicit(prepared)
+        if self.relay.pgconn.transaction_status == pq.TransactionStatus.INTRANS and not _INTO.search(prepared.text):
+            portal.cursor = self.relay.declare(prepared.text, prepared.param_oids, portal.values, portal.formats)
+
+    def execute_page(self, portal: Portal, max_rows: int) -> None:
+        """One page of a cursor-backed portal: its rows, then PortalSuspended while a full page
+        may have more behind it, else CommandComplete for the rows of this Execute (as PostgreSQL)."""
+        result = self.relay.page(portal.cursor, max_rows if max_rows > 0 else 2**31 - 1, portal.result_formats)
+        self.out.extend(rows_messages(result, portal.result_formats, with_description=False)[:-1])
+        portal.sent += result.ntuples
+        more = 0 < max_rows <= result.ntuples
+        self.out.append(wire.PORTAL_SUSPENDED if more else wire.command_complete(f"SELECT {result.ntuples}"))
 
     def execute_cursor(self, name: str, max_rows: int) -> None:
         """Execute of a dialect cursor's portal: its next rows, as FETCH reads them."""
@@ -325,10 +353,13 @@ class ExtendedQuery:
             if prepared is not None and prepared.backend:
                 self.relay.close(prepared.backend)
         elif what == b"P":
+            portal = self.portals.pop(name, None)
             if self.cursors.pop(name, None) is not None:
-                pass
-            elif self.portals.pop(name, None) is None and name:
+                pass  # a cursor over a dialect search, held here
+            elif portal is None and name:
                 self.relay.close_portal(name)  # a DECLAREd cursor's portal, closed where it lives
+            elif portal is not None and portal.cursor and self.relay.pgconn.transaction_status == pq.TransactionStatus.INTRANS:
+                self.relay.ok(self.relay.pgconn.exec_(b"CLOSE " + portal.cursor))  # the page-at-a-time one
         else:
             raise ProtocolViolation(f"invalid Close target {what!r}: expected 'S' or 'P'")
         self.out.append(wire.CLOSE_COMPLETE)

@@ -237,6 +237,22 @@ class Relay:
         self.relayed += 1
         return self.ok(self.pgconn.exec_(b'FETCH FORWARD ' + count + b' FROM "' + name + b'"'))
 
+    def declare(self, text: str, oids: list[int], values: list[bytes | None], formats: list[int]) -> bytes:
+        """Open a cursor over a bound query, for a portal the client reads a page at a time
+        (libpq runs the portals it binds to the end); returns the cursor's name."""
+        self.counter += 1
+        name = f'"sparsesql_portal_{self.counter}"'.encode()
+        param_formats, _ = _formats(values, formats, [])
+        types = (oids + [0] * len(values))[: len(values)]
+        self._run(lambda: self.pgconn.send_query_params(b"DECLARE " + name + b" NO SCROLL CURSOR FOR " + self.encode(text),
+                                                        values, types, param_formats, 0))
+        return name
+
+    def page(self, cursor: bytes, rows: int, result_formats: list[int]) -> pq.PGresult:
+        """The next `rows` rows of a cursor `declare` opened, in the formats the client's Bind asked."""
+        _, result_format = _formats([], [], result_formats)
+        return self._run(lambda: self.pgconn.send_query_params(b"FETCH FORWARD %d FROM %s" % (rows, cursor), [], None, None, result_format))
+
     def execute(self, name: str, values: list[bytes | None], formats: list[int], result_formats: list[int]) -> pq.PGresult:
         param_formats, result_format = _formats(values, formats, result_formats)
         return self._run(lambda: self.pgconn.send_query_prepared(name.encode(), values, param_formats, result_format))
