@@ -226,7 +226,7 @@ class ExtendedQuery:
             self.execute_cursor(name, max_rows)
             return
         if portal is None:
-            self.execute_declared(name, max_rows)
+            self.execute_page(self.relay.quoted(name), max_rows, [])  # a DECLAREd cursor's portal
             return
         prepared = portal.statement
         if prepared.kind == "empty":
@@ -242,7 +242,7 @@ class ExtendedQuery:
             if portal.result is None and max_rows > 0 and portal.cursor is None and _PAGED.match(prepared.text):
                 self.open_cursor(portal)
             if portal.cursor is not None:
-                self.execute_page(portal, max_rows)
+                self.execute_page(portal.cursor, max_rows, portal.result_formats)
                 return
             if portal.result is None:
                 self.run_portal(portal)
@@ -270,12 +270,12 @@ class ExtendedQuery:
         if self.relay.pgconn.transaction_status == pq.TransactionStatus.INTRANS and not _INTO.search(prepared.text):
             portal.cursor = self.relay.declare(prepared.text, prepared.param_oids, portal.values, portal.formats)
 
-    def execute_page(self, portal: Portal, max_rows: int) -> None:
-        """One page of a cursor-backed portal: its rows, then PortalSuspended while a full page
-        may have more behind it, else CommandComplete for the rows of this Execute (as PostgreSQL)."""
-        result = self.relay.page(portal.cursor, max_rows if max_rows > 0 else 2**31 - 1, portal.result_formats)
-        self.out.extend(rows_messages(result, portal.result_formats, with_description=False)[:-1])
-        portal.sent += result.ntuples
+    def execute_page(self, cursor: bytes, max_rows: int, formats: list[int]) -> None:
+        """Execute of a portal that lives in a PostgreSQL cursor: its next rows, then
+        PortalSuspended while a full page may have more behind it, else CommandComplete for the
+        rows of this Execute (as PostgreSQL)."""
+        result = self.relay.fetch(cursor, max_rows, formats)
+        self.out.extend(rows_messages(result, formats, with_description=False)[:-1])  # not FETCH's tag
         more = 0 < max_rows <= result.ntuples
         self.out.append(wire.PORTAL_SUSPENDED if more else wire.command_complete(f"SELECT {result.ntuples}"))
 
@@ -287,14 +287,6 @@ class ExtendedQuery:
         self.send_outcome(fetched, self.cursor_formats(name), with_description=False)
         if 0 < max_rows < left:
             self.out[-1] = wire.PORTAL_SUSPENDED
-
-    def execute_declared(self, name: str, max_rows: int) -> None:
-        """Execute of a portal PostgreSQL holds (a DECLAREd cursor): its next rows, and
-        PortalSuspended while a full page may have more behind it."""
-        result = self.relay.fetch(name, max_rows)
-        self.out.extend(rows_messages(result, [result.fformat(i) for i in range(result.nfields)], with_description=False))
-        if 0 < max_rows <= result.ntuples:
-            self.out[-1] = wire.PORTAL_SUSPENDED  # in place of FETCH's CommandComplete
 
     def relayed_copy(self, result: pq.PGresult) -> None:
         """An Execute that started a COPY: stream its output, or take the client's CopyData."""

@@ -106,10 +106,9 @@ class Relay:
     """One session's pass-through side: statements go to PostgreSQL as the client wrote them
     (in its encoding), results and errors come back as PostgreSQL sent them."""
 
-    def __init__(self, conn: psycopg.Connection, encoding: str = "utf-8") -> None:
-        self.conn = conn
+    def __init__(self, conn: psycopg.Connection) -> None:
         self.pgconn = conn.pgconn
-        self.encoding = encoding
+        self.encoding = "utf-8"  # the client's client_encoding, as the session last heard it
         self.counter = 0
         self.relayed = 0  # statements relayed so far: only they can change a reported parameter
 
@@ -230,28 +229,27 @@ class Relay:
     def close_portal(self, name: str) -> None:
         self.ok(self.pgconn.close_portal(self.encode(name)))
 
-    def fetch(self, portal: str, rows: int) -> pq.PGresult:
-        """Execute of a DECLAREd portal: libpq runs only portals it bound, so FETCH reads it."""
-        count = str(rows).encode() if rows > 0 else b"ALL"
-        name = self.encode(portal).replace(b'"', b'""')
-        self.relayed += 1
-        return self.ok(self.pgconn.exec_(b'FETCH FORWARD ' + count + b' FROM "' + name + b'"'))
+    def quoted(self, name: str) -> bytes:
+        """A cursor's name as an identifier in the client's encoding."""
+        return b'"' + self.encode(name).replace(b'"', b'""') + b'"'
 
     def declare(self, text: str, oids: list[int], values: list[bytes | None], formats: list[int]) -> bytes:
         """Open a cursor over a bound query, for a portal the client reads a page at a time
-        (libpq runs the portals it binds to the end); returns the cursor's name."""
+        (libpq runs the portals it binds to the end); returns the cursor's quoted name."""
         self.counter += 1
-        name = f'"sparsesql_portal_{self.counter}"'.encode()
+        name = self.quoted(f"sparsesql_portal_{self.counter}")
         param_formats, _ = _formats(values, formats, [])
         types = (oids + [0] * len(values))[: len(values)]
         self._run(lambda: self.pgconn.send_query_params(b"DECLARE " + name + b" NO SCROLL CURSOR FOR " + self.encode(text),
                                                         values, types, param_formats, 0))
         return name
 
-    def page(self, cursor: bytes, rows: int, result_formats: list[int]) -> pq.PGresult:
-        """The next `rows` rows of a cursor `declare` opened, in the formats the client's Bind asked."""
+    def fetch(self, cursor: bytes, rows: int, result_formats: list[int]) -> pq.PGresult:
+        """The next `rows` rows (0: all) of a cursor (quoted), in the formats a Bind asked: how an
+        Execute reads a portal libpq did not bind (a DECLAREd one, or one `declare` opened)."""
         _, result_format = _formats([], [], result_formats)
-        return self._run(lambda: self.pgconn.send_query_params(b"FETCH FORWARD %d FROM %s" % (rows, cursor), [], None, None, result_format))
+        count = str(rows).encode() if rows > 0 else b"ALL"
+        return self._run(lambda: self.pgconn.send_query_params(b"FETCH FORWARD " + count + b" FROM " + cursor, [], None, None, result_format))
 
     def execute(self, name: str, values: list[bytes | None], formats: list[int], result_formats: list[int]) -> pq.PGresult:
         param_formats, result_format = _formats(values, formats, result_formats)

@@ -69,7 +69,6 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursor
         threading.Thread(target=_worker, args=(self.jobs,), name="sparsesql-session", daemon=True).start()
         self.db: Database | None = None
         self.relay: Relay | None = None
-        self.encoding = "utf-8"  # the Python codec of the client's client_encoding
         self.statements: dict[str, Prepared] = {}
         self.portals: dict[str, Portal] = {}
         self.cursors: dict[str, Cursor] = {}  # cursors over dialect statements, by name
@@ -90,10 +89,10 @@ class Session(StartupPhase, SimpleQuery, ExtendedQuery, CopyPhase, DialectCursor
         self.implicit = False  # a transaction opened here for the Executes before the next Sync
         self.reported_at = 0  # the relay's statement count when parameters were last compared
 
-    def set_encoding(self, codec: str) -> None:
-        self.encoding = codec
-        if self.relay is not None:
-            self.relay.encoding = codec
+    @property
+    def encoding(self) -> str:
+        """The Python codec of the client's client_encoding (the relay's, once it exists)."""
+        return self.relay.encoding if self.relay is not None else "utf-8"
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -122,7 +122,7 @@ class StartupPhase:
             if self.reported.get(name) != value:
                 self.reported[name] = value
                 if name == "client_encoding":
-                    self.set_encoding(wire.python_codec(value))
+                    self.relay.encoding = wire.python_codec(value)
                 out.append(wire.parameter_status(name, value, self.encoding))
         return out
 
