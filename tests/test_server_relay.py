@@ -319,3 +319,20 @@ def test_a_portal_read_a_page_at_a_time_runs_in_a_cursor(server):
     finally:
         sock.close()
         conn.close()
+
+
+def test_another_message_during_copy_in_fails_the_copy_and_leaves_nothing(server):
+    conn, sock = _raw(server)
+    try:
+        sock.sendall(_msg(b"Q", b"CREATE TEMP TABLE interrupted (a int)\0"))
+        _replies(sock)
+        sock.sendall(_msg(b"Q", b"COPY interrupted FROM STDIN\0"))
+        assert [k for k, _ in _replies(sock, until=b"G")] == [b"G"]
+        sock.sendall(_msg(b"d", b"1\n") + _msg(b"Q", b"SELECT 1\0"))  # a Query where CopyData belongs
+        replies = _replies(sock)
+        assert [k for k, _ in replies] == [b"E", b"Z"] and b"unexpected message type 0x51 during COPY from stdin" in replies[0][1]
+        sock.sendall(_msg(b"Q", b"SELECT count(*) FROM interrupted\0"))
+        assert _replies(sock)[1][1].endswith(b"0")
+    finally:
+        sock.close()
+        conn.close()
