@@ -26,7 +26,7 @@ from sparsesql.errors import ConfigError
 from sparsesql.resources import resource_path
 
 NAME = "sparsesql"
-VERSION = "0.6"
+VERSION = "0.7"
 
 _log = logging.getLogger(__name__)
 _ECHO = re.compile(r"^\\echo .*$\n?", re.MULTILINE)

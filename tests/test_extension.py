@@ -231,8 +231,9 @@ def animals(db, name):
 def test_hybrid_floors_an_exhaustive_bm25_list_and_weighs_by_peakedness_as_the_dialect(ext, db, animals):
     """A BM25 list shorter than the depth holds every matching document: it scales from 0 (a
     non-match's score), a document it lacks gets 0, and 'auto' weighs each list by 1 - the mean of
-    its scaled scores. Worked out here from the two lists, and compared with the dialect, for
-    'auto' and 'minmax', exhaustive or not, equal scores and no match at all."""
+    its scaled scores over the longer list's depth (the BM25 list's missing documents count at 0).
+    Worked out here from the two lists, and compared with the dialect, for 'auto' and 'minmax',
+    exhaustive or not, equal scores and no match at all."""
     v = unit_fixed_point(db.collection(animals).info, np.array([0.3, 0.8, 0.5]))
     vec = vector_text(v)
     sparse = ext.execute("SELECT doc_id, id, score FROM sparsesql.bm25_search(%s, 'zebra stripes', 200)", (animals,)).fetchall()
@@ -242,7 +243,7 @@ def test_hybrid_floors_an_exhaustive_bm25_list_and_weighs_by_peakedness_as_the_d
     s = {doc: x / hi for doc, _, x in sparse}  # from the floor 0, not from the weaker match
     lo, top = min(x for *_, x in dense), max(x for *_, x in dense)
     d = {doc: (x - lo) / (top - lo) for doc, _, x in dense}
-    p_s, p_d = 1 - np.mean(list(s.values())), 1 - np.mean(list(d.values()))
+    p_s, p_d = 1 - sum(s.values()) / len(d), 1 - np.mean(list(d.values()))  # both over the dense list's 10
     assert 0 < s[sparse[1][0]] < 1 and 0 < p_s and 0 < p_d
     for weights, fusion in (((p_s / (p_s + p_d), p_d / (p_s + p_d)), "auto"), ((0.5, 0.5), "minmax")):
         expected = sorted(((doc, weights[0] * s.get(doc, 0.0) + weights[1] * d[doc]) for doc in d), key=lambda r: (-r[1], r[0]))
@@ -469,18 +470,30 @@ def test_versions_update_and_drop_keeps_the_data(dsn):
             old = conn.execute("SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 2)").fetchall()
             assert old == [("b", 1.0), ("a", 0.5)]  # one match: scaled to 1 on its own, the other document gets 1 too
             assert default == [("b", 1.0), ("a", 0.0)]  # 0.5: from the floor 0, the other document gets 0
-            conn.execute("ALTER EXTENSION sparsesql UPDATE")
-            assert extension.installed_version(conn) == extension.VERSION == "0.6"
+            conn.execute("ALTER EXTENSION sparsesql UPDATE TO '0.6'")
             # 0.6 reads distributed collections too (tests/test_cluster.py); on one node 0.5 and 0.6 agree
             sparse_dense = ("SELECT (SELECT array_agg(id || score) FROM sparsesql.sparse_search('papers', 'sparse retrieval')), "
                             "(SELECT array_agg(id || score) FROM sparsesql.dense_search('papers', '[0,1,0]'))")
             now = conn.execute(sparse_dense).fetchone()
             conn.execute("ALTER EXTENSION sparsesql UPDATE TO '0.5'")
             assert conn.execute(sparse_dense).fetchone() == now and not any("_sharded" in signature for signature, _ in our_functions(conn))
+            # 0.7: 'auto' measures each list's peakedness over the same depth. One BM25 match (b)
+            # against three dense rows scaled 1, 0.8, 0 (peakedness 0.4): over its own row the BM25
+            # list is flat (0) and the dense list takes all the weight; counted over three rows,
+            # the two it lacks at 0, its peakedness is 2/3, its weight 2/3 / (2/3 + 0.4) = 0.625.
+            db.collection("papers").add([{"id": "c", "title": "retrieval", "vector": [0.6, 0.8, 0]}])
+            auto = "SELECT id, score FROM sparsesql.hybrid_search('papers', 'dense', '[0,1,0]', 3)"
+            assert conn.execute(auto).fetchall() == [("b", 1.0), ("c", pytest.approx(0.8)), ("a", 0.0)]  # 0.6: weights 0 and 1
             conn.execute("ALTER EXTENSION sparsesql UPDATE")
+            assert extension.installed_version(conn) == extension.VERSION == "0.7"
+            now = conn.execute(auto).fetchall()
+            assert now == [("b", pytest.approx(1.0)), ("c", pytest.approx(0.375 * 0.8)), ("a", 0.0)]
+            dialect = db.query("SELECT id, score FROM papers SEARCH HYBRID(SPARSE('dense'), DENSE(:v)) LIMIT 3", v=[0, 1, 0])
+            assert now == [(r.id, pytest.approx(r.score, rel=1e-6, abs=1e-12)) for r in dialect]  # cosine from float32 vectors
+            db.collection("papers").delete(["c"])
             paths = "SELECT path FROM pg_extension_update_paths('sparsesql') WHERE source = %s AND target = %s"
-            assert conn.execute(paths, ("0.6", "0.2")).fetchone()[0] == "0.6--0.5--0.4--0.3--0.2"  # revision 0002's downgrade
-            assert conn.execute(paths, ("0.1", "0.6")).fetchone()[0] == "0.1--0.2--0.3--0.4--0.5--0.6"
+            assert conn.execute(paths, ("0.7", "0.2")).fetchone()[0] == "0.7--0.6--0.5--0.4--0.3--0.2"  # revision 0002's downgrade
+            assert conn.execute(paths, ("0.1", "0.7")).fetchone()[0] == "0.1--0.2--0.3--0.4--0.5--0.6--0.7"
             conn.execute("DROP EXTENSION sparsesql")
             assert our_functions(conn) == []
             assert db.collection("papers").count() == 2

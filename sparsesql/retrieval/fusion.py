@@ -17,6 +17,13 @@ terms) counts for more than one whose candidates score nearly alike (a model tha
 them apart). It is the score-distribution idea behind selective query expansion (Cronen-Townsend
 et al.), taken per query and per side, and it has no parameter of its own.
 
+Peakedness compares lists, so it is measured over the same depth for each: the longest list's.
+A shorter list counts the documents it lacks at its absent value. Measured over its own matches
+alone, an exhaustive sparse list of a few exact matches of a rare term, all scoring alike, looked
+like the flattest list there is (scaled from the floor 0 they sit near 1) and lost its weight to
+a 200-document dense list, when it is the most peaked: a few documents match, all others score 0.
+That is how the default HYBRID fell behind a fixed 0.5 on short queries (docs/decisions.md).
+
 Ties break on the internal document id, so fused rankings are deterministic.
 """
 
@@ -65,9 +72,16 @@ def peakedness(scaled: np.ndarray) -> float:
     return float(1.0 - scaled.mean()) if scaled.size else 0.0
 
 
-def adaptive_weights(scaled: list[np.ndarray]) -> tuple[float, ...]:
-    """Each list's peakedness, the weights summing to 1 (equal when no list has a peak)."""
-    peaks = [peakedness(values) for values in scaled]
+def adaptive_weights(scaled: list[np.ndarray], absent: Sequence[float] = ()) -> tuple[float, ...]:
+    """Each list's peakedness over the longest list's depth, a shorter list counting the
+    documents it lacks at its `absent` value (0 when not given); the weights sum to 1 (equal when
+    no list has a peak). An empty list ranks nothing and gets no weight."""
+    depth = max((values.size for values in scaled), default=0)
+    absent = list(absent) or [0.0] * len(scaled)
+    peaks = [
+        peakedness(np.concatenate([values, np.full(depth - values.size, missing)])) if values.size else 0.0
+        for values, missing in zip(scaled, absent)
+    ]
     total = sum(peaks)
     if total <= 0:
         return tuple([1.0 / len(scaled)] * len(scaled))
@@ -83,10 +97,8 @@ def linear(
     scores = [np.array([s for _, s in ranked], dtype=np.float64) for ranked in lists]
     normalised = [normalise(values, norm, floor) for values, floor in zip(scores, floors)]
     if adaptive:
-        scaled = [values for values, _ in normalised] if norm == "minmax" else [
-            normalise(values, "minmax", floor)[0] for values, floor in zip(scores, floors)
-        ]
-        weights = adaptive_weights(scaled)
+        scaled = normalised if norm == "minmax" else [normalise(values, "minmax", floor) for values, floor in zip(scores, floors)]
+        weights = adaptive_weights([values for values, _ in scaled], [missing for _, missing in scaled])
     ids = [np.fromiter((doc for doc, _ in ranked), dtype=np.int64, count=len(ranked)) for ranked in lists]
     docs = np.unique(np.concatenate(ids)) if ids else np.zeros(0, dtype=np.int64)
     fused = np.zeros(len(docs))
