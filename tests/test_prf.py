@@ -129,6 +129,11 @@ def test_selective_rm3_scales_the_expansion_by_the_first_pass_entropy(db, tiny):
     got = dict(ranking(db, f"SELECT id, score FROM {name} SEARCH SPARSE(:q) WITH PRF(depth => 3, sparse => {clause}) LIMIT 8", q=query))
     assert got == pytest.approx(rm3_reference(query, first, 3, 50, weight, 1.0, 1), rel=1e-9)
     assert 0.6 < weight < 1
+    # EXPLAIN ANALYZE says what the predictor decided for this query, and from what
+    plan = "\n".join(r.plan for r in db.query(f"EXPLAIN ANALYZE SELECT id FROM {name} SEARCH SPARSE(:q) WITH PRF(depth => 3, sparse => {clause}) LIMIT 8", q=query))
+    assert f"selective: the query keeps {weight:.3f} of its weight against the expansion (weight => 0.6; flatness {h:.3f} of its top 3 first-pass scores)" in plan
+    lone = "\n".join(r.plan for r in db.query(f"EXPLAIN ANALYZE SELECT id FROM {name} SEARCH SPARSE('electricity') WITH PRF(depth => 1, sparse => {clause}) LIMIT 8"))
+    assert "keeps 1.000 of its weight against the expansion (weight => 0.6; fewer than two first-pass matches)" in lone
 
 
 @pytest.mark.parametrize(

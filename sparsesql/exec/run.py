@@ -24,7 +24,7 @@ from sparsesql.exec.trace import StageRecord, short
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
 from sparsesql.retrieval.fusion import fuse
-from sparsesql.retrieval.prf import feedback, selective_weight
+from sparsesql.retrieval.prf import feedback, flatness, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
 from sparsesql.tier.cache import Tiers
 from sparsesql.tier.changes import TierAhead, TierRefused
@@ -279,7 +279,11 @@ class _Run:
         params = {**stage.params, stage.prefix + "fb_ids": ids, stage.prefix + "fb_weights": weights}
         if stage.selective:
             own = [score for _, score in self.slots[f"ranked:{stage.side}"][: stage.depth]]
-            params[stage.prefix + "rm3_weight"] = selective_weight(own, params[stage.prefix + "rm3_weight"])
+            configured = params[stage.prefix + "rm3_weight"]
+            params[stage.prefix + "rm3_weight"] = kept = selective_weight(own, configured)
+            h = flatness(own)
+            why = "fewer than two first-pass matches" if h is None else f"flatness {h:.3f} of its top {len(own)} first-pass scores"
+            record.detail = f"selective: the query keeps {kept:.3f} of its weight against the expansion (weight => {configured}; {why})"
         rows = self.execute(record, stage.statement, self.bind_vector(params, stage.vector_slot))
         self.ranked(stage, [(int(d), float(s)) for d, s in rows], params)
         record.rows = len(rows)

@@ -68,6 +68,16 @@ def feedback(ranked: list[tuple[int, float]], depth: int) -> tuple[list[int], li
     return ids, weights.tolist()
 
 
+def flatness(scores: list[float]) -> float | None:
+    """The normalised entropy of the positive scores (1: all alike, near 0: one stands out), or
+    None for fewer than two: too few to say."""
+    s = np.array([x for x in scores if x > 0], dtype=np.float64)
+    if s.size < 2:
+        return None
+    p = s / s.sum()
+    return float(-(p * np.log(p)).sum() / np.log(s.size))
+
+
 def selective_weight(scores: list[float], weight: float) -> float:
     """The original query's weight for one query under selective expansion.
 
@@ -77,12 +87,8 @@ def selective_weight(scores: list[float], weight: float) -> float:
     query expansion): a flat top, where many documents are about equally good, gets nearly the
     full expansion; a top that stands out (an exact match of a rare term) gets almost none.
     """
-    s = np.array([x for x in scores if x > 0], dtype=np.float64)
-    if s.size < 2:
-        return 1.0
-    p = s / s.sum()
-    h = float(-(p * np.log(p)).sum() / np.log(s.size))
-    return 1.0 - (1.0 - weight) * h * h
+    h = flatness(scores)
+    return 1.0 if h is None else 1.0 - (1.0 - weight) * h * h
 
 
 def rm3_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, prefix: str, *, idf: bool = False) -> sql.Composed:
