@@ -125,7 +125,7 @@ def test_explain_shows_the_selection(db, coll):
     [
         ("DIVERSIFY BY DISTANCE", "DIVERSIFY BY DISTANCE is not a method; use COVERAGE or MMR"),
         ("DIVERSIFY BY COVERAGE(lambda => 2)", "lambda => 2 is out of range"),
-        ("DIVERSIFY BY COVERAGE(candidates => 5)", "chooses LIMIT 10 documents from 5 candidates"),
+        ("DIVERSIFY BY COVERAGE(candidates => 5)", "chooses 10 documents \\(LIMIT \\+ OFFSET\\) from 5 candidates"),
         ("DIVERSIFY BY COVERAGE(hops => 1)", "has none; build it with BUILD GRAPH ON"),
         ("DIVERSIFY BY COVERAGE(hops => 9)", "hops => 9 is out of range"),
         ("DIVERSIFY BY MMR(width => 3)", "unknown argument 'width' for MMR"),

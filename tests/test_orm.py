@@ -182,6 +182,16 @@ def test_search_where_adds_to_the_selects_filter_and_results_are_mapped_instance
         assert ":q0" in stmt.dialect and "2020" not in stmt.dialect
 
 
+def test_pages_through_offset_are_the_ranking(db, engine, papers):
+    base = search(papers, hybrid(sparse("sparse retrieval"), dense([1, 0, 0])))
+    with Session(engine) as session:
+        whole = [(h.entity.id, h.score) for h in base.limit(4).execute(session)]
+        pages = [(h.entity.id, h.score) for m in (0, 2) for h in base.limit(2).offset(m).execute(session)]
+    assert pages == whole and len(whole) >= 3
+    assert base.limit(2).offset(2).dialect.endswith("LIMIT :a0 OFFSET :a1")
+    assert "OFFSET" not in base.limit(2).dialect
+
+
 def test_mmr_and_prf_off_switches_render_and_run(db, engine, papers, name):
     with Session(engine) as session:
         stmt = search(papers, hybrid(sparse("sparse"), dense([1, 0, 0]))).with_prf(dense=None).diversify(mmr(lambda_=0.5, candidates=4)).limit(2)

@@ -37,8 +37,9 @@ Tracer = Callable[[str, dict], None] | None
 
 class _Run:
     def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None, server_plans: bool = False,
-                 distributed: bool = False, retry_ahead: bool = False) -> None:
+                 distributed: bool = False, retry_ahead: bool = False, offset: int = 0) -> None:
         self.snap = snap
+        self.offset = offset  # the stage that yields the rows skips the ranking's first `offset`
         self.retry_ahead = retry_ahead
         self.distributed = distributed
         self.server_plans = server_plans
@@ -213,7 +214,8 @@ class _Run:
             return
         ranked = list(zip(top.tolist(), scores.tolist()))
         if stage.columns is not None:
-            rows = self.execute(record, stage.statement, {"ids": top.tolist()}, last=True) if ranked else []
+            ranked = ranked[self.offset :]
+            rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}, last=True) if ranked else []
             by_id = {r[0]: r[1:] for r in rows}
             self.slots["rows"] = [(by_id[d], s) for d, s in ranked if d in by_id]
         else:
@@ -343,7 +345,7 @@ class _Run:
         )
 
     def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
-        ranked = self.slots[f"ranked:{stage.source}"][: stage.limit]
+        ranked = self.slots[f"ranked:{stage.source}"][self.offset : stage.limit]
         rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}, last=True) if ranked else []
         by_id = {r[0]: r[1:] for r in rows}
         self.slots["rows"] = [(by_id[d], s) for d, s in ranked if d in by_id]
@@ -351,6 +353,7 @@ class _Run:
 
     def rows(self, stage: st.SqlRows, record: StageRecord) -> None:
         rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), last=True, settings=stage.settings)
+        rows = rows[self.offset :]
         if stage.scored:
             self.slots["rows"] = [(r[1:-1], float(r[-1])) for r in rows]
         else:
@@ -386,7 +389,7 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
     (EXPLAIN ANALYZE of a distributed collection) also records PostgreSQL's own plan of each
     statement, Citus' tasks included, from running it once more after the search. With
     `retry_ahead`, a tier ahead of the snapshot raises TierAhead instead of sending the stage to SQL."""
-    run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed), retry_ahead)
+    run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed), retry_ahead, plan.offset)
     for stage in plan.stages:
         record = StageRecord(stage.name, getattr(stage, "label", ""))
         start = time.perf_counter()

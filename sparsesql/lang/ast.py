@@ -261,8 +261,8 @@ class Diversify:
 
 @dataclass(frozen=True)
 class Select:
-    """`SELECT items FROM collection [SEARCH s [WITH PRF(...)] [DIVERSIFY BY ...]] [WHERE p] [LIMIT n]`;
-    no items means `*`."""
+    """`SELECT items FROM collection [SEARCH s [WITH PRF(...)] [DIVERSIFY BY ...]] [WHERE p]
+    [LIMIT n] [OFFSET m]`; no items means `*`."""
 
     items: tuple[SelectItem, ...]
     collection: Name
@@ -272,6 +272,7 @@ class Select:
     pos: Pos
     prf: Prf | None = None
     diversify: Diversify | None = None
+    offset: Literal | Param | None = None
 
 
 @dataclass(frozen=True)

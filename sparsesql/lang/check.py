@@ -150,13 +150,14 @@ class CheckedSelect:
     with_score: bool
     search: CheckedSearch | None
     where: ast.Predicate | None
-    limit: int
+    limit: int  # the depth of the ranking: the page's end, LIMIT + OFFSET
     params: dict
     explain: bool = False
     analyze: bool = False
     prf: CheckedPrf | None = None
     diversify: CheckedDiversify | None = None
     defaults: tuple[tuple[str, str, str], ...] = ()  # (argument, value, source) of each one left out
+    offset: int = 0  # rows of the ranking before the page
 
 
 @dataclass(frozen=True)
@@ -678,17 +679,32 @@ def _predicate(c: _Checker, node: ast.Predicate, info: CollectionInfo) -> None:
 # ----------------------------------------------------------------------------- statements
 
 
-def _limit(c: _Checker, node: ast.Literal | ast.Param | None) -> int:
+def _count(c: _Checker, node: ast.Literal | ast.Param | None, clause: str, default: int) -> int:
     if node is None:
-        return DEFAULT_LIMIT
+        return default
     value = c.param(node) if isinstance(node, ast.Param) else node.value
     if isinstance(value, bool) or not isinstance(value, int):
-        raise c.error(f"LIMIT expects an integer, got {value!r}", node.pos)
+        raise c.error(f"{clause} expects an integer, got {value!r}", node.pos)
     if value < 0:
-        raise c.error(f"LIMIT must not be negative (got {value})", node.pos)
+        raise c.error(f"{clause} must not be negative (got {value})", node.pos)
     if value > MAX_LIMIT:
-        raise c.error(f"LIMIT {value} exceeds the maximum of {MAX_LIMIT}", node.pos)
+        raise c.error(f"{clause} {value} exceeds the maximum of {MAX_LIMIT}", node.pos)
     return value
+
+
+def _page(c: _Checker, node: ast.Select) -> tuple[int, int]:
+    """The ranking's depth (LIMIT + OFFSET) and the rows before the page. Page k of n rows is
+    rows [m, m + n) of the ranking `LIMIT m + n` returns, so every depth of the search grows with
+    m + n; as Elasticsearch's max_result_window, the ranking ends at MAX_LIMIT rows."""
+    limit = _count(c, node.limit, "LIMIT", DEFAULT_LIMIT)
+    offset = _count(c, node.offset, "OFFSET", 0)
+    if limit + offset > MAX_LIMIT:
+        raise c.error(
+            f"LIMIT {limit} OFFSET {offset} reads to row {limit + offset} of the ranking, past its end at row {MAX_LIMIT} "
+            f"(the result window); narrow the search with WHERE to see more of it",
+            node.offset.pos if node.offset is not None else node.limit.pos,
+        )
+    return limit + offset, offset
 
 
 def _collection(c: _Checker, node: ast.Name, catalog: Catalog) -> CollectionInfo:
@@ -719,7 +735,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     if not node.items:
         columns = ["id", *(f.name for f in info.fields), "metadata"]
         with_score = node.search is not None
-    limit = _limit(c, node.limit)
+    limit, offset = _page(c, node)
     search = _search(c, node.search, info, limit) if node.search is not None else None
     prf = None
     if node.prf is not None:
@@ -740,7 +756,8 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     if node.where is not None:
         _predicate(c, node.where, info)
     return CheckedSelect(
-        info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults)
+        info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
+        offset=offset,
     )
 
 
@@ -842,10 +859,13 @@ def _diversify(c: _Checker, node: ast.Diversify, limit: int) -> CheckedDiversify
         raise c.error(f"DIVERSIFY BY {node.method} is not a method; use COVERAGE or MMR", node.pos)
     got = c.args(node.args, set(DIVERSIFY_DEFAULTS), method.upper())
     d = DIVERSIFY_DEFAULTS
-    candidates = int(c.number(got["candidates"], integer=True, low=1, high=MAX_LIMIT)) if "candidates" in got else d["candidates"]
+    # the default pool grows with the page's end (LIMIT + OFFSET); one given must hold it
+    candidates = int(c.number(got["candidates"], integer=True, low=1, high=MAX_LIMIT)) if "candidates" in got else max(d["candidates"], limit)
     if candidates < limit:
-        where = got["candidates"].pos if "candidates" in got else node.pos
-        raise c.error(f"DIVERSIFY chooses LIMIT {limit} documents from {candidates} candidates; raise candidates => to at least {limit}", where)
+        raise c.error(
+            f"DIVERSIFY chooses {limit} documents (LIMIT + OFFSET) from {candidates} candidates; raise candidates => to at least {limit}",
+            got["candidates"].pos,
+        )
     return CheckedDiversify(
         method,
         c.number(got["lambda"], integer=False, low=0.0, high=1.0) if "lambda" in got else d["lambda"],

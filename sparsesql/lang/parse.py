@@ -63,6 +63,15 @@ _COMMON_MISTAKES: dict[str, tuple[str, ...]] = {
         f"{_SELECT_FROM} LIMIT '5'",
         f"{_SELECT_FROM} LIMIT;",
     ),
+    "OFFSET needs a number or a parameter": (
+        f"{_SELECT_FROM} OFFSET",
+        f"{_SELECT_FROM} OFFSET n",
+        f'{_SELECT_FROM} OFFSET "n"',
+        f"{_SELECT_FROM} OFFSET '5'",
+        f"{_SELECT_FROM} OFFSET;",
+        f"{_SELECT_FROM} LIMIT 5 OFFSET",
+        f"{_SELECT_FROM} LIMIT 5 OFFSET;",
+    ),
     _UNCLOSED: (
         f"{_SELECT_FROM} WHERE (year = 1",
         f"{_SELECT_FROM} WHERE (year = 1 AND year = 2",

@@ -63,7 +63,7 @@ class ToAst(Transformer):
                 raise self._error(f"number {_shown(text)} is out of range for double precision", token)
         return ast.Literal(value, _pos(token))
 
-    def _error(self, message: str, token: Token) -> QuerySyntaxError:
+    def _error(self, message: str, token: Token | Meta) -> QuerySyntaxError:
         return QuerySyntaxError(message, line=token.line, column=token.column, query=self._query)
 
     def TRUE(self, token: Token) -> ast.Literal:
@@ -97,8 +97,21 @@ class ToAst(Transformer):
     # ------------------------------------------------------------------------- statements
 
     def select(self, meta: Meta, children: list[Any]) -> ast.Select:
-        items, collection, search, prf, diversify, where, limit = children
-        return ast.Select(items, ast.Name(collection.value, _pos(collection)), search, where, limit, _pos(meta), prf, diversify)
+        items, collection, search, prf, diversify, where, *pages = children
+        page: dict[str, ast.Literal | ast.Param] = {}
+        for clause, value, keyword in pages:
+            if clause in page:
+                raise self._error(f"{clause.upper()} is given twice", keyword)
+            page[clause] = value
+        return ast.Select(
+            items, ast.Name(collection.value, _pos(collection)), search, where, page.get("limit"), _pos(meta), prf, diversify, page.get("offset")
+        )
+
+    def limit_clause(self, meta: Meta, children: list[Any]) -> tuple[str, Any, Meta]:
+        return "limit", children[0], meta
+
+    def offset_clause(self, meta: Meta, children: list[Any]) -> tuple[str, Any, Meta]:
+        return "offset", children[0], meta
 
     def prf(self, meta: Meta, args: list[ast.Arg]) -> ast.Prf:
         return ast.Prf(tuple(args), _pos(meta))

@@ -179,6 +179,7 @@ class Search:
     prf: dict[str, Any] | None = None
     diversification: Call | None = None
     limit_: int = 10
+    offset_: int = 0
 
     def where(self, *clauses: Any) -> "Search":
         """Add filters, ANDed with those already there (as Select.where does)."""
@@ -204,6 +205,10 @@ class Search:
     def limit(self, n: int) -> "Search":
         return replace(self, limit_=n)
 
+    def offset(self, m: int) -> "Search":
+        """Skip the ranking's first m hits (a page: `.limit(n).offset(k * n)`), as Select.offset."""
+        return replace(self, offset_=m)
+
     def render(self) -> tuple[str, dict[str, object]]:
         """(dialect statement, parameters) this search runs."""
         params: dict[str, object] = {}
@@ -218,6 +223,8 @@ class Search:
             text += " WHERE " + where
             params.update(bound)
         text += f" LIMIT {out.bind('a', self.limit_)}"
+        if self.offset_:
+            text += f" OFFSET {out.bind('a', self.offset_)}"
         return text, params
 
     @property
@@ -252,7 +259,7 @@ def search(stmt: Select | type, signal: Signal | Hybrid) -> Search:
         raise CheckError("search() takes select(Entity) of one mapped collection class")
     for unsupported, present in (
         ("ORDER BY (results are ordered by score)", stmt._order_by_clauses),
-        ("LIMIT/OFFSET (use .limit(n) on the search)", stmt._limit_clause is not None or stmt._offset_clause is not None),
+        ("LIMIT/OFFSET (use .limit(n) and .offset(m) on the search)", stmt._limit_clause is not None or stmt._offset_clause is not None),
         ("joins", stmt._setup_joins),
         ("GROUP BY", stmt._group_by_clauses),
     ):

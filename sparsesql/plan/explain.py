@@ -49,6 +49,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
                      + ("" if records else "; EXPLAIN ANALYZE shows Citus' plan of each statement"))
     for argument, value, source in plan.defaults:
         lines.append(f"   default {argument} => {value}  ({source})")
+    if plan.offset:
+        lines.append(f"   page: OFFSET {plan.offset}: the ranking is computed to its page's end, and the rows before the page are skipped")
     for i, stage in enumerate(plan.stages, start=1):
         label = getattr(stage, "label", "")
         head = f"{i}. {stage.name}{f' [{label}]' if label else ''} ({_where(stage)}): {_describe(stage)}"

@@ -195,3 +195,4 @@ class Plan:
     with_score: bool
     defaults: tuple[tuple[str, str, str], ...] = ()  # (argument, value, source) the query left out
     distributed: dict | None = None  # the collection's placement on a Citus cluster, or None: one node
+    offset: int = 0  # the ranking's rows before the page (OFFSET): the stage that yields rows skips them

@@ -1,0 +1,105 @@
+"""Pages of a search: `LIMIT n OFFSET m` is rows [m, m + n) of the ranking `LIMIT m + n` returns,
+for every kind of search, so pages laid end to end are the ranking, neither repeating nor
+skipping a document (issue 34)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as strat
+
+import sparsesql
+from sparsesql.lang.check import MAX_LIMIT
+
+WORDS = "ranking retrieval sparse dense fusion query expansion feedback index posting vector graph coverage".split()
+DIM = 8
+N = 150
+SEARCHES = [
+    "SPARSE(:q)",
+    "DENSE(:v)",
+    "HYBRID(SPARSE(:q), DENSE(:v))",
+    "HYBRID(SPARSE(:q), DENSE(:v), fusion => rrf(k => 60))",
+    "HYBRID(SPARSE(:q), DENSE(:v)) WITH PRF",
+    "SPARSE(:q) WITH PRF(depth => 3)",
+    "HYBRID(SPARSE(:q), DENSE(:v)) DIVERSIFY BY MMR(lambda => 0.7)",
+]
+
+
+@pytest.fixture(scope="module")
+def papers(dsn):
+    """150 documents of three to six words of a small vocabulary (many tie on BM25), random
+    vectors, and a year to filter on."""
+    rng = np.random.default_rng(11)
+    db = sparsesql.connect(dsn, sparse_tier=False)
+    db.drop_collection("pages_papers", if_exists=True)
+    docs = []
+    for i in range(N):
+        words = " ".join(rng.choice(WORDS, size=int(rng.integers(3, 7))))
+        docs.append({"id": f"p{i:03d}", "title": words, "year": int(2010 + i % 12), "vector": rng.standard_normal(DIM).tolist()})
+    db.create_collection("pages_papers", {"title": "text", "year": "int"}, dense="none", dim=DIM).add(docs)
+    yield db, "pages_papers"
+    db.drop_collection("pages_papers", if_exists=True)
+    db.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    search=strat.sampled_from(SEARCHES),
+    where=strat.sampled_from(["", " WHERE year >= 2015", " WHERE year IN (2011, 2013, 2017)"]),
+    size=strat.integers(1, 12),
+    pages=strat.integers(1, 5),
+    words=strat.lists(strat.sampled_from(WORDS), min_size=1, max_size=3),
+    seed=strat.integers(0, 1000),
+)
+def test_pages_laid_end_to_end_are_the_ranking(papers, search, where, size, pages, words, seed):
+    db, name = papers
+    params = {"q": " ".join(words), "v": np.random.default_rng(seed).standard_normal(DIM).tolist()}
+    used = {k: v for k, v in params.items() if f":{k}" in search}
+    whole = db.query(f"SELECT id, score FROM {name} SEARCH {search}{where} LIMIT {size * pages}", **used)
+    laid = []
+    for page in range(pages):
+        laid += db.query(f"SELECT id, score FROM {name} SEARCH {search}{where} LIMIT {size} OFFSET {page * size}", **used)
+    assert [(r.id, r.score) for r in laid] == [(r.id, r.score) for r in whole]
+    assert len({r.id for r in laid}) == len(laid)
+
+
+def test_offset_without_a_search_and_in_either_order(papers):
+    db, name = papers
+    everything = [r.id for r in db.query(f"SELECT id FROM {name} WHERE year = 2012 LIMIT 100")]
+    assert everything == sorted(everything) and len(everything) > 6
+    assert [r.id for r in db.query(f"SELECT id FROM {name} WHERE year = 2012 OFFSET 2 LIMIT 3")] == everything[2:5]
+    assert [r.id for r in db.query(f"SELECT id FROM {name} WHERE year = 2012 LIMIT 3 OFFSET :m", m=4)] == everything[4:7]
+    assert [r.id for r in db.query(f"SELECT id FROM {name} WHERE year = 2012 OFFSET 5")] == everything[5:15]  # LIMIT 10 by default
+    assert db.query(f"SELECT id FROM {name} SEARCH SPARSE('ranking') LIMIT 5 OFFSET {N}") == []  # past the last match
+
+
+def test_a_page_of_a_diversified_search_grows_its_candidate_pool(papers):
+    """DIVERSIFY's default pool (100) grows to the page's end; a pool given explicitly must hold it."""
+    db, name = papers
+    search = "HYBRID(SPARSE('ranking fusion'), DENSE(:v)) DIVERSIFY BY MMR"
+    v = [1.0] * DIM
+    assert len(db.query(f"SELECT id FROM {name} SEARCH {search} LIMIT 10 OFFSET 100", v=v)) == 10
+    with pytest.raises(sparsesql.CheckError, match=r"DIVERSIFY chooses 60 documents \(LIMIT \+ OFFSET\) from 50 candidates; raise candidates => to at least 60"):
+        db.query(f"SELECT id FROM {name} SEARCH HYBRID(SPARSE('x'), DENSE(:v)) DIVERSIFY BY MMR(candidates => 50) LIMIT 10 OFFSET 50", v=v)
+
+
+@pytest.mark.parametrize(
+    "tail, error, where",
+    [
+        (f"LIMIT 10 OFFSET {MAX_LIMIT - 5}", f"LIMIT 10 OFFSET {MAX_LIMIT - 5} reads to row {MAX_LIMIT + 5} of the ranking, past its end at row {MAX_LIMIT} (the result window)", str(MAX_LIMIT - 5)),
+        ("LIMIT 10 OFFSET -1", "OFFSET must not be negative (got -1)", "-1"),
+        ("LIMIT -3 OFFSET 1", "LIMIT must not be negative (got -3)", "-3"),
+        ("LIMIT 5 OFFSET 2.5", "OFFSET expects an integer, got 2.5", "2.5"),
+        ("LIMIT 5 OFFSET 1 OFFSET 2", "OFFSET is given twice", "OFFSET 2"),
+        ("LIMIT 5 OFFSET", "OFFSET needs a number or a parameter", None),
+        ("LIMIT 5 OFFSET 'x'", "OFFSET needs a number or a parameter", "'x'"),
+    ],
+)
+def test_bad_pages_are_refused_where_they_are_written(papers, tail, error, where):
+    db, name = papers
+    text = f"SELECT id FROM {name} SEARCH SPARSE('ranking') {tail}"
+    with pytest.raises(sparsesql.Error, match=error.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")) as info:
+        db.query(text)
+    if where is not None:
+        assert info.value.column == text.rindex(where) + 1
