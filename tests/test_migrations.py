@@ -262,7 +262,7 @@ def test_ops_bring_the_catalog_and_a_failed_migration_leaves_only_the_catalog(tm
     _add_revision(config, "a3", "a2", 'raise RuntimeError("boom")', "pass")
     with pytest.raises(RuntimeError, match="boom"):
         command.upgrade(config, "head")
-    assert _tables(fresh_dsn) == {"collections", "alembic_version"}
+    assert _tables(fresh_dsn) == {"collections", "alembic_version", "cursor_key"}
     with sparsesql.connect(fresh_dsn) as db:
         assert db.collections() == []
     command.upgrade(config, "a2")

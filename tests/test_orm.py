@@ -190,6 +190,11 @@ def test_pages_through_offset_are_the_ranking(db, engine, papers):
     assert pages == whole and len(whole) >= 3
     assert base.limit(2).offset(2).dialect.endswith("LIMIT :a0 OFFSET :a1")
     assert "OFFSET" not in base.limit(2).dialect
+    with Session(engine) as session:
+        first = base.limit(2).execute(session)
+        after = base.limit(2).after(first[-1].cursor).execute(session)
+    assert [(h.entity.id, h.score) for h in first + after] == whole
+    assert all(h.cursor.startswith("c1.") for h in first + after) and base.after("x").offset(1).after_ is None
 
 
 def test_mmr_and_prf_off_switches_render_and_run(db, engine, papers, name):

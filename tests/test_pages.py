@@ -103,3 +103,107 @@ def test_bad_pages_are_refused_where_they_are_written(papers, tail, error, where
         db.query(text)
     if where is not None:
         assert info.value.column == text.rindex(where) + 1
+
+
+# ----------------------------------------------------------------------------- cursors
+
+
+def pages_by_cursor(db, text: str, size: int, pages: int, **params) -> list:
+    """Read `pages` pages of `size` rows, each AFTER the last row's cursor of the one before."""
+    laid, cursor = [], None
+    for _ in range(pages):
+        after = " AFTER :cursor" if cursor else ""
+        rows = db.query(f"{text} LIMIT {size}{after}", **params, **({"cursor": cursor} if cursor else {}))
+        laid += rows
+        if not rows:
+            break
+        cursor = rows[-1].cursor
+    return laid
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    search=strat.sampled_from(SEARCHES),
+    where=strat.sampled_from(["", " WHERE year >= 2015"]),
+    size=strat.integers(1, 9),
+    pages=strat.integers(1, 5),
+    words=strat.lists(strat.sampled_from(WORDS), min_size=1, max_size=3),
+    seed=strat.integers(0, 1000),
+)
+def test_pages_after_each_cursor_are_the_ranking(papers, search, where, size, pages, words, seed):
+    db, name = papers
+    params = {"q": " ".join(words), "v": np.random.default_rng(seed).standard_normal(DIM).tolist()}
+    used = {k: v for k, v in params.items() if f":{k}" in search}
+    text = f"SELECT id, score, cursor FROM {name} SEARCH {search}{where}"
+    whole = db.query(f"{text} LIMIT {size * pages}", **used)
+    laid = pages_by_cursor(db, text, size, pages, **used)
+    assert [(r.id, r.score) for r in laid] == [(r.id, r.score) for r in whole]
+    assert [r.cursor for r in laid] == [r.cursor for r in whole]  # a row's cursor is the same on every page
+
+
+def test_a_cursor_is_opaque_signed_and_belongs_to_its_search(papers):
+    db, name = papers
+    text = f"SELECT id, cursor FROM {name} SEARCH SPARSE(:q)"
+    first = db.query(f"{text} LIMIT 3", q="ranking")
+    cursor = first[-1].cursor
+    assert isinstance(cursor, str) and cursor.startswith("c1.") and len(cursor) < 200 and "ranking" not in cursor
+    # the columns: cursor is a column like score, not part of *
+    assert "cursor" not in db.query(f"SELECT * FROM {name} SEARCH SPARSE('ranking') LIMIT 1")[0]
+    # another search (other text, other parameter values) refuses it
+    for other, params in ((f"SELECT id FROM {name} SEARCH SPARSE(:q) WHERE year > 2000", {"q": "ranking"}),
+                          (text, {"q": "fusion"}),
+                          (f"SELECT id FROM {name} SEARCH DENSE(:v)", {"v": [1.0] * DIM})):
+        with pytest.raises(sparsesql.CheckError, match="this cursor comes from another search") as info:
+            db.query(f"{other} LIMIT 3 AFTER :c", c=cursor, **params)
+        assert info.value.column == len(other) + len(" LIMIT 3 AFTER ") + 1
+    # the same search with other LIMIT, and the select list, takes it
+    assert [r.id for r in db.query(f"SELECT id FROM {name} SEARCH SPARSE(:q) LIMIT 2 AFTER :c", q="ranking", c=cursor)] == \
+        [r.id for r in db.query(f"{text} LIMIT 2 OFFSET 3", q="ranking")]
+    # altered, damaged, or not a cursor at all
+    head, payload, mac = cursor.split(".")
+    forged = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
+    cases = [
+        (f"{head}.{payload}.{mac[::-1]}", "the cursor was altered, or made by another database"),
+        (f"{head}.{forged}.{mac}", "the cursor was altered|the cursor is damaged|comes from another search"),
+        (f"{head}.@@@.{mac}", "the cursor is damaged: its content cannot be read"),
+        ("page-2", "this is not a cursor sparsesql made: take it from a row's cursor column"),
+        ("c1." + "x" * 600, "a cursor is at most 512 characters, this one 603"),
+        (42, "a cursor is the text of a row's cursor column, got int"),
+    ]
+    for bad, message in cases:
+        with pytest.raises(sparsesql.Error, match=message):
+            db.query(f"{text} LIMIT 3 AFTER :c", q="ranking", c=bad)
+
+
+def test_cursor_errors_name_what_is_wrong(papers):
+    db, name = papers
+    cursor = db.query(f"SELECT cursor FROM {name} SEARCH SPARSE('ranking') LIMIT 1")[0].cursor
+    cases = [
+        (f"SELECT id, cursor FROM {name} LIMIT 3", "cursor needs a SEARCH clause: it names a row of the ranking"),
+        (f"SELECT id FROM {name} LIMIT 3 AFTER :c", "cursors name rows of a ranking: AFTER and the cursor column need a SEARCH clause"),
+        (f"SELECT id FROM {name} SEARCH SPARSE('ranking') LIMIT 3 OFFSET 3 AFTER :c", "OFFSET and AFTER both say where the page starts; give one"),
+        (f"SELECT id FROM {name} SEARCH SPARSE('ranking') LIMIT {MAX_LIMIT} AFTER :c",
+         f"LIMIT {MAX_LIMIT} AFTER a cursor at row 1 reads to row {MAX_LIMIT + 1} of the ranking, past its end at row {MAX_LIMIT}"),
+        (f"SELECT id FROM {name} SEARCH SPARSE('ranking') AFTER :missing", "parameter :missing is not bound"),
+    ]
+    for text, message in cases:
+        with pytest.raises(sparsesql.Error, match=message.replace("(", r"\(").replace(")", r"\)")):
+            db.query(text, c=cursor)
+
+
+def test_after_writes_the_page_starts_past_the_cursors_row_wherever_it_went(db, name):
+    """Nothing written: AFTER is OFFSET. A row written before the cursor's moves it down: the
+    page starts past it, nothing repeated. The cursor's row deleted: the page starts past where
+    its score and document would rank (search_after)."""
+    db.create_collection(name, {"title": "text"}, dense="none", dim=2)
+    coll = db.collection(name)
+    coll.add([{"id": f"d{i}", "title": " ".join(["apple"] * (10 - i) + ["pear"] * i), "vector": [1.0, float(i)]} for i in range(10)])
+    text = f"SELECT id, cursor FROM {name} SEARCH SPARSE('apple')"
+    first = db.query(f"{text} LIMIT 3")
+    assert [r.id for r in first] == ["d0", "d1", "d2"]
+    cursor = first[-1].cursor
+    coll.add([{"id": "new", "title": "apple apple apple apple apple apple apple apple apple apple apple", "vector": [1.0, 0.0]}])
+    assert [r.id for r in db.query(f"{text} LIMIT 3", )][:1] == ["new"]  # d2 is now fourth
+    assert [r.id for r in db.query(f"{text} LIMIT 3 AFTER :c", c=cursor)] == ["d3", "d4", "d5"]
+    coll.delete(["d2"])
+    assert [r.id for r in db.query(f"{text} LIMIT 3 AFTER :c", c=cursor)] == ["d3", "d4", "d5"]

@@ -22,7 +22,7 @@ P = ast.Pos(0, 0)
 def shape(node: object) -> object:
     """The node without positions, with each scalar tagged by its type (so 1 != 1.0 != True)."""
     if dataclasses.is_dataclass(node):
-        fields = (f.name for f in dataclasses.fields(node) if f.name != "pos")
+        fields = (f.name for f in dataclasses.fields(node) if f.name not in ("pos", "span"))
         return (type(node).__name__, *(shape(getattr(node, name)) for name in fields))
     if isinstance(node, tuple):
         return tuple(shape(item) for item in node)

@@ -16,7 +16,7 @@ from psycopg import sql
 from sparsesql.errors import CheckError, ConfigError
 
 SCHEMA = "sparsesql"
-CATALOG_REVISION = "0002_posting_blocks"
+CATALOG_REVISION = "0003_cursor_key"
 
 # Declared field types: the names a user may write -> the PostgreSQL type stored.
 FIELD_TYPES = {

@@ -9,6 +9,7 @@ statement commits the snapshot in the same round trip.
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Callable
 
 import numpy as np
@@ -17,10 +18,13 @@ from pgvector import Vector
 from psycopg import sql
 
 from sparsesql.db import copy_binary
-from sparsesql.errors import DatabaseError
+from sparsesql.errors import CheckError, DatabaseError
 from sparsesql.exec.row import Row
 from sparsesql.exec.snapshot import Snapshot
 from sparsesql.exec.trace import StageRecord, short
+from sparsesql.lang import cursor_token
+from sparsesql.lang.check import CheckedCursor
+from sparsesql.lang.cursor_token import Cursor
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
 from sparsesql.retrieval.fusion import fuse
@@ -37,9 +41,9 @@ Tracer = Callable[[str, dict], None] | None
 
 class _Run:
     def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None, server_plans: bool = False,
-                 distributed: bool = False, retry_ahead: bool = False, offset: int = 0) -> None:
+                 distributed: bool = False, retry_ahead: bool = False, plan: st.Plan | None = None) -> None:
         self.snap = snap
-        self.offset = offset  # the stage that yields the rows skips the ranking's first `offset`
+        self.plan = plan  # its page: the stage that yields the rows keeps only the page's rows
         self.retry_ahead = retry_ahead
         self.distributed = distributed
         self.server_plans = server_plans
@@ -214,10 +218,10 @@ class _Run:
             return
         ranked = list(zip(top.tolist(), scores.tolist()))
         if stage.columns is not None:
-            ranked = ranked[self.offset :]
-            rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}, last=True) if ranked else []
+            page = self.page(ranked)
+            rows = self.execute(record, stage.statement, {"ids": [d for d, _ in page]}, last=True) if page else []
             by_id = {r[0]: r[1:] for r in rows}
-            self.slots["rows"] = [(by_id[d], s) for d, s in ranked if d in by_id]
+            self.slots["rows"] = [(d, by_id[d], s) for d, s in page if d in by_id]
         else:
             self.ranked(stage, ranked, stage.params)
         record.rows = len(ranked)
@@ -344,20 +348,39 @@ class _Run:
             f"selection={(time.perf_counter() - start) * 1000:.2f} ms"
         )
 
+    def page(self, ranked: list[tuple[int, float | None]]) -> list[tuple[int, float | None]]:
+        """The page of a ranking (doc id, score) computed to the page's end; sets the slot
+        `start`, the ranking's rows before it.
+
+        After a cursor, the page starts past the cursor's row: at its position when the row is
+        still there (nothing was written: the same page as OFFSET), else past wherever the row now
+        ranks, else (the row is gone) past the rows that rank before its score and document, as
+        Elasticsearch's search_after, or at its position after DIVERSIFY, whose order is not by
+        score."""
+        start = self.plan.offset if self.plan else 0
+        after = self.plan.cursor.after if self.plan and self.plan.cursor else None
+        if after is not None and not (len(ranked) >= after.position and ranked[after.position - 1][0] == after.doc_id):
+            moved = next((i for i, (d, _) in enumerate(ranked) if d == after.doc_id), None)
+            if moved is not None:
+                start = moved + 1
+            elif self.plan.ordered_by_score and after.score is not None:
+                start = next((i for i, (d, s) in enumerate(ranked) if s < after.score or (s == after.score and d > after.doc_id)), len(ranked))
+        self.slots["start"] = start
+        size = self.plan.size if self.plan and self.plan.size is not None else len(ranked)
+        return ranked[start : start + size]
+
     def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
-        ranked = self.slots[f"ranked:{stage.source}"][self.offset : stage.limit]
+        ranked = self.page(self.slots[f"ranked:{stage.source}"][: stage.limit])
         rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}, last=True) if ranked else []
         by_id = {r[0]: r[1:] for r in rows}
-        self.slots["rows"] = [(by_id[d], s) for d, s in ranked if d in by_id]
+        self.slots["rows"] = [(d, by_id[d], s) for d, s in ranked if d in by_id]
         record.rows = len(self.slots["rows"])
 
     def rows(self, stage: st.SqlRows, record: StageRecord) -> None:
         rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), last=True, settings=stage.settings)
-        rows = rows[self.offset :]
-        if stage.scored:
-            self.slots["rows"] = [(r[1:-1], float(r[-1])) for r in rows]
-        else:
-            self.slots["rows"] = [(r[1:], None) for r in rows]
+        ranked = self.page([(r[0], float(r[-1]) if stage.scored else None) for r in rows])
+        values = {r[0]: (r[1:-1] if stage.scored else r[1:]) for r in rows}
+        self.slots["rows"] = [(d, values[d], s) for d, s in ranked]
         record.rows = len(rows)
 
 
@@ -389,7 +412,8 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
     (EXPLAIN ANALYZE of a distributed collection) also records PostgreSQL's own plan of each
     statement, Citus' tasks included, from running it once more after the search. With
     `retry_ahead`, a tier ahead of the snapshot raises TierAhead instead of sending the stage to SQL."""
-    run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed), retry_ahead, plan.offset)
+    run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed), retry_ahead, plan)
+    key = _cursor_key(snap, plan.cursor) if plan.cursor else b""
     for stage in plan.stages:
         record = StageRecord(stage.name, getattr(stage, "label", ""))
         start = time.perf_counter()
@@ -397,11 +421,32 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
         record.ms = (time.perf_counter() - start) * 1000
         run.records.append(record)
     run.server_plans_after()
-    names = list(plan.columns) + (["score"] if plan.with_score else [])
+    names = list(plan.columns) + (["score"] if plan.with_score else []) + (["cursor"] if plan.cursor and plan.cursor.column else [])
     out = []
-    for values, score in run.slots.get("rows", []):
+    start = run.slots.get("start", 0)
+    for i, (doc, values, score) in enumerate(run.slots.get("rows", [])):
         data = dict(zip(plan.columns, values))
-        if plan.with_score:
-            data["score"] = score
+        data["score"] = score
+        if plan.cursor and plan.cursor.column:
+            data["cursor"] = cursor_token.sign(key, Cursor(plan.cursor.fingerprint, start + i + 1, score, doc))
         out.append(Row({k: data[k] for k in names}))
     return out, run.records
+
+
+_KEYS: weakref.WeakKeyDictionary[psycopg.Connection, bytes] = weakref.WeakKeyDictionary()
+
+
+def _cursor_key(snap: Snapshot, cursor: CheckedCursor) -> bytes:
+    """The database's cursor key (read once per connection: it never changes), and the page's
+    cursor checked against it; a cursor the kept key refuses is checked against a fresh read."""
+    key = _KEYS.get(snap.conn)
+    for _ in range(2):
+        if key is None:
+            row = snap.conn.execute("SELECT key FROM sparsesql.cursor_key").fetchone()
+            if row is None:
+                raise DatabaseError("sparsesql.cursor_key holds no key: run `sparsesql migrate` to make one")
+            key = _KEYS[snap.conn] = bytes(row[0])
+        if cursor.after is None or cursor_token.genuine(key, cursor.signed, cursor.mac):
+            return key
+        key = None
+    raise CheckError("the cursor was altered, or made by another database: take it from a row's cursor column")

@@ -6,7 +6,7 @@ at the exact spot without keeping lark's tree around.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 
@@ -262,7 +262,9 @@ class Diversify:
 @dataclass(frozen=True)
 class Select:
     """`SELECT items FROM collection [SEARCH s [WITH PRF(...)] [DIVERSIFY BY ...]] [WHERE p]
-    [LIMIT n] [OFFSET m]`; no items means `*`."""
+    [LIMIT n] [OFFSET m | AFTER cursor]`; no items means `*`. `span` is where the text of the
+    ranking starts (the collection's name: the select list does not change it) and where the page
+    clauses do (its end without them), for the cursor's fingerprint of the search."""
 
     items: tuple[SelectItem, ...]
     collection: Name
@@ -273,6 +275,8 @@ class Select:
     prf: Prf | None = None
     diversify: Diversify | None = None
     offset: Literal | Param | None = None
+    after: Literal | Param | None = None
+    span: tuple[int, int] | None = field(default=None, compare=False)  # where the text is, as `pos`
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import numpy as np
 from sparsesql.db import ingest
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, check_name
 from sparsesql.errors import CheckError, Error, IngestError, ParameterError
-from sparsesql.lang import ast
+from sparsesql.lang import ast, cursor_token
+from sparsesql.lang.cursor_token import Cursor
 from sparsesql.retrieval.prf import Rm3, VectorPrf
 
 MAX_LIMIT = 10_000
@@ -144,6 +145,19 @@ MAX_HOPS = 3
 
 
 @dataclass(frozen=True)
+class CheckedCursor:
+    """What a search's cursors need: the fingerprint its rows' cursors carry, whether they are a
+    column of the result, and the cursor the page starts after (unverified here: the executor
+    holds the key), with what was signed and its signature."""
+
+    fingerprint: str
+    column: bool
+    after: Cursor | None = None
+    signed: str = ""
+    mac: str = ""
+
+
+@dataclass(frozen=True)
 class CheckedSelect:
     collection: CollectionInfo
     columns: tuple[str, ...]
@@ -158,6 +172,8 @@ class CheckedSelect:
     diversify: CheckedDiversify | None = None
     defaults: tuple[tuple[str, str, str], ...] = ()  # (argument, value, source) of each one left out
     offset: int = 0  # rows of the ranking before the page
+    page_size: int | None = None  # the page's rows, LIMIT (None: all from offset)
+    cursor: CheckedCursor | None = None  # a cursor column asked for, or a page AFTER a cursor
 
 
 @dataclass(frozen=True)
@@ -692,19 +708,53 @@ def _count(c: _Checker, node: ast.Literal | ast.Param | None, clause: str, defau
     return value
 
 
-def _page(c: _Checker, node: ast.Select) -> tuple[int, int]:
-    """The ranking's depth (LIMIT + OFFSET) and the rows before the page. Page k of n rows is
+def _page(c: _Checker, node: ast.Select, cursor: CheckedCursor | None) -> tuple[int, int, int]:
+    """The ranking's depth, the rows before the page and the page's size. Page k of n rows is
     rows [m, m + n) of the ranking `LIMIT m + n` returns, so every depth of the search grows with
-    m + n; as Elasticsearch's max_result_window, the ranking ends at MAX_LIMIT rows."""
+    m + n; as Elasticsearch's max_result_window, the ranking ends at MAX_LIMIT rows. A page AFTER
+    a cursor starts after the cursor's row, at its position when nothing was written; the ranking
+    goes a page deeper, so that a page still fills when writes moved that row down."""
     limit = _count(c, node.limit, "LIMIT", DEFAULT_LIMIT)
     offset = _count(c, node.offset, "OFFSET", 0)
+    where = node.offset.pos if node.offset is not None else node.limit.pos if node.limit is not None else node.pos
+    if cursor is not None and cursor.after is not None:
+        offset, where = cursor.after.position, node.after.pos
     if limit + offset > MAX_LIMIT:
+        start = f"AFTER a cursor at row {offset}" if node.after is not None else f"OFFSET {offset}"
         raise c.error(
-            f"LIMIT {limit} OFFSET {offset} reads to row {limit + offset} of the ranking, past its end at row {MAX_LIMIT} "
+            f"LIMIT {limit} {start} reads to row {limit + offset} of the ranking, past its end at row {MAX_LIMIT} "
             f"(the result window); narrow the search with WHERE to see more of it",
-            node.offset.pos if node.offset is not None else node.limit.pos,
+            where,
         )
-    return limit + offset, offset
+    if node.after is not None:
+        return min(MAX_LIMIT, offset + 2 * limit), offset, limit
+    return limit + offset, offset, limit
+
+
+def _cursor(c: _Checker, node: ast.Select, column: bool) -> CheckedCursor | None:
+    """The search's fingerprint, and the cursor its page starts after, checked to come from this
+    search (its signature is the executor's to check)."""
+    if not column and node.after is None:
+        return None
+    if node.search is None:
+        raise c.error("cursors name rows of a ranking: AFTER and the cursor column need a SEARCH clause", (node.after or node).pos)
+    page = {p.name for p in (node.limit, node.offset, node.after) if isinstance(p, ast.Param)}
+    start, end = node.span or (0, len(c.text))
+    fingerprint = cursor_token.fingerprint(c.text[start:end], {k: v for k, v in c.params.items() if k not in page})
+    if node.after is None:
+        return CheckedCursor(fingerprint, column)
+    token = c.param(node.after) if isinstance(node.after, ast.Param) else node.after.value
+    try:
+        after, signed, mac = cursor_token.read(token)
+    except cursor_token.CursorError as exc:
+        raise c.error(str(exc), node.after.pos) from None
+    if after.search != fingerprint:
+        raise c.error(
+            "this cursor comes from another search; a cursor starts a page only of the search it came from "
+            "(the same text from the collection's name to LIMIT, with the same parameter values)",
+            node.after.pos,
+        )
+    return CheckedCursor(fingerprint, column, after, signed, mac)
 
 
 def _collection(c: _Checker, node: ast.Name, catalog: Catalog) -> CollectionInfo:
@@ -721,13 +771,17 @@ def _collection(c: _Checker, node: ast.Name, catalog: Catalog) -> CollectionInfo
 def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     info = _collection(c, node.collection, catalog)
     columns: list[str] = []
-    with_score = False
+    with_score = with_cursor = False
     for item in node.items:
         col = item.name.lower()
         if col == "score":
             if node.search is None:
                 raise c.error("score needs a SEARCH clause", item.pos)
             with_score = True
+        elif col == "cursor" and info.field_type(col) is None:
+            if node.search is None:
+                raise c.error("cursor needs a SEARCH clause: it names a row of the ranking", item.pos)
+            with_cursor = True
         elif info.field_type(col) is None:
             raise c.error(_unknown_field(item.name, info), item.pos)
         elif col not in columns:
@@ -735,7 +789,8 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     if not node.items:
         columns = ["id", *(f.name for f in info.fields), "metadata"]
         with_score = node.search is not None
-    limit, offset = _page(c, node)
+    cursor = _cursor(c, node, with_cursor)
+    limit, offset, page_size = _page(c, node, cursor)
     search = _search(c, node.search, info, limit) if node.search is not None else None
     prf = None
     if node.prf is not None:
@@ -757,7 +812,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
         _predicate(c, node.where, info)
     return CheckedSelect(
         info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
-        offset=offset,
+        offset=offset, page_size=page_size, cursor=cursor,
     )
 
 

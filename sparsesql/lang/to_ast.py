@@ -102,9 +102,13 @@ class ToAst(Transformer):
         for clause, value, keyword in pages:
             if clause in page:
                 raise self._error(f"{clause.upper()} is given twice", keyword)
+            if {clause, *page} >= {"offset", "after"}:
+                raise self._error("OFFSET and AFTER both say where the page starts; give one", keyword)
             page[clause] = value
+        span = (collection.start_pos, pages[0][2].start_pos if pages else meta.end_pos)
         return ast.Select(
-            items, ast.Name(collection.value, _pos(collection)), search, where, page.get("limit"), _pos(meta), prf, diversify, page.get("offset")
+            items, ast.Name(collection.value, _pos(collection)), search, where, page.get("limit"), _pos(meta), prf, diversify,
+            page.get("offset"), page.get("after"), span,
         )
 
     def limit_clause(self, meta: Meta, children: list[Any]) -> tuple[str, Any, Meta]:
@@ -112,6 +116,9 @@ class ToAst(Transformer):
 
     def offset_clause(self, meta: Meta, children: list[Any]) -> tuple[str, Any, Meta]:
         return "offset", children[0], meta
+
+    def after_clause(self, meta: Meta, children: list[Any]) -> tuple[str, Any, Meta]:
+        return "after", children[0], meta
 
     def prf(self, meta: Meta, args: list[ast.Arg]) -> ast.Prf:
         return ast.Prf(tuple(args), _pos(meta))

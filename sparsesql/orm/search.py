@@ -121,11 +121,21 @@ def mmr(lambda_: float | None = None, candidates: int | None = None) -> Call:
     return Call("MMR", {"lambda": lambda_, "candidates": candidates})
 
 
-class Hit(NamedTuple):
-    """One result: the mapped instance and its score (unpacks as `entity, score`)."""
-
+class _Hit(NamedTuple):
     entity: Any
     score: float | None
+
+
+class Hit(_Hit):
+    """One result: the mapped instance and its score (unpacks as `entity, score`), and its
+    `cursor`: `.after(hits[-1].cursor)` is the next page."""
+
+    cursor: str | None
+
+    def __new__(cls, entity: Any, score: float | None, cursor: str | None = None) -> "Hit":
+        hit = super().__new__(cls, entity, score)
+        hit.cursor = cursor
+        return hit
 
 
 class _Renderer:
@@ -180,6 +190,7 @@ class Search:
     diversification: Call | None = None
     limit_: int = 10
     offset_: int = 0
+    after_: str | None = None
 
     def where(self, *clauses: Any) -> "Search":
         """Add filters, ANDed with those already there (as Select.where does)."""
@@ -207,13 +218,17 @@ class Search:
 
     def offset(self, m: int) -> "Search":
         """Skip the ranking's first m hits (a page: `.limit(n).offset(k * n)`), as Select.offset."""
-        return replace(self, offset_=m)
+        return replace(self, offset_=m, after_=None)
+
+    def after(self, cursor: str) -> "Search":
+        """The page after the hit whose `cursor` this is (the dialect's AFTER)."""
+        return replace(self, after_=cursor, offset_=0)
 
     def render(self) -> tuple[str, dict[str, object]]:
         """(dialect statement, parameters) this search runs."""
         params: dict[str, object] = {}
         out = _Renderer(params)
-        text = f'SELECT id, score FROM "{mapped_collection(self.entity)}" SEARCH {out.signal(self.signal)}'
+        text = f'SELECT id, score, cursor FROM "{mapped_collection(self.entity)}" SEARCH {out.signal(self.signal)}'
         if self.prf is not None:
             text += " WITH " + out.call(Call("PRF", self.prf))
         if self.diversification is not None:
@@ -225,6 +240,8 @@ class Search:
         text += f" LIMIT {out.bind('a', self.limit_)}"
         if self.offset_:
             text += f" OFFSET {out.bind('a', self.offset_)}"
+        if self.after_ is not None:
+            text += f" AFTER {out.bind('a', self.after_)}"
         return text, params
 
     @property
@@ -239,7 +256,7 @@ class Search:
         rows = run_select(session_connection(session), text, params)
         ids = [r["id"] for r in rows]
         loaded = {e.id: e for e in session.scalars(select(self.entity).where(self.entity.id.in_(ids)))} if ids else {}
-        return [Hit(loaded[r["id"]], r.get("score")) for r in rows if r["id"] in loaded]
+        return [Hit(loaded[r["id"]], r.get("score"), r.get("cursor")) for r in rows if r["id"] in loaded]
 
     async def execute_async(self, session: AsyncSession) -> list[Hit]:
         """`execute` for an AsyncSession (psycopg async): the same plan, awaited statement by statement."""

@@ -211,7 +211,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     q = _with_terms(q)
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)
-    plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), q.offset)
+    plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), q.offset, q.page_size, q.cursor, q.diversify is None)
     if q.search is None:
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.lang import ast
-from sparsesql.lang.check import Fusion
+from sparsesql.lang.check import CheckedCursor, Fusion
 
 
 @dataclass
@@ -196,3 +196,6 @@ class Plan:
     defaults: tuple[tuple[str, str, str], ...] = ()  # (argument, value, source) the query left out
     distributed: dict | None = None  # the collection's placement on a Citus cluster, or None: one node
     offset: int = 0  # the ranking's rows before the page (OFFSET): the stage that yields rows skips them
+    size: int | None = None  # the page's rows (LIMIT); None: all the ranking's rows from `offset`
+    cursor: CheckedCursor | None = None  # the rows' cursors to make, the cursor the page starts after
+    ordered_by_score: bool = True  # False after DIVERSIFY: rows come in the order they were chosen

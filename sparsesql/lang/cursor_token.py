@@ -1,0 +1,100 @@
+"""Result cursors: an opaque, signed name for one row of one search's ranking.
+
+`SELECT ..., cursor FROM c SEARCH ...` gives every row a cursor; `... AFTER :cursor` starts the
+next page after that row (docs/dialect.md, "Pages"). A cursor carries the row's place in the
+ranking, its score and internal document id, and a fingerprint of the search it came from (the
+statement's text from the collection's name up to its LIMIT / OFFSET / AFTER, and the values of
+the parameters), so that a cursor handed to another search is refused rather than starting a page in the
+wrong ranking. It is signed with HMAC-SHA256 under the database's key (catalog revision 0003):
+a cursor altered on its way, or made up, is refused too. A cursor grants nothing a query could
+not ask for itself; the signature is about mistakes, not secrecy, and the payload is readable.
+
+This module is pure: reading the key is the executor's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import math
+from dataclasses import dataclass
+
+VERSION = "c1"
+MAX_TOKEN = 512  # a cursor is about 150 characters; anything much longer is not one
+
+
+@dataclass(frozen=True)
+class Cursor:
+    search: str  # the fingerprint of the search the row belongs to
+    position: int  # the row's place in that search's ranking, from 1
+    score: float | None
+    doc_id: int  # the row's internal document id: ties in score are ordered by it
+
+
+class CursorError(ValueError):
+    """A cursor that cannot be read: the message says why, for the user."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _canonical(value: object) -> object:
+    """A parameter's value as JSON can hold it: vectors as lists of floats, mappings sorted."""
+    for method in ("tolist", "to_list"):
+        if hasattr(value, method):
+            return getattr(value, method)()
+    if isinstance(value, dict):
+        return sorted((str(k), _canonical(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def fingerprint(text: str, params: dict[str, object]) -> str:
+    """The search a cursor belongs to: its statement's text from the collection's name to the
+    page clauses (surrounding whitespace trimmed) and the values of its parameters."""
+    data = json.dumps([text.strip(), sorted((k, _canonical(v)) for k, v in params.items())], default=str, allow_nan=True)
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _mac(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, f"{VERSION}.{payload}".encode("ascii"), hashlib.sha256).digest()[:16])
+
+
+def sign(key: bytes, cursor: Cursor) -> str:
+    score = None if cursor.score is None or not math.isfinite(cursor.score) else cursor.score
+    payload = _b64(json.dumps([cursor.search, cursor.position, score, cursor.doc_id], separators=(",", ":")).encode("ascii"))
+    return f"{VERSION}.{payload}.{_mac(key, payload)}"
+
+
+def read(token: object) -> tuple[Cursor, str, str]:
+    """The cursor a token names, unverified, with what was signed and the signature; raises
+    CursorError when the token is not a cursor sparsesql made."""
+    if not isinstance(token, str):
+        raise CursorError(f"a cursor is the text of a row's cursor column, got {type(token).__name__}")
+    if len(token) > MAX_TOKEN:
+        raise CursorError(f"a cursor is at most {MAX_TOKEN} characters, this one {len(token)}")
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != VERSION:
+        raise CursorError("this is not a cursor sparsesql made: take it from a row's cursor column")
+    try:
+        search, position, score, doc_id = json.loads(_unb64(parts[1]))
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        raise CursorError("the cursor is damaged: its content cannot be read") from None
+    if not (isinstance(search, str) and isinstance(position, int) and position >= 1 and isinstance(doc_id, int)
+            and (score is None or isinstance(score, (int, float)))):
+        raise CursorError("the cursor is damaged: its content cannot be read")
+    return Cursor(search, position, None if score is None else float(score), doc_id), parts[1], parts[2]
+
+
+def genuine(key: bytes, payload: str, mac: str) -> bool:
+    """Whether `mac` is the database key's signature of `payload`."""
+    return hmac.compare_digest(_mac(key, payload), mac)
