@@ -2,6 +2,7 @@
 one collection out (LOCO), from the engine's own candidate lists.
 
     .venv/bin/python benchmarks/fusion_loco.py ../shared/data/beir/{cisi,limit-small,med,cacm,npl}
+    .venv/bin/python benchmarks/fusion_loco.py --first-words 2 --out benchmarks/results/fusion_loco_short ../shared/data/beir/{cisi,med,cacm,npl}
 
 For each set and judged query the engine's SPARSE(:q) and DENSE(:q) top 200 are read once through
 the dialect; each rule then fuses them with sparsesql.retrieval.fusion (the code HYBRID runs) or,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import statistics
 import sys
@@ -37,6 +39,7 @@ from anchors import CACHE_DIR  # noqa: E402
 from tune_defaults import TOLERANCE, best_anchors, rank  # noqa: E402
 
 import sparsesql  # noqa: E402
+from sparsesql.analysis import STOPWORDS_EN  # noqa: E402
 from sparsesql.db import embedded  # noqa: E402
 from sparsesql.eval import evaluate_run, load_qrels, mean_metrics  # noqa: E402
 from sparsesql.eval import tune as tuning  # noqa: E402
@@ -105,11 +108,18 @@ RULES: dict[str, tuple[Rule, str]] = {
 }
 
 
-def candidate_lists(db, name: str, folder: str) -> dict[str, dict]:
+def first_words(text: str, n: int) -> str:
+    """The query's first n words that BM25 keeps (two or more word characters, not a stopword):
+    a short query made from a long one, judged by the long one's judgments."""
+    return " ".join([w for w in re.findall(r"\w\w+", text) if w.lower() not in STOPWORDS_EN][:n])
+
+
+def candidate_lists(db, name: str, folder: str, words: int | None = None) -> dict[str, dict]:
     """Each judged query's SPARSE and DENSE top DEPTH as (external id, score), and the engine's
-    bare HYBRID top 10."""
+    bare HYBRID top 10; with `words`, for the query cut to its first words."""
     out = {}
     for qid, text in test_queries(folder).items():
+        text = first_words(text, words) if words else text
         row = {}
         for side, signal in (("sparse", "SPARSE(:q)"), ("dense", "DENSE(:q)")):
             row[side] = [(r["id"], float(r["score"])) for r in db.query(f"SELECT id, score FROM {name} SEARCH {signal} LIMIT {DEPTH}", q=text)]
@@ -127,9 +137,22 @@ def fused_top10(rule: Rule, row: dict, candidates: int) -> list[str]:
     return [names[doc] for doc, _ in rule(lists, floors)[:10]]
 
 
-def score(rule: Rule, data: dict[str, dict], qrels: dict, candidates: int) -> float:
+def per_query(rule: Rule, data: dict[str, dict], qrels: dict, candidates: int) -> dict[str, float]:
     run = {qid: {doc: float(10 - i) for i, doc in enumerate(fused_top10(rule, row, candidates))} for qid, row in data.items()}
-    return mean_metrics(evaluate_run(run, qrels))["ndcg@10"]
+    return {q: m["ndcg_cut_10"] for q, m in evaluate_run(run, qrels).items()}
+
+
+def score(rule: Rule, data: dict[str, dict], qrels: dict, candidates: int) -> float:
+    return statistics.fmean(per_query(rule, data, qrels, candidates).values())
+
+
+def paired_bootstrap(a: dict[str, float], b: dict[str, float], rounds: int = 10_000) -> tuple[float, float, float]:
+    """The mean per-query difference a - b and its 95% bootstrap interval (queries resampled,
+    seeded): how much of a difference between two rules on one set is the set's few queries."""
+    d = np.array([a[q] - b[q] for q in sorted(a)])
+    means = np.random.default_rng(0).choice(d, size=(rounds, d.size)).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(d.mean()), float(low), float(high)
 
 
 def main() -> None:
@@ -137,18 +160,22 @@ def main() -> None:
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--dsn")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "fusion_loco")
+    parser.add_argument("--first-words", type=int, metavar="N",
+                        help="cut every query to its first N words BM25 keeps (short queries: most sparse lists become exhaustive)")
     args = parser.parse_args()
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     db = sparsesql.connect(args.dsn or embedded.start(CACHE_DIR), sparse_tier=True)
-    anchors = best_anchors(args.folders)
+    anchors = {} if args.first_words else best_anchors(args.folders)
     names, data, qrels = [], {}, {}
     for folder in args.folders:
         name = load_beir(db, folder, progress=True)
         names.append(name)
-        data[name], qrels[name] = candidate_lists(db, name, folder), load_qrels(folder)
+        data[name], qrels[name] = candidate_lists(db, name, folder, args.first_words), load_qrels(folder)
         differ = [q for q, row in data[name].items() if fused_top10(auto, row, DEPTH) != row["hybrid"]]
         if differ:
             sys.exit(f"{name}: the offline default fusion differs from the engine's HYBRID on queries {differ[:5]}")
+        if args.first_words:  # the anchors were judged on the whole queries: compare with a fixed 0.5 instead
+            anchors[name] = ("linear(alpha => 0.5) on the same short queries", score(linear(0.5), data[name], qrels[name], DEPTH))
     rows = []
     for label, (rule, where) in RULES.items():
         for candidates in (100, 200):
@@ -163,7 +190,8 @@ def main() -> None:
     default = next(r for r in rows if r["rule"] == "linear(alpha => auto)" and r["candidates"] == DEPTH)
     date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     lines = [
-        "## Fusion rules on the development sets, and left out one at a time", "",
+        "## Fusion rules on the development sets, and left out one at a time"
+        + (f" (queries cut to their first {args.first_words} words)" if args.first_words else ""), "",
         f"`{command}`, {date}. Every rule fuses the engine's own SPARSE and DENSE top {DEPTH} (or their top 100); "
         "the default rule's top 10 equals the engine's bare HYBRID on every query (checked in the run).", "",
         "Best anchors: " + ", ".join(f"{n} {a} {v:.4f}" for n, (a, v) in anchors.items()), "",
@@ -175,17 +203,23 @@ def main() -> None:
         cells = " | ".join(f"{r['ndcg@10'][n]:.4f} ({r['gains'][n]:+.4f})" for n in names)
         lines.append(f"| `{r['rule']}` | {r['candidates']} | {cells} | {r['worst']:+.4f} | {r['mean']:+.4f} | {r['where']} |")
     loco = [f.score for f in folds]
+    spread = {n: paired_bootstrap(per_query(auto, data[n], qrels[n], DEPTH), per_query(rrf(60), data[n], qrels[n], DEPTH)) for n in names}
     lines += ["", "### Leave one collection out", "",
               "The selection rule (within the tolerance everywhere, then the largest worst-case gain) run on four sets and scored on the fifth.", "",
               "| held out | chosen on the other four | its gain there (LOCO) | the best rule's gain there |", "|---|---|---|---|",
               *(f"| {f.held_out} | `{f.chosen}` | {f.score:+.4f} | {f.best:+.4f} |" for f in folds), "",
               f"LOCO of the selection rule: worst {min(loco):+.4f}, mean {statistics.fmean(loco):+.4f}. "
               f"The default (`linear(alpha => auto)`, candidates {DEPTH}) in-sample: worst {default['worst']:+.4f}, mean {default['mean']:+.4f}; "
-              "a fixed default is the same rule on every set, so its LOCO figures are its in-sample ones."]
+              "a fixed default is the same rule on every set, so its LOCO figures are its in-sample ones.",
+              "", "### How much of a difference is each set's few queries",
+              "", f"The default minus `rrf(k => 60)`, both over the same candidate lists ({DEPTH}): the mean per-query nDCG@10 difference "
+              "and its 95% bootstrap interval (queries resampled 10,000 times, seed 0).", "",
+              "| set | queries | default - rrf(k => 60) | 95% interval |", "|---|---|---|---|",
+              *(f"| {n} | {len(data[n])} | {m:+.4f} | [{lo:+.4f}, {hi:+.4f}] |" for n, (m, lo, hi) in spread.items())]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     args.out.with_suffix(".json").write_text(json.dumps({"command": command, "date": date, "anchors": anchors, "rows": rows,
-                                                        "loco": [vars(f) for f in folds]}, indent=1) + "\n")
+                                                        "loco": [vars(f) for f in folds], "bootstrap": spread}, indent=1) + "\n")
     print("\n".join(lines))
 
 

@@ -27,6 +27,7 @@ from sparsesql.lang.check import CheckedCursor
 from sparsesql.lang.cursor_token import Cursor
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
+from sparsesql.retrieval import highlight
 from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, flatness, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
@@ -218,10 +219,7 @@ class _Run:
             return
         ranked = list(zip(top.tolist(), scores.tolist()))
         if stage.columns is not None:
-            page = self.page(ranked)
-            rows = self.execute(record, stage.statement, {"ids": [d for d, _ in page]}, last=True) if page else []
-            by_id = {r[0]: r[1:] for r in rows}
-            self.slots["rows"] = [(d, by_id[d], s) for d, s in page if d in by_id]
+            self.fetched_page(record, stage.statement, ranked)
         else:
             self.ranked(stage, ranked, stage.params)
         record.rows = len(ranked)
@@ -369,17 +367,41 @@ class _Run:
         size = self.plan.size if self.plan and self.plan.size is not None else len(ranked)
         return ranked[start : start + size]
 
+    def fetched_page(self, record: StageRecord, statement: sql.Composed, ranked: list[tuple[int, float | None]]) -> None:
+        """The page's rows, fetched by id in one round trip. To collapse (DISTINCT ON), every row
+        of the ranking is fetched, since the page is known only once the values are."""
+        if self.plan is not None and self.plan.collapse:
+            rows = self.execute(record, statement, {"ids": [d for d, _ in ranked]}, last=True) if ranked else []
+            by_id = {r[0]: r[1:] for r in rows}
+            page = self.page(self.collapsed([x for x in ranked if x[0] in by_id], by_id))
+        else:
+            page = self.page(ranked)
+            rows = self.execute(record, statement, {"ids": [d for d, _ in page]}, last=True) if page else []
+            by_id = {r[0]: r[1:] for r in rows}
+        self.slots["rows"] = [(d, by_id[d], s) for d, s in page if d in by_id]
+
+    def collapsed(self, ranked: list[tuple[int, float | None]], values: dict[int, tuple]) -> list[tuple[int, float | None]]:
+        """The first (best) row of each value of the collapse column, in ranking order; rows
+        without a value (NULL) are one value, as in PostgreSQL's DISTINCT ON."""
+        at = self.plan.columns.index(self.plan.collapse)
+        seen: set = set()
+        out = []
+        for doc, score in ranked:
+            value = values[doc][at]
+            if value not in seen:
+                seen.add(value)
+                out.append((doc, score))
+        return out
+
     def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
-        ranked = self.page(self.slots[f"ranked:{stage.source}"][: stage.limit])
-        rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}, last=True) if ranked else []
-        by_id = {r[0]: r[1:] for r in rows}
-        self.slots["rows"] = [(d, by_id[d], s) for d, s in ranked if d in by_id]
+        self.fetched_page(record, stage.statement, self.slots[f"ranked:{stage.source}"][: stage.limit])
         record.rows = len(self.slots["rows"])
 
     def rows(self, stage: st.SqlRows, record: StageRecord) -> None:
         rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), last=True, settings=stage.settings)
-        ranked = self.page([(r[0], float(r[-1]) if stage.scored else None) for r in rows])
         values = {r[0]: (r[1:-1] if stage.scored else r[1:]) for r in rows}
+        ranked = [(r[0], float(r[-1]) if stage.scored else None) for r in rows]
+        ranked = self.page(self.collapsed(ranked, values) if self.plan is not None and self.plan.collapse else ranked)
         self.slots["rows"] = [(d, values[d], s) for d, s in ranked]
         record.rows = len(rows)
 
@@ -421,16 +443,36 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
         record.ms = (time.perf_counter() - start) * 1000
         run.records.append(record)
     run.server_plans_after()
-    names = list(plan.columns) + (["score"] if plan.with_score else []) + (["cursor"] if plan.cursor and plan.cursor.column else [])
-    out = []
+    shown = [c for c in plan.columns if c not in plan.hidden]
+    marked = [h.column for h in plan.highlighting.items] if plan.highlighting else []
+    names = shown + marked + (["score"] if plan.with_score else []) + (["cursor"] if plan.cursor and plan.cursor.column else [])
+    rows = [dict(zip(plan.columns, values), score=score) for _, values, score in run.slots.get("rows", [])]
+    if plan.highlighting:
+        _highlight(plan.highlighting, rows)
     start = run.slots.get("start", 0)
-    for i, (doc, values, score) in enumerate(run.slots.get("rows", [])):
-        data = dict(zip(plan.columns, values))
-        data["score"] = score
+    out = []
+    for i, ((doc, _, score), data) in enumerate(zip(run.slots.get("rows", []), rows)):
         if plan.cursor and plan.cursor.column:
             data["cursor"] = cursor_token.sign(key, Cursor(plan.cursor.fingerprint, start + i + 1, score, doc))
         out.append(Row({k: data[k] for k in names}))
     return out, run.records
+
+
+def _highlight(h: st.Highlighting, rows: list[dict]) -> None:
+    """Each row's HIGHLIGHT columns: lexical when the search has terms, else semantic."""
+    for item in h.items:
+        texts = [row[item.field] or "" for row in rows]
+        if h.terms or h.dense is None or h.collection.settings.dense == "none":
+            # no model to embed passages with (vectors supplied by the user): the text's beginning
+            snippets = [highlight.lexical(t, h.terms, item.style) for t in texts]
+        else:
+            from sparsesql.encoders.dense import load_dense_encoder
+            from sparsesql.retrieval.dense import query_vector
+
+            vector = query_vector(h.collection, h.dense.query)
+            snippets = highlight.semantic(texts, vector, load_dense_encoder(h.collection.settings.dense).encode, item.style)
+        for row, snippet in zip(rows, snippets):
+            row[item.column] = snippet
 
 
 _KEYS: weakref.WeakKeyDictionary[psycopg.Connection, bytes] = weakref.WeakKeyDictionary()

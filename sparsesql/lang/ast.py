@@ -236,9 +236,19 @@ Search = Union[Sparse, Dense, Hybrid]
 
 @dataclass(frozen=True)
 class SelectItem:
-    """A selected column: a field, `id`, `metadata` or `score`."""
+    """A selected column: a field, `id`, `metadata`, `score` or `cursor`."""
 
     name: str
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """`HIGHLIGHT(field, name => value, ...)` in the select list: the field's passages that best
+    match the search."""
+
+    field: str
+    args: tuple[Arg, ...]
     pos: Pos
 
 
@@ -261,12 +271,12 @@ class Diversify:
 
 @dataclass(frozen=True)
 class Select:
-    """`SELECT items FROM collection [SEARCH s [WITH PRF(...)] [DIVERSIFY BY ...]] [WHERE p]
-    [LIMIT n] [OFFSET m | AFTER cursor]`; no items means `*`. `span` is where the text of the
+    """`SELECT [DISTINCT ON (field)] items FROM collection [SEARCH s [WITH PRF(...)] [DIVERSIFY BY ...]]
+    [WHERE p] [LIMIT n] [OFFSET m | AFTER cursor]`; no items means `*`. `span` is where the text of the
     ranking starts (the collection's name: the select list does not change it) and where the page
     clauses do (its end without them), for the cursor's fingerprint of the search."""
 
-    items: tuple[SelectItem, ...]
+    items: tuple[SelectItem | Highlight, ...]
     collection: Name
     search: Search | None
     where: Predicate | None
@@ -277,6 +287,7 @@ class Select:
     offset: Literal | Param | None = None
     after: Literal | Param | None = None
     span: tuple[int, int] | None = field(default=None, compare=False)  # where the text is, as `pos`
+    distinct_on: Name | None = None
 
 
 @dataclass(frozen=True)

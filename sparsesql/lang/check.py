@@ -21,6 +21,7 @@ from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, che
 from sparsesql.errors import CheckError, Error, IngestError, ParameterError
 from sparsesql.lang import ast, cursor_token
 from sparsesql.lang.cursor_token import Cursor
+from sparsesql.retrieval.highlight import SnippetStyle
 from sparsesql.retrieval.prf import Rm3, VectorPrf
 
 MAX_LIMIT = 10_000
@@ -158,6 +159,25 @@ class CheckedCursor:
 
 
 @dataclass(frozen=True)
+class CheckedHighlight:
+    """`HIGHLIGHT(field, ...)`: the column `highlight_<field>` of a text field's best passages."""
+
+    field: str
+    style: SnippetStyle
+
+    @property
+    def column(self) -> str:
+        return f"highlight_{self.field}"
+
+
+# DISTINCT ON looks through the ranking's first COLLAPSE_DEPTH rows (or to the page's end): a
+# depth that does not change from page to page, so that pages of collapsed rows are one ranking.
+COLLAPSE_DEPTH = 1000
+MAX_FRAGMENTS = 20
+MAX_FRAGMENT_SIZE = 2000
+
+
+@dataclass(frozen=True)
 class CheckedSelect:
     collection: CollectionInfo
     columns: tuple[str, ...]
@@ -173,6 +193,9 @@ class CheckedSelect:
     defaults: tuple[tuple[str, str, str], ...] = ()  # (argument, value, source) of each one left out
     offset: int = 0  # rows of the ranking before the page
     page_size: int | None = None  # the page's rows, LIMIT (None: all from offset)
+    highlights: tuple[CheckedHighlight, ...] = ()
+    hidden: tuple[str, ...] = ()  # columns fetched for HIGHLIGHT only, not returned
+    collapse: str | None = None  # DISTINCT ON (field): the best row per value of the field
     cursor: CheckedCursor | None = None  # a cursor column asked for, or a page AFTER a cursor
 
 
@@ -731,6 +754,34 @@ def _page(c: _Checker, node: ast.Select, cursor: CheckedCursor | None) -> tuple[
     return limit + offset, offset, limit
 
 
+def _highlight(c: _Checker, node: ast.Highlight, info: CollectionInfo, searched: bool) -> CheckedHighlight:
+    """HIGHLIGHT(field [, fragments => 3, size => 160, tags => ('<mark>', '</mark>'), escape => none | html])."""
+    if not searched:
+        raise c.error("HIGHLIGHT needs a SEARCH clause: it shows why a row matched", node.pos)
+    field = node.field.lower()
+    kind = info.field_type(field) if field in {f.name for f in info.fields} else None
+    if kind is None:
+        raise c.error(_unknown_field(node.field, info) + "; HIGHLIGHT takes a declared text field", node.pos)
+    if kind != "text":
+        raise c.error(f"HIGHLIGHT takes a text field; {field!r} is {kind}", node.pos)
+    got = c.args(node.args, {"fragments", "size", "tags", "escape"}, "HIGHLIGHT")
+    style = SnippetStyle()
+    fragments = int(c.number(got["fragments"], integer=True, low=1, high=MAX_FRAGMENTS)) if "fragments" in got else style.fragments
+    size = int(c.number(got["size"], integer=True, low=20, high=MAX_FRAGMENT_SIZE)) if "size" in got else style.size
+    tags = style.tags
+    if "tags" in got:
+        value = c.value(got["tags"].value)
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(t, str) and len(t) <= 100 for t in value)):
+            raise c.error("tags => expects two texts, the opening and the closing mark: tags => ('<mark>', '</mark>')", got["tags"].value.pos)
+        tags = (value[0], value[1])
+    escape = style.escape
+    if "escape" in got:
+        escape = str(c.value(got["escape"].value)).lower()
+        if escape not in ("none", "html"):
+            raise c.error(f"escape => {escape!r} is not one of none, html", got["escape"].value.pos)
+    return CheckedHighlight(field, SnippetStyle(fragments, size, tags, escape))
+
+
 def _cursor(c: _Checker, node: ast.Select, column: bool) -> CheckedCursor | None:
     """The search's fingerprint, and the cursor its page starts after, checked to come from this
     search (its signature is the executor's to check)."""
@@ -771,8 +822,12 @@ def _collection(c: _Checker, node: ast.Name, catalog: Catalog) -> CollectionInfo
 def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     info = _collection(c, node.collection, catalog)
     columns: list[str] = []
+    highlights: list[CheckedHighlight] = []
     with_score = with_cursor = False
     for item in node.items:
+        if isinstance(item, ast.Highlight):
+            highlights.append(_highlight(c, item, info, node.search is not None))
+            continue
         col = item.name.lower()
         if col == "score":
             if node.search is None:
@@ -789,8 +844,17 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     if not node.items:
         columns = ["id", *(f.name for f in info.fields), "metadata"]
         with_score = node.search is not None
+    collapse = None
+    if node.distinct_on is not None:
+        collapse = node.distinct_on.name.lower()
+        if collapse != "id" and collapse not in {f.name for f in info.fields}:
+            raise c.error(_unknown_field(node.distinct_on.name, info) + "; DISTINCT ON takes id or a declared field", node.distinct_on.pos)
+    hidden = tuple(dict.fromkeys(f for f in [*(h.field for h in highlights), collapse] if f is not None and f not in columns))
+    columns += hidden
     cursor = _cursor(c, node, with_cursor)
     limit, offset, page_size = _page(c, node, cursor)
+    if node.distinct_on is not None:
+        limit = min(MAX_LIMIT, max(COLLAPSE_DEPTH, limit))
     search = _search(c, node.search, info, limit) if node.search is not None else None
     prf = None
     if node.prf is not None:
@@ -812,7 +876,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
         _predicate(c, node.where, info)
     return CheckedSelect(
         info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
-        offset=offset, page_size=page_size, cursor=cursor,
+        offset=offset, page_size=page_size, cursor=cursor, highlights=tuple(highlights), hidden=hidden, collapse=collapse,
     )
 
 

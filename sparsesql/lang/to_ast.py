@@ -97,7 +97,7 @@ class ToAst(Transformer):
     # ------------------------------------------------------------------------- statements
 
     def select(self, meta: Meta, children: list[Any]) -> ast.Select:
-        items, collection, search, prf, diversify, where, *pages = children
+        distinct, items, collection, search, prf, diversify, where, *pages = children
         page: dict[str, ast.Literal | ast.Param] = {}
         for clause, value, keyword in pages:
             if clause in page:
@@ -108,8 +108,14 @@ class ToAst(Transformer):
         span = (collection.start_pos, pages[0][2].start_pos if pages else meta.end_pos)
         return ast.Select(
             items, ast.Name(collection.value, _pos(collection)), search, where, page.get("limit"), _pos(meta), prf, diversify,
-            page.get("offset"), page.get("after"), span,
+            page.get("offset"), page.get("after"), span, distinct,
         )
+
+    def distinct_on(self, meta: Meta, children: list[Token]) -> ast.Name:
+        first, second, field = children
+        if first.value.upper() != "DISTINCT" or second.value.upper() != "ON":
+            raise self._error(f"unexpected {first.value} {second.value} after SELECT; did you mean DISTINCT ON (field)?", first)
+        return ast.Name(field.value, _pos(field))
 
     def limit_clause(self, meta: Meta, children: list[Any]) -> tuple[str, Any, Meta]:
         return "limit", children[0], meta
@@ -127,8 +133,14 @@ class ToAst(Transformer):
         method, *args = children
         return ast.Diversify(method.value, tuple(args), _pos(method))
 
-    def select_items(self, meta: Meta, names: list[Token]) -> tuple[ast.SelectItem, ...]:
-        return tuple(ast.SelectItem(name.value, _pos(name)) for name in names)
+    def select_items(self, meta: Meta, items: list[Token | ast.Highlight]) -> tuple[ast.SelectItem | ast.Highlight, ...]:
+        return tuple(item if isinstance(item, ast.Highlight) else ast.SelectItem(item.value, _pos(item)) for item in items)
+
+    def select_call(self, meta: Meta, children: list[Any]) -> ast.Highlight:
+        function, field, *args = children
+        if function.value.upper() != "HIGHLIGHT":
+            raise self._error(f"{function.value}(...) is not a function of the select list; it takes columns and HIGHLIGHT(field, ...)", function)
+        return ast.Highlight(field.value, tuple(args), _pos(meta))
 
     def explain(self, meta: Meta, children: list[Any]) -> ast.Explain:
         analyze, select = children

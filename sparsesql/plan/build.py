@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from psycopg import sql
 
+from sparsesql.analysis import analyze, stem_words
 from sparsesql.lang.check import CheckedSelect, DenseSignal, Fusion, Signal, SparseSignal
 from sparsesql.plan import stages as st
 from sparsesql.plan.sql import filter_ids_sql, filtered_rows_sql, ranked_rows_sql, rows_by_ids_sql, where_sql
@@ -205,13 +206,31 @@ def _with_terms(q: CheckedSelect) -> CheckedSelect:
     return replace(q, search=replace(q.search, signals=signals))
 
 
+def _highlighting(q: CheckedSelect) -> st.Highlighting | None:
+    """What HIGHLIGHT marks: the stems of the BM25 signals' queries (a precomputed query's own
+    terms), or, with none, the dense signal's nearest passages."""
+    if not q.highlights or q.search is None:
+        return None
+    terms: set[str] = set()
+    for s in q.search.signals:
+        if isinstance(s, SparseSignal) and isinstance(s.query, str) and s.field.kind == "bm25":
+            terms.update(analyze(s.query))
+        elif isinstance(s, SparseSignal) and isinstance(s.query, dict):
+            words = [t.lower() for t in s.query]
+            terms.update(words + stem_words(words))
+    dense_signal = next((s for s in q.search.signals if isinstance(s, DenseSignal)), None)
+    return st.Highlighting(q.highlights, frozenset(terms), None if terms else dense_signal, q.collection)
+
+
 def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Plan:
     """The stages that answer a checked SELECT; `tier` names the signals served from memory
     ("sparse", "dense")."""
+    highlighting = _highlighting(q)
     q = _with_terms(q)
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)
-    plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), q.offset, q.page_size, q.cursor, q.diversify is None)
+    plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), q.offset, q.page_size, q.cursor,
+                   q.diversify is None, highlighting, q.hidden, q.collapse)
     if q.search is None:
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan

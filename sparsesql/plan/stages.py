@@ -14,7 +14,7 @@ from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.lang import ast
-from sparsesql.lang.check import CheckedCursor, Fusion
+from sparsesql.lang.check import CheckedCursor, CheckedHighlight, DenseSignal, Fusion
 
 
 @dataclass
@@ -186,6 +186,17 @@ Stage = EncodeQuery | Candidates | TierCandidates | TierDense | Feedback | Fuse 
 
 
 @dataclass
+class Highlighting:
+    """The HIGHLIGHT columns, made from the page's fetched rows: lexical when the search has
+    terms (the analyzer's stems to mark), else semantic, from the dense signal's query vector."""
+
+    items: tuple[CheckedHighlight, ...]
+    terms: frozenset[str]
+    dense: DenseSignal | None
+    collection: CollectionInfo
+
+
+@dataclass
 class Plan:
     """Ordered stages, and the columns a row of the result carries."""
 
@@ -199,3 +210,6 @@ class Plan:
     size: int | None = None  # the page's rows (LIMIT); None: all the ranking's rows from `offset`
     cursor: CheckedCursor | None = None  # the rows' cursors to make, the cursor the page starts after
     ordered_by_score: bool = True  # False after DIVERSIFY: rows come in the order they were chosen
+    highlighting: Highlighting | None = None
+    hidden: tuple[str, ...] = ()  # columns fetched for the highlights or the collapse only
+    collapse: str | None = None  # DISTINCT ON: the column whose first row per value is kept
