@@ -207,3 +207,52 @@ def test_after_writes_the_page_starts_past_the_cursors_row_wherever_it_went(db, 
     assert [r.id for r in db.query(f"{text} LIMIT 3 AFTER :c", c=cursor)] == ["d3", "d4", "d5"]
     coll.delete(["d2"])
     assert [r.id for r in db.query(f"{text} LIMIT 3 AFTER :c", c=cursor)] == ["d3", "d4", "d5"]
+
+
+# ----------------------------------------------------------------------------- collapse
+
+
+def collapse(rows, field: str) -> list:
+    seen, out = set(), []
+    for r in rows:
+        if r[field] not in seen:
+            seen.add(r[field])
+            out.append(r)
+    return out
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    search=strat.sampled_from(SEARCHES[:5]),
+    where=strat.sampled_from(["", " WHERE year >= 2013"]),
+    size=strat.integers(1, 4),
+    pages=strat.integers(1, 4),
+    words=strat.lists(strat.sampled_from(WORDS), min_size=1, max_size=3),
+    seed=strat.integers(0, 1000),
+)
+def test_distinct_on_keeps_the_best_row_per_value_and_pages_never_repeat_one(papers, search, where, size, pages, words, seed):
+    db, name = papers
+    params = {"q": " ".join(words), "v": np.random.default_rng(seed).standard_normal(DIM).tolist()}
+    used = {k: v for k, v in params.items() if f":{k}" in search}
+    ranking = db.query(f"SELECT id, year, score FROM {name} SEARCH {search}{where} LIMIT 1000", **used)
+    text = f"SELECT DISTINCT ON (year) id, year, score, cursor FROM {name} SEARCH {search}{where}"
+    whole = db.query(f"{text} LIMIT {size * pages}", **used)
+    assert [(r.id, r.score) for r in whole] == [(r.id, r.score) for r in collapse(ranking, "year")[: size * pages]]
+    by_offset = [r for k in range(pages) for r in db.query(f"{text} LIMIT {size} OFFSET {k * size}", **used)]
+    by_cursor = pages_by_cursor(db, text, size, pages, **used)
+    for laid in (by_offset, by_cursor):
+        assert [r.id for r in laid] == [r.id for r in whole]
+        assert len({r.year for r in laid}) == len(laid)
+
+
+def test_distinct_on_errors_and_explain(papers):
+    db, name = papers
+    with pytest.raises(sparsesql.CheckError, match="unknown field 'venue'.*DISTINCT ON takes id or a declared field") as info:
+        db.query(f"SELECT DISTINCT ON (venue) id FROM {name} SEARCH SPARSE('ranking')")
+    assert info.value.column == len("SELECT DISTINCT ON (") + 1
+    # without a SEARCH: the first row per value in insertion order; the field need not be selected
+    rows = db.query(f"SELECT DISTINCT ON (year) id FROM {name} LIMIT 20")
+    assert [r.id for r in rows] == [f"p{i:03d}" for i in range(12)] and list(rows[0]) == ["id"]
+    plan = db.explain(f"SELECT DISTINCT ON (year) id, HIGHLIGHT(title) FROM {name} SEARCH SPARSE('Ranking fusion') LIMIT 5 OFFSET 5")
+    assert "collapse: DISTINCT ON (year): the best row per value among the ranking's first 1000 rows" in plan
+    assert "page: OFFSET 5" in plan and "highlight: highlight_title (lexical, marking the stems fusion, rank)" in plan

@@ -6,6 +6,7 @@ from __future__ import annotations
 import psycopg
 
 from sparsesql.exec.trace import StageRecord, short
+from sparsesql.lang.check import COLLAPSE_DEPTH
 from sparsesql.plan import stages as st
 
 
@@ -51,6 +52,15 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
         lines.append(f"   default {argument} => {value}  ({source})")
     if plan.offset:
         lines.append(f"   page: OFFSET {plan.offset}: the ranking is computed to its page's end, and the rows before the page are skipped")
+    if plan.cursor and plan.cursor.after:
+        lines.append(f"   page: AFTER a cursor at row {plan.cursor.after.position}: the page starts past that row, wherever it now ranks")
+    if plan.collapse:
+        lines.append(f"   collapse: DISTINCT ON ({plan.collapse}): the best row per value among the ranking's first "
+                     f"{COLLAPSE_DEPTH} rows (or to the page's end), all fetched to find them")
+    if plan.highlighting:
+        how = (f"lexical, marking the stems {', '.join(sorted(plan.highlighting.terms))}" if plan.highlighting.terms
+               else "semantic: the passages nearest the query vector" if plan.highlighting.dense else "the text's beginning")
+        lines.append(f"   highlight: {', '.join(h.column for h in plan.highlighting.items)} ({how}), made in Python from the page's rows")
     for i, stage in enumerate(plan.stages, start=1):
         label = getattr(stage, "label", "")
         head = f"{i}. {stage.name}{f' [{label}]' if label else ''} ({_where(stage)}): {_describe(stage)}"
