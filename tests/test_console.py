@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sparsesql.analysis import analyze
 from sparsesql.eval import test_queries
 from sparsesql.eval.run import evaluate, load_beir
 from tests.conftest import beir_dir
@@ -113,6 +114,19 @@ def test_the_console_searches_draws_the_stages_and_shows_errors(server, session_
     wait.until(ready.text_to_be_present_in_element((By.ID, "status"), "rows in"))
     assert len(browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")) == 10
     assert "HYBRID(SPARSE(:q), DENSE(:q))" in find(By.ID, "editor").get_attribute("value")
+    # snippets with their marks, and pages through the cursor
+    marks = [m.text.lower() for m in browser.find_elements(By.CSS_SELECTOR, "#results .snippet mark")]
+    assert marks and all(set(analyze(m)) <= set(analyze("information retrieval systems")) for m in marks)
+    first_page = [row.find_elements(By.TAG_NAME, "td")[0].text for row in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")]
+    screenshot(browser, tmp_path, "console-snippets")
+    find(By.ID, "page-next").click()
+    wait.until(ready.presence_of_element_located((By.ID, "page-first")))
+    second_page = [row.find_elements(By.TAG_NAME, "td")[0].text for row in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")]
+    paged = f"SELECT id FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:q)) LIMIT 10 OFFSET 10"
+    assert second_page == [r.id for r in session_db.query(paged, q="information retrieval systems")] and not set(first_page) & set(second_page)
+    find(By.ID, "page-first").click()
+    wait.until(ready.invisibility_of_element_located((By.ID, "page-first")))
+    assert [row.find_elements(By.TAG_NAME, "td")[0].text for row in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")] == first_page
 
 
 def test_the_console_refuses_a_wrong_password(server, browser):

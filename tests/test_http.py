@@ -67,6 +67,15 @@ def test_search_answers_equal_db_query_on_cisi(server, session_db):
                 assert body["stages"] and all(s["ms"] >= 0 for s in body["stages"])
         analyzed = http.post("/query", json={"sql": f"SELECT id FROM {name} SEARCH SPARSE(:q) LIMIT 3", "params": {"q": queries[0]}, "analyze": True})
         assert "Plan on collection" in analyzed.json()["plan"]
+        # pages: the answer's `next` is the last row's cursor, and AFTER it is the next page
+        paged = f"SELECT id, cursor FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:q)) LIMIT 5"
+        first = http.post("/query", json={"sql": paged, "params": {"q": queries[0]}}).json()
+        assert first["next"] == first["rows"][-1]["cursor"] and "next" not in analyzed.json()
+        second = http.post("/query", json={"sql": paged + " AFTER :c", "params": {"q": queries[0], "c": first["next"]}}).json()
+        offset = session_db.query(f"SELECT id FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:q)) LIMIT 5 OFFSET 5", q=queries[0])
+        assert [r["id"] for r in second["rows"]] == [r.id for r in offset]
+        tampered = http.post("/query", json={"sql": paged + " AFTER :c", "params": {"q": queries[1], "c": first["next"]}})
+        assert tampered.status_code == 400 and "this cursor comes from another search" in tampered.text
 
 
 def test_an_ndjson_bulk_load_reports_the_bad_line_and_loses_nothing_else(server, session_db, name):

@@ -182,7 +182,7 @@ def test_search_where_adds_to_the_selects_filter_and_results_are_mapped_instance
         assert ":q0" in stmt.dialect and "2020" not in stmt.dialect
 
 
-def test_pages_through_offset_are_the_ranking(db, engine, papers):
+def test_pages_through_offset_are_the_ranking(db, engine, papers, name):
     base = search(papers, hybrid(sparse("sparse retrieval"), dense([1, 0, 0])))
     with Session(engine) as session:
         whole = [(h.entity.id, h.score) for h in base.limit(4).execute(session)]
@@ -195,6 +195,24 @@ def test_pages_through_offset_are_the_ranking(db, engine, papers):
         after = base.limit(2).after(first[-1].cursor).execute(session)
     assert [(h.entity.id, h.score) for h in first + after] == whole
     assert all(h.cursor.startswith("c1.") for h in first + after) and base.after("x").offset(1).after_ is None
+    # collapse and snippets: the best hit per value, each hit's snippet of its title
+    snippets = base.limit(10).highlight("title", fragments=1, tags=("[", "]"), escape="html").distinct("day")
+    assert 'DISTINCT ON ("day")' in snippets.dialect and 'HIGHLIGHT("title", fragments => :a0, tags => :a1, escape => html)' in snippets.dialect
+    with Session(engine) as session:
+        hits = snippets.execute(session)
+    expected = db.query(f"SELECT DISTINCT ON (day) id, HIGHLIGHT(title, tags => ['[', ']']) FROM {name} "
+                        "SEARCH HYBRID(SPARSE('sparse retrieval'), DENSE(:v)) LIMIT 10", v=[1, 0, 0])
+    assert [(h.entity.id, h.highlights["title"]) for h in hits] == [(r.id, r.highlight_title) for r in expected]
+    assert len({h.entity.day for h in hits}) == len(hits) == 3 and any("[sparse]" in h.highlights["title"] for h in hits)
+    with pytest.raises(CheckError, match="has no column 'venue'"):
+        base.distinct("venue")
+    # facets: (value, count) over the hits; SPARSE counts every match
+    facet = search(papers, sparse("retrieval")).group_by("year").limit(3)
+    assert facet.dialect.endswith('GROUP BY "year" LIMIT :a0')
+    with Session(engine) as session:
+        counts = facet.execute(session)
+    expected = db.query(f"SELECT year, count(*) FROM {name} SEARCH SPARSE('retrieval') GROUP BY year LIMIT 3")
+    assert counts == [(r.year, r.count) for r in expected] and counts[0].count == 1 and len(counts) == 3
 
 
 def test_mmr_and_prf_off_switches_render_and_run(db, engine, papers, name):

@@ -406,6 +406,14 @@ class _Run:
         record.rows = len(rows)
 
 
+    def facets(self, stage: st.Facets, record: StageRecord) -> None:
+        params = stage.params
+        if stage.source is not None:
+            params = {**params, "ids": [d for d, _ in self.slots[f"ranked:{stage.source}"][: stage.depth]]}
+        self.slots["facets"] = self.execute(record, stage.statement, params, last=True)
+        record.rows = len(self.slots["facets"])
+
+
 _DISPATCH = {
     st.EncodeQuery: _Run.encode,
     st.Candidates: _Run.candidates,
@@ -416,6 +424,7 @@ _DISPATCH = {
     st.Diversify: _Run.diversify,
     st.FetchRows: _Run.fetch,
     st.SqlRows: _Run.rows,
+    st.Facets: _Run.facets,
 }
 
 
@@ -443,6 +452,8 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
         record.ms = (time.perf_counter() - start) * 1000
         run.records.append(record)
     run.server_plans_after()
+    if plan.facets:
+        return [Row(dict(zip(plan.facets, r))) for r in run.slots.get("facets", [])], run.records
     shown = [c for c in plan.columns if c not in plan.hidden]
     marked = [h.column for h in plan.highlighting.items] if plan.highlighting else []
     names = shown + marked + (["score"] if plan.with_score else []) + (["cursor"] if plan.cursor and plan.cursor.column else [])

@@ -243,6 +243,34 @@ class SelectItem:
 
 
 @dataclass(frozen=True)
+class Aggregate:
+    """count(*) (`field` None), or count / min / max / avg / sum(field), with GROUP BY."""
+
+    function: str
+    field: str | None
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """width_bucket(field, low, high, n) or date_trunc('unit', field): a grouping key."""
+
+    function: str
+    field: str
+    args: tuple[Literal, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    """A column of a facet's result (by name or position, from 1), ascending unless DESC."""
+
+    column: str | int
+    descending: bool
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class Highlight:
     """`HIGHLIGHT(field, name => value, ...)` in the select list: the field's passages that best
     match the search."""
@@ -276,7 +304,7 @@ class Select:
     ranking starts (the collection's name: the select list does not change it) and where the page
     clauses do (its end without them), for the cursor's fingerprint of the search."""
 
-    items: tuple[SelectItem | Highlight, ...]
+    items: tuple[SelectItem | Highlight | Aggregate | Bucket, ...]
     collection: Name
     search: Search | None
     where: Predicate | None
@@ -288,6 +316,8 @@ class Select:
     after: Literal | Param | None = None
     span: tuple[int, int] | None = field(default=None, compare=False)  # where the text is, as `pos`
     distinct_on: Name | None = None
+    group_by: Name | Literal | None = None  # a field's name, or a select item's position
+    order_by: tuple[OrderItem, ...] = ()
 
 
 @dataclass(frozen=True)

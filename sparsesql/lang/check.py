@@ -20,6 +20,7 @@ from sparsesql.db import ingest
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, check_name
 from sparsesql.errors import CheckError, Error, IngestError, ParameterError
 from sparsesql.lang import ast, cursor_token
+from sparsesql.lang.check_facets import CheckedFacets, check_facets
 from sparsesql.lang.cursor_token import Cursor
 from sparsesql.retrieval.highlight import SnippetStyle
 from sparsesql.retrieval.prf import Rm3, VectorPrf
@@ -170,6 +171,9 @@ class CheckedHighlight:
         return f"highlight_{self.field}"
 
 
+# The hits a facet counts when they are not every match (DENSE, HYBRID, PRF): the search's
+# candidates, at least this many.
+FACET_DEPTH = 200
 # DISTINCT ON looks through the ranking's first COLLAPSE_DEPTH rows (or to the page's end): a
 # depth that does not change from page to page, so that pages of collapsed rows are one ranking.
 COLLAPSE_DEPTH = 1000
@@ -196,6 +200,7 @@ class CheckedSelect:
     highlights: tuple[CheckedHighlight, ...] = ()
     hidden: tuple[str, ...] = ()  # columns fetched for HIGHLIGHT only, not returned
     collapse: str | None = None  # DISTINCT ON (field): the best row per value of the field
+    facets: CheckedFacets | None = None  # GROUP BY: groups of the search's hits, paged by LIMIT / OFFSET
     cursor: CheckedCursor | None = None  # a cursor column asked for, or a page AFTER a cursor
 
 
@@ -824,7 +829,8 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     columns: list[str] = []
     highlights: list[CheckedHighlight] = []
     with_score = with_cursor = False
-    for item in node.items:
+    facets = check_facets(c, node, info, _unknown_field)
+    for item in node.items if facets is None else ():
         if isinstance(item, ast.Highlight):
             highlights.append(_highlight(c, item, info, node.search is not None))
             continue
@@ -841,7 +847,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
             raise c.error(_unknown_field(item.name, info), item.pos)
         elif col not in columns:
             columns.append(col)
-    if not node.items:
+    if not node.items and facets is None:
         columns = ["id", *(f.name for f in info.fields), "metadata"]
         with_score = node.search is not None
     collapse = None
@@ -855,7 +861,11 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     limit, offset, page_size = _page(c, node, cursor)
     if node.distinct_on is not None:
         limit = min(MAX_LIMIT, max(COLLAPSE_DEPTH, limit))
-    search = _search(c, node.search, info, limit) if node.search is not None else None
+    if facets is not None:  # LIMIT and OFFSET page the groups; the hits are the search's candidates
+        search = _search(c, node.search, info, FACET_DEPTH) if node.search is not None else None
+        limit = search.candidates if search is not None else 0
+    else:
+        search = _search(c, node.search, info, limit) if node.search is not None else None
     prf = None
     if node.prf is not None:
         if search is None:
@@ -876,7 +886,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
         _predicate(c, node.where, info)
     return CheckedSelect(
         info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
-        offset=offset, page_size=page_size, cursor=cursor, highlights=tuple(highlights), hidden=hidden, collapse=collapse,
+        offset=offset, page_size=page_size, cursor=cursor, highlights=tuple(highlights), hidden=hidden, collapse=collapse, facets=facets,
     )
 
 

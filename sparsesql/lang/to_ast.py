@@ -97,7 +97,7 @@ class ToAst(Transformer):
     # ------------------------------------------------------------------------- statements
 
     def select(self, meta: Meta, children: list[Any]) -> ast.Select:
-        distinct, items, collection, search, prf, diversify, where, *pages = children
+        distinct, items, collection, search, prf, diversify, where, group_by, order_by, *pages = children
         page: dict[str, ast.Literal | ast.Param] = {}
         for clause, value, keyword in pages:
             if clause in page:
@@ -108,8 +108,23 @@ class ToAst(Transformer):
         span = (collection.start_pos, pages[0][2].start_pos if pages else meta.end_pos)
         return ast.Select(
             items, ast.Name(collection.value, _pos(collection)), search, where, page.get("limit"), _pos(meta), prf, diversify,
-            page.get("offset"), page.get("after"), span, distinct,
+            page.get("offset"), page.get("after"), span, distinct, group_by, order_by or (),
         )
+
+    def group_by(self, meta: Meta, children: list[Any]) -> ast.Name | ast.Literal:
+        (key,) = children
+        return key if isinstance(key, ast.Literal) else ast.Name(key.value, _pos(key))
+
+    def order_by(self, meta: Meta, items: list[ast.OrderItem]) -> tuple[ast.OrderItem, ...]:
+        return tuple(items)
+
+    def order_item(self, meta: Meta, children: list[Any]) -> ast.OrderItem:
+        key, direction = children
+        column = key.value if isinstance(key, ast.Literal) else key.value.lower()
+        return ast.OrderItem(column, direction is not None and direction.upper() == "DESC", _pos(meta))
+
+    def star(self, meta: Meta, children: list[Any]) -> str:
+        return "*"
 
     def distinct_on(self, meta: Meta, children: list[Token]) -> ast.Name:
         first, second, field = children
@@ -133,14 +148,40 @@ class ToAst(Transformer):
         method, *args = children
         return ast.Diversify(method.value, tuple(args), _pos(method))
 
-    def select_items(self, meta: Meta, items: list[Token | ast.Highlight]) -> tuple[ast.SelectItem | ast.Highlight, ...]:
-        return tuple(item if isinstance(item, ast.Highlight) else ast.SelectItem(item.value, _pos(item)) for item in items)
+    def select_items(self, meta: Meta, items: list[Any]) -> tuple[ast.SelectItem | ast.Highlight | ast.Aggregate | ast.Bucket, ...]:
+        return tuple(ast.SelectItem(item.value, _pos(item)) if isinstance(item, Token) else item for item in items)
 
-    def select_call(self, meta: Meta, children: list[Any]) -> ast.Highlight:
-        function, field, *args = children
-        if function.value.upper() != "HIGHLIGHT":
-            raise self._error(f"{function.value}(...) is not a function of the select list; it takes columns and HIGHLIGHT(field, ...)", function)
-        return ast.Highlight(field.value, tuple(args), _pos(meta))
+    def select_call(self, meta: Meta, children: list[Any]) -> ast.Highlight | ast.Aggregate | ast.Bucket:
+        function, *items = children
+        items = [i for i in items if i is not None]
+        name = function.value.lower()
+        fields = [i for i in items if isinstance(i, Token)]
+        named = [i for i in items if isinstance(i, ast.Arg)]
+        values = [i for i in items if isinstance(i, ast.Literal)]
+        shape = [("field" if isinstance(i, Token) else "*" if i == "*" else "arg" if isinstance(i, ast.Arg) else "value") for i in items]
+        if name == "highlight" and shape[:1] == ["field"] and all(k == "arg" for k in shape[1:]):
+            return ast.Highlight(fields[0].value, tuple(named), _pos(meta))
+        if name == "count" and shape == ["*"]:
+            return ast.Aggregate("count", None, _pos(meta))
+        if name in ("count", "min", "max", "avg", "sum") and shape == ["field"]:
+            return ast.Aggregate(name, fields[0].value, _pos(meta))
+        if name == "width_bucket" and shape == ["field", "value", "value", "value"]:
+            return ast.Bucket(name, fields[0].value, tuple(values), _pos(meta))
+        if name == "date_trunc" and shape == ["value", "field"]:
+            return ast.Bucket(name, fields[0].value, tuple(values), _pos(meta))
+        usage = {
+            "highlight": "HIGHLIGHT(field, name => value, ...)",
+            "count": "count(*) or count(field)",
+            "width_bucket": "width_bucket(field, low, high, buckets)",
+            "date_trunc": "date_trunc('unit', field)",
+        }.get(name, f"{name}(field)" if name in ("min", "max", "avg", "sum") else None)
+        if usage is None:
+            raise self._error(
+                f"{function.value}(...) is not a function of the select list; it takes columns, HIGHLIGHT(field, ...), "
+                "and with GROUP BY count(*), count, min, max, avg, sum(field), width_bucket and date_trunc",
+                function,
+            )
+        raise self._error(f"{function.value}(...) is written {usage}", function)
 
     def explain(self, meta: Meta, children: list[Any]) -> ast.Explain:
         analyze, select = children

@@ -10,6 +10,7 @@ See docs/orm.md.
 from sparsesql.orm.connection import database_url
 from sparsesql.orm.model import Document, collection_spec
 from sparsesql.orm.search import (
+    Facet,
     Hit,
     Search,
     average,
@@ -28,6 +29,7 @@ from sparsesql.orm.write import add, create_collection, drop_collection
 
 __all__ = [
     "Document",
+    "Facet",
     "Hit",
     "Search",
     "add",

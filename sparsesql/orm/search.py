@@ -131,11 +131,27 @@ class Hit(_Hit):
     `cursor`: `.after(hits[-1].cursor)` is the next page."""
 
     cursor: str | None
+    highlights: dict[str, str]  # field -> snippet, for each .highlight(field) of the search
 
     def __new__(cls, entity: Any, score: float | None, cursor: str | None = None) -> "Hit":
         hit = super().__new__(cls, entity, score)
         hit.cursor = cursor
+        hit.highlights = {}
         return hit
+
+
+def _field_name(entity: type, field: str) -> str:
+    """A mapped column's name, refused early when the class has no such column."""
+    if field.lower() not in {c.name.lower() for c in entity.__table__.columns}:
+        raise CheckError(f"{entity.__name__} has no column {field!r}")
+    return field.lower()
+
+
+class Facet(NamedTuple):
+    """One group of `.group_by(field)`: a value of the field and how many hits have it."""
+
+    value: Any
+    count: int
 
 
 class _Renderer:
@@ -191,6 +207,9 @@ class Search:
     limit_: int = 10
     offset_: int = 0
     after_: str | None = None
+    distinct_: str | None = None
+    highlights: tuple[tuple[str, dict[str, Any]], ...] = ()
+    group_: str | None = None
 
     def where(self, *clauses: Any) -> "Search":
         """Add filters, ANDed with those already there (as Select.where does)."""
@@ -224,11 +243,32 @@ class Search:
         """The page after the hit whose `cursor` this is (the dialect's AFTER)."""
         return replace(self, after_=cursor, offset_=0)
 
+    def group_by(self, field: str) -> "Search":
+        """Facet counts instead of hits: `execute` returns (value, count) pairs of the field over
+        the search's hits, biggest first (the dialect's GROUP BY); `.limit()` counts groups."""
+        return replace(self, group_=_field_name(self.entity, field))
+
+    def distinct(self, field: str) -> "Search":
+        """The best hit per value of a field (the dialect's DISTINCT ON)."""
+        return replace(self, distinct_=_field_name(self.entity, field))
+
+    def highlight(self, field: str, *, fragments: int | None = None, size: int | None = None,
+                  tags: tuple[str, str] | None = None, escape: str | None = None) -> "Search":
+        """Each hit's snippet of a text field, in `hit.highlights[field]` (the dialect's HIGHLIGHT)."""
+        options = {k: v for k, v in (("fragments", fragments), ("size", size), ("tags", tags), ("escape", escape)) if v is not None}
+        return replace(self, highlights=(*self.highlights, (_field_name(self.entity, field), options)))
+
     def render(self) -> tuple[str, dict[str, object]]:
         """(dialect statement, parameters) this search runs."""
         params: dict[str, object] = {}
         out = _Renderer(params)
-        text = f'SELECT id, score, cursor FROM "{mapped_collection(self.entity)}" SEARCH {out.signal(self.signal)}'
+        distinct = f'DISTINCT ON ("{self.distinct_}") ' if self.distinct_ else ""
+        snippets = "".join(
+            f', HIGHLIGHT("{field}"' + "".join(f", {k} => {out.value(Name(v) if k == 'escape' else list(v) if k == 'tags' else v)}" for k, v in options.items()) + ")"
+            for field, options in self.highlights
+        )
+        selected = f'"{self.group_}", count(*)' if self.group_ else f"{distinct}id{snippets}, score, cursor"
+        text = f'SELECT {selected} FROM "{mapped_collection(self.entity)}" SEARCH {out.signal(self.signal)}'
         if self.prf is not None:
             text += " WITH " + out.call(Call("PRF", self.prf))
         if self.diversification is not None:
@@ -237,6 +277,8 @@ class Search:
         if where:
             text += " WHERE " + where
             params.update(bound)
+        if self.group_:
+            text += f' GROUP BY "{self.group_}"'
         text += f" LIMIT {out.bind('a', self.limit_)}"
         if self.offset_:
             text += f" OFFSET {out.bind('a', self.offset_)}"
@@ -248,15 +290,24 @@ class Search:
     def dialect(self) -> str:
         return self.render()[0]
 
-    def execute(self, session: Session) -> list[Hit]:
-        """Run on the session's connection: (instance, score) pairs, best first."""
+    def execute(self, session: Session) -> list[Hit] | list[Facet]:
+        """Run on the session's connection: (instance, score) pairs, best first; after
+        `.group_by(field)`, (value, count) pairs."""
         from sparsesql.database import run_select
 
         text, params = self.render()
         rows = run_select(session_connection(session), text, params)
+        if self.group_:
+            return [Facet(r[self.group_], r["count"]) for r in rows]
         ids = [r["id"] for r in rows]
         loaded = {e.id: e for e in session.scalars(select(self.entity).where(self.entity.id.in_(ids)))} if ids else {}
-        return [Hit(loaded[r["id"]], r.get("score"), r.get("cursor")) for r in rows if r["id"] in loaded]
+        hits = []
+        for r in rows:
+            if r["id"] in loaded:
+                hit = Hit(loaded[r["id"]], r.get("score"), r.get("cursor"))
+                hit.highlights = {field: r[f"highlight_{field}"] for field, _ in self.highlights}
+                hits.append(hit)
+        return hits
 
     async def execute_async(self, session: AsyncSession) -> list[Hit]:
         """`execute` for an AsyncSession (psycopg async): the same plan, awaited statement by statement."""

@@ -24,6 +24,7 @@ from psycopg import sql
 
 from sparsesql.analysis import analyze, stem_words
 from sparsesql.lang.check import CheckedSelect, DenseSignal, Fusion, Signal, SparseSignal
+from sparsesql.plan import facets
 from sparsesql.plan import stages as st
 from sparsesql.plan.sql import filter_ids_sql, filtered_rows_sql, ranked_rows_sql, rows_by_ids_sql, where_sql
 from sparsesql.graph import store as graph
@@ -222,6 +223,25 @@ def _highlighting(q: CheckedSelect) -> st.Highlighting | None:
     return st.Highlighting(q.highlights, frozenset(terms), None if terms else dense_signal, q.collection)
 
 
+def _facets(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, tier: frozenset[str]) -> st.Plan:
+    """GROUP BY over the hits (plan/facets.py says which): one statement for every match, or the
+    search's stages to its candidates' depth, then the statement over their ids."""
+    info, f = q.collection, q.facets
+    page = {"facet_limit": q.page_size, "facet_offset": q.offset}
+    plan.facets = f.columns
+    signals = q.search.signals if q.search else ()
+    if not signals:
+        plan.stages.append(st.Facets(facets.facet_sql(info, f, where), {**bound, **page}, f.columns))
+    elif len(signals) == 1 and isinstance(signals[0], SparseSignal) and q.prf is None:
+        terms = list(signals[0].query)
+        plan.stages.append(st.Facets(facets.facet_sql(info, f, facets.matching_sql(info, signals[0].field, where)), {**bound, **page, "facet_terms": terms}, f.columns))
+    else:
+        source = _ranked(q, plan, where, bound, q.limit, tier)
+        hits = sql.SQL("d.doc_id = ANY(%(ids)s)")
+        plan.stages.append(st.Facets(facets.facet_sql(info, f, hits), page, f.columns, source, q.limit))
+    return plan
+
+
 def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Plan:
     """The stages that answer a checked SELECT; `tier` names the signals served from memory
     ("sparse", "dense")."""
@@ -231,6 +251,8 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     where, bound = where_sql(info, q.where, q.params)
     plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), q.offset, q.page_size, q.cursor,
                    q.diversify is None, highlighting, q.hidden, q.collapse)
+    if q.facets is not None:
+        return _facets(q, plan, where, bound, tier)
     if q.search is None:
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan

@@ -17,7 +17,7 @@ def _where(stage: st.Stage) -> str:
         return "memory tier"
     if isinstance(stage, st.TierDense):
         return "memory tier"
-    return "SQL" if isinstance(stage, (st.Candidates, st.Feedback, st.FetchRows, st.SqlRows)) else "Python"
+    return "SQL" if isinstance(stage, (st.Candidates, st.Feedback, st.FetchRows, st.SqlRows, st.Facets)) else "Python"
 
 
 def _describe(stage: st.Stage) -> str:
@@ -38,6 +38,9 @@ def _describe(stage: st.Stage) -> str:
         return f"{stage.method}(lambda => {stage.lam}) chooses {stage.limit} of the top {stage.candidates} of {stage.source}{graph}"
     if isinstance(stage, st.FetchRows):
         return f"fetch columns of the documents in {stage.source}"
+    if isinstance(stage, st.Facets):
+        hits = f"the top {stage.depth} of {stage.source}" if stage.source else "every document the search matches (and the filter keeps)"
+        return f"GROUP BY over {hits}: {', '.join(stage.columns)}"
     return "final rows" + (" with scores" if stage.scored else "")
 
 

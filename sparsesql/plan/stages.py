@@ -186,6 +186,19 @@ Stage = EncodeQuery | Candidates | TierCandidates | TierDense | Feedback | Fuse 
 
 
 @dataclass
+class Facets:
+    """GROUP BY over the search's hits in one statement: every match (no `source`), or the top
+    `depth` of list `source`, bound as %(ids)s."""
+
+    statement: sql.Composed
+    params: dict
+    columns: tuple[str, ...]
+    source: str | None = None
+    depth: int = 0
+    name: str = "facets"
+
+
+@dataclass
 class Highlighting:
     """The HIGHLIGHT columns, made from the page's fetched rows: lexical when the search has
     terms (the analyzer's stems to mark), else semantic, from the dense signal's query vector."""
@@ -213,3 +226,4 @@ class Plan:
     highlighting: Highlighting | None = None
     hidden: tuple[str, ...] = ()  # columns fetched for the highlights or the collapse only
     collapse: str | None = None  # DISTINCT ON: the column whose first row per value is kept
+    facets: tuple[str, ...] = ()  # GROUP BY: the facet's columns; its rows are the result

@@ -191,6 +191,8 @@ def create_app(server: "Host") -> FastAPI:
         columns = list(rows[0].keys()) if rows else []
         out = {"columns": columns, "rows": [{k: jsonable(v) for k, v in r.items()} for r in rows], "row_count": len(rows),
                "ms": seconds * 1000, "stages": _stages(stages)}
+        if "cursor" in columns:  # the next page: the same statement AFTER this cursor
+            out["next"] = rows[-1]["cursor"]
         if plan is not None:
             out["plan"] = plan
         return out

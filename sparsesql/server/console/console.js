@@ -45,8 +45,19 @@ function showError(error) {
 
 function clearError() { $("error").hidden = true; }
 
-function cell(value) {
+// A snippet's marks become <mark> elements and everything else text nodes, so a snippet is
+// shown safely whatever the text holds (the console asks for it unescaped).
+function marked(text) {
+  const out = [];
+  for (const [i, piece] of text.split(/<\/?mark>/).entries()) {
+    if (piece) out.push(i % 2 ? element("mark", {}, piece) : document.createTextNode(piece));
+  }
+  return out;
+}
+
+function cell(value, column = "") {
   if (value === null || value === undefined) return element("td", { class: "muted" }, "null");
+  if (column.startsWith("highlight_") && typeof value === "string") return element("td", {}, element("div", { class: "snippet" }, ...marked(value)));
   if (typeof value === "number") return element("td", { class: "num" }, Number.isInteger(value) ? value : value.toFixed(4));
   const text = typeof value === "object" ? JSON.stringify(value) : String(value);
   return element("td", {}, element("div", { class: "text", title: text }, text));
@@ -60,8 +71,34 @@ function showRows(result) {
     return;
   }
   const head = element("tr", {}, ...result.columns.map((c) => element("th", {}, c)));
-  const body = element("tbody", {}, ...result.rows.map((row) => element("tr", {}, ...result.columns.map((c) => cell(row[c])))));
+  const body = element("tbody", {}, ...result.rows.map((row) => element("tr", {}, ...result.columns.map((c) => cell(row[c], c)))));
   box.append(element("table", {}, element("thead", {}, head), body));
+  pager(result);
+}
+
+// The page control: with a cursor column, the next page is the same statement AFTER the last
+// row's cursor (the HTTP answer's `next`); the first page drops it again.
+function pager(result) {
+  const sql = $("editor").value.replace(/\s+AFTER\s+:cursor\s*$/i, "");
+  const onLater = sql !== $("editor").value;
+  const bar = element("div", { id: "pager" });
+  if (onLater) {
+    const first = element("button", { id: "page-first", type: "button" }, "First page");
+    first.addEventListener("click", () => { $("editor").value = sql; setParam("cursor", undefined); run(); });
+    bar.append(first);
+  }
+  if (result.next && result.row_count) {
+    const next = element("button", { id: "page-next", type: "button" }, "Next page");
+    next.addEventListener("click", () => { $("editor").value = sql + "\nAFTER :cursor"; setParam("cursor", result.next); run(); });
+    bar.append(next);
+  }
+  if (bar.childNodes.length) $("results").append(bar);
+}
+
+function setParam(name, value) {
+  const params = JSON.parse($("params").value || "{}");
+  if (value === undefined) delete params[name]; else params[name] = value;
+  $("params").value = JSON.stringify(params);
 }
 
 function showStages(result) {
@@ -123,7 +160,9 @@ function search(event) {
   if (!c) { showError(new Error("choose a collection first")); return; }
   const mode = $("search-mode").value;
   const signal = mode === "HYBRID" ? "HYBRID(SPARSE(:q), DENSE(:q))" : mode + "(:q)";
-  const columns = ["id", ...textFields(c).slice(0, 2), "score"].join(", ");
+  const fields = textFields(c);
+  const snippet = fields.length ? ["HIGHLIGHT(" + fields[fields.length - 1] + ", fragments => 2)"] : [];
+  const columns = ["id", ...fields.slice(0, 1), ...snippet, "score", "cursor"].join(", ");
   $("editor").value = "SELECT " + columns + "\nFROM " + c.name + "\nSEARCH " + signal + "\nLIMIT 10";
   $("params").value = JSON.stringify({ q: $("search-text").value });
   run();

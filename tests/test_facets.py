@@ -1,0 +1,116 @@
+"""Facets: GROUP BY over a search's hits (issue 34). Every count is checked against PostgreSQL's
+own GROUP BY over the same documents: the ids the search returns with a LIMIT of all of them
+(SPARSE: every match; DENSE and HYBRID: the top 200 candidates), with the memory tier and without."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+import sparsesql
+
+WORDS = "sparse dense retrieval fusion query expansion feedback index".split()
+
+
+@pytest.fixture(scope="module")
+def facet_docs(dsn):
+    rng = np.random.default_rng(5)
+    db = sparsesql.connect(dsn, sparse_tier=False)
+    db.drop_collection("facet_papers", if_exists=True)
+    docs = []
+    for i in range(300):
+        docs.append({
+            "id": f"f{i:03d}",
+            "title": " ".join(rng.choice(WORDS, size=int(rng.integers(2, 5)))),
+            "venue": [None, "SIGIR", "ECIR", "CIKM"][i % 4],
+            "year": int(2012 + rng.integers(0, 10)),
+            "pages": float(rng.integers(4, 30)),
+            "day": (date(2020, 1, 1) + timedelta(days=int(rng.integers(0, 700)))).isoformat(),
+            "vector": rng.standard_normal(4).tolist(),
+        })
+    db.create_collection("facet_papers", {"title": "text", "venue": "text", "year": "int", "pages": "real", "day": "date"}, dense="none", dim=4)
+    db.collection("facet_papers").add(docs)
+    yield "facet_papers"
+    db.drop_collection("facet_papers", if_exists=True)
+    db.close()
+
+
+def rounded(rows: list[tuple]) -> list[tuple]:
+    """Float aggregates to 9 digits: PostgreSQL sums in the order it reads the rows."""
+    return [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
+
+
+def reference(db, name: str, ids: list[str], select: str, group: str, order: str) -> list[tuple]:
+    """PostgreSQL's GROUP BY over the given documents, read from the collection's table."""
+    return [tuple(r) for r in db.conn.execute(
+        f'SELECT {select} FROM sparsesql."{name}__docs" AS d WHERE d.id = ANY(%s) GROUP BY {group} ORDER BY {order}', (ids,)
+    ).fetchall()]
+
+
+@pytest.mark.parametrize("tier", [False, True], ids=["sql", "memory tier"])
+@pytest.mark.parametrize(
+    "search, depth",
+    [("SPARSE('retrieval fusion')", None), ("SPARSE(:q)", None), ("DENSE(:v)", 200), ("HYBRID(SPARSE(:q), DENSE(:v))", 200),
+     ("HYBRID(SPARSE(:q), DENSE(:v), candidates => 250)", 250), ("HYBRID(SPARSE(:q), DENSE(:v)) WITH PRF", 200)],
+)
+def test_counts_equal_a_group_by_over_the_same_documents(dsn, facet_docs, tmp_path, monkeypatch, tier, search, depth):
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    params = {"q": "query expansion", "v": [0.3, -1.0, 0.2, 0.5]}
+    used = {k: v for k, v in params.items() if f":{k}" in search}
+    with sparsesql.connect(dsn, sparse_tier=tier, dense_tier=tier) as db:
+        for where in ("", " WHERE year >= 2015"):
+            everything = db.query(f"SELECT id FROM {facet_docs} SEARCH {search}{where} LIMIT {depth or 10000}", **used)
+            ids = [r.id for r in everything]
+            assert ids and (depth is None or len(ids) == depth or where)
+            got = db.query(f"SELECT venue, count(*), min(year), max(day), avg(pages), sum(pages) FROM {facet_docs} SEARCH {search}{where} GROUP BY venue LIMIT 100", **used)
+            expected = reference(db, facet_docs, ids, "d.venue, count(*), min(d.year), max(d.day), avg(d.pages), sum(d.pages)", "d.venue", "2 DESC, 1 ASC")
+            assert rounded([tuple(r.values()) for r in got]) == rounded(expected), (search, where)
+            assert list(got[0]) == ["venue", "count", "min_year", "max_day", "avg_pages", "sum_pages"]
+            assert sum(r.count for r in got) == len(ids)
+
+
+def test_buckets_order_and_pages_of_groups(db, facet_docs):
+    search = f"FROM {facet_docs} SEARCH SPARSE('retrieval')"
+    ids = [r.id for r in db.query(f"SELECT id {search} LIMIT 10000")]
+    widths = db.query(f"SELECT width_bucket(pages, 0, 30, 6), count(*) {search} GROUP BY 1 ORDER BY pages LIMIT 100")
+    assert [tuple(r.values()) for r in widths] == reference(db, facet_docs, ids, "width_bucket(d.pages, 0, 30, 6), count(*)", "1", "1")
+    months = db.query(f"SELECT date_trunc('quarter', day), count(*) {search} GROUP BY 1 ORDER BY 1 DESC LIMIT 100")
+    assert [tuple(r.values()) for r in months] == reference(db, facet_docs, ids, "date_trunc('quarter', d.day), count(*)", "1", "1 DESC")
+    years = [tuple(r.values()) for r in db.query(f"SELECT year, count(*) {search} GROUP BY year LIMIT 100")]
+    assert years == reference(db, facet_docs, ids, "d.year, count(*)", "d.year", "2 DESC, 1 ASC")  # biggest first, then by value
+    pages = [tuple(r.values()) for m in (0, 3, 6) for r in db.query(f"SELECT year, count(*) {search} GROUP BY year LIMIT 3 OFFSET {m}")]
+    assert pages == years[:9]
+    plan = db.explain(f"SELECT year, count(*) {search} GROUP BY year")
+    assert "GROUP BY over every document the search matches" in plan
+
+
+@pytest.mark.parametrize(
+    "text, message, where",
+    [
+        ("SELECT year, count(*) FROM {n} SEARCH SPARSE('x')", "count(...) needs GROUP BY", "count"),
+        ("SELECT id FROM {n} SEARCH SPARSE('x') ORDER BY year", "ORDER BY orders the groups of a GROUP BY", "year"),
+        ("SELECT year, count(*) FROM {n} SEARCH SPARSE('x') GROUP BY venue", "GROUP BY venue is not the select list's grouped field; write GROUP BY year", "venue"),
+        ("SELECT year, venue, count(*) FROM {n} GROUP BY year", "GROUP BY groups by one field", "venue,"),
+        ("SELECT id, count(*) FROM {n} GROUP BY 1", "with GROUP BY the select list holds the grouped field and aggregates, not 'id'", "id,"),
+        ("SELECT year, avg(venue) FROM {n} GROUP BY year", "avg(venue) needs a number; 'venue' is text", "avg"),
+        ("SELECT year, count(*) FROM {n} GROUP BY 2", "GROUP BY 2 names an aggregate", "2"),
+        ("SELECT year, count(*) FROM {n} GROUP BY 7", "a position in the select list is a whole number from 1 to 2", "7"),
+        ("SELECT year, count(*) FROM {n} GROUP BY year ORDER BY total", "ORDER BY total: the result's columns are year, count", "total"),
+        ("SELECT width_bucket(venue, 0, 1, 2), count(*) FROM {n} GROUP BY 1", "width_bucket(venue, ...) needs a number", "width_bucket"),
+        ("SELECT width_bucket(year, 2020, 2010, 2), count(*) FROM {n} GROUP BY 1", "the low one first; got 2020 and 2010", "2020"),
+        ("SELECT date_trunc('fortnight', day), count(*) FROM {n} GROUP BY 1", "date_trunc's unit is one of year, quarter", "'fortnight'"),
+        ("SELECT width_bucket(year, 2010, 2020, 5), count(*) FROM {n} GROUP BY year", "write GROUP BY 1 (its position)", "year"),
+        ("SELECT DISTINCT ON (venue) year, count(*) FROM {n} GROUP BY year", "DISTINCT ON does not go with GROUP BY", "venue"),
+        ("SELECT year, count(*) FROM {n} SEARCH SPARSE('x') DIVERSIFY BY MMR GROUP BY year", "DIVERSIFY does not go with GROUP BY", "DIVERSIFY"),
+        ("SELECT year, HIGHLIGHT(title) FROM {n} SEARCH SPARSE('x') GROUP BY year", "HIGHLIGHT does not go with GROUP BY", "HIGHLIGHT"),
+        ("SELECT year, count(year, day) FROM {n} GROUP BY year", "count(...) is written count(*) or count(field)", "count"),
+    ],
+)
+def test_facet_errors_say_what_and_where(db, facet_docs, text, message, where):
+    text = text.format(n=facet_docs)
+    with pytest.raises(sparsesql.Error, match=re.escape(message)) as info:
+        db.query(text)
+    assert info.value.column == text.rindex(where) + 1 if where in ("2", "7", "year") else text.index(where) + 1, info.value
