@@ -236,9 +236,10 @@ def _drop_empty_catalog(conn) -> None:
         return
     others = conn.execute(
         "SELECT count(*) FROM pg_class WHERE relnamespace = 'sparsesql'::regnamespace "
-        "AND relkind IN ('r', 'v', 'm', 'p', 'f') AND relname NOT IN ('collections', 'alembic_version')"
+        "AND relkind IN ('r', 'v', 'm', 'p', 'f') AND relname NOT IN ('collections', 'alembic_version', 'cursor_key')"
     ).fetchone()[0]
     if others == 0:
+        conn.execute("DROP TABLE IF EXISTS sparsesql.cursor_key")
         conn.execute("DROP TABLE sparsesql.collections, sparsesql.alembic_version")
         conn.execute("DROP SCHEMA IF EXISTS sparsesql RESTRICT")
 

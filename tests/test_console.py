@@ -140,3 +140,33 @@ def test_the_console_refuses_a_wrong_password(server, browser):
     browser.find_element(By.ID, "signin").click()
     WebDriverWait(browser, 30).until(ready.text_to_be_present_in_element((By.ID, "whoami"), "sign-in failed"))
     assert "password authentication failed" in browser.find_element(By.ID, "collections").text
+
+
+def test_the_console_shows_facet_counts_beside_the_results(server, db, browser, name, tmp_path):
+    """A collection with a number field: the search box's search shows, beside its rows, the
+    hits counted per year, as the dialect's GROUP BY counts them."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    db.create_collection(name, {"title": "text", "year": "int"}, dense="none", dim=2)
+    db.collection(name).add([{"id": f"d{i}", "title": "sparse retrieval" if i % 3 else "dense vectors", "year": 2018 + i % 4,
+                               "vector": [1.0, float(i)]} for i in range(40)])
+    wait = WebDriverWait(browser, 60)
+    browser.get(server.http + "/")
+    browser.find_element(By.ID, "user").send_keys(server.user)
+    browser.find_element(By.ID, "password").send_keys(server.password)
+    browser.find_element(By.ID, "signin").click()
+    wait.until(ready.text_to_be_present_in_element((By.ID, "whoami"), f"signed in as {server.user}"))
+    Select(browser.find_element(By.ID, "search-collection")).select_by_value(name)
+    Select(browser.find_element(By.ID, "search-mode")).select_by_value("SPARSE")
+    browser.find_element(By.ID, "search-text").send_keys("retrieval")
+    browser.find_element(By.ID, "search-button").click()
+    wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, '#facets .facet[data-field="year"] li')))
+    shown = [li.text for li in browser.find_elements(By.CSS_SELECTOR, '#facets .facet[data-field="year"] li')]
+    counts = db.query(f"SELECT year, count(*) FROM {name} SEARCH SPARSE('retrieval') GROUP BY year")
+    assert shown == [f"{r.year} ({r.count})" for r in counts] and sum(r.count for r in counts) == 26
+    marks = browser.find_elements(By.CSS_SELECTOR, "#results .snippet mark")
+    assert marks and {m.text for m in marks} == {"retrieval"}
+    screenshot(browser, tmp_path, "console-facets")

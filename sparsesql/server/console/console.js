@@ -154,7 +154,26 @@ function textFields(c) {
   return c.settings.text_fields.length ? c.settings.text_fields : Object.keys(c.fields).filter((f) => c.fields[f] === "text");
 }
 
-function search(event) {
+// Facet counts beside the results: for each declared field that is not text (up to two), the
+// search's hits grouped by it, biggest first (GROUP BY; every match for SPARSE, the candidates
+// otherwise).
+async function showFacets(c, signal, params) {
+  const box = $("facets");
+  box.replaceChildren();
+  const fields = Object.keys(c.fields).filter((f) => c.fields[f] !== "text").slice(0, 2);
+  for (const field of fields) {
+    const sql = "SELECT \"" + field + "\", count(*) FROM " + c.name + " SEARCH " + signal + " GROUP BY \"" + field + "\" LIMIT 10";
+    try {
+      const result = await api("POST", "/query", { sql, params });
+      const items = result.rows.map((row) => element("li", {}, String(row[field]) + " ", element("span", { class: "muted" }, "(" + row.count + ")")));
+      box.append(element("div", { class: "facet", "data-field": field }, element("h3", {}, field), element("ul", {}, ...items)));
+    } catch (error) {
+      showError(error);
+    }
+  }
+}
+
+async function search(event) {
   event.preventDefault();
   const c = collections.find((x) => x.name === $("search-collection").value);
   if (!c) { showError(new Error("choose a collection first")); return; }
@@ -165,7 +184,8 @@ function search(event) {
   const columns = ["id", ...fields.slice(0, 1), ...snippet, "score", "cursor"].join(", ");
   $("editor").value = "SELECT " + columns + "\nFROM " + c.name + "\nSEARCH " + signal + "\nLIMIT 10";
   $("params").value = JSON.stringify({ q: $("search-text").value });
-  run();
+  await run();
+  await showFacets(c, signal, { q: $("search-text").value });
 }
 
 function evalChart(runs) {
