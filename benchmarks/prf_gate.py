@@ -16,7 +16,6 @@ Writes benchmarks/results/prf_gate.{md,json}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -28,6 +27,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import report  # noqa: E402
 from anchors import CACHE_DIR  # noqa: E402
 
 import sparsesql  # noqa: E402
@@ -88,10 +88,7 @@ def main() -> None:
         lines.append(f"| {name} | {r['queries']} | {r['hybrid']:.4f} | {r['prf']:.4f} | {r['gain']:+.4f} | "
                      + " | ".join(cell(r["correlation"][p]) for p in PREDICTORS) + " | "
                      + " | ".join(f"{r['gated'][t]:+.4f}" for t in THRESHOLDS) + " |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"command": command, "date": date, "results": results}, indent=1) + "\n")
-    print("\n".join(lines))
+    report.write(args.out, lines, {"command": command, "date": date, "results": results})
 
 
 if __name__ == "__main__":

@@ -108,6 +108,22 @@ def test_the_dialect_highlights_every_kind_of_search(cisi_db):
         assert "<mark>" not in r.highlight_text and r.highlight_text in r.text and len(r.highlight_text) <= 120
 
 
+def test_prf_expansion_terms_are_marked_apart(cisi_db, dsn):
+    """After WITH PRF, the words of RM3's expansion terms get prf_tags: each is a term the
+    feedback statement added (read with the same parameters), none is a query term."""
+    db, name = cisi_db
+    q = "computerized information retrieval"
+    terms = set(analyze(q))
+    rows = db.query(f"SELECT id, HIGHLIGHT(text, fragments => 3, size => 200, prf_tags => ['«', '»']) FROM {name} "
+                    "SEARCH SPARSE(:q) WITH PRF(sparse => rm3(terms => 20, max_df => 0.5, min_docs => 1)) LIMIT 5", q=q)
+    expanded = {w.lower() for r in rows for w in re.findall("«(.*?)»", r.highlight_text)}
+    marked = {w.lower() for r in rows for w in MARK.findall(r.highlight_text)}
+    assert expanded and marked and not {s for w in expanded for s in analyze(w)} & terms
+    assert all(set(analyze(w)) <= terms for w in marked)
+    plain = db.query(f"SELECT id, HIGHLIGHT(text, fragments => 3, size => 200, prf_tags => ['«', '»']) FROM {name} SEARCH SPARSE(:q) LIMIT 5", q=q)
+    assert not any("«" in r.highlight_text for r in plain)  # without PRF nothing is an expansion term
+
+
 def test_highlight_errors_say_what_and_where(db, name):
     db.create_collection(name, {"title": "text", "year": "int"}, dense="none", dim=2)
     db.collection(name).add([{"id": "a", "title": "sparse retrieval", "year": 2020, "vector": [1.0, 0.0]}])

@@ -291,6 +291,9 @@ class _Run:
         rows = self.execute(record, stage.statement, self.bind_vector(params, stage.vector_slot))
         self.ranked(stage, [(int(d), float(s)) for d, s in rows], params)
         record.rows = len(rows)
+        if stage.terms_statement is not None:  # HIGHLIGHT marks the expansion terms apart: read them in the snapshot
+            terms = self.execute(StageRecord("prf terms", stage.label), stage.terms_statement, params)
+            self.slots.setdefault("expansion", set()).update(t for (t,) in terms)
 
     def fuse(self, stage: st.Fuse, record: StageRecord, *, keep_all: bool = False) -> None:
         lists = [self.slots[f"ranked:{label}"] for label in stage.labels]
@@ -459,7 +462,7 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
     names = shown + marked + (["score"] if plan.with_score else []) + (["cursor"] if plan.cursor and plan.cursor.column else [])
     rows = [dict(zip(plan.columns, values), score=score) for _, values, score in run.slots.get("rows", [])]
     if plan.highlighting:
-        _highlight(plan.highlighting, rows)
+        _highlight(plan.highlighting, rows, frozenset(run.slots.get("expansion", ())))
     start = run.slots.get("start", 0)
     out = []
     for i, ((doc, _, score), data) in enumerate(zip(run.slots.get("rows", []), rows)):
@@ -469,13 +472,14 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
     return out, run.records
 
 
-def _highlight(h: st.Highlighting, rows: list[dict]) -> None:
-    """Each row's HIGHLIGHT columns: lexical when the search has terms, else semantic."""
+def _highlight(h: st.Highlighting, rows: list[dict], expansion: frozenset[str]) -> None:
+    """Each row's HIGHLIGHT columns: lexical when the search has terms (PRF's expansion marked
+    apart), else semantic."""
     for item in h.items:
         texts = [row[item.field] or "" for row in rows]
         if h.terms or h.dense is None or h.collection.settings.dense == "none":
             # no model to embed passages with (vectors supplied by the user): the text's beginning
-            snippets = [highlight.lexical(t, h.terms, item.style) for t in texts]
+            snippets = [highlight.lexical(t, h.terms, item.style, expansion) for t in texts]
         else:
             from sparsesql.encoders.dense import load_dense_encoder
             from sparsesql.retrieval.dense import query_vector

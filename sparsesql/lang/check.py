@@ -760,7 +760,7 @@ def _page(c: _Checker, node: ast.Select, cursor: CheckedCursor | None) -> tuple[
 
 
 def _highlight(c: _Checker, node: ast.Highlight, info: CollectionInfo, searched: bool) -> CheckedHighlight:
-    """HIGHLIGHT(field [, fragments => 3, size => 160, tags => ('<mark>', '</mark>'), escape => none | html])."""
+    """HIGHLIGHT(field [, fragments => 3, size => 160, tags => ('<mark>', '</mark>'), prf_tags => (...), escape => none | html])."""
     if not searched:
         raise c.error("HIGHLIGHT needs a SEARCH clause: it shows why a row matched", node.pos)
     field = node.field.lower()
@@ -769,22 +769,23 @@ def _highlight(c: _Checker, node: ast.Highlight, info: CollectionInfo, searched:
         raise c.error(_unknown_field(node.field, info) + "; HIGHLIGHT takes a declared text field", node.pos)
     if kind != "text":
         raise c.error(f"HIGHLIGHT takes a text field; {field!r} is {kind}", node.pos)
-    got = c.args(node.args, {"fragments", "size", "tags", "escape"}, "HIGHLIGHT")
+    got = c.args(node.args, {"fragments", "size", "tags", "prf_tags", "escape"}, "HIGHLIGHT")
     style = SnippetStyle()
     fragments = int(c.number(got["fragments"], integer=True, low=1, high=MAX_FRAGMENTS)) if "fragments" in got else style.fragments
     size = int(c.number(got["size"], integer=True, low=20, high=MAX_FRAGMENT_SIZE)) if "size" in got else style.size
-    tags = style.tags
-    if "tags" in got:
-        value = c.value(got["tags"].value)
-        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(t, str) and len(t) <= 100 for t in value)):
-            raise c.error("tags => expects two texts, the opening and the closing mark: tags => ('<mark>', '</mark>')", got["tags"].value.pos)
-        tags = (value[0], value[1])
+    tags = {"tags": style.tags, "prf_tags": style.prf_tags}
+    for name in tags:
+        if name in got:
+            value = c.value(got[name].value)
+            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(t, str) and len(t) <= 100 for t in value)):
+                raise c.error(f"{name} => expects two texts, the opening and the closing mark: {name} => ('<mark>', '</mark>')", got[name].value.pos)
+            tags[name] = (value[0], value[1])
     escape = style.escape
     if "escape" in got:
         escape = str(c.value(got["escape"].value)).lower()
         if escape not in ("none", "html"):
             raise c.error(f"escape => {escape!r} is not one of none, html", got["escape"].value.pos)
-    return CheckedHighlight(field, SnippetStyle(fragments, size, tags, escape))
+    return CheckedHighlight(field, SnippetStyle(fragments, size, tags["tags"], escape, tags["prf_tags"]))
 
 
 def _cursor(c: _Checker, node: ast.Select, column: bool) -> CheckedCursor | None:

@@ -111,8 +111,10 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     if isinstance(signal, SparseSignal) and fb.sparse is not None:
         params = {**bound, **prf.rm3_bind(signal.query, fb.sparse, k, prefix)}
         statement = prf.rm3_sql(info, signal.field, where, prefix, idf=signal.idf)
+        terms = prf.rm3_terms_sql(info, signal.field, prefix, idf=signal.idf) if q.highlights and signal.field.kind == "bm25" else None
         return st.Feedback(
-            f"{label}_prf", label, fb.sparse.text(), source, fb.depth, statement, params, k, prefix, selective=fb.sparse.selective, absent=0.0
+            f"{label}_prf", label, fb.sparse.text(), source, fb.depth, statement, params, k, prefix, selective=fb.sparse.selective, absent=0.0,
+            terms_statement=terms,
         )
     if isinstance(signal, DenseSignal) and fb.dense is not None:
         v = fb.dense
@@ -220,7 +222,8 @@ def _highlighting(q: CheckedSelect) -> st.Highlighting | None:
             words = [t.lower() for t in s.query]
             terms.update(words + stem_words(words))
     dense_signal = next((s for s in q.search.signals if isinstance(s, DenseSignal)), None)
-    return st.Highlighting(q.highlights, frozenset(terms), None if terms else dense_signal, q.collection)
+    expands = q.prf is not None and q.prf.sparse is not None and any(isinstance(s, SparseSignal) and s.field.kind == "bm25" for s in q.search.signals)
+    return st.Highlighting(q.highlights, frozenset(terms), None if terms else dense_signal, q.collection, expands)
 
 
 def _facets(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, tier: frozenset[str]) -> st.Plan:

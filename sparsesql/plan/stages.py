@@ -109,6 +109,7 @@ class Feedback:
     vector_slot: str | None = None
     selective: bool = False
     absent: float | None = None
+    terms_statement: sql.Composed | None = None  # RM3's expansion terms, read when HIGHLIGHT marks them
     name: str = "prf"
 
 
@@ -207,7 +208,7 @@ class Highlighting:
     terms: frozenset[str]
     dense: DenseSignal | None
     collection: CollectionInfo
-
+    expansion: bool = False  # WITH PRF's sparse side ran RM3: its terms are marked apart
 
 @dataclass
 class Plan:

@@ -3,7 +3,7 @@
 Lexical (a search with a sparse side): the text's words are analysed as BM25 analyses them
 (sparsesql.analysis: lowercase, two or more word characters, English stopwords out, Snowball
 stems), so a word is marked exactly when its stem is one of the query's terms: "retrieving"
-marks for "retrieval". Passages are windows of at most `size` characters on word boundaries,
+marks for "retrieval". After PRF, the expansion terms RM3 added are marked apart (prf_tags). Passages are windows of at most `size` characters on word boundaries,
 scored by the distinct query terms they hold (then by how many marks), chosen best first without
 overlap and shown in text order, as Elasticsearch's plain highlighter and PostgreSQL's
 ts_headline do. A text with no match shows its beginning, so a result always has a snippet.
@@ -38,6 +38,7 @@ class SnippetStyle:
     size: int = 160
     tags: tuple[str, str] = ("<mark>", "</mark>")
     escape: str = "none"  # "none" | "html"
+    prf_tags: tuple[str, str] = ('<mark class="prf">', "</mark>")  # PRF's expansion terms
 
     def text(self, piece: str) -> str:
         return html.escape(piece, quote=True) if self.escape == "html" else piece
@@ -51,8 +52,10 @@ def _words(text: str) -> list[tuple[int, int, str | None]]:
     return [(s, e, None if w in STOPWORDS_EN else next(stems)) for s, e, w in found]
 
 
-def _windows(words: list[tuple[int, int, str | None]], terms: frozenset[str], size: int, count: int) -> list[tuple[int, int]]:
-    """The best `count` non-overlapping windows (word index ranges), by distinct terms then marks."""
+def _windows(words: list[tuple[int, int, str | None]], terms: frozenset[str], expansion: frozenset[str], size: int,
+             count: int) -> list[tuple[int, int]]:
+    """The best `count` non-overlapping windows (word index ranges): by distinct query terms,
+    then distinct expansion terms, then marks."""
     scored = []
     j = 0
     for i in range(len(words)):
@@ -60,10 +63,11 @@ def _windows(words: list[tuple[int, int, str | None]], terms: frozenset[str], si
         while j + 1 < len(words) and words[j + 1][1] - words[i][0] <= size:
             j += 1
         hits = [words[k][2] for k in range(i, j + 1) if words[k][2] in terms]
-        if hits:
-            scored.append((-len(set(hits)), -len(hits), i, j))
+        extra = [words[k][2] for k in range(i, j + 1) if words[k][2] in expansion]
+        if hits or extra:
+            scored.append((-len(set(hits)), -len(set(extra)), -len(hits) - len(extra), i, j))
     chosen: list[tuple[int, int]] = []
-    for _, _, i, j in sorted(scored):
+    for *_, i, j in sorted(scored):
         if len(chosen) == count:
             break
         if all(j < a or i > b for a, b in chosen):
@@ -71,20 +75,23 @@ def _windows(words: list[tuple[int, int, str | None]], terms: frozenset[str], si
     return sorted(chosen)
 
 
-def lexical(text: str, terms: frozenset[str], style: SnippetStyle) -> str:
-    """The passages of `text` holding the most of `terms` (stems), those words marked."""
+def lexical(text: str, terms: frozenset[str], style: SnippetStyle, expansion: frozenset[str] = frozenset()) -> str:
+    """The passages of `text` holding the most of `terms` (stems), those words marked with the
+    style's tags, and the words of PRF's `expansion` (stems, not the query's) with its prf_tags."""
     if not text:
         return ""
+    expansion = expansion - terms
     words = _words(text)
-    chosen = _windows(words, terms, style.size, style.fragments)
+    chosen = _windows(words, terms, expansion, style.size, style.fragments)
     if not chosen:
         return style.text(_leading(text, style.size))
     out = []
     for i, j in chosen:
         pieces, at = [], words[i][0]
         for start, end, stem in words[i : j + 1]:
-            if stem in terms:
-                pieces += [style.text(text[at:start]), style.tags[0], style.text(text[start:end]), style.tags[1]]
+            tags = style.tags if stem in terms else style.prf_tags if stem in expansion else None
+            if tags is not None:
+                pieces += [style.text(text[at:start]), tags[0], style.text(text[start:end]), tags[1]]
                 at = end
         pieces.append(style.text(text[at : words[j][1]]))
         out.append("".join(pieces))

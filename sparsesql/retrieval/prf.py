@@ -91,26 +91,20 @@ def selective_weight(scores: list[float], weight: float) -> float:
     return 1.0 if h is None else 1.0 - (1.0 - weight) * h * h
 
 
-def rm3_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, prefix: str, *, idf: bool = False) -> sql.Composed:
-    """Expanded sparse query in one statement; binds <prefix> terms, weights, k, fb_ids,
-    fb_weights, rm3_terms, rm3_weight, rm3_max_df, rm3_min_docs."""
-    names = ("fb_ids", "fb_weights", "rm3_terms", "rm3_weight", "rm3_max_df", "rm3_min_docs")
+def _relevance(info: CollectionInfo, field: SparseField, prefix: str, *, idf: bool) -> sql.Composed:
+    """The CTEs up to `rel`, the expansion terms (term_id, rw, idf) the feedback documents give;
+    binds <prefix> fb_ids, fb_weights, rm3_terms, rm3_max_df, rm3_min_docs."""
+    names = ("fb_ids", "fb_weights", "rm3_terms", "rm3_max_df", "rm3_min_docs")
     p = {n: sql.Placeholder(prefix + n) for n in names}
     weight = sparse.idf_sql(field, sql.SQL("v.df"), sql.SQL("(SELECT n FROM st)"), idf=idf)
-    ctes = sql.SQL(
+    return sql.SQL(
         "WITH st AS (SELECT n_docs::float8 AS n FROM sparsesql.collections WHERE name = {name}), "
         "fb AS (SELECT * FROM unnest({fb_ids}::bigint[], {fb_weights}::float8[]) AS f(doc_id, w)), "
         "dist AS (SELECT p.term_id, fb.w * p.tf / sum(p.tf) OVER (PARTITION BY fb.doc_id) AS pw "
         "FROM fb JOIN {docs} AS d ON d.doc_id = fb.doc_id CROSS JOIN LATERAL unnest(d.{terms}, d.{weights}) AS p(term_id, tf)), "
         "rel AS (SELECT dist.term_id, sum(pw) AS rw, {idf} AS idf FROM dist JOIN {vocab} AS v ON v.term_id = dist.term_id "
         "WHERE v.df <= {max_df} * (SELECT n FROM st) "
-        "GROUP BY dist.term_id, v.df HAVING count(*) >= {min_docs} ORDER BY rw DESC, dist.term_id LIMIT {n}), "
-        "orig AS ({original}), "
-        "mass AS (SELECT sum(orig.w * {idf}) AS m FROM orig JOIN {vocab} AS v ON v.term_id = orig.term_id), "
-        "qw AS (SELECT term_id, sum(w) AS w FROM ("
-        "SELECT term_id, {weight} * w AS w FROM orig UNION ALL "
-        "SELECT term_id, (1 - {weight}) * (SELECT m FROM mass) * rw / sum(rw * idf) OVER () FROM rel"
-        ") AS mix GROUP BY term_id HAVING sum(w) > 0), "
+        "GROUP BY dist.term_id, v.df HAVING count(*) >= {min_docs} ORDER BY rw DESC, dist.term_id LIMIT {n})"
     ).format(
         name=sql.Literal(info.name),
         fb_ids=p["fb_ids"],
@@ -123,10 +117,35 @@ def rm3_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, pre
         vocab=info.field_table(field, "vocab"),
         max_df=p["rm3_max_df"],
         min_docs=p["rm3_min_docs"],
+    )
+
+
+def rm3_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, prefix: str, *, idf: bool = False) -> sql.Composed:
+    """Expanded sparse query in one statement; binds <prefix> terms, weights, k, fb_ids,
+    fb_weights, rm3_terms, rm3_weight, rm3_max_df, rm3_min_docs."""
+    weight = sparse.idf_sql(field, sql.SQL("v.df"), sql.SQL("(SELECT n FROM st)"), idf=idf)
+    ctes = _relevance(info, field, prefix, idf=idf) + sql.SQL(
+        ", orig AS ({original}), "
+        "mass AS (SELECT sum(orig.w * {idf}) AS m FROM orig JOIN {vocab} AS v ON v.term_id = orig.term_id), "
+        "qw AS (SELECT term_id, sum(w) AS w FROM ("
+        "SELECT term_id, {weight} * w AS w FROM orig UNION ALL "
+        "SELECT term_id, (1 - {weight}) * (SELECT m FROM mass) * rw / sum(rw * idf) OVER () FROM rel"
+        ") AS mix GROUP BY term_id HAVING sum(w) > 0), "
+    ).format(
+        idf=weight,
+        vocab=info.field_table(field, "vocab"),
         original=sparse.query_cte(info, field, prefix),
-        weight=p["rm3_weight"],
+        weight=sql.Placeholder(prefix + "rm3_weight"),
     )
     return sparse.score_sql(info, field, ctes, where, prefix, idf=idf)
+
+
+def rm3_terms_sql(info: CollectionInfo, field: SparseField, prefix: str, *, idf: bool = False) -> sql.Composed:
+    """The expansion terms themselves, heaviest first, with the same parameters as rm3_sql (for
+    HIGHLIGHT, which marks them apart from the query's own)."""
+    return _relevance(info, field, prefix, idf=idf) + sql.SQL(" SELECT v.term FROM rel JOIN {} AS v ON v.term_id = rel.term_id ORDER BY rel.rw DESC").format(
+        info.field_table(field, "vocab")
+    )
 
 
 def rm3_bind(terms: dict[str, float], rm3: Rm3, k: int, prefix: str) -> dict:

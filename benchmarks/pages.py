@@ -1,0 +1,92 @@
+"""What a results page costs beside the bare search: page 2, snippets, facet counts (issue 34).
+
+    .venv/bin/python benchmarks/pages.py [--docs 100000] [--vectors calibrated] [--queries 100]
+
+On the speed collection benchmarks/speed.py builds (`speed_<docs>_<vectors>` in database
+sparsesql_speed, fields `text` and `bucket`, 100 values), with the memory tiers on, one query at a
+time after a warm-up, the query vector bound (no encoding in the timings). Each figure is the p50
+of a page beside the p50 of the bare search's first page (HYBRID, LIMIT 10), measured in the
+same run on the same queries, as a ratio:
+
+- page 2 by OFFSET 10, and by the first page's last cursor (AFTER);
+- the first page with HIGHLIGHT(text);
+- the facet `SELECT bucket, count(*) ... GROUP BY bucket` over the same search;
+- a results page: the first page with HIGHLIGHT, plus that facet (two statements).
+
+The issue's bars: page 2 at most 1.3x page 1; a page with one facet and highlights at most 2x the
+bare search. Writes benchmarks/results/pages.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks import report, synthetic  # noqa: E402
+from benchmarks.speed import collection_name, speed_dsn, timed  # noqa: E402
+
+import sparsesql  # noqa: E402
+
+SEARCH = "HYBRID(SPARSE(:q), DENSE(:v))"
+
+
+def p50(run, queries: list[dict]) -> float:
+    return statistics.median(timed(run, queries)[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--vectors", default="calibrated", choices=list(synthetic.VECTOR_MODELS))
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pages")
+    args = parser.parse_args()
+    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    db = sparsesql.connect(speed_dsn())
+    name = collection_name(args.docs, args.vectors)
+    if not any(c.name == name for c in db.collections()):
+        sys.exit(f"collection {name} is not built: run .venv/bin/python benchmarks/speed.py --docs {args.docs} --vectors {args.vectors} first")
+    queries = [{"q": q["text"], "v": q["vector"].tolist()} for q in synthetic.queries(args.docs, args.queries, model=args.vectors)]
+    base = f"FROM {name} SEARCH {SEARCH}"
+    for q in queries:  # each query's page-1 cursor, read before anything is timed
+        q["cursor"] = db.query(f"SELECT id, cursor {base} LIMIT 10", q=q["q"], v=q["v"])[-1].cursor
+    runs = {
+        "page 1 (the bare search)": lambda q: db.query(f"SELECT id, score {base} LIMIT 10", q=q["q"], v=q["v"]),
+        "page 2 by OFFSET 10": lambda q: db.query(f"SELECT id, score {base} LIMIT 10 OFFSET 10", q=q["q"], v=q["v"]),
+        "page 2 AFTER the cursor": lambda q: db.query(f"SELECT id, score {base} LIMIT 10 AFTER :c", q=q["q"], v=q["v"], c=q["cursor"]),
+        "page 1 with HIGHLIGHT(text)": lambda q: db.query(f"SELECT id, HIGHLIGHT(text), score {base} LIMIT 10", q=q["q"], v=q["v"]),
+        "the facet GROUP BY bucket": lambda q: db.query(f"SELECT bucket, count(*) {base} GROUP BY bucket", q=q["q"], v=q["v"]),
+        "page 1 with HIGHLIGHT + the facet": lambda q: (
+            db.query(f"SELECT id, HIGHLIGHT(text), score {base} LIMIT 10", q=q["q"], v=q["v"]),
+            db.query(f"SELECT bucket, count(*) {base} GROUP BY bucket", q=q["q"], v=q["v"]),
+        ),
+        "SPARSE page 1": lambda q: db.query(f"SELECT id, score FROM {name} SEARCH SPARSE(:q) LIMIT 10", q=q["q"]),
+        "SPARSE facet (every match)": lambda q: db.query(f"SELECT bucket, count(*) FROM {name} SEARCH SPARSE(:q) GROUP BY bucket", q=q["q"]),
+    }
+    figures = {label: p50(run, queries) for label, run in runs.items()}
+    bare, sparse_bare = figures["page 1 (the bare search)"], figures["SPARSE page 1"]
+    bars = {"page 2 by OFFSET 10": 1.3, "page 2 AFTER the cursor": 1.3, "page 1 with HIGHLIGHT + the facet": 2.0}
+    date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    lines = ["## What a results page costs", "",
+             f"`{command}`, {date}, {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {name}, "
+             f"{len(queries)} queries, p50 per query, one at a time, the memory tiers on.", "",
+             "| request | p50 ms | beside the bare search's page 1 | bar |", "|---|---|---|---|"]
+    for label, ms in figures.items():
+        anchor = sparse_bare if label.startswith("SPARSE") else bare
+        bar = f"<= {bars[label]}x" if label in bars else ""
+        lines.append(f"| {label} | {ms:.2f} | {ms / anchor:.2f}x | {bar} |")
+    report.write(args.out, lines, {"command": command, "date": date, "p50_ms": figures})
+
+
+if __name__ == "__main__":
+    main()
