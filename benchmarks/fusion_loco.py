@@ -41,7 +41,7 @@ from tune_defaults import TOLERANCE, best_anchors, rank  # noqa: E402
 import sparsesql  # noqa: E402
 from sparsesql.analysis import STOPWORDS_EN  # noqa: E402
 from sparsesql.db import embedded  # noqa: E402
-from sparsesql.eval import evaluate_run, load_qrels, mean_metrics  # noqa: E402
+from sparsesql.eval import evaluate_run, load_qrels  # noqa: E402
 from sparsesql.eval import tune as tuning  # noqa: E402
 from sparsesql.eval.beir import test_queries  # noqa: E402
 from sparsesql.eval.run import load_beir  # noqa: E402
