@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date
 
 import httpx
 import psycopg
@@ -469,3 +470,28 @@ def test_a_collection_recreated_with_other_fields_is_described_anew(server, name
         again = conn.execute(query, ("sparse",))
         assert [c.name for c in again.description] == ["id", "title", "year", "metadata", "score"]
         assert again.fetchall()[0][:3] == ("b", "sparse again", 2024)
+
+
+def test_a_results_page_through_the_wire(server, db, name):
+    """Pages, cursors, snippets, collapse and facets through `sparsesql serve` as a driver sees
+    them: the same rows as db.query, in PostgreSQL types."""
+    db.create_collection(name, {"title": "text", "year": "int", "day": "date"}, dense="none", dim=2)
+    db.collection(name).add([{"id": f"d{i}", "title": ("sparse retrieval" if i % 2 else "dense retrieval") + f" number {i}",
+                              "year": 2018 + i % 3, "day": f"2021-0{1 + i % 9}-01", "vector": [1.0, float(i)]} for i in range(30)])
+    page = f"SELECT id, HIGHLIGHT(title), score, cursor FROM {name} SEARCH SPARSE('sparse') LIMIT 4"
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        first = conn.execute(page).fetchall()
+        assert [r[0] for r in first] == [r.id for r in db.query(page)] and "<mark>sparse</mark>" in first[0][1]
+        second = conn.execute(page + " AFTER %s", (first[-1][3],)).fetchall()
+        assert [r[0] for r in second] == [r.id for r in db.query(page + " OFFSET 4")]
+        facets = conn.execute(f"SELECT year, count(*), max(day) FROM {name} SEARCH SPARSE('retrieval') GROUP BY year ORDER BY year").fetchall()
+        assert facets == [tuple(r.values()) for r in db.query(f"SELECT year, count(*), max(day) FROM {name} SEARCH SPARSE('retrieval') GROUP BY year ORDER BY year")]
+        assert sum(n for _, n, _ in facets) == 30 and all(isinstance(d, date) for *_, d in facets)
+        averaged = f"SELECT day, avg(year), sum(year) FROM {name} SEARCH SPARSE('retrieval') GROUP BY day ORDER BY day"
+        expected = [(r.day, float(r.avg_year), r.sum_year) for r in db.query(averaged)]
+        assert [(d, float(a), s) for d, a, s in conn.execute(averaged).fetchall()] == expected
+        assert [(d, float(a), s) for d, a, s in conn.cursor(binary=True).execute(averaged).fetchall()] == expected
+        collapsed = conn.execute(f"SELECT DISTINCT ON (year) id, year FROM {name} SEARCH SPARSE('sparse retrieval') LIMIT 10").fetchall()
+        assert sorted(y for _, y in collapsed) == [2018, 2019, 2020]
+        with pytest.raises(psycopg.errors.Error, match="this cursor comes from another search"):
+            conn.execute(f"SELECT id FROM {name} SEARCH SPARSE('dense') LIMIT 4 AFTER %s", (first[-1][3],))

@@ -127,9 +127,7 @@ class ToAst(Transformer):
         return "*"
 
     def distinct_on(self, meta: Meta, children: list[Token]) -> ast.Name:
-        first, second, field = children
-        if first.value.upper() != "DISTINCT" or second.value.upper() != "ON":
-            raise self._error(f"unexpected {first.value} {second.value} after SELECT; did you mean DISTINCT ON (field)?", first)
+        _, field = children
         return ast.Name(field.value, _pos(field))
 
     def limit_clause(self, meta: Meta, children: list[Any]) -> tuple[str, Any, Meta]:

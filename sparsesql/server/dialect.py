@@ -90,15 +90,52 @@ def _field_oid(info: CollectionInfo | None, name: str) -> int:
     return t.FIELD_OIDS.get(info.field_type(name) or "text", t.TEXT)
 
 
+def _aggregate_oid(item: ast.Aggregate, info: CollectionInfo) -> int:
+    """As PostgreSQL types them: count bigint, min/max the field's, avg double precision (the
+    value of an integer's numeric avg reads as one), sum bigint of integers, else the field's."""
+    if item.function == "count":
+        return t.INT8
+    field = _field_oid(info, item.field.lower())
+    if item.function == "avg":
+        return t.FLOAT8
+    if item.function == "sum":
+        return {t.INT4: t.INT8, t.INT8: t.NUMERIC, t.FLOAT4: t.FLOAT4}.get(field, field)
+    return field
+
+
 def _select_columns(node: ast.Select, info: CollectionInfo) -> list[tuple[str, int]]:
-    if not node.items:
-        names = ["id", *(f.name for f in info.fields), "metadata"] + (["score"] if node.search is not None else [])
-    else:
-        names = []
+    """The result's columns as run_plan makes them: the fields as written, the HIGHLIGHT columns,
+    then score and cursor; with GROUP BY, the facet's columns in select-list order."""
+    if node.group_by is not None:
+        out = []
         for item in node.items:
-            if item.name.lower() not in names:
-                names.append(item.name.lower())
-    return [(n, t.FLOAT8 if n == "score" else _field_oid(info, n)) for n in names]
+            if isinstance(item, ast.Aggregate):
+                column = "count" if item.field is None else f"{item.function}_{item.field.lower()}"
+                out.append((column, _aggregate_oid(item, info)))
+            elif isinstance(item, ast.Bucket):
+                oid = t.INT4 if item.function == "width_bucket" else (t.TIMESTAMP if _field_oid(info, item.field.lower()) == t.TIMESTAMP else t.TIMESTAMPTZ)
+                out.append((item.field.lower(), oid))
+            else:
+                out.append((item.name.lower(), _field_oid(info, item.name.lower())))
+        return out
+    if not node.items:
+        return [(n, _field_oid(info, n)) for n in ["id", *(f.name for f in info.fields), "metadata"]] + ([("score", t.FLOAT8)] if node.search is not None else [])
+    names: list[str] = []
+    marks: list[str] = []
+    score = cursor = False
+    for item in node.items:
+        if isinstance(item, ast.Highlight):
+            marks.append(f"highlight_{item.field.lower()}")
+            continue
+        name = item.name.lower()
+        if name == "score":
+            score = True
+        elif name == "cursor" and info.field_type(name) is None:
+            cursor = True
+        elif name not in names:
+            names.append(name)
+    return ([(n, _field_oid(info, n)) for n in names] + [(m, t.TEXT) for m in marks]
+            + ([("score", t.FLOAT8)] if score else []) + ([("cursor", t.TEXT)] if cursor else []))
 
 
 def _operand_oid(op: object, info: CollectionInfo | None) -> int | None:

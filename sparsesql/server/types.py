@@ -197,8 +197,8 @@ def _encode_text(value: object, oid: int) -> str:
 def _encode_binary(value: object, oid: int) -> bytes:
     if oid in _TEXTS:
         return _encode_text(value, oid).encode("utf-8")
-    if oid in _FIXED:
-        return struct.pack(_FIXED[oid], value)
+    if oid in _FIXED:  # an avg of integers is a Decimal in a double precision column
+        return struct.pack(_FIXED[oid], float(value) if oid in (FLOAT4, FLOAT8) else value)
     if oid == BOOL:
         return b"\x01" if value else b"\x00"
     if oid == JSONB:
