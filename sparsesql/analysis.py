@@ -61,6 +61,12 @@ def stem_words(words: list[str]) -> list[str]:
         return _stemmer.stemWords(words)
 
 
+def stems(words: list[str]) -> list[str]:
+    """Stem lowercased words, known ones from the query-time cache (snippets stem the same
+    documents' words again and again)."""
+    return _stems(words) if words else []
+
+
 def analyze(text: str) -> list[str]:
     """Return the terms of `text` in order, repeats kept (they are term frequencies)."""
     words = [w for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS_EN]

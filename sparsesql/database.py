@@ -19,7 +19,7 @@ from sparsesql.exec.row import Row
 from sparsesql.graph import build as graph_build
 from sparsesql.graph import stats as graph_stats
 from sparsesql.exec import write
-from sparsesql.exec.run import database_error, run_plan
+from sparsesql.exec.run import ListCache, database_error, run_plan
 from sparsesql.exec.snapshot import Snapshot
 from sparsesql.exec.trace import StageRecord
 from sparsesql.lang import ast
@@ -64,6 +64,7 @@ class Database:
         self._dense = dense_tier
         self._dense_memory = parse_bytes(dense_tier_memory)
         self.tiers = self._new_tiers() if sparse_tier else None
+        self.lists = ListCache()  # the last searches' candidate lists: a page and its facets search once
         self._conn = open_connection(self.dsn)
         # Run on every connection opened after the first (a lost one reopened): the HTTP API
         # sets its token's role there, so a reconnect never runs as the server's own role.
@@ -122,7 +123,7 @@ class Database:
             plan = build_plan(checked, tier=self._tier_kinds())
             analyze = checked.analyze if explain is None else explain
             if not checked.explain and explain is None:
-                rows, self.last_stages = run_plan(snap, plan, self.trace, self.tiers, retry_ahead=retry_ahead)
+                rows, self.last_stages = run_plan(snap, plan, self.trace, self.tiers, retry_ahead=retry_ahead, cache=self.lists)
                 return rows
             records = run_plan(snap, plan, self.trace, self.tiers, server_plans=bool(plan.distributed), retry_ahead=retry_ahead)[1] if analyze else None
             return explain_text(self.conn, plan, records)

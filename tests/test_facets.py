@@ -114,3 +114,29 @@ def test_facet_errors_say_what_and_where(db, facet_docs, text, message, where):
     with pytest.raises(sparsesql.Error, match=re.escape(message)) as info:
         db.query(text)
     assert info.value.column == text.rindex(where) + 1 if where in ("2", "7", "year") else text.index(where) + 1, info.value
+
+
+def test_a_page_and_its_facets_search_once_until_a_write(db, name):
+    """The facet statement after a page reuses the page's candidate lists (same collection
+    version, search, filter and parameters); a write, another filter with the same values, or the
+    caller's own transaction makes the search run again."""
+    db.create_collection(name, {"title": "text", "year": "int"}, dense="none", dim=2)
+    db.collection(name).add([{"id": f"d{i}", "title": "sparse retrieval" if i % 2 else "dense retrieval", "year": 2018 + i % 3,
+                              "vector": [1.0, float(i)]} for i in range(20)])
+    search = f"FROM {name} SEARCH HYBRID(SPARSE('retrieval'), DENSE(:v)) WHERE year > :y"
+
+    def reused() -> bool:
+        return any("the same list as an earlier search" in s.detail for s in db.last_stages)
+
+    db.query(f"SELECT id {search} LIMIT 5", v=[1, 0], y=2018)
+    assert not reused()
+    facets = db.query(f"SELECT year, count(*) {search} GROUP BY year", v=[1, 0], y=2018)
+    assert reused() and sum(r.count for r in facets) == 13
+    db.query(f"SELECT year, count(*) FROM {name} SEARCH HYBRID(SPARSE('retrieval'), DENSE(:v)) WHERE year < :y GROUP BY year", v=[1, 0], y=2018)
+    assert not reused()  # another filter, the same bound values
+    db.collection(name).add([{"id": "new", "title": "retrieval", "year": 2020, "vector": [1.0, 0.5]}])
+    after = db.query(f"SELECT year, count(*) {search} GROUP BY year", v=[1, 0], y=2018)
+    assert not reused() and sum(r.count for r in after) == 14
+    with db.conn.transaction():
+        db.query(f"SELECT year, count(*) {search} GROUP BY year", v=[1, 0], y=2018)
+        assert not reused()

@@ -8,8 +8,11 @@ statement commits the snapshot in the same round trip.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import weakref
+from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -440,18 +443,68 @@ def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
     return DatabaseError(f"stage '{stage}' failed in PostgreSQL: {exc}".strip())
 
 
+class ListCache:
+    """A connection's candidate lists of its last searches, so that the statements of one results
+    page (its rows, then its facets) run the search once. A list is kept under the collection's
+    count of committed writes as the search read it, with the stage and its exact parameters: a
+    write, another query or another filter is another key. Lists made inside a caller's own
+    transaction are neither kept nor used: its writes could still roll back."""
+
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self.lists: OrderedDict[tuple, list[tuple[int, float]]] = OrderedDict()
+
+    def get(self, key: tuple) -> list[tuple[int, float]] | None:
+        found = self.lists.get(key)
+        if found is not None:
+            self.lists.move_to_end(key)
+        return found
+
+    def put(self, key: tuple, ranked: list[tuple[int, float]]) -> None:
+        self.lists[key] = ranked
+        self.lists.move_to_end(key)
+        while len(self.lists) > self.SIZE:
+            self.lists.popitem(last=False)
+
+
+_CACHED = (st.Candidates, st.TierCandidates, st.TierDense)
+
+
+def _list_key(run: "_Run", plan: st.Plan, stage: st.Stage) -> tuple | None:
+    """The cache key of a stage that makes a candidate list, or None for any other stage."""
+    if not isinstance(stage, _CACHED) or (isinstance(stage, st.TierDense) and stage.columns is not None):
+        return None
+    params = run.bind_vector(stage.params, stage.vector_slot)
+    union = tuple(tuple(d for d, _ in run.slots.get(f"ranked:{label}", ())) for label in getattr(stage, "union", ()))
+    statement = getattr(stage, "fallback", None) or stage.statement  # the filter and the field are in its text
+    inputs = [statement.as_string(run.conn), sorted((k, cursor_token.canonical(v)) for k, v in params.items()),
+              cursor_token.canonical(getattr(stage, "query", None)), union]
+    digest = hashlib.sha1(json.dumps(inputs, default=str).encode()).hexdigest()
+    return (plan.collection, plan.version, type(stage).__name__, stage.label, stage.k, digest)
+
+
 def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None, *,
-             server_plans: bool = False, retry_ahead: bool = False) -> tuple[list[Row], list[StageRecord]]:
+             server_plans: bool = False, retry_ahead: bool = False, cache: ListCache | None = None) -> tuple[list[Row], list[StageRecord]]:
     """Execute every stage in order; returns the rows and a record per stage. `server_plans`
     (EXPLAIN ANALYZE of a distributed collection) also records PostgreSQL's own plan of each
     statement, Citus' tasks included, from running it once more after the search. With
     `retry_ahead`, a tier ahead of the snapshot raises TierAhead instead of sending the stage to SQL."""
     run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed), retry_ahead, plan)
     key = _cursor_key(snap, plan.cursor) if plan.cursor else b""
+    caching = cache is not None and not snap.in_callers_transaction and not server_plans
     for stage in plan.stages:
         record = StageRecord(stage.name, getattr(stage, "label", ""))
         start = time.perf_counter()
-        _DISPATCH[type(stage)](run, stage, record)
+        listed = _list_key(run, plan, stage) if caching else None
+        kept = cache.get(listed) if listed is not None else None
+        if kept is not None:
+            run.ranked(stage, kept, stage.params)
+            record.rows, record.detail = len(kept), "the same list as an earlier search of this connection (no write since)"
+        else:
+            _DISPATCH[type(stage)](run, stage, record)
+            if listed is not None and f"ranked:{stage.label}" in run.slots:
+                cache.put(listed, run.slots[f"ranked:{stage.label}"])
         record.ms = (time.perf_counter() - start) * 1000
         run.records.append(record)
     run.server_plans_after()

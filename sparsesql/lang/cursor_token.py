@@ -46,22 +46,22 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _canonical(value: object) -> object:
+def canonical(value: object) -> object:
     """A parameter's value as JSON can hold it: vectors as lists of floats, mappings sorted."""
     for method in ("tolist", "to_list"):
         if hasattr(value, method):
             return getattr(value, method)()
     if isinstance(value, dict):
-        return sorted((str(k), _canonical(v)) for k, v in value.items())
+        return sorted((str(k), canonical(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
+        return [canonical(v) for v in value]
     return value
 
 
 def fingerprint(text: str, params: dict[str, object]) -> str:
     """The search a cursor belongs to: its statement's text from the collection's name to the
     page clauses (surrounding whitespace trimmed) and the values of its parameters."""
-    data = json.dumps([text.strip(), sorted((k, _canonical(v)) for k, v in params.items())], default=str, allow_nan=True)
+    data = json.dumps([text.strip(), sorted((k, canonical(v)) for k, v in params.items())], default=str, allow_nan=True)
     return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 

@@ -253,7 +253,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)
     plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), q.offset, q.page_size, q.cursor,
-                   q.diversify is None, highlighting, q.hidden, q.collapse)
+                   q.diversify is None, highlighting, q.hidden, q.collapse, version=info.version)
     if q.facets is not None:
         return _facets(q, plan, where, bound, tier)
     if q.search is None:

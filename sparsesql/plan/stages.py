@@ -228,3 +228,4 @@ class Plan:
     hidden: tuple[str, ...] = ()  # columns fetched for the highlights or the collapse only
     collapse: str | None = None  # DISTINCT ON: the column whose first row per value is kept
     facets: tuple[str, ...] = ()  # GROUP BY: the facet's columns; its rows are the result
+    version: int = 0  # the collection's count of committed writes, as the search's snapshot reads it

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from sparsesql.analysis import STOPWORDS_EN, stem_words
+from sparsesql.analysis import STOPWORDS_EN, stems
 
 JOIN = " … "
 _WORD = re.compile(r"(?u)\b\w\w+\b")
@@ -45,34 +46,55 @@ class SnippetStyle:
 
 
 def _words(text: str) -> list[tuple[int, int, str | None]]:
-    """(start, end, stem) of every token; stem None for a stopword, as the analyzer drops it."""
-    found = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
-    keep = [w for _, _, w in found if w not in STOPWORDS_EN]
-    stems = iter(stem_words(keep)) if keep else iter(())
-    return [(s, e, None if w in STOPWORDS_EN else next(stems)) for s, e, w in found]
+    """(start, end, stem) of every token; stem None for a stopword, as the analyzer drops it.
+    Each distinct word is stemmed once."""
+    spans = [m.span() for m in _WORD.finditer(text)]
+    lowered = [text[s:e].lower() for s, e in spans]
+    distinct = list(set(lowered) - STOPWORDS_EN)
+    stem_of = dict(zip(distinct, stems(distinct)))
+    return [(s, e, stem_of.get(w)) for (s, e), w in zip(spans, lowered)]
 
 
 def _windows(words: list[tuple[int, int, str | None]], terms: frozenset[str], expansion: frozenset[str], size: int,
              count: int) -> list[tuple[int, int]]:
     """The best `count` non-overlapping windows (word index ranges): by distinct query terms,
-    then distinct expansion terms, then marks."""
+    then distinct expansion terms, then marks. A window starts at a marked word (one starting
+    before it holds no more) and grows to `size` characters; both ends only move forward and the
+    counts of the marked words inside follow them, so the search is linear in the words. Each
+    chosen window then takes in the words before it that still fit, for context."""
+    flags = [w[2] in terms or w[2] in expansion for w in words]
+    marks = flags.__getitem__
+    inside: Counter[str] = Counter()
     scored = []
-    j = 0
-    for i in range(len(words)):
-        j = max(j, i)
+    j, previous = -1, None
+    for i in (k for k, flag in enumerate(flags) if flag):
+        for k in range(previous if previous is not None else i, min(i, j + 1)):  # the words the start passed
+            if marks(k):
+                inside[words[k][2]] -= 1
+        if j < i:  # the window is empty: it starts again at this word, however long
+            j = i
+            inside[words[i][2]] += 1
         while j + 1 < len(words) and words[j + 1][1] - words[i][0] <= size:
             j += 1
-        hits = [words[k][2] for k in range(i, j + 1) if words[k][2] in terms]
-        extra = [words[k][2] for k in range(i, j + 1) if words[k][2] in expansion]
-        if hits or extra:
-            scored.append((-len(set(hits)), -len(set(extra)), -len(hits) - len(extra), i, j))
+            if marks(j):
+                inside[words[j][2]] += 1
+        found = [t for t, c in inside.items() if c > 0]
+        scored.append((-sum(t in terms for t in found), -sum(t in expansion for t in found), -sum(inside.values()), i, j))
+        previous = i
     chosen: list[tuple[int, int]] = []
     for *_, i, j in sorted(scored):
         if len(chosen) == count:
             break
         if all(j < a or i > b for a, b in chosen):
             chosen.append((i, j))
-    return sorted(chosen)
+    chosen.sort()
+    out, floor = [], 0
+    for i, j in chosen:
+        while i > floor and words[j][1] - words[i - 1][0] <= size:
+            i -= 1
+        out.append((i, j))
+        floor = j + 1
+    return out
 
 
 def lexical(text: str, terms: frozenset[str], style: SnippetStyle, expansion: frozenset[str] = frozenset()) -> str:
