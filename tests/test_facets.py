@@ -140,3 +140,23 @@ def test_a_page_and_its_facets_search_once_until_a_write(db, name):
     with db.conn.transaction():
         db.query(f"SELECT year, count(*) {search} GROUP BY year", v=[1, 0], y=2018)
         assert not reused()
+
+
+def test_a_page_and_its_facets_read_one_snapshot_in_one_repeatable_read_transaction(db, dsn, name):
+    """Asked in one REPEATABLE READ transaction, a results page and its facets see the same
+    documents, whatever another session writes in between."""
+    import psycopg
+
+    db.create_collection(name, {"title": "text", "year": "int"}, dense="none", dim=2)
+    db.collection(name).add([{"id": f"d{i}", "title": "sparse retrieval", "year": 2020 + i % 2, "vector": [1.0, float(i)]} for i in range(6)])
+    with sparsesql.connect(dsn, sparse_tier=False) as other:
+        db.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        try:
+            with db.conn.transaction():
+                page = db.query(f"SELECT id FROM {name} SEARCH SPARSE('retrieval') LIMIT 100")
+                other.collection(name).add([{"id": "late", "title": "retrieval", "year": 2020, "vector": [1.0, 0.0]}])
+                facets = db.query(f"SELECT year, count(*) FROM {name} SEARCH SPARSE('retrieval') GROUP BY year")
+            assert len(page) == sum(r.count for r in facets) == 6
+        finally:
+            db.conn.isolation_level = None
+    assert sum(r.count for r in db.query(f"SELECT year, count(*) FROM {name} SEARCH SPARSE('retrieval') GROUP BY year")) == 7
