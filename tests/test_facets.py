@@ -107,6 +107,7 @@ def test_buckets_order_and_pages_of_groups(db, facet_docs):
         ("SELECT year, count(*) FROM {n} SEARCH SPARSE('x') DIVERSIFY BY MMR GROUP BY year", "DIVERSIFY does not go with GROUP BY", "DIVERSIFY"),
         ("SELECT year, HIGHLIGHT(title) FROM {n} SEARCH SPARSE('x') GROUP BY year", "HIGHLIGHT does not go with GROUP BY", "HIGHLIGHT"),
         ("SELECT year, count(year, day) FROM {n} GROUP BY year", "count(...) is written count(*) or count(field)", "count"),
+        ("SELECT publisher, count(*) FROM {n} SEARCH SPARSE('x') GROUP BY publisher", "unknown field 'publisher'", "publisher"),
     ],
 )
 def test_facet_errors_say_what_and_where(db, facet_docs, text, message, where):

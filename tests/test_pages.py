@@ -143,6 +143,8 @@ def test_pages_after_each_cursor_are_the_ranking(papers, search, where, size, pa
 
 def test_a_cursor_is_opaque_signed_and_belongs_to_its_search(papers):
     db, name = papers
+    db.drop_collection("pages_other", if_exists=True)
+    db.create_collection("pages_other", {"title": "text"}, dense="none", dim=DIM).add([{"id": "o", "title": "ranking", "vector": [1.0] * DIM}])
     text = f"SELECT id, cursor FROM {name} SEARCH SPARSE(:q)"
     first = db.query(f"{text} LIMIT 3", q="ranking")
     cursor = first[-1].cursor
@@ -152,7 +154,8 @@ def test_a_cursor_is_opaque_signed_and_belongs_to_its_search(papers):
     # another search (other text, other parameter values) refuses it
     for other, params in ((f"SELECT id FROM {name} SEARCH SPARSE(:q) WHERE year > 2000", {"q": "ranking"}),
                           (text, {"q": "fusion"}),
-                          (f"SELECT id FROM {name} SEARCH DENSE(:v)", {"v": [1.0] * DIM})):
+                          (f"SELECT id FROM {name} SEARCH DENSE(:v)", {"v": [1.0] * DIM}),
+                          ("SELECT id FROM pages_other SEARCH SPARSE(:q)", {"q": "ranking"})):  # another collection
         with pytest.raises(sparsesql.CheckError, match="this cursor comes from another search") as info:
             db.query(f"{other} LIMIT 3 AFTER :c", c=cursor, **params)
         assert info.value.column == len(other) + len(" LIMIT 3 AFTER ") + 1
@@ -173,6 +176,7 @@ def test_a_cursor_is_opaque_signed_and_belongs_to_its_search(papers):
     for bad, message in cases:
         with pytest.raises(sparsesql.Error, match=message):
             db.query(f"{text} LIMIT 3 AFTER :c", q="ranking", c=bad)
+    db.drop_collection("pages_other")
 
 
 def test_cursor_errors_name_what_is_wrong(papers):
