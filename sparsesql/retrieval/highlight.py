@@ -45,41 +45,45 @@ class SnippetStyle:
         return html.escape(piece, quote=True) if self.escape == "html" else piece
 
 
-def _words(text: str) -> list[tuple[int, int, str | None]]:
-    """(start, end, stem) of every token; stem None for a stopword, as the analyzer drops it.
-    Each distinct word is stemmed once."""
-    spans = [m.span() for m in _WORD.finditer(text)]
-    lowered = [text[s:e].lower() for s, e in spans]
-    distinct = list(set(lowered) - STOPWORDS_EN)
-    stem_of = dict(zip(distinct, stems(distinct)))
-    return [(s, e, stem_of.get(w)) for (s, e), w in zip(spans, lowered)]
+def _tokens(text: str, marking: frozenset[str]) -> tuple[list[tuple[int, int]], list[str | None]]:
+    """Every token's span, and for each the stem it is marked by (one of `marking`), else None.
+    Words are lowercased once with the whole text (token by token only when lowercasing changes
+    the text's length, as a few Unicode letters do) and each distinct word is stemmed once."""
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = None
+    found = _WORD.finditer(text if lowered is None else lowered)
+    spans = [m.span() for m in found]
+    words = [text[a:b].lower() for a, b in spans] if lowered is None else _WORD.findall(lowered)
+    distinct = list(set(words) - STOPWORDS_EN)
+    stem_of = {w: t for w, t in zip(distinct, stems(distinct)) if t in marking}
+    return spans, [stem_of.get(w) for w in words] if stem_of else [None] * len(words)
 
 
-def _windows(words: list[tuple[int, int, str | None]], terms: frozenset[str], expansion: frozenset[str], size: int,
+def _windows(spans: list[tuple[int, int]], marked: list[str | None], terms: frozenset[str], size: int,
              count: int) -> list[tuple[int, int]]:
-    """The best `count` non-overlapping windows (word index ranges): by distinct query terms,
-    then distinct expansion terms, then marks. A window starts at a marked word (one starting
-    before it holds no more) and grows to `size` characters; both ends only move forward and the
-    counts of the marked words inside follow them, so the search is linear in the words. Each
-    chosen window then takes in the words before it that still fit, for context."""
-    flags = [w[2] in terms or w[2] in expansion for w in words]
-    marks = flags.__getitem__
+    """The best `count` non-overlapping windows (token index ranges): by distinct query terms,
+    then distinct expansion terms (the other marked stems), then marks. A window starts at a
+    marked word (one starting before it holds no more) and grows to `size` characters; both ends
+    only move forward and the counts of the marked words inside follow them, so the search is
+    linear in the words. Each chosen window then takes in the words before it that still fit."""
     inside: Counter[str] = Counter()
     scored = []
     j, previous = -1, None
-    for i in (k for k, flag in enumerate(flags) if flag):
+    for i in (k for k, stem in enumerate(marked) if stem is not None):
         for k in range(previous if previous is not None else i, min(i, j + 1)):  # the words the start passed
-            if marks(k):
-                inside[words[k][2]] -= 1
+            if marked[k] is not None:
+                inside[marked[k]] -= 1
         if j < i:  # the window is empty: it starts again at this word, however long
             j = i
-            inside[words[i][2]] += 1
-        while j + 1 < len(words) and words[j + 1][1] - words[i][0] <= size:
+            inside[marked[i]] += 1
+        while j + 1 < len(spans) and spans[j + 1][1] - spans[i][0] <= size:
             j += 1
-            if marks(j):
-                inside[words[j][2]] += 1
+            if marked[j] is not None:
+                inside[marked[j]] += 1
         found = [t for t, c in inside.items() if c > 0]
-        scored.append((-sum(t in terms for t in found), -sum(t in expansion for t in found), -sum(inside.values()), i, j))
+        ours = sum(t in terms for t in found)
+        scored.append((-ours, ours - len(found), -sum(inside.values()), i, j))
         previous = i
     chosen: list[tuple[int, int]] = []
     for *_, i, j in sorted(scored):
@@ -90,7 +94,7 @@ def _windows(words: list[tuple[int, int, str | None]], terms: frozenset[str], ex
     chosen.sort()
     out, floor = [], 0
     for i, j in chosen:
-        while i > floor and words[j][1] - words[i - 1][0] <= size:
+        while i > floor and spans[j][1] - spans[i - 1][0] <= size:
             i -= 1
         out.append((i, j))
         floor = j + 1
@@ -102,20 +106,19 @@ def lexical(text: str, terms: frozenset[str], style: SnippetStyle, expansion: fr
     style's tags, and the words of PRF's `expansion` (stems, not the query's) with its prf_tags."""
     if not text:
         return ""
-    expansion = expansion - terms
-    words = _words(text)
-    chosen = _windows(words, terms, expansion, style.size, style.fragments)
+    spans, marked = _tokens(text, terms | expansion)
+    chosen = _windows(spans, marked, terms, style.size, style.fragments)
     if not chosen:
         return style.text(_leading(text, style.size))
     out = []
     for i, j in chosen:
-        pieces, at = [], words[i][0]
-        for start, end, stem in words[i : j + 1]:
-            tags = style.tags if stem in terms else style.prf_tags if stem in expansion else None
-            if tags is not None:
+        pieces, at = [], spans[i][0]
+        for (start, end), stem in zip(spans[i : j + 1], marked[i : j + 1]):
+            if stem is not None:
+                tags = style.tags if stem in terms else style.prf_tags
                 pieces += [style.text(text[at:start]), tags[0], style.text(text[start:end]), tags[1]]
                 at = end
-        pieces.append(style.text(text[at : words[j][1]]))
+        pieces.append(style.text(text[at : spans[j][1]]))
         out.append("".join(pieces))
     return JOIN.join(out)
 
