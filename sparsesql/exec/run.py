@@ -303,6 +303,7 @@ class _Run:
         floors = [self.slots.get(f"floor:{label}") for label in stage.labels]
         f = stage.fusion
         fused, weights = fuse(lists, f.method, k=f.k, weights=f.weights, norm=f.norm, adaptive=f.adaptive, floors=floors)
+        self.slots[f"fused:{stage.out}"] = fused
         self.slots[f"ranked:{stage.out}"] = fused if keep_all else fused[: stage.limit]
         record.rows = len(self.slots[f"ranked:{stage.out}"])
         if f.adaptive:
@@ -472,16 +473,23 @@ _CACHED = (st.Candidates, st.TierCandidates, st.TierDense)
 
 
 def _list_key(run: "_Run", plan: st.Plan, stage: st.Stage) -> tuple | None:
-    """The cache key of a stage that makes a candidate list, or None for any other stage."""
+    """The cache key of a stage that makes a candidate list, or of a fusion (its whole result,
+    by the lists it fuses, their floors and the fusion), or None for any other stage."""
+    if isinstance(stage, st.Fuse):
+        inputs = tuple((tuple(run.slots[f"ranked:{label}"]), run.slots.get(f"floor:{label}")) for label in stage.labels)
+        return ("Fuse", stage.out, repr(stage.fusion), inputs)
     if not isinstance(stage, _CACHED) or (isinstance(stage, st.TierDense) and stage.columns is not None):
         return None
     params = run.bind_vector(stage.params, stage.vector_slot)
     union = tuple(tuple(d for d, _ in run.slots.get(f"ranked:{label}", ())) for label in getattr(stage, "union", ()))
     statement = getattr(stage, "fallback", None) or stage.statement  # the filter and the field are in its text
-    inputs = [statement.as_string(run.conn), sorted((k, cursor_token.canonical(v)) for k, v in params.items()),
-              cursor_token.canonical(getattr(stage, "query", None)), union]
-    digest = hashlib.sha1(json.dumps(inputs, default=str).encode()).hexdigest()
-    return (plan.collection, plan.version, type(stage).__name__, stage.label, stage.k, digest)
+    digest = hashlib.sha1(statement.as_string(run.conn).encode())
+    for name, value in sorted(params.items()):
+        digest.update(name.encode())
+        vector = value.to_numpy() if hasattr(value, "to_numpy") else value if isinstance(value, np.ndarray) else None
+        digest.update(vector.tobytes() if vector is not None else json.dumps(cursor_token.canonical(value), default=str).encode())
+    digest.update(json.dumps([cursor_token.canonical(getattr(stage, "query", None)), union], default=str).encode())
+    return (plan.collection, plan.version, type(stage).__name__, stage.label, stage.k, digest.hexdigest())
 
 
 def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None, *,
@@ -498,13 +506,17 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
         start = time.perf_counter()
         listed = _list_key(run, plan, stage) if caching else None
         kept = cache.get(listed) if listed is not None else None
-        if kept is not None:
+        if kept is not None and isinstance(stage, st.Fuse):
+            run.slots[f"fused:{stage.out}"], run.slots[f"ranked:{stage.out}"] = kept, kept[: stage.limit]
+            record.rows, record.detail = len(run.slots[f"ranked:{stage.out}"]), "the same fusion as an earlier search of this connection"
+        elif kept is not None:
             run.ranked(stage, kept, stage.params)
             record.rows, record.detail = len(kept), "the same list as an earlier search of this connection (no write since)"
         else:
             _DISPATCH[type(stage)](run, stage, record)
-            if listed is not None and f"ranked:{stage.label}" in run.slots:
-                cache.put(listed, run.slots[f"ranked:{stage.label}"])
+            made = f"fused:{stage.out}" if isinstance(stage, st.Fuse) else f"ranked:{getattr(stage, 'label', '')}"
+            if listed is not None and made in run.slots:
+                cache.put(listed, run.slots[made])
         record.ms = (time.perf_counter() - start) * 1000
         run.records.append(record)
     run.server_plans_after()
