@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as strat
 
 import sparsesql
-from sparsesql.lang.check import MAX_LIMIT
+from sparsesql.lang.check_page import MAX_LIMIT
 
 WORDS = "ranking retrieval sparse dense fusion query expansion feedback index posting vector graph coverage".split()
 DIM = 8

@@ -8,8 +8,6 @@ statement commits the snapshot in the same round trip.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 import weakref
 from collections import OrderedDict
@@ -26,7 +24,7 @@ from sparsesql.exec.row import Row
 from sparsesql.exec.snapshot import Snapshot
 from sparsesql.exec.trace import StageRecord, short
 from sparsesql.lang import cursor_token
-from sparsesql.lang.check import CheckedCursor
+from sparsesql.lang.check_page import CheckedCursor
 from sparsesql.lang.cursor_token import Cursor
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
@@ -44,8 +42,8 @@ Tracer = Callable[[str, dict], None] | None
 
 
 class _Run:
-    def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None = None, server_plans: bool = False,
-                 distributed: bool = False, retry_ahead: bool = False, plan: st.Plan | None = None) -> None:
+    def __init__(self, snap: Snapshot, tracer: Tracer, tiers: Tiers | None, server_plans: bool,
+                 distributed: bool, retry_ahead: bool, plan: st.Plan) -> None:
         self.snap = snap
         self.plan = plan  # its page: the stage that yields the rows keeps only the page's rows
         self.retry_ahead = retry_ahead
@@ -362,8 +360,8 @@ class _Run:
         ranks, else (the row is gone) past the rows that rank before its score and document, as
         Elasticsearch's search_after, or at its position after DIVERSIFY, whose order is not by
         score."""
-        start = self.plan.offset if self.plan else 0
-        after = self.plan.cursor.after if self.plan and self.plan.cursor else None
+        start = self.plan.offset
+        after = self.plan.cursor.after if self.plan.cursor else None
         if after is not None and not (len(ranked) >= after.position and ranked[after.position - 1][0] == after.doc_id):
             moved = next((i for i, (d, _) in enumerate(ranked) if d == after.doc_id), None)
             if moved is not None:
@@ -371,13 +369,13 @@ class _Run:
             elif self.plan.ordered_by_score and after.score is not None:
                 start = next((i for i, (d, s) in enumerate(ranked) if s < after.score or (s == after.score and d > after.doc_id)), len(ranked))
         self.slots["start"] = start
-        size = self.plan.size if self.plan and self.plan.size is not None else len(ranked)
+        size = self.plan.size if self.plan.size is not None else len(ranked)
         return ranked[start : start + size]
 
     def fetched_page(self, record: StageRecord, statement: sql.Composed, ranked: list[tuple[int, float | None]]) -> None:
         """The page's rows, fetched by id in one round trip. To collapse (DISTINCT ON), every row
         of the ranking is fetched, since the page is known only once the values are."""
-        if self.plan is not None and self.plan.collapse:
+        if self.plan.collapse:
             rows = self.execute(record, statement, {"ids": [d for d, _ in ranked]}, last=True) if ranked else []
             by_id = {r[0]: r[1:] for r in rows}
             page = self.page(self.collapsed([x for x in ranked if x[0] in by_id], by_id))
@@ -408,7 +406,7 @@ class _Run:
         rows = self.execute(record, stage.statement, self.bind_vector(stage.params, stage.vector_slot), last=True, settings=stage.settings)
         values = {r[0]: (r[1:-1] if stage.scored else r[1:]) for r in rows}
         ranked = [(r[0], float(r[-1]) if stage.scored else None) for r in rows]
-        ranked = self.page(self.collapsed(ranked, values) if self.plan is not None and self.plan.collapse else ranked)
+        ranked = self.page(self.collapsed(ranked, values) if self.plan.collapse else ranked)
         self.slots["rows"] = [(d, values[d], s) for d, s in ranked]
         record.rows = len(rows)
 
@@ -473,23 +471,19 @@ _CACHED = (st.Candidates, st.TierCandidates, st.TierDense)
 
 
 def _list_key(run: "_Run", plan: st.Plan, stage: st.Stage) -> tuple | None:
-    """The cache key of a stage that makes a candidate list, or of a fusion (its whole result,
-    by the lists it fuses, their floors and the fusion), or None for any other stage."""
+    """The cache key of a stage that makes a candidate list (the search, the collection's version
+    and the list's depth: its statement and parameters follow from them), or of a fusion (by the
+    keys of the lists it fuses); None for any other stage, or a fusion of a list not kept."""
+    if not plan.search_key:
+        return None
     if isinstance(stage, st.Fuse):
-        inputs = tuple((tuple(run.slots[f"ranked:{label}"]), run.slots.get(f"floor:{label}")) for label in stage.labels)
-        return ("Fuse", stage.out, repr(stage.fusion), inputs)
+        inputs = tuple(run.slots.get(f"key:{label}") for label in stage.labels)
+        return None if None in inputs else ("Fuse", stage.out, repr(stage.fusion), inputs)
     if not isinstance(stage, _CACHED) or (isinstance(stage, st.TierDense) and stage.columns is not None):
         return None
-    params = run.bind_vector(stage.params, stage.vector_slot)
-    union = tuple(tuple(d for d, _ in run.slots.get(f"ranked:{label}", ())) for label in getattr(stage, "union", ()))
-    statement = getattr(stage, "fallback", None) or stage.statement  # the filter and the field are in its text
-    digest = hashlib.sha1(statement.as_string(run.conn).encode())
-    for name, value in sorted(params.items()):
-        digest.update(name.encode())
-        vector = value.to_numpy() if hasattr(value, "to_numpy") else value if isinstance(value, np.ndarray) else None
-        digest.update(vector.tobytes() if vector is not None else json.dumps(cursor_token.canonical(value), default=str).encode())
-    digest.update(json.dumps([cursor_token.canonical(getattr(stage, "query", None)), union], default=str).encode())
-    return (plan.collection, plan.version, type(stage).__name__, stage.label, stage.k, digest.hexdigest())
+    key = (plan.collection, plan.version, plan.search_key, type(stage).__name__, stage.label, stage.k)
+    run.slots[f"key:{stage.label}"] = key
+    return key
 
 
 def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None, *,

@@ -19,14 +19,11 @@ import numpy as np
 from sparsesql.db import ingest
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, check_name
 from sparsesql.errors import CheckError, Error, IngestError, ParameterError
-from sparsesql.lang import ast, cursor_token
-from sparsesql.lang.check_facets import CheckedFacets, check_facets
-from sparsesql.lang.cursor_token import Cursor
-from sparsesql.retrieval.highlight import SnippetStyle
+from sparsesql.lang import ast, check_page
+from sparsesql.lang.check_facets import FACET_DEPTH, CheckedFacets, check_facets
+from sparsesql.lang.check_page import COLLAPSE_DEPTH, MAX_LIMIT, CheckedCursor, CheckedHighlight
 from sparsesql.retrieval.prf import Rm3, VectorPrf
 
-MAX_LIMIT = 10_000
-DEFAULT_LIMIT = 10
 MAX_QUERY_TEXT = 100_000
 DEFAULT_CANDIDATES = 200  # HYBRID's candidates per signal, chosen by benchmarks/tune_defaults.py
 MAX_CANDIDATES = 100_000
@@ -147,41 +144,6 @@ MAX_HOPS = 3
 
 
 @dataclass(frozen=True)
-class CheckedCursor:
-    """What a search's cursors need: the fingerprint its rows' cursors carry, whether they are a
-    column of the result, and the cursor the page starts after (unverified here: the executor
-    holds the key), with what was signed and its signature."""
-
-    fingerprint: str
-    column: bool
-    after: Cursor | None = None
-    signed: str = ""
-    mac: str = ""
-
-
-@dataclass(frozen=True)
-class CheckedHighlight:
-    """`HIGHLIGHT(field, ...)`: the column `highlight_<field>` of a text field's best passages."""
-
-    field: str
-    style: SnippetStyle
-
-    @property
-    def column(self) -> str:
-        return f"highlight_{self.field}"
-
-
-# The hits a facet counts when they are not every match (DENSE, HYBRID, PRF): the search's
-# candidates, at least this many.
-FACET_DEPTH = 200
-# DISTINCT ON looks through the ranking's first COLLAPSE_DEPTH rows (or to the page's end): a
-# depth that does not change from page to page, so that pages of collapsed rows are one ranking.
-COLLAPSE_DEPTH = 1000
-MAX_FRAGMENTS = 20
-MAX_FRAGMENT_SIZE = 2000
-
-
-@dataclass(frozen=True)
 class CheckedSelect:
     collection: CollectionInfo
     columns: tuple[str, ...]
@@ -201,6 +163,7 @@ class CheckedSelect:
     hidden: tuple[str, ...] = ()  # columns fetched for HIGHLIGHT only, not returned
     collapse: str | None = None  # DISTINCT ON (field): the best row per value of the field
     facets: CheckedFacets | None = None  # GROUP BY: groups of the search's hits, paged by LIMIT / OFFSET
+    fingerprint: str = ""  # the search's own text and values (cursor_token.fingerprint); "" without SEARCH
     cursor: CheckedCursor | None = None  # a cursor column asked for, or a page AFTER a cursor
 
 
@@ -723,97 +686,6 @@ def _predicate(c: _Checker, node: ast.Predicate, info: CollectionInfo) -> None:
 # ----------------------------------------------------------------------------- statements
 
 
-def _count(c: _Checker, node: ast.Literal | ast.Param | None, clause: str, default: int) -> int:
-    if node is None:
-        return default
-    value = c.param(node) if isinstance(node, ast.Param) else node.value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise c.error(f"{clause} expects an integer, got {value!r}", node.pos)
-    if value < 0:
-        raise c.error(f"{clause} must not be negative (got {value})", node.pos)
-    if value > MAX_LIMIT:
-        raise c.error(f"{clause} {value} exceeds the maximum of {MAX_LIMIT}", node.pos)
-    return value
-
-
-def _page(c: _Checker, node: ast.Select, cursor: CheckedCursor | None) -> tuple[int, int, int]:
-    """The ranking's depth, the rows before the page and the page's size. Page k of n rows is
-    rows [m, m + n) of the ranking `LIMIT m + n` returns, so every depth of the search grows with
-    m + n; as Elasticsearch's max_result_window, the ranking ends at MAX_LIMIT rows. A page AFTER
-    a cursor starts after the cursor's row, at its position when nothing was written; the ranking
-    goes a page deeper, so that a page still fills when writes moved that row down."""
-    limit = _count(c, node.limit, "LIMIT", DEFAULT_LIMIT)
-    offset = _count(c, node.offset, "OFFSET", 0)
-    where = node.offset.pos if node.offset is not None else node.limit.pos if node.limit is not None else node.pos
-    if cursor is not None and cursor.after is not None:
-        offset, where = cursor.after.position, node.after.pos
-    if limit + offset > MAX_LIMIT:
-        start = f"AFTER a cursor at row {offset}" if node.after is not None else f"OFFSET {offset}"
-        raise c.error(
-            f"LIMIT {limit} {start} reads to row {limit + offset} of the ranking, past its end at row {MAX_LIMIT} "
-            f"(the result window); narrow the search with WHERE to see more of it",
-            where,
-        )
-    if node.after is not None:
-        return min(MAX_LIMIT, offset + 2 * limit), offset, limit
-    return limit + offset, offset, limit
-
-
-def _highlight(c: _Checker, node: ast.Highlight, info: CollectionInfo, searched: bool) -> CheckedHighlight:
-    """HIGHLIGHT(field [, fragments => 3, size => 160, tags => ('<mark>', '</mark>'), prf_tags => (...), escape => none | html])."""
-    if not searched:
-        raise c.error("HIGHLIGHT needs a SEARCH clause: it shows why a row matched", node.pos)
-    field = node.field.lower()
-    kind = info.field_type(field) if field in {f.name for f in info.fields} else None
-    if kind is None:
-        raise c.error(_unknown_field(node.field, info) + "; HIGHLIGHT takes a declared text field", node.pos)
-    if kind != "text":
-        raise c.error(f"HIGHLIGHT takes a text field; {field!r} is {kind}", node.pos)
-    got = c.args(node.args, {"fragments", "size", "tags", "prf_tags", "escape"}, "HIGHLIGHT")
-    style = SnippetStyle()
-    fragments = int(c.number(got["fragments"], integer=True, low=1, high=MAX_FRAGMENTS)) if "fragments" in got else style.fragments
-    size = int(c.number(got["size"], integer=True, low=20, high=MAX_FRAGMENT_SIZE)) if "size" in got else style.size
-    tags = {"tags": style.tags, "prf_tags": style.prf_tags}
-    for name in tags:
-        if name in got:
-            value = c.value(got[name].value)
-            if not (isinstance(value, list) and len(value) == 2 and all(isinstance(t, str) and len(t) <= 100 for t in value)):
-                raise c.error(f"{name} => expects two texts, the opening and the closing mark: {name} => ('<mark>', '</mark>')", got[name].value.pos)
-            tags[name] = (value[0], value[1])
-    escape = style.escape
-    if "escape" in got:
-        escape = str(c.value(got["escape"].value)).lower()
-        if escape not in ("none", "html"):
-            raise c.error(f"escape => {escape!r} is not one of none, html", got["escape"].value.pos)
-    return CheckedHighlight(field, SnippetStyle(fragments, size, tags["tags"], escape, tags["prf_tags"]))
-
-
-def _cursor(c: _Checker, node: ast.Select, column: bool) -> CheckedCursor | None:
-    """The search's fingerprint, and the cursor its page starts after, checked to come from this
-    search (its signature is the executor's to check)."""
-    if not column and node.after is None:
-        return None
-    if node.search is None:
-        raise c.error("cursors name rows of a ranking: AFTER and the cursor column need a SEARCH clause", (node.after or node).pos)
-    page = {p.name for p in (node.limit, node.offset, node.after) if isinstance(p, ast.Param)}
-    start, end = node.span or (0, len(c.text))
-    fingerprint = cursor_token.fingerprint(c.text[start:end], {k: v for k, v in c.params.items() if k not in page})
-    if node.after is None:
-        return CheckedCursor(fingerprint, column)
-    token = c.param(node.after) if isinstance(node.after, ast.Param) else node.after.value
-    try:
-        after, signed, mac = cursor_token.read(token)
-    except cursor_token.CursorError as exc:
-        raise c.error(str(exc), node.after.pos) from None
-    if after.search != fingerprint:
-        raise c.error(
-            "this cursor comes from another search; a cursor starts a page only of the search it came from "
-            "(the same text from the collection's name to LIMIT, with the same parameter values)",
-            node.after.pos,
-        )
-    return CheckedCursor(fingerprint, column, after, signed, mac)
-
-
 def _collection(c: _Checker, node: ast.Name, catalog: Catalog) -> CollectionInfo:
     try:
         name = check_name(node.name)
@@ -833,7 +705,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     facets = check_facets(c, node, info, _unknown_field)
     for item in node.items if facets is None else ():
         if isinstance(item, ast.Highlight):
-            highlights.append(_highlight(c, item, info, node.search is not None))
+            highlights.append(check_page.highlight(c, item, info, node.search is not None, _unknown_field))
             continue
         col = item.name.lower()
         if col == "score":
@@ -858,8 +730,9 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
             raise c.error(_unknown_field(node.distinct_on.name, info) + "; DISTINCT ON takes id or a declared field", node.distinct_on.pos)
     hidden = tuple(dict.fromkeys(f for f in [*(h.field for h in highlights), collapse] if f is not None and f not in columns))
     columns += hidden
-    cursor = _cursor(c, node, with_cursor)
-    limit, offset, page_size = _page(c, node, cursor)
+    fingerprint = check_page.search_fingerprint(c, node) if node.search is not None else ""
+    cursor = check_page.cursor(c, node, with_cursor, fingerprint)
+    limit, offset, page_size = check_page.page(c, node, cursor)
     if node.distinct_on is not None:
         limit = min(MAX_LIMIT, max(COLLAPSE_DEPTH, limit))
     if facets is not None:  # LIMIT and OFFSET page the groups; the hits are the search's candidates
@@ -888,6 +761,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     return CheckedSelect(
         info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
         offset=offset, page_size=page_size, cursor=cursor, highlights=tuple(highlights), hidden=hidden, collapse=collapse, facets=facets,
+        fingerprint=fingerprint,
     )
 
 

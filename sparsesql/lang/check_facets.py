@@ -20,6 +20,9 @@ from sparsesql.lang import ast
 DATE_TYPES = ("date", "timestamp", "timestamptz")
 DATE_UNITS = ("year", "quarter", "month", "week", "day", "hour", "minute")
 MAX_BUCKETS = 10_000
+# The hits a facet counts when they are not every match (DENSE, HYBRID, PRF): the search's
+# candidates, at least this many.
+FACET_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class CheckedFacets:
     order: tuple[tuple[int, bool], ...]  # (column position from 0, descending)
 
 
-def _aggregate_column(node: ast.Aggregate) -> str:
+def aggregate_column(node: ast.Aggregate) -> str:
+    """An aggregate's column: count for count(*), else <function>_<field>."""
     return "count" if node.field is None else f"{node.function}_{node.field.lower()}"
 
 
@@ -72,7 +76,7 @@ def check_facets(c: Any, node: ast.Select, info: CollectionInfo, unknown_field: 
                     raise c.error(f"{item.function}({item.field}) needs a number; {item.field.lower()!r} is {kind}", item.pos)
                 if item.function in ("min", "max") and kind == "boolean":
                     raise c.error(f"{item.function}({item.field}) needs values that order; {item.field.lower()!r} is {kind}", item.pos)
-            aggregates.append((item.function, item.field.lower() if item.field else None, _aggregate_column(item)))
+            aggregates.append((item.function, item.field.lower() if item.field else None, aggregate_column(item)))
             columns.append(aggregates[-1][2])
         elif isinstance(item, ast.Bucket):
             keys.append((_bucket(c, item, field_type(item.field, item.pos)), item.pos))

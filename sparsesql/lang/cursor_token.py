@@ -22,6 +22,8 @@ import json
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 VERSION = "c1"
 MAX_TOKEN = 512  # a cursor is about 150 characters; anything much longer is not one
 
@@ -59,10 +61,27 @@ def canonical(value: object) -> object:
 
 
 def fingerprint(text: str, params: dict[str, object]) -> str:
-    """The search a cursor belongs to: its statement's text from the collection's name to the
-    page clauses (surrounding whitespace trimmed) and the values of its parameters."""
-    data = json.dumps([text.strip(), sorted((k, canonical(v)) for k, v in params.items())], default=str, allow_nan=True)
-    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    """A search: its statement's text from the collection's name to GROUP BY, ORDER BY or the
+    page clauses (surrounding whitespace trimmed) and the values of its parameters; a vector's
+    by its float64 bytes, the rest as JSON. The search a cursor belongs to, and the key under
+    which a connection keeps its candidate lists (sparsesql/exec/run.py)."""
+    digest = hashlib.sha256(text.strip().encode("utf-8", "surrogatepass"))
+    for name, value in sorted(params.items()):
+        digest.update(b"\0" + name.encode("utf-8", "surrogatepass") + b"=")
+        numbers = _numbers(value)
+        digest.update(numbers.tobytes() if numbers is not None else json.dumps(canonical(value), default=str).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:32]
+
+
+def _numbers(value: object) -> np.ndarray | None:
+    """A vector (numpy, pgvector, or a list of numbers) as float64, or None."""
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64, copy=False)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        return np.asarray(value, dtype=np.float64)
+    return None
 
 
 def _mac(key: bytes, payload: str) -> str:

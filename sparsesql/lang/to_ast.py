@@ -105,18 +105,20 @@ class ToAst(Transformer):
             if {clause, *page} >= {"offset", "after"}:
                 raise self._error("OFFSET and AFTER both say where the page starts; give one", keyword)
             page[clause] = value
-        span = (collection.start_pos, pages[0][2].start_pos if pages else meta.end_pos)
+        # the search's own text: from the collection's name to the first GROUP BY, ORDER BY or page clause
+        ends = [c[1] for c in (group_by, order_by) if c is not None] + [p[2].start_pos for p in pages]
+        span = (collection.start_pos, min(ends) if ends else meta.end_pos)
         return ast.Select(
             items, ast.Name(collection.value, _pos(collection)), search, where, page.get("limit"), _pos(meta), prf, diversify,
-            page.get("offset"), page.get("after"), span, distinct, group_by, order_by or (),
+            page.get("offset"), page.get("after"), span, distinct, group_by[0] if group_by else None, order_by[0] if order_by else (),
         )
 
-    def group_by(self, meta: Meta, children: list[Any]) -> ast.Name | ast.Literal:
+    def group_by(self, meta: Meta, children: list[Any]) -> tuple[ast.Name | ast.Literal, int]:
         (key,) = children
-        return key if isinstance(key, ast.Literal) else ast.Name(key.value, _pos(key))
+        return (key if isinstance(key, ast.Literal) else ast.Name(key.value, _pos(key))), meta.start_pos
 
-    def order_by(self, meta: Meta, items: list[ast.OrderItem]) -> tuple[ast.OrderItem, ...]:
-        return tuple(items)
+    def order_by(self, meta: Meta, items: list[ast.OrderItem]) -> tuple[tuple[ast.OrderItem, ...], int]:
+        return tuple(items), meta.start_pos
 
     def order_item(self, meta: Meta, children: list[Any]) -> ast.OrderItem:
         key, direction = children

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from psycopg import sql
 
-from sparsesql.analysis import analyze, stem_words
+from sparsesql.analysis import analyze, stems
 from sparsesql.lang.check import CheckedSelect, DenseSignal, Fusion, Signal, SparseSignal
 from sparsesql.plan import facets
 from sparsesql.plan import stages as st
@@ -220,7 +220,7 @@ def _highlighting(q: CheckedSelect) -> st.Highlighting | None:
             terms.update(analyze(s.query))
         elif isinstance(s, SparseSignal) and isinstance(s.query, dict):
             words = [t.lower() for t in s.query]
-            terms.update(words + stem_words(words))
+            terms.update(words + stems(words))
     dense_signal = next((s for s in q.search.signals if isinstance(s, DenseSignal)), None)
     expands = q.prf is not None and q.prf.sparse is not None and any(isinstance(s, SparseSignal) and s.field.kind == "bm25" for s in q.search.signals)
     return st.Highlighting(q.highlights, frozenset(terms), None if terms else dense_signal, q.collection, expands)
@@ -252,8 +252,9 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     q = _with_terms(q)
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)
-    plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), q.offset, q.page_size, q.cursor,
-                   q.diversify is None, highlighting, q.hidden, q.collapse, version=info.version)
+    plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), offset=q.offset, size=q.page_size,
+                   cursor=q.cursor, ordered_by_score=q.diversify is None, highlighting=highlighting, hidden=q.hidden,
+                   collapse=q.collapse, version=info.version, search_key=q.fingerprint)
     if q.facets is not None:
         return _facets(q, plan, where, bound, tier)
     if q.search is None:

@@ -14,7 +14,8 @@ from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.lang import ast
-from sparsesql.lang.check import CheckedCursor, CheckedHighlight, DenseSignal, Fusion
+from sparsesql.lang.check import DenseSignal, Fusion
+from sparsesql.lang.check_page import CheckedCursor, CheckedHighlight
 
 
 @dataclass
@@ -229,3 +230,4 @@ class Plan:
     collapse: str | None = None  # DISTINCT ON: the column whose first row per value is kept
     facets: tuple[str, ...] = ()  # GROUP BY: the facet's columns; its rows are the result
     version: int = 0  # the collection's count of committed writes, as the search's snapshot reads it
+    search_key: str = ""  # the search's fingerprint: with `version`, what its candidate lists depend on

@@ -24,6 +24,7 @@ from sparsesql.database import Database
 from sparsesql.db.catalog import CollectionInfo, get_collection
 from sparsesql.lang import ast
 from sparsesql.lang.check import CAST_TYPES
+from sparsesql.lang.check_facets import aggregate_column
 from sparsesql.lang.parse import parse_statement
 from sparsesql.server import types as t
 from sparsesql.server.metrics import statement_kind
@@ -110,8 +111,7 @@ def _select_columns(node: ast.Select, info: CollectionInfo) -> list[tuple[str, i
         out = []
         for item in node.items:
             if isinstance(item, ast.Aggregate):
-                column = "count" if item.field is None else f"{item.function}_{item.field.lower()}"
-                out.append((column, _aggregate_oid(item, info)))
+                out.append((aggregate_column(item), _aggregate_oid(item, info)))
             elif isinstance(item, ast.Bucket):
                 oid = t.INT4 if item.function == "width_bucket" else (t.TIMESTAMP if _field_oid(info, item.field.lower()) == t.TIMESTAMP else t.TIMESTAMPTZ)
                 out.append((item.field.lower(), oid))
