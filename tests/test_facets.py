@@ -29,9 +29,12 @@ def facet_docs(dsn):
             "year": int(2012 + rng.integers(0, 10)),
             "pages": float(rng.integers(4, 30)),
             "day": (date(2020, 1, 1) + timedelta(days=int(rng.integers(0, 700)))).isoformat(),
+            "rating": None if i % 7 == 0 else float(rng.integers(0, 50)) / 8,
+            "open": bool(i % 3),
             "vector": rng.standard_normal(4).tolist(),
         })
-    db.create_collection("facet_papers", {"title": "text", "venue": "text", "year": "int", "pages": "real", "day": "date"}, dense="none", dim=4)
+    db.create_collection("facet_papers", {"title": "text", "venue": "text", "year": "int", "pages": "real", "day": "date",
+                                          "rating": "double", "open": "bool"}, dense="none", dim=4, text_fields=["title"])
     db.collection("facet_papers").add(docs)
     yield "facet_papers"
     db.drop_collection("facet_papers", if_exists=True)
@@ -85,6 +88,73 @@ def test_buckets_order_and_pages_of_groups(db, facet_docs):
     assert pages == years[:9]
     plan = db.explain(f"SELECT year, count(*) {search} GROUP BY year")
     assert "GROUP BY over every document the search matches" in plan
+
+
+MEMORY_FACETS = [
+    ("venue, count(*), count(rating), min(year), max(day), min(venue), max(rating), sum(year), avg(rating), sum(rating)", "d.venue",
+     "2 DESC, 1"),
+    ("year, count(*), max(venue)", "d.year", "1 DESC"),
+    ("day, count(*)", "d.day", "2 DESC, 1"),
+    ("open, count(*), min(pages)", "d.open", "2 DESC, 1"),
+    ("width_bucket(rating, 0, 6, 4), count(*)", "1", "1"),
+    ("width_bucket(pages, 4.5, 29, 7), count(*), min(pages)", "1", "2 DESC, 1"),
+    ("width_bucket(year, 2012.5, 2021, 3), count(*)", "1", "1"),
+]
+
+
+def facet_detail(db) -> str:
+    return next(s.detail for s in db.last_stages if s.stage == "facets")
+
+
+@pytest.mark.parametrize("search", ["", "SEARCH SPARSE('retrieval fusion')", "SEARCH HYBRID(SPARSE(:q), DENSE(:v))"])
+@pytest.mark.parametrize("select, group, order", MEMORY_FACETS)
+def test_the_memory_tier_groups_its_filter_columns_as_postgresql_does(dsn, facet_docs, tmp_path, monkeypatch, search, select, group, order):
+    """With every column in memory the facet never reaches PostgreSQL's GROUP BY, and its rows
+    (types included) are the SQL's over the same documents; NULL keys are one group, last."""
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    params = {"q": "query expansion", "v": [0.3, -1.0, 0.2, 0.5]}
+    used = {k: v for k, v in params.items() if f":{k}" in search}
+    order_by = "" if order.startswith("2 DESC") else f" ORDER BY {order.split()[0]}{' DESC' if 'DESC' in order else ''}"
+    with sparsesql.connect(dsn, sparse_tier=True, dense_tier=True) as db:
+        for where in ("", " WHERE year >= 2015 AND venue <> 'ECIR'", " WHERE rating IS NULL OR open = true"):
+            ids = [r.id for r in db.query(f"SELECT id FROM {facet_docs} {search}{where} LIMIT {200 if 'HYBRID' in search else 10000}", **used)]
+            got = db.query(f"SELECT {select} FROM {facet_docs} {search}{where} GROUP BY 1{order_by} LIMIT 1000", **used)
+            assert facet_detail(db).startswith("grouped in memory"), facet_detail(db)
+            cast = select.replace("width_bucket(rating,", "width_bucket(rating::float8,").replace("width_bucket(year,", "width_bucket(year::float8,")
+            cast = cast.replace("width_bucket(pages,", "width_bucket(pages::float8,")
+            expected = reference(db, facet_docs, ids, re.sub(r"\b(venue|year|day|rating|open|pages)\b", r"d.\1", cast), group, order)
+            rows = [tuple(r.values()) for r in got]
+            assert rounded(rows) == rounded(expected), (search, where)
+            assert [tuple(map(type, r)) for r in rows] == [tuple(map(type, r)) for r in expected]
+
+
+@pytest.mark.parametrize("select, why", [("avg(pages)", "avg(pages) over real is numeric"), ("avg(year)", "avg(year) over integer is numeric"),
+                                         ("sum(pages)", "sum(pages) over real is real"), ("count(title)", "'title' is analysed for search")])
+def test_what_the_filter_columns_cannot_compute_is_grouped_in_sql(dsn, facet_docs, tmp_path, monkeypatch, select, why):
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    with sparsesql.connect(dsn, sparse_tier=True) as db:
+        got = db.query(f"SELECT venue, count(*), {select} FROM {facet_docs} SEARCH SPARSE('retrieval') GROUP BY venue")
+        assert facet_detail(db).startswith("grouped in SQL") and why in facet_detail(db), facet_detail(db)
+        ids = [r.id for r in db.query(f"SELECT id FROM {facet_docs} SEARCH SPARSE('retrieval') LIMIT 10000")]
+        assert sum(r.count for r in got) == len(ids)
+        db.query(f"SELECT date_trunc('month', day), count(*) FROM {facet_docs} GROUP BY 1")
+        assert "date_trunc runs in SQL" in facet_detail(db)
+        db.query(f"SELECT venue, count(*) FROM {facet_docs} SEARCH SPARSE('retrieval') WHERE venue LIKE 'S%' GROUP BY venue")
+        assert "LIKE is evaluated in SQL" in facet_detail(db)
+        assert "(memory tier)" in db.explain(f"SELECT venue, count(*) FROM {facet_docs} SEARCH SPARSE('retrieval') GROUP BY venue")
+
+
+def test_width_bucket_in_memory_is_postgresql_float8_formula(db):
+    """Values on and beside every bucket edge, where a float formula could round either way."""
+    from sparsesql.tier.groups import width_bucket
+
+    rng = np.random.default_rng(3)
+    for low, high, count in [(0, 1, 10), (0.1, 0.7, 3), (-5, 3.3, 7), (2012.5, 2021, 3), (0, 100, 10_000)]:
+        edges = low + (high - low) * np.arange(count + 1) / count
+        x = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf), rng.uniform(low - 1, high + 1, 500), [-np.inf, np.inf]])
+        expected = [r[0] for r in db.conn.execute("SELECT width_bucket(x, %s::float8, %s::float8, %s) FROM unnest(%s::float8[]) AS x",
+                                                  (low, high, count, x.tolist())).fetchall()]
+        assert width_bucket(x, low, high, count).tolist() == expected, (low, high, count)
 
 
 @pytest.mark.parametrize(

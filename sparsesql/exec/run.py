@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import psycopg
@@ -19,6 +19,7 @@ from pgvector import Vector
 from psycopg import sql
 
 from sparsesql.db import copy_binary
+from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.errors import CheckError, DatabaseError
 from sparsesql.exec.row import Row
 from sparsesql.exec.snapshot import Snapshot
@@ -36,6 +37,7 @@ from sparsesql.tier.cache import Tiers
 from sparsesql.tier.changes import TierAhead, TierRefused
 from sparsesql.tier.dense import brute_max
 from sparsesql.tier.filters import NotInMemory
+from sparsesql.tier.groups import facet_rows
 from sparsesql.tier.index import QueryTerm, Scoring
 
 Tracer = Callable[[str, dict], None] | None
@@ -136,39 +138,45 @@ class _Run:
         info = stage.collection
         refused = self._refusal(lambda: self.tiers.why_not(self.conn, info, stage.field))
         kept, source = (None, "") if refused or stage.allowed is None else self.allowed_ids(stage, record)
-        scored = None
         if not refused:
-            with self.tiers.lock:
-                current = self.tiers.current(info, stage.field, stage.terms)
-                if current is not None:
-                    loaded, known = current
-                    scored = self._score_sparse(stage, loaded, known, info.n_docs, info.sum_len, kept)
-            if scored is None:
-                rows = self.execute(record, tier_stats_sql(info, stage.field), {"name": info.name, "terms": list(stage.terms)})
-                identity, version, n_docs, sum_len = rows[0][:4]
-                with self.tiers.lock:
-                    try:
-                        loaded = self.tiers.get(self.conn, info, stage.field, identity, version)
-                    except TierRefused as exc:
-                        refused = self._refused_by(exc)
-                    else:
-                        known = [(term, t, df) for *_, term, t, df in rows if t is not None]
-                        loaded.remember(stage.terms, {term: (t, df) for term, t, df in known}, version)
-                        scored = self._score_sparse(stage, loaded, known, n_docs, sum_len, kept)
+            served = self._with_sparse_index(info, stage.field, stage.terms, record,
+                                             lambda *index: self._score_sparse(stage, *index, kept))
+            refused = served if isinstance(served, str) else None
         if refused:
             self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k, absent=stage.absent), record)
             record.detail = f"memory tier not used: {refused}"
             return
-        loaded, docs, scores, how = scored
+        (loaded, docs, scores, how), from_memory = served
         if kept is not None:
             how = {"filter keeps": f"{len(kept)} documents ({source})", **how}
         self.ranked(stage, [(int(d), float(s)) for d, s in zip(docs, scores)], stage.params)
         record.rows = len(docs)
         record.detail = (
             f"{loaded.memory_bytes() / 2**20:.1f} MB in memory (from {loaded.source} in {loaded.load_ms:.0f} ms), change log at {loaded.seq}, "
-            + ("statistics from memory, " if current is not None else "")
+            + ("statistics from memory, " if from_memory else "")
             + ", ".join(f"{k} {v}" for k, v in how.items())
         )
+
+    def _with_sparse_index(self, info: CollectionInfo, field: SparseField, terms: Iterable[str], record: StageRecord,
+                           use: Callable[..., object]) -> tuple[object, bool] | str:
+        """`use(index, known terms, n_docs, sum_len)` over the field's index brought to the search's
+        version, under the tier's lock; returns its result and whether the statistics came from
+        memory, or why the tier refused. Statistics come from one statement when the index does
+        not know the terms at that version."""
+        with self.tiers.lock:
+            current = self.tiers.current(info, field, terms)
+            if current is not None:
+                return use(*current, info.n_docs, info.sum_len), True
+        rows = self.execute(record, tier_stats_sql(info, field), {"name": info.name, "terms": list(terms)})
+        identity, version, n_docs, sum_len = rows[0][:4]
+        with self.tiers.lock:
+            try:
+                loaded = self.tiers.get(self.conn, info, field, identity, version)
+            except TierRefused as exc:
+                return self._refused_by(exc)
+            known = [(term, t, df) for *_, term, t, df in rows if t is not None]
+            loaded.remember(terms, {term: (t, df) for term, t, df in known}, version)
+            return use(loaded, known, n_docs, sum_len), False
 
     def _score_sparse(self, stage: st.TierCandidates, loaded, known: list[tuple[str, int, int]], n_docs: int, sum_len: int,
                       kept: np.ndarray | None) -> tuple:
@@ -412,11 +420,51 @@ class _Run:
 
 
     def facets(self, stage: st.Facets, record: StageRecord) -> None:
-        params = stage.params
-        if stage.source is not None:
-            params = {**params, "ids": [d for d, _ in self.slots[f"ranked:{stage.source}"][: stage.depth]]}
+        """The facet's groups: from the filter columns when the tier holds every column it names
+        (its hits found in memory too), else its statement in the snapshot."""
+        ids = None if stage.source is None else [d for d, _ in self.slots[f"ranked:{stage.source}"][: stage.depth]]
+        why = None
+        if stage.memory is not None and self.tiers is not None:
+            try:
+                rows, how = self._memory_facets(stage, ids, record)
+            except (NotInMemory, TierRefused) as exc:
+                why = self._refused_by(exc) if isinstance(exc, TierRefused) else str(exc)
+            else:
+                self.slots["facets"], record.rows, record.detail = rows, len(rows), how
+                return
+        params = stage.params if ids is None else {**stage.params, "ids": ids}
         self.slots["facets"] = self.execute(record, stage.statement, params, last=True)
         record.rows = len(self.slots["facets"])
+        if why:
+            record.detail = f"grouped in SQL: {why}"
+
+    def _memory_facets(self, stage: st.Facets, ids: list[int] | None, record: StageRecord) -> tuple[list[tuple], str]:
+        """The groups from the filter columns, and how the hits were found; raises NotInMemory
+        (or TierRefused) where the statement must run instead."""
+        hits, info = stage.memory, stage.collection
+        matches = None
+        if hits.field is not None:
+            refused = self._refusal(lambda: self.tiers.why_not(self.conn, info, hits.field))
+            served = refused or self._with_sparse_index(info, hits.field, hits.terms, record,
+                                                        lambda loaded, known, *_: loaded.index.holding([t for _, t, _ in known]))
+            if isinstance(served, str):
+                raise NotInMemory(f"the postings are not in memory: {served}")
+            matches = served[0]
+        codepoint = self.tiers.filters.codepoint_order(self.conn)
+        types = {f.name: f.type for f in info.fields}
+        with self.tiers.lock:
+            loaded = self.tiers.filters.get(self.conn, info)
+            data = loaded.data
+            if ids is not None:
+                kept, how = np.unique(np.asarray(ids, dtype=np.int64)), f"the top {len(ids)} of the ranking"
+            else:
+                kept = np.flatnonzero(data.alive) if hits.allowed is None else data.keep(hits.allowed.where, hits.allowed.params)
+                how = "every document the filter keeps" if hits.allowed is not None else "every document"
+            if matches is not None:
+                kept, how = np.intersect1d(kept, matches, assume_unique=True), f"every match from the postings in memory{', filtered' if hits.allowed else ''}"
+            rows = facet_rows(data, kept, hits.facets, types, codepoint_text=codepoint,
+                              limit=stage.params["facet_limit"], offset=stage.params["facet_offset"])
+        return rows, f"grouped in memory: {how} ({len(kept)} hits), {data.memory_bytes() / 2**20:.1f} MB of filter columns"
 
 
 _DISPATCH = {

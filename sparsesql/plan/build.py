@@ -228,20 +228,27 @@ def _highlighting(q: CheckedSelect) -> st.Highlighting | None:
 
 def _facets(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict, tier: frozenset[str]) -> st.Plan:
     """GROUP BY over the hits (plan/facets.py says which): one statement for every match, or the
-    search's stages to its candidates' depth, then the statement over their ids."""
+    search's stages to its candidates' depth, then the statement over their ids; with the memory
+    tier on, the same hits grouped from its filter columns where it holds every column named."""
     info, f = q.collection, q.facets
     page = {"facet_limit": q.page_size, "facet_offset": q.offset}
     plan.facets = f.columns
     signals = q.search.signals if q.search else ()
+    memory = st.FacetHits(f, _allowed(q, where)) if tier else None
     if not signals:
-        plan.stages.append(st.Facets(facets.facet_sql(info, f, where), {**bound, **page}, f.columns))
+        stage = st.Facets(facets.facet_sql(info, f, where), {**bound, **page}, f.columns, memory=memory, collection=info)
     elif len(signals) == 1 and isinstance(signals[0], SparseSignal) and q.prf is None:
         terms = list(signals[0].query)
-        plan.stages.append(st.Facets(facets.facet_sql(info, f, facets.matching_sql(info, signals[0].field, where)), {**bound, **page, "facet_terms": terms}, f.columns))
+        if memory is not None:
+            memory = st.FacetHits(f, memory.allowed, signals[0].field, tuple(terms))
+        matching = facets.matching_sql(info, signals[0].field, where)
+        stage = st.Facets(facets.facet_sql(info, f, matching), {**bound, **page, "facet_terms": terms}, f.columns, memory=memory, collection=info)
     else:
         source = _ranked(q, plan, where, bound, q.limit, tier)
         hits = sql.SQL("d.doc_id = ANY(%(ids)s)")
-        plan.stages.append(st.Facets(facets.facet_sql(info, f, hits), page, f.columns, source, q.limit))
+        memory = st.FacetHits(f) if tier else None
+        stage = st.Facets(facets.facet_sql(info, f, hits), page, f.columns, source, q.limit, memory, info)
+    plan.stages.append(stage)
     return plan
 
 

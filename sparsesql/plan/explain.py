@@ -17,6 +17,8 @@ def _where(stage: st.Stage) -> str:
         return "memory tier"
     if isinstance(stage, st.TierDense):
         return "memory tier"
+    if isinstance(stage, st.Facets) and stage.memory is not None:
+        return "memory tier"
     return "SQL" if isinstance(stage, (st.Candidates, st.Feedback, st.FetchRows, st.SqlRows, st.Facets)) else "Python"
 
 
@@ -87,7 +89,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
             lines.append("     SQL if the tier cannot serve: " + stage.fallback.as_string(conn))
         statement = getattr(stage, "statement", None)
         if statement is not None:
-            lines.append("     SQL: " + (record.sql if record and record.sql else statement.as_string(conn)))
+            tiered = isinstance(stage, st.Facets) and stage.memory is not None
+            lines.append(f"     SQL{' if the tier cannot serve' if tiered else ''}: " + (record.sql if record and record.sql else statement.as_string(conn)))
             params = record.params if record and record.params else {k: short(v) for k, v in getattr(stage, "params", {}).items()}
             if params:
                 lines.append("     params: " + ", ".join(f"{k}={v}" for k, v in params.items()))

@@ -17,12 +17,17 @@ from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.lang.check_facets import CheckedFacets
 
 
-def _key(facets: CheckedFacets) -> sql.Composable:
+def _key(info: CollectionInfo, facets: CheckedFacets) -> sql.Composable:
     key = facets.key
     column = sql.SQL("d.{}").format(sql.Identifier(key.field))
     if key.function == "width_bucket":
         low, high, count = key.args
-        return sql.SQL("width_bucket({}, {}, {}, {})").format(column, sql.Literal(low), sql.Literal(high), sql.Literal(count))
+        if info.field_type(key.field) == "numeric":  # exact decimals keep numeric's width_bucket
+            return sql.SQL("width_bucket({}, {}, {}, {})").format(column, sql.Literal(low), sql.Literal(high), sql.Literal(count))
+        # Every other number in float8, whatever the bounds look like (PostgreSQL would pick
+        # numeric's for an integer column and a bound written 0.5): one rule, the memory tier's.
+        return sql.SQL("width_bucket({}::float8, {}::float8, {}::float8, {})").format(
+            column, sql.Literal(low), sql.Literal(high), sql.Literal(count))
     if key.function == "date_trunc":
         return sql.SQL("date_trunc({}, {})").format(sql.Literal(key.args[0]), column)
     return column
@@ -37,14 +42,14 @@ def _aggregate(function: str, field: str | None) -> sql.Composable:
 def facet_sql(info: CollectionInfo, facets: CheckedFacets, hits: sql.Composable) -> sql.Composed:
     """The facet's rows over the documents `hits` keeps (a condition on alias `d`); binds
     %(facet_limit)s and %(facet_offset)s. Groups with equal sort values come in key order."""
-    parts = {facets.key.column: _key(facets)}
+    parts = {facets.key.column: _key(info, facets)}
     parts.update({column: _aggregate(function, field) for function, field, column in facets.aggregates})
     select = sql.SQL(", ").join(parts[c] for c in facets.columns)
     key_at = facets.columns.index(facets.key.column) + 1
     order = [sql.SQL("{} {}").format(sql.Literal(i + 1), sql.SQL("DESC" if desc else "ASC")) for i, desc in facets.order]
     order.append(sql.SQL("{} ASC").format(sql.Literal(key_at)))
     return sql.SQL("SELECT {} FROM {} AS d WHERE {} GROUP BY {} ORDER BY {} LIMIT %(facet_limit)s OFFSET %(facet_offset)s").format(
-        select, info.table("docs"), hits, _key(facets), sql.SQL(", ").join(order)
+        select, info.table("docs"), hits, _key(info, facets), sql.SQL(", ").join(order)
     )
 
 

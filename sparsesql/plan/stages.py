@@ -15,6 +15,7 @@ from psycopg import sql
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.lang import ast
 from sparsesql.lang.check import DenseSignal, Fusion
+from sparsesql.lang.check_facets import CheckedFacets
 from sparsesql.lang.check_page import CheckedCursor, CheckedHighlight
 
 
@@ -188,15 +189,30 @@ Stage = EncodeQuery | Candidates | TierCandidates | TierDense | Feedback | Fuse 
 
 
 @dataclass
+class FacetHits:
+    """The same hits as the facet's statement, as the memory tier finds them: the documents the
+    filter keeps (`allowed`; None: every document), and of those, with `field`, the ones holding
+    any of `terms`; the list's ids when the stage has a `source`."""
+
+    facets: CheckedFacets
+    allowed: Allowed | None = None
+    field: SparseField | None = None
+    terms: tuple[str, ...] = ()
+
+
+@dataclass
 class Facets:
     """GROUP BY over the search's hits in one statement: every match (no `source`), or the top
-    `depth` of list `source`, bound as %(ids)s."""
+    `depth` of list `source`, bound as %(ids)s; from the filter columns instead (`memory`)
+    when the tier holds every column the facet names."""
 
     statement: sql.Composed
     params: dict
     columns: tuple[str, ...]
     source: str | None = None
     depth: int = 0
+    memory: FacetHits | None = None
+    collection: CollectionInfo | None = None
     name: str = "facets"
 
 

@@ -255,6 +255,17 @@ class FilterTier(FollowedTier[FilterColumns]):
 
     file = "filters"
     origin = "rows"
+    codepoint: bool | None = None  # the database sorts text by code point (its C collations)
+
+    def codepoint_order(self, conn: psycopg.Connection) -> bool:
+        """Whether the database's default collation orders text as Python does (code point
+        order, the C collations of libc and of the builtin provider): asked once."""
+        if self.codepoint is None:
+            row = conn.execute("SELECT to_jsonb(d) FROM pg_database AS d WHERE d.datname = current_database()").fetchone()[0]
+            provider = row.get("datlocprovider", "c")
+            name = row.get("datlocale") if provider == "b" else row.get("datcollate")
+            self.codepoint = provider in ("b", "c") and (name in ("C", "POSIX", "PG_UNICODE_FAST") or str(name).startswith("C."))
+        return self.codepoint
 
     def build(self, conn: psycopg.Connection, info: CollectionInfo) -> FilterColumns:
         names, skipped = _fields(info)
