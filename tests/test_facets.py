@@ -95,6 +95,7 @@ MEMORY_FACETS = [
      "2 DESC, 1"),
     ("year, count(*), max(venue)", "d.year", "1 DESC"),
     ("day, count(*)", "d.day", "2 DESC, 1"),
+    ("rating, count(*), sum(year)", "d.rating", "2 DESC, 1"),
     ("open, count(*), min(pages)", "d.open", "2 DESC, 1"),
     ("width_bucket(rating, 0, 6, 4), count(*)", "1", "1"),
     ("width_bucket(pages, 4.5, 29, 7), count(*), min(pages)", "1", "2 DESC, 1"),

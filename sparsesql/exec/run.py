@@ -458,10 +458,13 @@ class _Run:
             if ids is not None:
                 kept, how = np.unique(np.asarray(ids, dtype=np.int64)), f"the top {len(ids)} of the ranking"
             else:
-                kept = np.flatnonzero(data.alive) if hits.allowed is None else data.keep(hits.allowed.where, hits.allowed.params)
+                flags = data.kept(hits.allowed.where if hits.allowed else None, hits.allowed.params if hits.allowed else {})
                 how = "every document the filter keeps" if hits.allowed is not None else "every document"
-            if matches is not None:
-                kept, how = np.intersect1d(kept, matches, assume_unique=True), f"every match from the postings in memory{', filtered' if hits.allowed else ''}"
+                if matches is not None:
+                    n = min(len(flags), len(matches))  # a doc id past either array is in neither
+                    flags = flags[:n] & matches[:n]
+                    how = f"every match from the postings in memory{', filtered' if hits.allowed else ''}"
+                kept = np.flatnonzero(flags)
             rows = facet_rows(data, kept, hits.facets, types, codepoint_text=codepoint,
                               limit=stage.params["facet_limit"], offset=stage.params["facet_offset"])
         return rows, f"grouped in memory: {how} ({len(kept)} hits), {data.memory_bytes() / 2**20:.1f} MB of filter columns"

@@ -45,60 +45,88 @@ class SnippetStyle:
         return html.escape(piece, quote=True) if self.escape == "html" else piece
 
 
-def _tokens(text: str, marking: frozenset[str]) -> tuple[list[tuple[int, int]], list[str | None]]:
-    """Every token's span, and for each the stem it is marked by (one of `marking`), else None.
-    Words are lowercased once with the whole text (token by token only when lowercasing changes
-    the text's length, as a few Unicode letters do) and each distinct word is stemmed once."""
+def _marked(text: str, marking: frozenset[str]) -> list[tuple[int, int, str]]:
+    """The spans of the words whose stem is one of `marking`, with that stem, in text order.
+    Words are lowercased once with the whole text and each distinct word is stemmed once; the
+    marked words are then found as whole words by str.find.
+    Where lowercasing changes the text's length (a few Unicode letters), word by word instead."""
     lowered = text.lower()
     if len(lowered) != len(text):
-        lowered = None
-    found = _WORD.finditer(text if lowered is None else lowered)
-    spans = [m.span() for m in found]
-    words = [text[a:b].lower() for a, b in spans] if lowered is None else _WORD.findall(lowered)
-    distinct = list(set(words) - STOPWORDS_EN)
-    stem_of = {w: t for w, t in zip(distinct, stems(distinct)) if t in marking}
-    return spans, [stem_of.get(w) for w in words] if stem_of else [None] * len(words)
+        found = [(m.start(), m.end(), m.group().lower()) for m in _WORD.finditer(text)]
+        stem_of = _stems_in({w for *_, w in found}, marking)
+        return [(a, b, stem_of[w]) for a, b, w in found if w in stem_of]
+    stem_of = _stems_in(set(_WORD.findall(lowered)), marking)
+    found = []
+    for word, stem in stem_of.items():  # a few words, found by str.find: no span made for the others
+        at = lowered.find(word)
+        while at >= 0:
+            end = at + len(word)
+            if (at == 0 or not _is_word(lowered[at - 1])) and (end == len(lowered) or not _is_word(lowered[end])):
+                found.append((at, end, stem))
+            at = lowered.find(word, at + 1)
+    found.sort()
+    return found
 
 
-def _windows(spans: list[tuple[int, int]], marked: list[str | None], terms: frozenset[str], size: int,
+def _stems_in(words: set[str], marking: frozenset[str]) -> dict[str, str]:
+    distinct = list(words - STOPWORDS_EN)
+    return {w: t for w, t in zip(distinct, stems(distinct)) if t in marking}
+
+
+def _is_word(char: str) -> bool:
+    """A character of _WORD's \\w: alphanumeric in Unicode, or the underscore."""
+    return char.isalnum() or char == "_"
+
+
+def _windows(text: str, marked: list[tuple[int, int, str]], terms: frozenset[str], size: int,
              count: int) -> list[tuple[int, int]]:
-    """The best `count` non-overlapping windows (token index ranges): by distinct query terms,
-    then distinct expansion terms (the other marked stems), then marks. A window starts at a
-    marked word (one starting before it holds no more) and grows to `size` characters; both ends
-    only move forward and the counts of the marked words inside follow them, so the search is
-    linear in the words. Each chosen window then takes in the words before it that still fit."""
+    """The best `count` non-overlapping passages (character ranges on word boundaries): by
+    distinct query terms, then distinct expansion terms (the other marked stems), then marks. A
+    passage starts at a marked word and takes every word that ends within `size` characters of
+    its start (at least that word). Both ends only move forward over the marked words, with the
+    counts of the stems inside, so the search is linear in them; only the chosen passages look
+    at the words between: each ends at its last word that fits, then takes in the words before
+    it that still fit, back to the passage before."""
     inside: Counter[str] = Counter()
     scored = []
-    j, previous = -1, None
-    for i in (k for k, stem in enumerate(marked) if stem is not None):
-        for k in range(previous if previous is not None else i, min(i, j + 1)):  # the words the start passed
-            if marked[k] is not None:
-                inside[marked[k]] -= 1
-        if j < i:  # the window is empty: it starts again at this word, however long
+    j = -1
+    for i, (start, end, stem) in enumerate(marked):
+        if i > 0:
+            inside[marked[i - 1][2]] -= 1
+        if j < i:
             j = i
-            inside[marked[i]] += 1
-        while j + 1 < len(spans) and spans[j + 1][1] - spans[i][0] <= size:
+            inside[stem] += 1
+        while j + 1 < len(marked) and marked[j + 1][1] - start <= size:
             j += 1
-            if marked[j] is not None:
-                inside[marked[j]] += 1
+            inside[marked[j][2]] += 1
         found = [t for t, c in inside.items() if c > 0]
         ours = sum(t in terms for t in found)
-        scored.append((-ours, ours - len(found), -sum(inside.values()), i, j))
-        previous = i
-    chosen: list[tuple[int, int]] = []
-    for *_, i, j in sorted(scored):
+        scored.append((-ours, ours - len(found), -sum(inside.values()), i))
+    chosen: list[int] = []
+    for *_, i in sorted(scored):
         if len(chosen) == count:
             break
-        if all(j < a or i > b for a, b in chosen):
-            chosen.append((i, j))
-    chosen.sort()
+        if all(not _overlap(marked, i, c, size) for c in chosen):
+            chosen.append(i)
     out, floor = [], 0
-    for i, j in chosen:
-        while i > floor and spans[j][1] - spans[i - 1][0] <= size:
-            i -= 1
-        out.append((i, j))
-        floor = j + 1
+    for i in sorted(chosen):
+        start = marked[i][0]
+        stop = marked[i][1]
+        for m in _WORD.finditer(text, stop):
+            if m.end() - start > size:
+                break
+            stop = m.end()
+        first = next((m.start() for m in _WORD.finditer(text, max(floor, stop - size), start)), start)
+        out.append((first, stop))
+        floor = stop
     return out
+
+
+def _overlap(marked: list[tuple[int, int, str]], x: int, y: int, size: int) -> bool:
+    """Whether the passages starting at marked words x and y share a word: the later one's first
+    word ends within `size` of the earlier one's start."""
+    early, late = min(x, y), max(x, y)
+    return marked[late][1] - marked[early][0] <= size
 
 
 def lexical(text: str, terms: frozenset[str], style: SnippetStyle, expansion: frozenset[str] = frozenset()) -> str:
@@ -106,19 +134,19 @@ def lexical(text: str, terms: frozenset[str], style: SnippetStyle, expansion: fr
     style's tags, and the words of PRF's `expansion` (stems, not the query's) with its prf_tags."""
     if not text:
         return ""
-    spans, marked = _tokens(text, terms | expansion)
-    chosen = _windows(spans, marked, terms, style.size, style.fragments)
+    marked = _marked(text, terms | expansion)
+    chosen = _windows(text, marked, terms, style.size, style.fragments)
     if not chosen:
         return style.text(_leading(text, style.size))
     out = []
-    for i, j in chosen:
-        pieces, at = [], spans[i][0]
-        for (start, end), stem in zip(spans[i : j + 1], marked[i : j + 1]):
-            if stem is not None:
+    for first, stop in chosen:
+        pieces, at = [], first
+        for start, end, stem in marked:
+            if first <= start and end <= stop:
                 tags = style.tags if stem in terms else style.prf_tags
                 pieces += [style.text(text[at:start]), tags[0], style.text(text[start:end]), tags[1]]
                 at = end
-        pieces.append(style.text(text[at : spans[j][1]]))
+        pieces.append(style.text(text[at:stop]))
         out.append("".join(pieces))
     return JOIN.join(out)
 

@@ -72,8 +72,14 @@ class FilterColumns:
 
     def keep(self, where: ast.Predicate, params: dict) -> np.ndarray:
         """The sorted doc ids of live documents for which `where` is true; raises NotInMemory."""
+        return np.flatnonzero(self.kept(where, params))
+
+    def kept(self, where: ast.Predicate | None, params: dict) -> np.ndarray:
+        """A flag per doc id (as long as `alive`): live and, with a `where`, true for it."""
+        if where is None:
+            return self.alive
         true, _ = self._truth(where, params)
-        return np.flatnonzero(true & self.alive)
+        return true & self.alive
 
     # ------------------------------------------------------------------ three-valued logic
 

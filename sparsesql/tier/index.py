@@ -171,17 +171,16 @@ class SparseIndex:
         )
 
     def holding(self, term_ids: list[int]) -> np.ndarray:
-        """The sorted ids of live documents with a posting of any of the terms: a SPARSE
-        search's every match, without scoring it."""
-        parts = []
+        """A flag per doc id (as long as `alive`): live documents with a posting of any of the
+        terms, a SPARSE search's every match, found without scoring it."""
+        found = np.zeros(len(self.alive), dtype=bool)
         at = np.searchsorted(self.terms, term_ids).tolist()
         for t, i in zip(term_ids, at):
             if i < len(self.terms) and self.terms[i] == t:
-                parts.append(self.docs[self.offsets[i]:self.offsets[i + 1]].astype(np.int64))
+                found[self.docs[self.offsets[i]:self.offsets[i + 1]]] = True
             if t in self.delta:
-                parts.append(np.asarray(self.delta[t][0], dtype=np.int64))
-        docs = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
-        return docs[self.alive[docs]]
+                found[np.asarray(self.delta[t][0], dtype=np.int64)] = True
+        return found & self.alive
 
     # ------------------------------------------------------------------ scoring
 
