@@ -186,8 +186,7 @@ def test_cursor_errors_name_what_is_wrong(papers):
         (f"SELECT id, cursor FROM {name} LIMIT 3", "cursor needs a SEARCH clause: it names a row of the ranking"),
         (f"SELECT id FROM {name} LIMIT 3 AFTER :c", "cursors name rows of a ranking: AFTER and the cursor column need a SEARCH clause"),
         (f"SELECT id FROM {name} SEARCH SPARSE('ranking') LIMIT 3 OFFSET 3 AFTER :c", "OFFSET and AFTER both say where the page starts; give one"),
-        (f"SELECT id FROM {name} SEARCH SPARSE('ranking') LIMIT {MAX_LIMIT} AFTER :c",
-         f"LIMIT {MAX_LIMIT} AFTER a cursor at row 1 reads to row {MAX_LIMIT + 1} of the ranking, past its end at row {MAX_LIMIT}"),
+        (f"SELECT id FROM {name} SEARCH SPARSE('ranking') LIMIT {MAX_LIMIT + 1} AFTER :c", f"LIMIT {MAX_LIMIT + 1} exceeds the maximum of {MAX_LIMIT}"),
         (f"SELECT id FROM {name} SEARCH SPARSE('ranking') AFTER :missing", "parameter :missing is not bound"),
     ]
     for text, message in cases:
@@ -214,6 +213,63 @@ def test_after_writes_the_page_starts_past_the_cursors_row_wherever_it_went(db, 
 
 
 # ----------------------------------------------------------------------------- collapse
+
+
+@pytest.mark.parametrize("tier", [False, True], ids=["sql", "memory tier"])
+@pytest.mark.parametrize("where", ["", " WHERE year >= 2015"])
+def test_a_sparse_search_pages_past_the_window_by_cursor(dsn, papers, tmp_path, monkeypatch, tier, where):
+    """Past the result window (made 12 rows here), a SPARSE search's cursor pages seek: each is
+    the top of the documents ranking after the cursor's (score, doc id), so pages laid end to end
+    are the whole ranking (ties on BM25 included), in memory and in SQL; other searches, and
+    OFFSET, stop at the window with an error that says how to go on."""
+    from sparsesql.lang import check_page
+
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    _, name = papers
+    text = f"SELECT id, score, cursor FROM {name} SEARCH SPARSE('ranking fusion'){where}"
+    with sparsesql.connect(dsn, sparse_tier=tier) as db:
+        whole = db.query(f"{text} LIMIT 1000")
+        assert 40 < len(whole) < N
+        monkeypatch.setattr(check_page, "MAX_LIMIT", 12)
+        laid = pages_by_cursor(db, text, 5, 100)
+        assert [(r.id, r.score) for r in laid] == [(r.id, r.score) for r in whole]
+        assert tier or any("sparse_after_score" in (s.params or {}) for s in db.last_stages)  # the seek ran in SQL
+        assert "past the result window: the ranking starts after that row's document" in db.explain(f"{text} LIMIT 5 AFTER :c", c=laid[29].cursor)
+        deep = db.query(f"{text} LIMIT 5 AFTER :c", c=laid[29].cursor)
+        assert [r.id for r in deep] == [r.id for r in whole[30:35]]
+        assert [r.id for r in db.query(f"{text} LIMIT 5 AFTER :c", c=deep[-1].cursor)] == [r.id for r in whole[35:40]]
+        with pytest.raises(sparsesql.CheckError, match="past its end at row 12 \\(the result window\\); page past it by cursor"):
+            db.query(f"{text} LIMIT 5 OFFSET 10")
+        hybrid = f"SELECT id, cursor FROM {name} SEARCH HYBRID(SPARSE('ranking'), DENSE(:v))"
+        rows = pages_by_cursor(db, hybrid, 5, 2, v=[1.0] * DIM)
+        with pytest.raises(sparsesql.CheckError, match="only a SPARSE search \\(without PRF, DIVERSIFY or DISTINCT ON\\) pages past it"):
+            db.query(f"{hybrid} LIMIT 5 AFTER :c", c=rows[-1].cursor, v=[1.0] * DIM)
+
+
+@pytest.mark.parametrize("tier", [False, True], ids=["sql", "memory tier"])
+def test_past_the_window_a_write_neither_repeats_nor_skips_a_row(dsn, name, monkeypatch, tmp_path, tier):
+    """Seeking pages start after the cursor's row where it now ranks (writes change every BM25
+    score through the collection's statistics): a document added before it is not shown, one
+    added after it is, and no row repeats."""
+    from sparsesql.lang import check_page
+
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    with sparsesql.connect(dsn, sparse_tier=tier) as db:
+        db.create_collection(name, {"title": "text"}, dense="none", dim=2)
+        db.collection(name).add([{"id": f"d{i:02d}", "title": "retrieval " + "filler " * i, "vector": [1.0, 0.0]} for i in range(30)])
+        monkeypatch.setattr(check_page, "MAX_LIMIT", 8)
+        text = f"SELECT id, cursor FROM {name} SEARCH SPARSE('retrieval')"
+        first = db.query(f"{text} LIMIT 8")
+        second = db.query(f"{text} LIMIT 8 AFTER :c", c=first[-1].cursor)
+        db.collection(name).add([{"id": "short", "title": "retrieval", "vector": [1.0, 0.0]},
+                                 {"id": "long", "title": "retrieval " + "filler " * 60, "vector": [1.0, 0.0]}])
+        cursor, rest = second[-1].cursor, []
+        while rows := db.query(f"{text} LIMIT 8 AFTER :c", c=cursor):
+            rest += rows
+            cursor = rows[-1].cursor
+        ids = [r.id for r in first + second + rest]
+        assert len(ids) == len(set(ids)) == 31 and "long" in ids and "short" not in ids
+        db.drop_collection(name)
 
 
 def collapse(rows, field: str) -> list:

@@ -188,7 +188,7 @@ class _Run:
         if kept is not None:
             mask = np.zeros(len(loaded.index.alive), dtype=bool)
             mask[kept[kept < len(mask)]] = True
-        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask)
+        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask, after=stage.after)
         return loaded, docs, scores, how
 
     def tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:
@@ -370,6 +370,10 @@ class _Run:
         score."""
         start = self.plan.offset
         after = self.plan.cursor.after if self.plan.cursor else None
+        size = self.plan.size if self.plan.size is not None else len(ranked)
+        if self.plan.seek:  # the ranking starts after the cursor's row: its rows count on from there
+            self.slots["start"] = after.position
+            return ranked[:size]
         if after is not None and not (len(ranked) >= after.position and ranked[after.position - 1][0] == after.doc_id):
             moved = next((i for i, (d, _) in enumerate(ranked) if d == after.doc_id), None)
             if moved is not None:
@@ -377,7 +381,6 @@ class _Run:
             elif self.plan.ordered_by_score and after.score is not None:
                 start = next((i for i, (d, s) in enumerate(ranked) if s < after.score or (s == after.score and d > after.doc_id)), len(ranked))
         self.slots["start"] = start
-        size = self.plan.size if self.plan.size is not None else len(ranked)
         return ranked[start : start + size]
 
     def fetched_page(self, record: StageRecord, statement: sql.Composed, ranked: list[tuple[int, float | None]]) -> None:
@@ -532,7 +535,7 @@ def _list_key(run: "_Run", plan: st.Plan, stage: st.Stage) -> tuple | None:
         return None if None in inputs else ("Fuse", stage.out, repr(stage.fusion), inputs)
     if not isinstance(stage, _CACHED) or (isinstance(stage, st.TierDense) and stage.columns is not None):
         return None
-    key = (plan.collection, plan.version, plan.search_key, type(stage).__name__, stage.label, stage.k)
+    key = (plan.collection, plan.version, plan.search_key, type(stage).__name__, stage.label, stage.k, getattr(stage, "after", None))
     run.slots[f"key:{stage.label}"] = key
     return key
 

@@ -165,6 +165,7 @@ class CheckedSelect:
     facets: CheckedFacets | None = None  # GROUP BY: groups of the search's hits, paged by LIMIT / OFFSET
     fingerprint: str = ""  # the search's own text and values (cursor_token.fingerprint); "" without SEARCH
     cursor: CheckedCursor | None = None  # a cursor column asked for, or a page AFTER a cursor
+    seek: bool = False  # a SPARSE search's page AFTER a cursor past the result window: by (score, doc id)
 
 
 @dataclass(frozen=True)
@@ -732,7 +733,8 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     columns += hidden
     fingerprint = check_page.search_fingerprint(c, node) if node.search is not None else ""
     cursor = check_page.cursor(c, node, with_cursor, fingerprint)
-    limit, offset, page_size = check_page.page(c, node, cursor)
+    seekable = isinstance(node.search, ast.Sparse) and node.prf is None and node.diversify is None and node.distinct_on is None
+    limit, offset, page_size, seek = check_page.page(c, node, cursor, seekable)
     if node.distinct_on is not None:
         limit = min(MAX_LIMIT, max(COLLAPSE_DEPTH, limit))
     if facets is not None:  # LIMIT and OFFSET page the groups; the hits are the search's candidates
@@ -761,7 +763,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     return CheckedSelect(
         info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
         offset=offset, page_size=page_size, cursor=cursor, highlights=tuple(highlights), hidden=hidden, collapse=collapse, facets=facets,
-        fingerprint=fingerprint,
+        fingerprint=fingerprint, seek=seek,
     )
 
 

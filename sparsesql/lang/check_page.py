@@ -64,27 +64,35 @@ def _count(c: Any, node: ast.Literal | ast.Param | None, clause: str, default: i
     return value
 
 
-def page(c: Any, node: ast.Select, cursor: CheckedCursor | None) -> tuple[int, int, int]:
-    """The ranking's depth, the rows before the page and the page's size. Page k of n rows is
-    rows [m, m + n) of the ranking `LIMIT m + n` returns, so every depth of the search grows with
-    m + n; as Elasticsearch's max_result_window, the ranking ends at MAX_LIMIT rows. A page AFTER
-    a cursor starts after the cursor's row, at its position when nothing was written; the ranking
-    goes a page deeper, so that a page still fills when writes moved that row down."""
+def page(c: Any, node: ast.Select, cursor: CheckedCursor | None, seekable: bool) -> tuple[int, int, int, bool]:
+    """The ranking's depth, the rows before the page, the page's size, and whether the page
+    seeks. Page k of n rows is rows [m, m + n) of the ranking `LIMIT m + n` returns, so every
+    depth of the search grows with m + n; as Elasticsearch's max_result_window, the ranking ends
+    at MAX_LIMIT rows. A page AFTER a cursor starts after the cursor's row, at its position when
+    nothing was written; the ranking goes a page deeper, so that a page still fills when writes
+    moved that row down. Past the window, a `seekable` search (SPARSE alone: every document
+    scored, one order by score then doc id) pages on by cursor as search_after does: the page is
+    the top n of the documents ranking after the cursor's score and doc id, at any depth."""
     limit = _count(c, node.limit, "LIMIT", DEFAULT_LIMIT)
     offset = _count(c, node.offset, "OFFSET", 0)
     where = node.offset.pos if node.offset is not None else node.limit.pos if node.limit is not None else node.pos
     if cursor is not None and cursor.after is not None:
         offset, where = cursor.after.position, node.after.pos
     if limit + offset > MAX_LIMIT:
+        if seekable and node.after is not None and cursor.after.score is not None:
+            return limit, 0, limit, True
         start = f"AFTER a cursor at row {offset}" if node.after is not None else f"OFFSET {offset}"
+        deeper = ("page past it by cursor: select the cursor column and ask for the next page with AFTER :cursor"
+                  if seekable else "only a SPARSE search (without PRF, DIVERSIFY or DISTINCT ON) pages past it, by cursor; "
+                  "narrow this one with WHERE")
         raise c.error(
             f"LIMIT {limit} {start} reads to row {limit + offset} of the ranking, past its end at row {MAX_LIMIT} "
-            f"(the result window); narrow the search with WHERE to see more of it",
+            f"(the result window); {deeper}",
             where,
         )
     if node.after is not None:
-        return min(MAX_LIMIT, offset + 2 * limit), offset, limit
-    return limit + offset, offset, limit
+        return min(MAX_LIMIT, offset + 2 * limit), offset, limit, False
+    return limit + offset, offset, limit, False
 
 
 def highlight(c: Any, node: ast.Highlight, info: CollectionInfo, searched: bool, unknown_field: Callable[[str, CollectionInfo], str]) -> CheckedHighlight:

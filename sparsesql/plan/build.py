@@ -48,8 +48,14 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
         if isinstance(signal.query, str):
             return st.EncodeQuery(label, signal.query, info.settings.dense), statement, {**bound, prefix + "k": k}, settings
         return None, statement, {**bound, **dense.bind(dense.query_vector(info, signal.query), k, prefix)}, settings
-    statement = sparse.candidates_sql(info, signal.field, where, prefix, idf=signal.idf)
-    return None, statement, {**bound, **sparse.bind(signal.query, k, prefix)}, {}
+    after = _after(q)
+    statement = sparse.candidates_sql(info, signal.field, where, prefix, idf=signal.idf, after=after is not None)
+    return None, statement, {**bound, **sparse.bind(signal.query, k, prefix, after)}, {}
+
+
+def _after(q: CheckedSelect) -> tuple[float, int] | None:
+    """A seeking page's cursor (score, doc id): its ranking starts after that row."""
+    return (q.cursor.after.score, q.cursor.after.doc_id) if q.seek else None
 
 
 def _from_memory(q: CheckedSelect, signal: Signal, tier: frozenset[str]) -> bool:
@@ -93,7 +99,8 @@ def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: d
         slot = f"{label}_vector" if encode else None
         if _from_memory(q, signal, tier) and isinstance(signal, SparseSignal):
             plan.stages.append(
-                st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params, allowed=_allowed(q, where))
+                st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params, allowed=_allowed(q, where),
+                                  after=_after(q))
             )
         elif _from_memory(q, signal, tier):
             others = tuple(x for s, x in zip(signals, labels) if isinstance(s, SparseSignal))
@@ -261,7 +268,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     where, bound = where_sql(info, q.where, q.params)
     plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), offset=q.offset, size=q.page_size,
                    cursor=q.cursor, ordered_by_score=q.diversify is None, highlighting=highlighting, hidden=q.hidden,
-                   collapse=q.collapse, version=info.version, search_key=q.fingerprint)
+                   collapse=q.collapse, version=info.version, search_key=q.fingerprint, seek=q.seek)
     if q.facets is not None:
         return _facets(q, plan, where, bound, tier)
     if q.search is None:

@@ -57,7 +57,10 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
         lines.append(f"   default {argument} => {value}  ({source})")
     if plan.offset:
         lines.append(f"   page: OFFSET {plan.offset}: the ranking is computed to its page's end, and the rows before the page are skipped")
-    if plan.cursor and plan.cursor.after:
+    if plan.cursor and plan.cursor.after and plan.seek:
+        lines.append(f"   page: AFTER a cursor at row {plan.cursor.after.position}, past the result window: the ranking starts after "
+                     "that row's document, at its score now (the cursor's while it is no match), ties by doc id")
+    elif plan.cursor and plan.cursor.after:
         lines.append(f"   page: AFTER a cursor at row {plan.cursor.after.position}: the page starts past that row, wherever it now ranks")
     if plan.collapse:
         lines.append(f"   collapse: DISTINCT ON ({plan.collapse}): the best row per value among the ranking's first "

@@ -70,6 +70,7 @@ class TierCandidates:
     vector_slot: str | None = None
     absent: float | None = 0.0
     allowed: Allowed | None = None  # the filter, or None: no filter
+    after: tuple[float, int] | None = None  # only documents ranking after this (score, doc id)
     name: str = "candidates"
 
 
@@ -241,6 +242,7 @@ class Plan:
     size: int | None = None  # the page's rows (LIMIT); None: all the ranking's rows from `offset`
     cursor: CheckedCursor | None = None  # the rows' cursors to make, the cursor the page starts after
     ordered_by_score: bool = True  # False after DIVERSIFY: rows come in the order they were chosen
+    seek: bool = False  # the ranking starts after the cursor's (score, doc id): the page is its first rows
     highlighting: Highlighting | None = None
     hidden: tuple[str, ...] = ()  # columns fetched for the highlights or the collapse only
     collapse: str | None = None  # DISTINCT ON: the column whose first row per value is kept

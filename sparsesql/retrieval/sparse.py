@@ -54,9 +54,21 @@ def query_cte(info: CollectionInfo, field: SparseField, prefix: str) -> sql.Comp
     )
 
 
-def candidates_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, prefix: str, *, idf: bool = False) -> sql.Composed:
-    """Top-k documents by sparse score; binds %(<prefix>terms)s, %(<prefix>weights)s, %(<prefix>k)s."""
-    return score_sql(info, field, sql.SQL("WITH qw AS ({}), ").format(query_cte(info, field, prefix)), where, prefix, idf=idf)
+def candidates_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, prefix: str, *, idf: bool = False,
+                   after: bool = False) -> sql.Composed:
+    """Top-k documents by sparse score; binds %(<prefix>terms)s, %(<prefix>weights)s, %(<prefix>k)s.
+    With `after`, only documents ranking after a cursor's row in the order (score descending, doc
+    id): after its document's score now, or while that document is no match, after the score the
+    cursor carries; binds %(<prefix>after_score)s and %(<prefix>after_doc)s."""
+    ctes = sql.SQL("WITH qw AS ({}), ").format(query_cte(info, field, prefix))
+    if not after:
+        return score_sql(info, field, ctes, where, prefix, idf=idf)
+    score, doc = sql.Placeholder(prefix + "after_score"), sql.Placeholder(prefix + "after_doc")
+    return sql.SQL(
+        "WITH scored AS ({}), at AS (SELECT coalesce((SELECT s.score FROM scored AS s WHERE s.doc_id = {doc}), {score}) AS score) "
+        "SELECT r.doc_id, r.score FROM scored AS r CROSS JOIN at WHERE r.score < at.score OR (r.score = at.score AND r.doc_id > {doc}) "
+        "ORDER BY r.score DESC, r.doc_id LIMIT {k}"
+    ).format(score_sql(info, field, ctes, where, prefix, idf=idf, limit=False), score=score, doc=doc, k=sql.Placeholder(prefix + "k"))
 
 
 def idf_sql(field: SparseField, df: sql.Composable, n: sql.Composable, *, idf: bool = False) -> sql.Composable:
@@ -67,8 +79,10 @@ def idf_sql(field: SparseField, df: sql.Composable, n: sql.Composable, *, idf: b
     return sql.SQL("1.0")
 
 
-def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, where: sql.Composable, prefix: str, *, idf: bool = False) -> sql.Composed:
-    """Score documents against `qw(term_id, w)`, defined by `ctes` (which ends with a comma)."""
+def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, where: sql.Composable, prefix: str, *, idf: bool = False,
+              limit: bool = True) -> sql.Composed:
+    """Score documents against `qw(term_id, w)`, defined by `ctes` (which ends with a comma); the
+    top k, or (`limit` False) every document that scores, in no order."""
     k = sql.Placeholder(prefix + "k")
     if field.bm25:
         score = sql.SQL(
@@ -89,10 +103,10 @@ def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, wh
         "SELECT d.doc_id, {score} AS score FROM q JOIN {postings} AS b ON b.term_id = q.term_id "
         "CROSS JOIN LATERAL unnest(b.doc_ids, b.tfs) AS p(doc_id, tf) "
         "JOIN {docs} AS d ON d.doc_id = p.doc_id{shard} CROSS JOIN s WHERE {where} "
-        "GROUP BY {group}d.doc_id ORDER BY score DESC, d.doc_id LIMIT {k}"
+        "GROUP BY {group}d.doc_id{order}"
     ).format(
         ctes=ctes,
-        k=k,
+        order=sql.SQL(" ORDER BY score DESC, d.doc_id LIMIT {}").format(k) if limit else sql.SQL(""),
         vocab=info.field_table(field, "vocab"),
         postings=info.field_table(field, "postings"),
         docs=info.table("docs"),
@@ -104,8 +118,11 @@ def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, wh
     )
 
 
-def bind(terms: dict[str, float], k: int, prefix: str) -> dict:
-    return {prefix + "terms": list(terms), prefix + "weights": list(terms.values()), prefix + "k": k}
+def bind(terms: dict[str, float], k: int, prefix: str, after: tuple[float, int] | None = None) -> dict:
+    values = {prefix + "terms": list(terms), prefix + "weights": list(terms.values()), prefix + "k": k}
+    if after is not None:
+        values.update({prefix + "after_score": after[0], prefix + "after_doc": after[1]})
+    return values
 
 
 def tier_stats_sql(info: CollectionInfo, field: SparseField) -> sql.Composed:

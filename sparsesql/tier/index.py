@@ -188,10 +188,13 @@ class SparseIndex:
         arrays = (self.terms, self.offsets, self.docs, self.weights, self.doc_len, self.alive)
         return sum(a.nbytes for a in arrays) + self.delta_postings * 16
 
-    def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, allowed: np.ndarray | None = None,
+              after: tuple[float, int] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         """Exact top k (doc ids, scores; ties to the lower doc id, as the SQL's ORDER BY score
         DESC, doc_id) and what the search did (for EXPLAIN); with `allowed` (a flag per doc id, as
-        long as `alive`), among the documents a filter keeps only."""
+        long as `alive`), among the documents a filter keeps only; with `after` (a cursor's score
+        and doc id), among the documents ranking after that document's score now (the cursor's
+        own while the document is no match) only."""
         terms = sorted((q for q in terms if q.weight > 0), key=lambda q: q.term_id)
         if s.bm25 and s.avgdl <= 0:  # no document has a term: nothing can match
             terms = []
@@ -216,7 +219,14 @@ class SparseIndex:
             if extra:
                 n = _accumulate(np.asarray(extra[0], dtype=np.int64), np.asarray(extra[1], dtype=np.float64), *args, n)
         docs = touched[:n]  # in no order: `_best` breaks ties by doc id itself
-        return (*self._best(docs, acc[docs], k), {"postings scored": total})
+        scores = acc[docs]
+        if after is not None:
+            score, doc = after
+            if doc < n_docs and seen[doc]:
+                score = acc[doc]
+            later = (scores < score) | ((scores == score) & (docs > doc))
+            docs, scores = docs[later], scores[later]
+        return (*self._best(docs, scores, k), {"postings scored": total})
 
     @staticmethod
     def _best(docs: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
