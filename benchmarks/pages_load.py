@@ -54,7 +54,7 @@ def statements(name: str, queries: list[dict]) -> dict[str, list[str]]:
             return " ".join(recipe_sql.replace("%(text)s", t).replace("%(vector)s", f"'{v}'::vector").replace("%(k)s", str(k))
                             .replace("%(rrf_k)s", "60").split())
 
-        headline = (f"SELECT r.id, ts_headline('english', a.text, websearch_to_tsquery('english', {t})) AS snippet, r.score "
+        headline = (f"SELECT r.id, ts_headline('english', a.body, websearch_to_tsquery('english', {t})) AS snippet, r.score "
                     f"FROM ({recipe(K)}) AS r JOIN {name}_recipe AS a USING (id) ORDER BY r.score DESC, r.id")
         facet = (f"SELECT d.bucket, count(*) FROM (SELECT id FROM ({recipe(FACET_DEPTH)}) AS f LIMIT {FACET_DEPTH}) AS r "
                  f"JOIN sparsesql.\"{name}__docs\" AS d USING (id) GROUP BY d.bucket ORDER BY 2 DESC, 1 LIMIT 10")
