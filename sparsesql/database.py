@@ -14,7 +14,7 @@ from sparsesql.db import ingest, schema
 from sparsesql.db.catalog import CollectionInfo, get_collection, list_collections
 from sparsesql.db.connect import open_connection, resolve_dsn
 from sparsesql.errors import CheckError
-from sparsesql.exec import remote
+from sparsesql.exec import like, remote
 from sparsesql.exec.row import Row
 from sparsesql.graph import build as graph_build
 from sparsesql.graph import stats as graph_stats
@@ -118,7 +118,7 @@ class Database:
     def _select_once(self, statement: ast.Select | ast.Explain, text: str, params: dict, explain: bool | None,
                      retry_ahead: bool) -> list[Row] | str:
         with Snapshot(self.conn) as snap:
-            checked = chk.check(statement, lambda name: get_collection(snap, name), params, text)
+            checked = checked_in(snap, statement, params, text)
             self.last_collection = checked.collection
             plan = build_plan(checked, tier=self._tier_kinds())
             analyze = checked.analyze if explain is None else explain
@@ -315,6 +315,11 @@ class Collection:
         return f"Collection({self.name!r})"
 
 
+def checked_in(snap: Snapshot, statement: ast.Select | ast.Explain, params: dict, text: str) -> chk.CheckedSelect:
+    """A SELECT checked against the catalog its snapshot sees, its LIKE examples read there."""
+    return like.resolve(snap, chk.check(statement, lambda name: get_collection(snap, name), params, text), text)
+
+
 def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callable[[str, dict], None] | None = None) -> list[Row]:
     """Parse, check, plan and run one SELECT on `conn` (the ORM's path into the engine)."""
     statement = parse_statement(text)
@@ -324,8 +329,7 @@ def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callabl
         return remote.run(conn, text, params)
     try:
         with Snapshot(conn) as snap:
-            checked = chk.check(statement, lambda name: get_collection(snap, name), params, text)
-            return run_plan(snap, build_plan(checked), trace)[0]
+            return run_plan(snap, build_plan(checked_in(snap, statement, params, text)), trace)[0]
     except psycopg.Error as exc:
         raise database_error(exc, "query") from exc
 

@@ -172,6 +172,9 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server, db, 
         assert huge.status_code == 413
         assert http.post(f"/collections/{name}/documents?on_error=maybe", content=b"").status_code == 400
         assert http.post("/query", json={"sql": f"SELECT id FROM {name}"}).json()["rows"] == [{"id": "a"}]
+        like = http.post("/query", json={"sql": f"SELECT id FROM {name} SEARCH DENSE(LIKE :ids) LIMIT 3", "params": {"ids": ["gone"]}})
+        assert like.status_code == 400 and "LIKE names document 'gone'" in like.json()["error"]["message"]
+        assert http.post("/query", json={"sql": f"SELECT id FROM {name} SEARCH DENSE(LIKE 'a', include_liked => true) LIMIT 3"}).json()["rows"] == [{"id": "a"}]
     with psycopg.connect(server.dsn(), autocommit=True) as conn:  # the wire door too
         assert conn.execute(f"SELECT id FROM {name}").fetchall() == [("a",)]
 

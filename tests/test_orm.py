@@ -17,6 +17,7 @@ from sparsesql.errors import CheckError, IngestError
 from sparsesql.eval.beir import test_queries
 from sparsesql.eval.run import load_beir
 from sparsesql.orm import (
+    like,
     Document,
     add,
     collection_spec,
@@ -213,6 +214,13 @@ def test_pages_through_offset_are_the_ranking(db, engine, papers, name):
         counts = facet.execute(session)
     expected = db.query(f"SELECT year, count(*) FROM {name} SEARCH SPARSE('retrieval') GROUP BY year LIMIT 3")
     assert counts == [(r.year, r.count) for r in expected] and counts[0].count == 1 and len(counts) == 3
+    # more like this: the examples' vector or top terms, the examples left out
+    similar = search(papers, hybrid(sparse(like("a"), terms=3), dense(like("a", "c", unlike=["b"])))).limit(3)
+    assert "SPARSE(LIKE :q0, terms => :a0)" in similar.dialect and "DENSE(LIKE :q1 UNLIKE :q2)" in similar.dialect
+    with Session(engine) as session:
+        hits = similar.execute(session)
+    expected = db.query(f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE(LIKE 'a', terms => 3), DENSE(LIKE ('a', 'c') UNLIKE 'b')) LIMIT 3")
+    assert [(h.entity.id, h.score) for h in hits] == [(r.id, r.score) for r in expected] and [h.entity.id for h in hits] == ["d"]
 
 
 def test_mmr_and_prf_off_switches_render_and_run(db, engine, papers, name):

@@ -495,3 +495,8 @@ def test_a_results_page_through_the_wire(server, db, name):
         assert sorted(y for _, y in collapsed) == [2018, 2019, 2020]
         with pytest.raises(psycopg.errors.Error, match="this cursor comes from another search"):
             conn.execute(f"SELECT id FROM {name} SEARCH SPARSE('dense') LIMIT 4 AFTER %s", (first[-1][3],))
+        like = f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE(LIKE 'd3'), DENSE(LIKE ('d3', 'd5') UNLIKE %s)) LIMIT 5"
+        got, expected = conn.execute(like, ("d7",)).fetchall(), db.query(like.replace("%s", ":u"), u="d7")
+        assert [r[0] for r in got] == [r.id for r in expected] and [r[1] for r in got] == pytest.approx([r.score for r in expected], abs=1e-6)
+        with pytest.raises(psycopg.errors.Error, match="LIKE names document 'd99'"):
+            conn.execute(f"SELECT id FROM {name} SEARCH DENSE(LIKE 'd99') LIMIT 3")

@@ -123,10 +123,15 @@ class _Run:
         record.rows = len(rows)
 
     def ranked(self, stage: st.Candidates | st.TierCandidates | st.Feedback, ranked: list[tuple[int, float]], params: dict) -> None:
-        """Keep a list, its parameters (for rescoring), and its floor when it is exhaustive."""
-        self.slots[f"ranked:{stage.label}"] = ranked
-        self.slots[f"params:{stage.label}"] = params
+        """Keep a list (without the plan's excluded documents), its parameters (for rescoring),
+        and its floor when it is exhaustive."""
         self.slots[f"floor:{stage.label}"] = stage.absent if len(ranked) < stage.k else None
+        self.slots[f"ranked:{stage.label}"] = self.kept(ranked)
+        self.slots[f"params:{stage.label}"] = params
+
+    def kept(self, ranked: list[tuple[int, float | None]]) -> list[tuple[int, float | None]]:
+        """`ranked` without the documents the plan leaves out (LIKE's examples)."""
+        return [x for x in ranked if x[0] not in self.plan.exclude] if self.plan.exclude else ranked
 
     def tier_candidates(self, stage: st.TierCandidates, record: StageRecord) -> None:
         """Top k from memory, scored in numpy. The index follows the change log to the version the
@@ -368,6 +373,7 @@ class _Run:
         ranks, else (the row is gone) past the rows that rank before its score and document, as
         Elasticsearch's search_after, or at its position after DIVERSIFY, whose order is not by
         score."""
+        ranked = self.kept(ranked)
         start = self.plan.offset
         after = self.plan.cursor.after if self.plan.cursor else None
         size = self.plan.size if self.plan.size is not None else len(ranked)
@@ -402,7 +408,7 @@ class _Run:
         at = self.plan.columns.index(self.plan.collapse)
         seen: set = set()
         out = []
-        for doc, score in ranked:
+        for doc, score in self.kept(ranked):
             value = values[doc][at]
             if value not in seen:
                 seen.add(value)

@@ -202,19 +202,29 @@ Predicate = Union[Compare, InList, IsNull, Like, And, Or, Not]
 
 
 @dataclass(frozen=True)
-class Sparse:
-    """`SPARSE(query, name => value, ...)`; query is a string literal or a parameter."""
+class MoreLike:
+    """`LIKE id` or `LIKE (id, ...)`, with `UNLIKE ...`: documents named by id (literals, or
+    parameters bound to an id or a list of ids) as a search's query."""
 
-    query: Literal | Param
+    ids: tuple[Literal | Param, ...]
+    unlike: tuple[Literal | Param, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Sparse:
+    """`SPARSE(query, name => value, ...)`; query is a string literal, a parameter, or LIKE."""
+
+    query: Literal | Param | MoreLike
     args: tuple[Arg, ...]
     pos: Pos
 
 
 @dataclass(frozen=True)
 class Dense:
-    """`DENSE(query, ...)`; query is text or a parameter bound to text or a vector."""
+    """`DENSE(query, ...)`; query is text, a parameter bound to text or a vector, or LIKE."""
 
-    query: Literal | Param
+    query: Literal | Param | MoreLike
     args: tuple[Arg, ...]
     pos: Pos
 

@@ -19,8 +19,9 @@ import numpy as np
 from sparsesql.db import ingest
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, check_name
 from sparsesql.errors import CheckError, Error, IngestError, ParameterError
-from sparsesql.lang import ast, check_page
+from sparsesql.lang import ast, check_like, check_page
 from sparsesql.lang.check_facets import FACET_DEPTH, CheckedFacets, check_facets
+from sparsesql.lang.check_like import Liked
 from sparsesql.lang.check_page import COLLAPSE_DEPTH, MAX_LIMIT, CheckedCursor, CheckedHighlight
 from sparsesql.retrieval.prf import Rm3, VectorPrf
 
@@ -38,7 +39,7 @@ class SparseSignal:
     weighted by the field's idf, as inference-free retrievers do), or {term: weight} in the
     field's vocabulary."""
 
-    query: str | dict[str, float]
+    query: str | dict[str, float] | Liked  # Liked: resolved in the search's snapshot (retrieval/like.py)
     pos: ast.Pos
     field: SparseField
     label: str = "sparse"
@@ -50,7 +51,7 @@ class DenseSignal:
     """Text to embed with the collection's model, or a vector of the collection's dimension.
     `ef_search` set: candidates come from the collection's pgvector HNSW index (approximate)."""
 
-    query: str | np.ndarray
+    query: str | np.ndarray | Liked
     pos: ast.Pos
     label: str = "dense"
     ef_search: int | None = None
@@ -166,6 +167,8 @@ class CheckedSelect:
     fingerprint: str = ""  # the search's own text and values (cursor_token.fingerprint); "" without SEARCH
     cursor: CheckedCursor | None = None  # a cursor column asked for, or a page AFTER a cursor
     seek: bool = False  # a SPARSE search's page AFTER a cursor past the result window: by (score, doc id)
+    exclude: frozenset[int] = frozenset()  # doc ids left out of every list: LIKE's examples (exec/like.py)
+    likes: tuple[str, ...] = ()  # what each LIKE searches with, for EXPLAIN
 
 
 @dataclass(frozen=True)
@@ -337,7 +340,8 @@ SPARSE_MODES = ("full", "inference_free")
 
 
 def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal:
-    got = c.args(node.args, {"field", "mode"}, "SPARSE")
+    like = isinstance(node.query, ast.MoreLike)
+    got = c.args(node.args, {"field", "mode", *(("terms", "include_liked") if like else ())}, "SPARSE")
     field = info.sparse_field()
     if "field" in got:
         name = c.value(got["field"].value)
@@ -357,6 +361,10 @@ def _sparse(c: _Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal
             what = "a BM25 field" if field.bm25 else "a field without a model"
             raise c.error(f"mode => chooses how a learned field's model reads query text; {field.name!r} is {what}", got["mode"].pos)
     label = "sparse" if field == info.sparse_field() else f"sparse_{field.name}"
+    if like:
+        if mode is not None:
+            raise c.error("mode => applies to query text; LIKE searches with the documents' own terms", got["mode"].pos)
+        return SparseSignal(check_like.liked(c, node.query, got, sparse=True), node.pos, field, label)
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
     if isinstance(query, dict):
         bad = [t for t, w in query.items() if not isinstance(t, str) or isinstance(w, bool) or not isinstance(w, (int, float)) or not _finite(w) or w < 0]
@@ -380,8 +388,11 @@ MAX_EF_SEARCH = 1000  # pgvector's own limit for hnsw.ef_search
 
 
 def _dense(c: _Checker, node: ast.Dense, info: CollectionInfo) -> DenseSignal:
-    got = c.args(node.args, {"ef_search"}, "DENSE")
+    like = isinstance(node.query, ast.MoreLike)
+    got = c.args(node.args, {"ef_search", *(("include_liked",) if like else ())}, "DENSE")
     ef = int(c.number(got["ef_search"], integer=True, low=1, high=MAX_EF_SEARCH)) if "ef_search" in got else None
+    if like:
+        return DenseSignal(check_like.liked(c, node.query, got, sparse=False), node.pos, ef_search=ef)
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
     if isinstance(query, str) and info.settings.dense == "none":
         # pgvector's text form ('[0.1, 0.2]'): how a client without parameters writes a vector
@@ -733,7 +744,8 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     columns += hidden
     fingerprint = check_page.search_fingerprint(c, node) if node.search is not None else ""
     cursor = check_page.cursor(c, node, with_cursor, fingerprint)
-    seekable = isinstance(node.search, ast.Sparse) and node.prf is None and node.diversify is None and node.distinct_on is None
+    seekable = (isinstance(node.search, ast.Sparse) and not isinstance(node.search.query, ast.MoreLike)
+                and node.prf is None and node.diversify is None and node.distinct_on is None)
     limit, offset, page_size, seek = check_page.page(c, node, cursor, seekable)
     if node.distinct_on is not None:
         limit = min(MAX_LIMIT, max(COLLAPSE_DEPTH, limit))

@@ -251,6 +251,13 @@ class ToAst(Transformer):
         query, *args = children
         return ast.Dense(query, tuple(args), _pos(meta))
 
+    def more_like(self, meta: Meta, children: list[Any]) -> ast.MoreLike:
+        lists = [c for c in children if isinstance(c, tuple)]  # the keywords' tokens, and None for no UNLIKE, left out
+        return ast.MoreLike(lists[0], lists[1] if len(lists) > 1 else (), _pos(meta))
+
+    def like_ids(self, meta: Meta, children: list[Any]) -> tuple:
+        return tuple(children)
+
     def hybrid(self, meta: Meta, children: list[Any]) -> ast.Hybrid:
         inputs = tuple(child for child in children if not isinstance(child, ast.Arg))
         args = tuple(child for child in children if isinstance(child, ast.Arg))

@@ -49,12 +49,22 @@ class Name(str):
 
 
 @dataclass(frozen=True)
+class Like:
+    """Documents by id as a query: more like `ids`, unlike `unlike`."""
+
+    ids: tuple[str, ...]
+    unlike: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Signal:
     kind: str  # "SPARSE" | "DENSE"
-    query: str | dict[str, float] | Sequence[float] | np.ndarray
+    query: str | dict[str, float] | Sequence[float] | np.ndarray | Like
     ef_search: int | None = None
     field: str | None = None
     mode: str | None = None
+    terms: int | None = None
+    include_liked: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -64,17 +74,24 @@ class Hybrid:
     candidates: int | None = None
 
 
-def sparse(query: str | dict[str, float], *, field: str | None = None, mode: str | None = None) -> Signal:
+def like(*ids: str, unlike: Sequence[str] = ()) -> Like:
+    """LIKE ids [UNLIKE ids]: the query of `sparse(like(...))` (the documents' top terms) or
+    `dense(like(...))` (their vectors); the examples are left out of the results."""
+    return Like(tuple(ids), tuple(unlike))
+
+
+def sparse(query: str | dict[str, float] | Like, *, field: str | None = None, mode: str | None = None,
+           terms: int | None = None, include_liked: bool | None = None) -> Signal:
     """SPARSE(query): the collection's first sparse field (or `field`) searched with text (BM25
-    analysed, or a learned field's model: mode "full" or "inference_free") or a dict of term
-    weights in the field's vocabulary."""
-    return Signal("SPARSE", query, field=field, mode=mode)
+    analysed, or a learned field's model: mode "full" or "inference_free"), a dict of term
+    weights in the field's vocabulary, or `like(...)` (its `terms` top terms)."""
+    return Signal("SPARSE", query, field=field, mode=mode, terms=terms, include_liked=include_liked)
 
 
-def dense(query: str | Sequence[float] | np.ndarray, *, ef_search: int | None = None) -> Signal:
-    """DENSE(query): the text embedded with the collection's model, or a vector of its size;
-    with ef_search, candidates come from the collection's HNSW index (approximate)."""
-    return Signal("DENSE", query, ef_search)
+def dense(query: str | Sequence[float] | np.ndarray | Like, *, ef_search: int | None = None, include_liked: bool | None = None) -> Signal:
+    """DENSE(query): the text embedded with the collection's model, a vector of its size, or
+    `like(...)`; with ef_search, candidates come from the collection's HNSW index (approximate)."""
+    return Signal("DENSE", query, ef_search, include_liked=include_liked)
 
 
 def hybrid(*signals: Signal, fusion: Call | None = None, candidates: int | None = None) -> Hybrid:
@@ -190,8 +207,12 @@ class _Renderer:
             return f"HYBRID({', '.join(parts)})"
         if not isinstance(s, Signal):
             raise CheckError(f"search() expects sparse(...), dense(...) or hybrid(...), got {s!r}")
-        named = {"ef_search": s.ef_search, "field": s.field, "mode": s.mode}
+        named = {"ef_search": s.ef_search, "field": s.field, "mode": s.mode, "terms": s.terms, "include_liked": s.include_liked}
         args = "".join(f", {k} => {self.value(v)}" for k, v in named.items() if v is not None)
+        if isinstance(s.query, Like):
+            liked = self.bind("q", list(s.query.ids))
+            unlike = f" UNLIKE {self.bind('q', list(s.query.unlike))}" if s.query.unlike else ""
+            return f"{s.kind}(LIKE {liked}{unlike}{args})"
         return f"{s.kind}({self.bind('q', s.query)}{args})"
 
 

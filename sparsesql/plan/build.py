@@ -244,7 +244,7 @@ def _facets(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict,
     memory = st.FacetHits(f, _allowed(q, where)) if tier else None
     if not signals:
         stage = st.Facets(facets.facet_sql(info, f, where), {**bound, **page}, f.columns, memory=memory, collection=info)
-    elif len(signals) == 1 and isinstance(signals[0], SparseSignal) and q.prf is None:
+    elif len(signals) == 1 and isinstance(signals[0], SparseSignal) and q.prf is None and not q.exclude:
         terms = list(signals[0].query)
         if memory is not None:
             memory = st.FacetHits(f, memory.allowed, signals[0].field, tuple(terms))
@@ -268,7 +268,8 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     where, bound = where_sql(info, q.where, q.params)
     plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), offset=q.offset, size=q.page_size,
                    cursor=q.cursor, ordered_by_score=q.diversify is None, highlighting=highlighting, hidden=q.hidden,
-                   collapse=q.collapse, version=info.version, search_key=q.fingerprint, seek=q.seek)
+                   collapse=q.collapse, version=info.version, search_key=q.fingerprint, seek=q.seek,
+                   exclude=q.exclude, likes=q.likes)
     if q.facets is not None:
         return _facets(q, plan, where, bound, tier)
     if q.search is None:

@@ -62,6 +62,11 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
                      "that row's document, at its score now (the cursor's while it is no match), ties by doc id")
     elif plan.cursor and plan.cursor.after:
         lines.append(f"   page: AFTER a cursor at row {plan.cursor.after.position}: the page starts past that row, wherever it now ranks")
+    for like in plan.likes:
+        lines.append(f"   like: {like}")
+    if plan.exclude:
+        lines.append(f"   leave out: the {len(plan.exclude)} documents LIKE and UNLIKE name (include_liked => true keeps them); "
+                     "every list keeps as many more")
     if plan.collapse:
         lines.append(f"   collapse: DISTINCT ON ({plan.collapse}): the best row per value among the ranking's first "
                      f"{COLLAPSE_DEPTH} rows (or to the page's end), all fetched to find them")

@@ -243,6 +243,8 @@ class Plan:
     cursor: CheckedCursor | None = None  # the rows' cursors to make, the cursor the page starts after
     ordered_by_score: bool = True  # False after DIVERSIFY: rows come in the order they were chosen
     seek: bool = False  # the ranking starts after the cursor's (score, doc id): the page is its first rows
+    exclude: frozenset[int] = frozenset()  # doc ids no list or page holds (LIKE's examples)
+    likes: tuple[str, ...] = ()  # what each LIKE query searches with
     highlighting: Highlighting | None = None
     hidden: tuple[str, ...] = ()  # columns fetched for the highlights or the collapse only
     collapse: str | None = None  # DISTINCT ON: the column whose first row per value is kept
