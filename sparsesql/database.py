@@ -13,7 +13,7 @@ from sparsesql.db import embedded
 from sparsesql.db import ingest, schema
 from sparsesql.db.catalog import CollectionInfo, get_collection, list_collections
 from sparsesql.db.connect import open_connection, resolve_dsn
-from sparsesql.errors import CheckError
+from sparsesql.errors import CheckError, Error, located
 from sparsesql.exec import like, remote
 from sparsesql.exec.row import Row
 from sparsesql.graph import build as graph_build
@@ -117,6 +117,13 @@ class Database:
 
     def _select_once(self, statement: ast.Select | ast.Explain, text: str, params: dict, explain: bool | None,
                      retry_ahead: bool) -> list[Row] | str:
+        try:
+            return self._run_select(statement, text, params, explain, retry_ahead)
+        except Error as exc:
+            raise located(exc, text) from None
+
+    def _run_select(self, statement: ast.Select | ast.Explain, text: str, params: dict, explain: bool | None,
+                    retry_ahead: bool) -> list[Row] | str:
         with Snapshot(self.conn) as snap:
             checked = checked_in(snap, statement, params, text)
             self.last_collection = checked.collection
@@ -332,6 +339,8 @@ def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callabl
             return run_plan(snap, build_plan(checked_in(snap, statement, params, text)), trace)[0]
     except psycopg.Error as exc:
         raise database_error(exc, "query") from exc
+    except Error as exc:
+        raise located(exc, text) from None
 
 
 def connect(

@@ -40,6 +40,14 @@ class Error(Exception):
         return highlight(self.query, self.line, self.column or 1)
 
 
+def located(exc: Error, query: str) -> Error:
+    """`exc` with the query's text, so that its position shows with a caret (an error raised
+    where the text is not at hand, such as a boost's value for one document)."""
+    if exc.query is not None or exc.line is None:
+        return exc
+    return type(exc)(exc.message, line=exc.line, column=exc.column, query=query)
+
+
 class QuerySyntaxError(Error):
     """The text is not a sentence of the dialect."""
 

@@ -13,7 +13,7 @@ from sqlalchemy import Date, cast, create_engine, func, not_, or_, select, Integ
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 
-from sparsesql.errors import CheckError, IngestError
+from sparsesql.errors import CheckError, Error, IngestError
 from sparsesql.eval.beir import test_queries
 from sparsesql.eval.run import load_beir
 from sparsesql.orm import (
@@ -214,6 +214,19 @@ def test_pages_through_offset_are_the_ranking(db, engine, papers, name):
         counts = facet.execute(session)
     expected = db.query(f"SELECT year, count(*) FROM {name} SEARCH SPARSE('retrieval') GROUP BY year LIMIT 3")
     assert counts == [(r.year, r.count) for r in expected] and counts[0].count == 1 and len(counts) == 3
+    # a boost of the score by a field, its values as parameters; the expression alone
+    boosted = base.order_by("score * (1 + :w * year)", w=0.5).limit(3)
+    assert boosted.dialect.endswith("ORDER BY score * (1 + :w * year) LIMIT :a0")
+    with Session(engine) as session:
+        hits = boosted.execute(session)
+    expected = db.query(f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE('sparse retrieval'), DENSE(:v)) ORDER BY score * (1 + 0.5 * year) LIMIT 3",
+                        v=[1, 0, 0])
+    assert [(h.entity.id, h.score) for h in hits] == [(r.id, r.score) for r in expected]
+    for bad in ("score LIMIT 1000", "score, year", "score) --"):
+        with pytest.raises(Error, match="order_by|unexpected"):
+            base.order_by(bad)
+    with pytest.raises(CheckError, match="'a0' is one the ORM binds itself"):
+        base.order_by("score * :a0", a0=1)
     # more like this: the examples' vector or top terms, the examples left out
     similar = search(papers, hybrid(sparse(like("a"), terms=3), dense(like("a", "c", unlike=["b"])))).limit(3)
     assert "SPARSE(LIKE :q0, terms => :a0)" in similar.dialect and "DENSE(LIKE :q1 UNLIKE :q2)" in similar.dialect

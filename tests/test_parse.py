@@ -364,7 +364,7 @@ INVALID = [
     ("INSERT INTO docs VALUES ('a')", "INSERT names its columns first", 1, 18),
     ("INSERT INTO docs (id) VALUES ('a') ('b')", "missing comma between VALUES rows", 1, 36),
     ("INSERT INTO docs (id) VALUES (a)", 'unexpected identifier "a", expected one of: number, parameter, string', 1, 31),
-    ("INSERT INTO docs (id) VALUES (1 + 2)", "unexpected character '+'", 1, 33),
+    ("INSERT INTO docs (id) VALUES (1 + 2)", "unexpected '+', expected one of: ')', ','", 1, 33),
     ("INSERT INTO docs (id) VALUES ()", "unexpected ')'", 1, 31),
     ("INSERT INTO docs () VALUES (1)", "unexpected ')', expected identifier", 1, 19),
     ("DELETE docs", "unexpected identifier \"docs\", expected 'FROM'", 1, 8),

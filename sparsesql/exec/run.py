@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import weakref
+from datetime import UTC, datetime
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
@@ -30,6 +31,7 @@ from sparsesql.lang.cursor_token import Cursor
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
 from sparsesql.retrieval import highlight
+from sparsesql.retrieval.boost import rerank
 from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, flatness, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
@@ -415,6 +417,17 @@ class _Run:
                 out.append((doc, score))
         return out
 
+    def boost(self, stage: st.Boost, record: StageRecord) -> None:
+        """The top of the ranking reordered by ORDER BY's expression, its fields read by id."""
+        ranked = self.slots[f"ranked:{stage.source}"][: stage.depth]
+        rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}) if ranked else []
+        by_doc = {r[0]: r[1:] for r in rows}
+        ranked = [x for x in ranked if x[0] in by_doc]
+        columns = {name: [by_doc[d][i + 1] for d, _ in ranked] for i, name in enumerate(stage.boost.fields)}
+        self.slots[f"ranked:{stage.out}"] = rerank(ranked, columns, stage.boost, {d: v[0] for d, v in by_doc.items()},
+                                                   datetime.now(UTC))
+        record.rows = len(ranked)
+
     def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
         self.fetched_page(record, stage.statement, self.slots[f"ranked:{stage.source}"][: stage.limit])
         record.rows = len(self.slots["rows"])
@@ -487,6 +500,7 @@ _DISPATCH = {
     st.Feedback: _Run.feedback,
     st.Fuse: _Run.fuse,
     st.Diversify: _Run.diversify,
+    st.Boost: _Run.boost,
     st.FetchRows: _Run.fetch,
     st.SqlRows: _Run.rows,
     st.Facets: _Run.facets,

@@ -272,12 +272,42 @@ class Bucket:
 
 
 @dataclass(frozen=True)
-class OrderItem:
-    """A column of a facet's result (by name or position, from 1), ascending unless DESC."""
+class Arith:
+    """`left op right` in ORDER BY: op is one of + - * / ^."""
 
-    column: str | int
+    op: str
+    left: "Expr"
+    right: "Expr"
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Negate:
+    item: "Expr"
+    pos: Pos
+
+
+@dataclass(frozen=True)
+class Function:
+    """`name(arg, ...)` in ORDER BY (ln, exp_decay, ...; the checker knows them)."""
+
+    name: str
+    args: tuple["Expr", ...]
+    pos: Pos
+
+
+Expr = Union[Literal, Param, Column, Arith, Negate, Function]
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    """ORDER BY's item: a column of a facet's result (by name or position, from 1), or an
+    expression (a search's boost); ascending unless DESC."""
+
+    column: str | int | Expr
     descending: bool
     pos: Pos
+    explicit: bool = False  # ASC or DESC was written
 
 
 @dataclass(frozen=True)

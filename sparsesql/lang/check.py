@@ -21,6 +21,7 @@ from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, che
 from sparsesql.errors import CheckError, Error, IngestError, ParameterError
 from sparsesql.lang import ast, check_like, check_page
 from sparsesql.lang.check_facets import FACET_DEPTH, CheckedFacets, check_facets
+from sparsesql.lang.check_boost import CheckedBoost, check_boost
 from sparsesql.lang.check_like import Liked
 from sparsesql.lang.check_page import COLLAPSE_DEPTH, MAX_LIMIT, CheckedCursor, CheckedHighlight
 from sparsesql.retrieval.prf import Rm3, VectorPrf
@@ -169,6 +170,7 @@ class CheckedSelect:
     seek: bool = False  # a SPARSE search's page AFTER a cursor past the result window: by (score, doc id)
     exclude: frozenset[int] = frozenset()  # doc ids left out of every list: LIKE's examples (exec/like.py)
     likes: tuple[str, ...] = ()  # what each LIKE searches with, for EXPLAIN
+    boost: CheckedBoost | None = None  # ORDER BY: the ranking's top reordered by an expression of score
 
 
 @dataclass(frozen=True)
@@ -745,7 +747,7 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     fingerprint = check_page.search_fingerprint(c, node) if node.search is not None else ""
     cursor = check_page.cursor(c, node, with_cursor, fingerprint)
     seekable = (isinstance(node.search, ast.Sparse) and not isinstance(node.search.query, ast.MoreLike)
-                and node.prf is None and node.diversify is None and node.distinct_on is None)
+                and node.prf is None and node.diversify is None and node.distinct_on is None and not node.order_by)
     limit, offset, page_size, seek = check_page.page(c, node, cursor, seekable)
     if node.distinct_on is not None:
         limit = min(MAX_LIMIT, max(COLLAPSE_DEPTH, limit))
@@ -770,12 +772,15 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
                 f"build it with BUILD GRAPH ON {info.name}",
                 node.diversify.pos,
             )
+    boost = None
+    if facets is None and search is not None:
+        boost = check_boost(c, node, info, _unknown_field, max(limit, search.candidates))
     if node.where is not None:
         _predicate(c, node.where, info)
     return CheckedSelect(
         info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
         offset=offset, page_size=page_size, cursor=cursor, highlights=tuple(highlights), hidden=hidden, collapse=collapse, facets=facets,
-        fingerprint=fingerprint, seek=seek,
+        fingerprint=fingerprint, seek=seek, boost=boost,
     )
 
 

@@ -53,8 +53,9 @@ def check_facets(c: Any, node: ast.Select, info: CollectionInfo, unknown_field: 
     if node.group_by is None:
         if grouped:
             raise c.error(f"{grouped[0].function}(...) needs GROUP BY: it counts or buckets the hits per value of a field", grouped[0].pos)
-        if node.order_by:
-            raise c.error("ORDER BY orders the groups of a GROUP BY; a search's rows come by score, rows without one by insertion", node.order_by[0].pos)
+        if node.order_by and node.search is None:
+            raise c.error("ORDER BY orders a search's rows by an expression of its score (or the groups of a GROUP BY); "
+                          "rows without a search come by insertion", node.order_by[0].pos)
         return None
     for clause, present, where in (("DISTINCT ON", node.distinct_on, node.distinct_on), ("AFTER", node.after, node.after),
                                    ("DIVERSIFY", node.diversify, node.diversify)):
@@ -108,6 +109,8 @@ def check_facets(c: Any, node: ast.Select, info: CollectionInfo, unknown_field: 
         raise c.error(f"the column {twice!r} is asked for twice", key_pos)
     order = []
     for item in node.order_by:
+        if not isinstance(item.column, (str, int)):
+            raise c.error(f"ORDER BY of a GROUP BY names the result's columns ({', '.join(columns)}) or their positions", item.pos)
         if isinstance(item.column, int):
             if not 1 <= item.column <= len(columns):
                 raise c.error(f"ORDER BY {item.column}: the result has columns 1 to {len(columns)}", item.pos)

@@ -122,8 +122,35 @@ class ToAst(Transformer):
 
     def order_item(self, meta: Meta, children: list[Any]) -> ast.OrderItem:
         key, direction = children
-        column = key.value if isinstance(key, ast.Literal) else key.value.lower()
-        return ast.OrderItem(column, direction is not None and direction.upper() == "DESC", _pos(meta))
+        if isinstance(key, ast.Column):
+            column = key.name.lower()
+        elif isinstance(key, ast.Literal) and isinstance(key.value, int) and not isinstance(key.value, bool):
+            column = key.value
+        else:
+            column = key
+        return ast.OrderItem(column, direction is not None and direction.upper() == "DESC", _pos(meta), direction is not None)
+
+    def add(self, meta: Meta, children: list[Any]) -> ast.Arith:
+        return ast.Arith("+", children[0], children[1], _pos(meta))
+
+    def subtract(self, meta: Meta, children: list[Any]) -> ast.Arith:
+        return ast.Arith("-", children[0], children[1], _pos(meta))
+
+    def multiply(self, meta: Meta, children: list[Any]) -> ast.Arith:
+        return ast.Arith("*", children[0], children[1], _pos(meta))
+
+    def divide(self, meta: Meta, children: list[Any]) -> ast.Arith:
+        return ast.Arith("/", children[0], children[1], _pos(meta))
+
+    def raise_to(self, meta: Meta, children: list[Any]) -> ast.Arith:
+        return ast.Arith("^", children[0], children[1], _pos(meta))
+
+    def negate(self, meta: Meta, children: list[Any]) -> ast.Negate:
+        return ast.Negate(children[0], _pos(meta))
+
+    def function(self, meta: Meta, children: list[Any]) -> ast.Function:
+        name, *args = children
+        return ast.Function(name.value.lower(), tuple(a for a in args if a is not None), _pos(meta))
 
     def star(self, meta: Meta, children: list[Any]) -> str:
         return "*"

@@ -231,6 +231,7 @@ class Search:
     distinct_: str | None = None
     highlights: tuple[tuple[str, dict[str, Any]], ...] = ()
     group_: str | None = None
+    boost_: tuple[str, dict[str, object]] | None = None
 
     def where(self, *clauses: Any) -> "Search":
         """Add filters, ANDed with those already there (as Select.where does)."""
@@ -273,6 +274,21 @@ class Search:
         """The best hit per value of a field (the dialect's DISTINCT ON)."""
         return replace(self, distinct_=_field_name(self.entity, field))
 
+    def order_by(self, expression: str, **values: object) -> "Search":
+        """Reorder the hits by a dialect expression of `score` and number or date fields, highest
+        first (the dialect's ORDER BY: `"score * (1 + 0.1 * ln(1 + coalesce(cites, 0)))"`,
+        `"score * gauss_decay(day, :origin, 30)"`); values by name as `:name` parameters. The
+        expression must be just that: it is parsed on its own and refused if it holds more."""
+        from sparsesql.lang.parse import parse_statement
+
+        clash = next((k for k in values if re.fullmatch(r"[qa]\d+", k)), None)
+        if clash is not None:
+            raise CheckError(f"order_by() value name {clash!r} is one the ORM binds itself; choose another name")
+        parsed = parse_statement(f"SELECT id FROM c SEARCH SPARSE('') ORDER BY {expression}")
+        if len(parsed.order_by) != 1 or parsed.limit is not None or parsed.offset is not None or parsed.after is not None:
+            raise CheckError(f"order_by() takes one expression of score and fields, got {expression!r}")
+        return replace(self, boost_=(expression, dict(values)))
+
     def highlight(self, field: str, *, fragments: int | None = None, size: int | None = None,
                   tags: tuple[str, str] | None = None, escape: str | None = None) -> "Search":
         """Each hit's snippet of a text field, in `hit.highlights[field]` (the dialect's HIGHLIGHT)."""
@@ -300,6 +316,9 @@ class Search:
             params.update(bound)
         if self.group_:
             text += f' GROUP BY "{self.group_}"'
+        if self.boost_ is not None:
+            text += f" ORDER BY {self.boost_[0]}"
+            params.update(self.boost_[1])
         text += f" LIMIT {out.bind('a', self.limit_)}"
         if self.offset_:
             text += f" OFFSET {out.bind('a', self.offset_)}"

@@ -267,7 +267,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     info = q.collection
     where, bound = where_sql(info, q.where, q.params)
     plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), offset=q.offset, size=q.page_size,
-                   cursor=q.cursor, ordered_by_score=q.diversify is None, highlighting=highlighting, hidden=q.hidden,
+                   cursor=q.cursor, ordered_by_score=q.diversify is None and q.boost is None, highlighting=highlighting, hidden=q.hidden,
                    collapse=q.collapse, version=info.version, search_key=q.fingerprint, seek=q.seek,
                    exclude=q.exclude, likes=q.likes)
     if q.facets is not None:
@@ -276,7 +276,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan
     signals, labels = q.search.signals, _labels(q.search.signals)
-    single = len(signals) == 1 and q.prf is None and q.diversify is None
+    single = len(signals) == 1 and q.prf is None and q.diversify is None and q.boost is None
     if single and (not _from_memory(q, signals[0], tier) or isinstance(signals[0], DenseSignal)):
         encode, statement, params, settings = _first_pass(q, signals[0], labels[0], where, bound, q.limit)
         if encode:
@@ -287,10 +287,13 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
         else:
             plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot, settings=settings))
         return plan
-    keep = q.diversify.candidates if q.diversify else q.limit
+    keep = q.diversify.candidates if q.diversify else q.boost.depth if q.boost else q.limit
     source = _ranked(q, plan, where, bound, keep, tier)
     if q.diversify:
         plan.stages.append(_diversify(q, plan, source, where, bound))
         source = "chosen"
+    if q.boost:
+        plan.stages.append(st.Boost(source, q.boost, rows_by_ids_sql(info, ("id", *q.boost.fields)), q.boost.depth))
+        source = "boosted"
     plan.stages.append(st.FetchRows(rows_by_ids_sql(info, q.columns), q.columns, source, q.limit))
     return plan

@@ -11,7 +11,7 @@ from sparsesql.plan import stages as st
 
 
 def _where(stage: st.Stage) -> str:
-    if isinstance(stage, st.Diversify):
+    if isinstance(stage, (st.Diversify, st.Boost)):
         return "SQL + Python"
     if isinstance(stage, st.TierCandidates):
         return "memory tier"
@@ -38,6 +38,9 @@ def _describe(stage: st.Stage) -> str:
     if isinstance(stage, st.Diversify):
         graph = f", plus graph neighbours within {stage.hops} hops" if stage.hops else ""
         return f"{stage.method}(lambda => {stage.lam}) chooses {stage.limit} of the top {stage.candidates} of {stage.source}{graph}"
+    if isinstance(stage, st.Boost):
+        return (f"ORDER BY {stage.boost.text}: the top {stage.depth} of {stage.source} reordered by it, highest first "
+                f"(NULL last, ties by doc id), as {stage.out}; their fields {', '.join(stage.boost.fields) or '(none)'} read by id")
     if isinstance(stage, st.FetchRows):
         return f"fetch columns of the documents in {stage.source}"
     if isinstance(stage, st.Facets):

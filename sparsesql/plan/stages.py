@@ -15,6 +15,7 @@ from psycopg import sql
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.lang import ast
 from sparsesql.lang.check import DenseSignal, Fusion
+from sparsesql.lang.check_boost import CheckedBoost
 from sparsesql.lang.check_facets import CheckedFacets
 from sparsesql.lang.check_page import CheckedCursor, CheckedHighlight
 
@@ -186,7 +187,20 @@ class Diversify:
     name: str = "diversify"
 
 
-Stage = EncodeQuery | Candidates | TierCandidates | TierDense | Feedback | Fuse | Diversify | FetchRows | SqlRows
+@dataclass
+class Boost:
+    """ORDER BY over the top `depth` of list `source`: their fields fetched by id (`statement`,
+    binds %(ids)s), the expression computed in Python; fills list `out`."""
+
+    source: str
+    boost: CheckedBoost
+    statement: sql.Composed
+    depth: int
+    out: str = "boosted"
+    name: str = "boost"
+
+
+Stage = EncodeQuery | Candidates | TierCandidates | TierDense | Feedback | Fuse | Diversify | Boost | FetchRows | SqlRows
 
 
 @dataclass
