@@ -498,5 +498,10 @@ def test_a_results_page_through_the_wire(server, db, name):
         like = f"SELECT id, score FROM {name} SEARCH HYBRID(SPARSE(LIKE 'd3'), DENSE(LIKE ('d3', 'd5') UNLIKE %s)) LIMIT 5"
         got, expected = conn.execute(like, ("d7",)).fetchall(), db.query(like.replace("%s", ":u"), u="d7")
         assert [r[0] for r in got] == [r.id for r in expected] and [r[1] for r in got] == pytest.approx([r.score for r in expected], abs=1e-6)
+        boosted = f"SELECT id, score FROM {name} SEARCH SPARSE('retrieval') ORDER BY score * exp_decay(day, %s, 30) LIMIT 5"
+        got, expected = conn.execute(boosted, ("2021-03-01",)).fetchall(), db.query(boosted.replace("%s", ":o"), o="2021-03-01")
+        assert [r[0] for r in got] == [r.id for r in expected] and [r[1] for r in got] == pytest.approx([r.score for r in expected])
+        with pytest.raises(psycopg.errors.Error, match="ORDER BY reads numbers and dates"):
+            conn.execute(f"SELECT id FROM {name} SEARCH SPARSE('retrieval') ORDER BY title LIMIT 3")
         with pytest.raises(psycopg.errors.Error, match="LIKE names document 'd99'"):
             conn.execute(f"SELECT id FROM {name} SEARCH DENSE(LIKE 'd99') LIMIT 3")
