@@ -97,6 +97,8 @@ def test_null_values_rank_last_and_explain_shows_the_stage(db, papers):
     after = db.query("SELECT id FROM boost_papers SEARCH SPARSE('retrieval') ORDER BY score * rating LIMIT 5 AFTER :c", c=cursor[-1].cursor)
     assert [r.id for r in cursor + after] == [r.id for r in db.query(
         "SELECT id FROM boost_papers SEARCH SPARSE('retrieval') ORDER BY score * rating LIMIT 10")]
+    with pytest.raises(sparsesql.CheckError, match="this cursor comes from another search"):  # the boost is part of the search
+        db.query("SELECT id FROM boost_papers SEARCH SPARSE('retrieval') LIMIT 5 AFTER :c", c=cursor[-1].cursor)
 
 
 @pytest.mark.parametrize(

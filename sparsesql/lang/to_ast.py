@@ -105,8 +105,10 @@ class ToAst(Transformer):
             if {clause, *page} >= {"offset", "after"}:
                 raise self._error("OFFSET and AFTER both say where the page starts; give one", keyword)
             page[clause] = value
-        # the search's own text: from the collection's name to the first GROUP BY, ORDER BY or page clause
-        ends = [c[1] for c in (group_by, order_by) if c is not None] + [p[2].start_pos for p in pages]
+        # the search's own text: from the collection's name to GROUP BY or the first page clause (a
+        # search's ORDER BY, a boost, is part of its ranking; a facet's comes after its GROUP BY)
+        ends = [group_by[1]] if group_by is not None else []
+        ends += [p[2].start_pos for p in pages]
         span = (collection.start_pos, min(ends) if ends else meta.end_pos)
         return ast.Select(
             items, ast.Name(collection.value, _pos(collection)), search, where, page.get("limit"), _pos(meta), prf, diversify,
