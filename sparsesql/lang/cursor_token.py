@@ -61,8 +61,8 @@ def canonical(value: object) -> object:
 
 
 def fingerprint(text: str, params: dict[str, object]) -> str:
-    """A search: its statement's text from the collection's name to GROUP BY, ORDER BY or the
-    page clauses (surrounding whitespace trimmed) and the values of its parameters; a vector's
+    """A search: its statement's text from the collection's name to GROUP BY or the page clauses
+    (a boost's ORDER BY included; surrounding whitespace trimmed) and the values of its parameters; a vector's
     by its float64 bytes, the rest as JSON. The search a cursor belongs to, and the key under
     which a connection keeps its candidate lists (sparsesql/exec/run.py)."""
     digest = hashlib.sha256(text.strip().encode("utf-8", "surrogatepass"))
