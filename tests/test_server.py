@@ -503,5 +503,7 @@ def test_a_results_page_through_the_wire(server, db, name):
         assert [r[0] for r in got] == [r.id for r in expected] and [r[1] for r in got] == pytest.approx([r.score for r in expected])
         with pytest.raises(psycopg.errors.Error, match="ORDER BY reads numbers and dates"):
             conn.execute(f"SELECT id FROM {name} SEARCH SPARSE('retrieval') ORDER BY title LIMIT 3")
+        with pytest.raises(psycopg.errors.Error, match="RERANK's model folder 'none-here' does not exist|RERANK loads models only from"):
+            conn.execute(f"SELECT id FROM {name} SEARCH SPARSE('retrieval') RERANK(model => 'none-here') LIMIT 3")
         with pytest.raises(psycopg.errors.Error, match="LIKE names document 'd99'"):
             conn.execute(f"SELECT id FROM {name} SEARCH DENSE(LIKE 'd99') LIMIT 3")

@@ -23,6 +23,7 @@ from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.errors import CheckError, DatabaseError
 from sparsesql.exec.row import Row
+from sparsesql.encoders.cross import load_cross_encoder
 from sparsesql.exec.snapshot import Snapshot
 from sparsesql.exec.trace import StageRecord, short
 from sparsesql.lang import cursor_token
@@ -428,6 +429,22 @@ class _Run:
                                                    datetime.now(UTC))
         record.rows = len(ranked)
 
+    def rerank(self, stage: st.Rerank, record: StageRecord) -> None:
+        """The top candidates in the cross-encoder's order: (query, text) pairs scored in batches,
+        ties by doc id; a document without text is scored on the empty text."""
+        r = stage.rerank
+        ranked = self.slots[f"ranked:{stage.source}"][: r.candidates]
+        rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}) if ranked else []
+        texts = {d: text or "" for d, text in rows}
+        docs = [d for d, _ in ranked if d in texts]
+        start = time.perf_counter()
+        scores = load_cross_encoder(r.folder).predict([(r.query, texts[d]) for d in docs], batch_size=r.batch,
+                                                       show_progress_bar=False) if docs else []
+        order = sorted(zip(docs, (float(s) for s in scores)), key=lambda x: (-x[1], x[0]))
+        self.slots[f"ranked:{stage.out}"] = order
+        record.rows = len(order)
+        record.detail = f"{len(docs)} pairs in {(time.perf_counter() - start) * 1000:.1f} ms"
+
     def fetch(self, stage: st.FetchRows, record: StageRecord) -> None:
         self.fetched_page(record, stage.statement, self.slots[f"ranked:{stage.source}"][: stage.limit])
         record.rows = len(self.slots["rows"])
@@ -501,6 +518,7 @@ _DISPATCH = {
     st.Fuse: _Run.fuse,
     st.Diversify: _Run.diversify,
     st.Boost: _Run.boost,
+    st.Rerank: _Run.rerank,
     st.FetchRows: _Run.fetch,
     st.SqlRows: _Run.rows,
     st.Facets: _Run.facets,

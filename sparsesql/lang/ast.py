@@ -338,6 +338,14 @@ class Diversify:
 
 
 @dataclass(frozen=True)
+class Rerank:
+    """`RERANK(model => 'folder', candidates => n, field => name, ...)`."""
+
+    args: tuple[Arg, ...]
+    pos: Pos
+
+
+@dataclass(frozen=True)
 class Select:
     """`SELECT [DISTINCT ON (field)] items FROM collection [SEARCH s [WITH PRF(...)] [DIVERSIFY BY ...]]
     [WHERE p] [LIMIT n] [OFFSET m | AFTER cursor]`; no items means `*`. `span` is where the text of the
@@ -358,6 +366,7 @@ class Select:
     distinct_on: Name | None = None
     group_by: Name | Literal | None = None  # a field's name, or a select item's position
     order_by: tuple[OrderItem, ...] = ()
+    rerank: Rerank | None = None
 
 
 @dataclass(frozen=True)

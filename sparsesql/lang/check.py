@@ -23,6 +23,7 @@ from sparsesql.lang import ast, check_like, check_page
 from sparsesql.lang.check_facets import FACET_DEPTH, CheckedFacets, check_facets
 from sparsesql.lang.check_boost import CheckedBoost, check_boost
 from sparsesql.lang.check_like import Liked
+from sparsesql.lang.check_rerank import CheckedRerank, check_rerank
 from sparsesql.lang.check_page import COLLAPSE_DEPTH, MAX_LIMIT, CheckedCursor, CheckedHighlight
 from sparsesql.retrieval.prf import Rm3, VectorPrf
 
@@ -171,6 +172,7 @@ class CheckedSelect:
     exclude: frozenset[int] = frozenset()  # doc ids left out of every list: LIKE's examples (exec/like.py)
     likes: tuple[str, ...] = ()  # what each LIKE searches with, for EXPLAIN
     boost: CheckedBoost | None = None  # ORDER BY: the ranking's top reordered by an expression of score
+    rerank: CheckedRerank | None = None  # RERANK: a cross-encoder orders the top candidates
 
 
 @dataclass(frozen=True)
@@ -747,7 +749,8 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
     fingerprint = check_page.search_fingerprint(c, node) if node.search is not None else ""
     cursor = check_page.cursor(c, node, with_cursor, fingerprint)
     seekable = (isinstance(node.search, ast.Sparse) and not isinstance(node.search.query, ast.MoreLike)
-                and node.prf is None and node.diversify is None and node.distinct_on is None and not node.order_by)
+                and node.prf is None and node.diversify is None and node.distinct_on is None and not node.order_by
+                and node.rerank is None)
     limit, offset, page_size, seek = check_page.page(c, node, cursor, seekable)
     if node.distinct_on is not None:
         limit = min(MAX_LIMIT, max(COLLAPSE_DEPTH, limit))
@@ -772,16 +775,29 @@ def _select(c: _Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
                 f"build it with BUILD GRAPH ON {info.name}",
                 node.diversify.pos,
             )
-    boost = None
+    boost = rerank = None
     if facets is None and search is not None:
         boost = check_boost(c, node, info, _unknown_field, max(limit, search.candidates))
+    if node.rerank is not None:
+        rerank = _rerank(c, node, info, search, facets, limit)
     if node.where is not None:
         _predicate(c, node.where, info)
     return CheckedSelect(
         info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
         offset=offset, page_size=page_size, cursor=cursor, highlights=tuple(highlights), hidden=hidden, collapse=collapse, facets=facets,
-        fingerprint=fingerprint, seek=seek, boost=boost,
+        fingerprint=fingerprint, seek=seek, boost=boost, rerank=rerank,
     )
+
+
+def _rerank(c: _Checker, node: ast.Select, info: CollectionInfo, search: CheckedSearch | None, facets: CheckedFacets | None,
+            limit: int) -> CheckedRerank:
+    if search is None:
+        raise c.error("RERANK needs a SEARCH clause: it orders the search's top candidates", node.rerank.pos)
+    for clause, present in (("GROUP BY", facets), ("DIVERSIFY", node.diversify), ("ORDER BY", node.order_by)):
+        if present:
+            raise c.error(f"RERANK does not go with {clause}: the cross-encoder's scores are the final order", node.rerank.pos)
+    texts = [s.query for s in search.signals if isinstance(s.query, str)]
+    return check_rerank(c, node.rerank, info, texts, limit)
 
 
 # ----------------------------------------------------------------------------- INSERT and DELETE

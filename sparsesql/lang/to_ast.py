@@ -97,7 +97,7 @@ class ToAst(Transformer):
     # ------------------------------------------------------------------------- statements
 
     def select(self, meta: Meta, children: list[Any]) -> ast.Select:
-        distinct, items, collection, search, prf, diversify, where, group_by, order_by, *pages = children
+        distinct, items, collection, search, prf, rerank, diversify, where, group_by, order_by, *pages = children
         page: dict[str, ast.Literal | ast.Param] = {}
         for clause, value, keyword in pages:
             if clause in page:
@@ -113,7 +113,11 @@ class ToAst(Transformer):
         return ast.Select(
             items, ast.Name(collection.value, _pos(collection)), search, where, page.get("limit"), _pos(meta), prf, diversify,
             page.get("offset"), page.get("after"), span, distinct, group_by[0] if group_by else None, order_by[0] if order_by else (),
+            rerank,
         )
+
+    def rerank(self, meta: Meta, children: list[Any]) -> ast.Rerank:
+        return ast.Rerank(tuple(a for a in children if a is not None), _pos(meta))
 
     def group_by(self, meta: Meta, children: list[Any]) -> tuple[ast.Name | ast.Literal, int]:
         (key,) = children

@@ -232,6 +232,7 @@ class Search:
     highlights: tuple[tuple[str, dict[str, Any]], ...] = ()
     group_: str | None = None
     boost_: tuple[str, dict[str, object]] | None = None
+    reranking: Call | None = None
 
     def where(self, *clauses: Any) -> "Search":
         """Add filters, ANDed with those already there (as Select.where does)."""
@@ -247,6 +248,11 @@ class Search:
                 args[side] = Name("none") if value is None else value
         args["interpolate"] = Name(interpolate) if interpolate is not None else None
         return replace(self, prf=args)
+
+    def rerank(self, model: str, *, candidates: int | None = None, field: str | None = None, query: str | None = None,
+               batch: int | None = None) -> "Search":
+        """RERANK(...): a cross-encoder folder (under SPARSESQL_RERANKERS) orders the top candidates."""
+        return replace(self, reranking=Call("RERANK", {"model": model, "candidates": candidates, "field": field, "query": query, "batch": batch}))
 
     def diversify(self, method: Call) -> "Search":
         """DIVERSIFY BY coverage(...) or mmr(...)."""
@@ -308,6 +314,8 @@ class Search:
         text = f'SELECT {selected} FROM "{mapped_collection(self.entity)}" SEARCH {out.signal(self.signal)}'
         if self.prf is not None:
             text += " WITH " + out.call(Call("PRF", self.prf))
+        if self.reranking is not None:
+            text += " " + out.call(self.reranking)
         if self.diversification is not None:
             text += " DIVERSIFY BY " + out.call(self.diversification)
         where, bound = where_text(self.entity.__table__, self.criteria)

@@ -276,7 +276,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
         plan.stages.append(st.SqlRows(filtered_rows_sql(info, where, q.columns), {**bound, "limit": q.limit}, q.columns, False))
         return plan
     signals, labels = q.search.signals, _labels(q.search.signals)
-    single = len(signals) == 1 and q.prf is None and q.diversify is None and q.boost is None
+    single = len(signals) == 1 and q.prf is None and q.diversify is None and q.boost is None and q.rerank is None
     if single and (not _from_memory(q, signals[0], tier) or isinstance(signals[0], DenseSignal)):
         encode, statement, params, settings = _first_pass(q, signals[0], labels[0], where, bound, q.limit)
         if encode:
@@ -287,7 +287,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
         else:
             plan.stages.append(st.SqlRows(ranked_rows_sql(info, statement, q.columns), params, q.columns, True, vector_slot=slot, settings=settings))
         return plan
-    keep = q.diversify.candidates if q.diversify else q.boost.depth if q.boost else q.limit
+    keep = q.diversify.candidates if q.diversify else q.boost.depth if q.boost else q.rerank.candidates if q.rerank else q.limit
     source = _ranked(q, plan, where, bound, keep, tier)
     if q.diversify:
         plan.stages.append(_diversify(q, plan, source, where, bound))
@@ -295,5 +295,8 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     if q.boost:
         plan.stages.append(st.Boost(source, q.boost, rows_by_ids_sql(info, ("id", *q.boost.fields)), q.boost.depth))
         source = "boosted"
+    if q.rerank:
+        plan.stages.append(st.Rerank(source, q.rerank, rows_by_ids_sql(info, (q.rerank.field,))))
+        source = "reranked"
     plan.stages.append(st.FetchRows(rows_by_ids_sql(info, q.columns), q.columns, source, q.limit))
     return plan

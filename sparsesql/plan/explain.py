@@ -11,7 +11,7 @@ from sparsesql.plan import stages as st
 
 
 def _where(stage: st.Stage) -> str:
-    if isinstance(stage, (st.Diversify, st.Boost)):
+    if isinstance(stage, (st.Diversify, st.Boost, st.Rerank)):
         return "SQL + Python"
     if isinstance(stage, st.TierCandidates):
         return "memory tier"
@@ -41,6 +41,10 @@ def _describe(stage: st.Stage) -> str:
     if isinstance(stage, st.Boost):
         return (f"ORDER BY {stage.boost.text}: the top {stage.depth} of {stage.source} reordered by it, highest first "
                 f"(NULL last, ties by doc id), as {stage.out}; their fields {', '.join(stage.boost.fields) or '(none)'} read by id")
+    if isinstance(stage, st.Rerank):
+        r = stage.rerank
+        return (f"cross-encoder {r.folder} scores (query, {r.field}) for the top {r.candidates} of {stage.source}, "
+                f"{r.batch} pairs a batch; its scores are the order, as {stage.out}")
     if isinstance(stage, st.FetchRows):
         return f"fetch columns of the documents in {stage.source}"
     if isinstance(stage, st.Facets):

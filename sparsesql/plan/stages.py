@@ -17,6 +17,7 @@ from sparsesql.lang import ast
 from sparsesql.lang.check import DenseSignal, Fusion
 from sparsesql.lang.check_boost import CheckedBoost
 from sparsesql.lang.check_facets import CheckedFacets
+from sparsesql.lang.check_rerank import CheckedRerank
 from sparsesql.lang.check_page import CheckedCursor, CheckedHighlight
 
 
@@ -200,7 +201,19 @@ class Boost:
     name: str = "boost"
 
 
-Stage = EncodeQuery | Candidates | TierCandidates | TierDense | Feedback | Fuse | Diversify | Boost | FetchRows | SqlRows
+@dataclass
+class Rerank:
+    """RERANK over the top `rerank.candidates` of list `source`: their texts fetched by id
+    (`statement`, binds %(ids)s), scored by the cross-encoder; fills list `out`."""
+
+    source: str
+    rerank: CheckedRerank
+    statement: sql.Composed
+    out: str = "reranked"
+    name: str = "rerank"
+
+
+Stage = EncodeQuery | Candidates | TierCandidates | TierDense | Feedback | Fuse | Diversify | Boost | Rerank | FetchRows | SqlRows
 
 
 @dataclass
