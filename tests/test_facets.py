@@ -162,7 +162,8 @@ def test_width_bucket_in_memory_is_postgresql_float8_formula(db):
     "text, message, where",
     [
         ("SELECT year, count(*) FROM {n} SEARCH SPARSE('x')", "count(...) needs GROUP BY", "count"),
-        ("SELECT id FROM {n} SEARCH SPARSE('x') ORDER BY year", "ORDER BY orders the groups of a GROUP BY", "year"),
+        ("SELECT id FROM {n} ORDER BY year", "ORDER BY orders a search's rows by an expression of its score (or the groups of a GROUP BY)", "year"),
+        ("SELECT year, count(*) FROM {n} GROUP BY year ORDER BY year * 2", "ORDER BY of a GROUP BY names the result's columns (year, count)", "year *"),
         ("SELECT year, count(*) FROM {n} SEARCH SPARSE('x') GROUP BY venue", "GROUP BY venue is not the select list's grouped field; write GROUP BY year", "venue"),
         ("SELECT year, venue, count(*) FROM {n} GROUP BY year", "GROUP BY groups by one field", "venue,"),
         ("SELECT id, count(*) FROM {n} GROUP BY 1", "with GROUP BY the select list holds the grouped field and aggregates, not 'id'", "id,"),
