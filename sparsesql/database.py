@@ -21,13 +21,14 @@ from sparsesql.graph import stats as graph_stats
 from sparsesql.exec import write
 from sparsesql.exec.run import ListCache, database_error, run_plan
 from sparsesql.exec.snapshot import Snapshot
-from sparsesql.exec.trace import StageRecord
+from sparsesql.plan.trace import StageRecord
 from sparsesql.lang import ast
 from sparsesql.lang import check as chk
 from sparsesql.lang.parse import parse_statement
 from sparsesql.plan.build import build_plan
 from sparsesql.plan.explain import explain_text
-from sparsesql.tier.cache import Tiers, parse_bytes
+from sparsesql.sizes import parse_bytes
+from sparsesql.tier.cache import Tiers
 from sparsesql.tier.changes import TierAhead
 from sparsesql.tier.dense_cache import DenseTier
 

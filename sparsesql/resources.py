@@ -1,11 +1,14 @@
-"""Where the non-Python files (grammar, migrations, extension) live, installed or checked out.
+"""Where sparsesql's files live: the non-Python files it ships (grammar, migrations, extension),
+installed or checked out, and the data folder it keeps (the embedded server, tiers, models).
 
-A wheel carries them inside the package as `_grammar/`, `_migrations/` and `_extension/` (pyproject's
-force-include); a source checkout keeps them at the repository's top level.
+A wheel carries the shipped files inside the package as `_grammar/`, `_migrations/` and
+`_extension/` (pyproject's force-include); a source checkout keeps them at the repository's top
+level.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -17,3 +20,8 @@ def resource_path(name: str) -> Path:
     if installed.exists():
         return installed
     return _PACKAGE.parent / name
+
+
+def home() -> Path:
+    """The data folder: `SPARSESQL_HOME`, or `./.sparsesql` where the process runs."""
+    return Path(os.environ.get("SPARSESQL_HOME", ".sparsesql")).expanduser().resolve()

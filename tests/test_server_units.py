@@ -14,7 +14,8 @@ import pytest
 from sparsesql.server import types as t
 from sparsesql.server.auth import AuthFailed, ScramExchange, Verifier
 from sparsesql.server.dialect import Described
-from sparsesql.server.route import is_dialect, split
+from sparsesql.lang.statements import split
+from sparsesql.server.route import is_dialect
 
 
 def test_split_cuts_only_at_top_level_semicolons():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from sparsesql.cli.main import print_rows
+from sparsesql.cli.output import print_rows
 from sparsesql.eval.run import evaluate, load_beir
 
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "cisi"

@@ -14,13 +14,9 @@ import warnings
 from pathlib import Path
 
 from sparsesql.errors import ConfigError
+from sparsesql.resources import home
 
 DATABASE = "sparsesql"
-
-
-def home() -> Path:
-    """The data folder: `SPARSESQL_HOME`, or `./.sparsesql` where the process runs."""
-    return Path(os.environ.get("SPARSESQL_HOME", ".sparsesql")).expanduser().resolve()
 
 
 def _server(folder: Path):

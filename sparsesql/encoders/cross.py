@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sparsesql.db.embedded import home
+from sparsesql.resources import home
 
 _LOADED: dict[Path, Any] = {}
 _LOCK = threading.Lock()

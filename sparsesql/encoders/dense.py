@@ -208,7 +208,7 @@ def _openvino(name: str, model: SentenceTransformer, folder: Path, precision: st
     """The model converted for OpenVINO (once, cached in SPARSESQL_MODEL_CACHE, by default
     SPARSESQL_HOME/models). A model OpenVINO cannot trace is run by torch (None), with a warning,
     unless SPARSESQL_ENCODER_BACKEND asked for OpenVINO."""
-    from sparsesql.db.embedded import home
+    from sparsesql.resources import home
     from sparsesql.encoders.openvino import OpenVinoPipeline
 
     cache = Path(os.environ.get("SPARSESQL_MODEL_CACHE") or home() / "models")

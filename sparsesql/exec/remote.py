@@ -24,7 +24,7 @@ from sparsesql import errors
 from sparsesql.db.catalog import CollectionInfo
 from sparsesql.db.ingest import IngestReport
 from sparsesql.exec.row import Row
-from sparsesql.server.route import tokens
+from sparsesql.lang.statements import tokens
 
 BATCH_ROWS = 200
 _CHECK_STATES = {"42P01", "42703", "22023", "42P02", "42804"}

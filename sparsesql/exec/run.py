@@ -25,7 +25,7 @@ from sparsesql.errors import CheckError, DatabaseError
 from sparsesql.exec.row import Row
 from sparsesql.encoders.cross import load_cross_encoder
 from sparsesql.exec.snapshot import Snapshot
-from sparsesql.exec.trace import StageRecord, short
+from sparsesql.plan.trace import StageRecord, short
 from sparsesql.lang import cursor_token
 from sparsesql.lang.check_page import CheckedCursor
 from sparsesql.lang.cursor_token import Cursor

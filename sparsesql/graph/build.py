@@ -20,10 +20,10 @@ from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, set_extra
 from sparsesql.errors import CheckError
 from sparsesql.graph import approx, store
+from sparsesql.lang.check import DEFAULT_GRAPH_K, MAX_GRAPH_K
 from sparsesql.tier.dense_cache import every_vector
 
-DEFAULT_K = 16
-MAX_K = 256
+DEFAULT_K, MAX_K = DEFAULT_GRAPH_K, MAX_GRAPH_K
 BLOCK = 2048
 
 

@@ -19,13 +19,13 @@ import numpy as np
 from sparsesql.db import ingest
 from sparsesql.db.catalog import NUMERIC_TYPES, CollectionInfo, SparseField, check_name
 from sparsesql.errors import CheckError, Error, IngestError, ParameterError
+from sparsesql.sizes import parse_bytes
 from sparsesql.lang import ast, check_like, check_page
 from sparsesql.lang.check_facets import FACET_DEPTH, CheckedFacets, check_facets
 from sparsesql.lang.check_boost import CheckedBoost, check_boost
 from sparsesql.lang.check_like import Liked
 from sparsesql.lang.check_rerank import CheckedRerank, check_rerank
 from sparsesql.lang.check_page import COLLAPSE_DEPTH, MAX_LIMIT, CheckedCursor, CheckedHighlight
-from sparsesql.retrieval.prf import Rm3, VectorPrf
 
 MAX_QUERY_TEXT = 100_000
 DEFAULT_CANDIDATES = 200  # HYBRID's candidates per signal, chosen by benchmarks/tune_defaults.py
@@ -82,6 +82,33 @@ class CheckedSearch:
     signals: tuple[Signal, ...]
     fusion: Fusion | None
     candidates: int
+
+
+@dataclass(frozen=True)
+class Rm3:
+    terms: int = 10
+    weight: float = 0.5
+    max_df: float = 0.1
+    min_docs: int = 2
+    selective: bool = False
+
+    def text(self) -> str:
+        """As the dialect writes it (EXPLAIN and its account of defaults)."""
+        return (
+            f"rm3(terms => {self.terms}, weight => {self.weight}, max_df => {self.max_df}, "
+            f"min_docs => {self.min_docs}, selective => {str(self.selective).lower()})"
+        )
+
+
+@dataclass(frozen=True)
+class VectorPrf:
+    method: str = "rocchio"  # "average" | "rocchio"
+    alpha: float = 1.0
+    beta: float = 0.5
+
+    def text(self) -> str:
+        """As the dialect writes it."""
+        return "average" if self.method == "average" else f"rocchio(alpha => {self.alpha}, beta => {self.beta})"
 
 
 @dataclass(frozen=True)
@@ -214,6 +241,8 @@ class CheckedSet:
     value: bool | int | None
 
 
+DEFAULT_GRAPH_K = 16  # BUILD GRAPH's neighbours per document
+MAX_GRAPH_K = 256
 SETTINGS = ("sparse_tier", "sparse_tier_memory", "dense_tier", "dense_tier_memory")
 
 
@@ -993,7 +1022,6 @@ def _set_option(c: _Checker, statement: ast.SetOption) -> CheckedSet:
         return CheckedSet(name, value)
     if raw in ("none", "unlimited"):
         return CheckedSet(name, None)
-    from sparsesql.tier.cache import parse_bytes
 
     if raw == "default":
         return CheckedSet(name, parse_bytes("auto"))
@@ -1012,8 +1040,6 @@ def _set_option(c: _Checker, statement: ast.SetOption) -> CheckedSet:
 
 
 def _graph_statement(c: _Checker, statement: ast.BuildGraph | ast.ShowGraph, catalog: Catalog) -> Checked:
-    from sparsesql.graph.build import DEFAULT_K, MAX_K
-
     try:
         name = check_name(statement.name.name)
     except CheckError as exc:
@@ -1026,5 +1052,5 @@ def _graph_statement(c: _Checker, statement: ast.BuildGraph | ast.ShowGraph, cat
             raise c.error(f"collection {name!r} has no graph; build one with BUILD GRAPH ON {name}", statement.name.pos)
         return CheckedShowGraph(name)
     got = c.args(statement.options, {"k"}, "BUILD GRAPH")
-    k = int(c.number(got["k"], integer=True, low=1, high=MAX_K)) if "k" in got else DEFAULT_K
+    k = int(c.number(got["k"], integer=True, low=1, high=MAX_GRAPH_K)) if "k" in got else DEFAULT_GRAPH_K
     return CheckedBuildGraph(name, k)

@@ -5,6 +5,7 @@ HIGHLIGHT columns. Kept apart from check.py, which calls these with its checker 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,10 +13,21 @@ from typing import Any
 from sparsesql.db.catalog import CollectionInfo
 from sparsesql.lang import ast, cursor_token
 from sparsesql.lang.cursor_token import Cursor
-from sparsesql.retrieval.highlight import SnippetStyle
 
 MAX_LIMIT = 10_000  # the result window: no ranking is read past this row
 DEFAULT_LIMIT = 10
+
+
+@dataclass(frozen=True)
+class SnippetStyle:
+    fragments: int = 3
+    size: int = 160
+    tags: tuple[str, str] = ("<mark>", "</mark>")
+    escape: str = "none"  # "none" | "html"
+    prf_tags: tuple[str, str] = ('<mark class="prf">', "</mark>")  # PRF's expansion terms
+
+    def text(self, piece: str) -> str:
+        return html.escape(piece, quote=True) if self.escape == "html" else piece
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from sparsesql.exec.trace import StageRecord, short
+from sparsesql.plan.trace import StageRecord, short
 from sparsesql.lang.check_page import COLLAPSE_DEPTH
 from sparsesql.plan import stages as st
 

@@ -18,31 +18,17 @@ everything between them escaped. Fragments are joined by " … ".
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
 from sparsesql.analysis import STOPWORDS_EN, stems
+from sparsesql.lang.check_page import SnippetStyle
 
 JOIN = " … "
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
-
-
-@dataclass(frozen=True)
-class SnippetStyle:
-    fragments: int = 3
-    size: int = 160
-    tags: tuple[str, str] = ("<mark>", "</mark>")
-    escape: str = "none"  # "none" | "html"
-    prf_tags: tuple[str, str] = ('<mark class="prf">', "</mark>")  # PRF's expansion terms
-
-    def text(self, piece: str) -> str:
-        return html.escape(piece, quote=True) if self.escape == "html" else piece
 
 
 def _marked(text: str, marking: frozenset[str]) -> list[tuple[int, int, str]]:

@@ -18,41 +18,13 @@ alpha * query + beta * mean(feedback). Scored by cosine, so only the direction m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from pgvector import Vector
 from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo, SparseField
+from sparsesql.lang.check import Rm3, VectorPrf
 from sparsesql.retrieval import dense, sparse
-
-
-@dataclass(frozen=True)
-class Rm3:
-    terms: int = 10
-    weight: float = 0.5
-    max_df: float = 0.1
-    min_docs: int = 2
-    selective: bool = False
-
-    def text(self) -> str:
-        """As the dialect writes it (EXPLAIN and its account of defaults)."""
-        return (
-            f"rm3(terms => {self.terms}, weight => {self.weight}, max_df => {self.max_df}, "
-            f"min_docs => {self.min_docs}, selective => {str(self.selective).lower()})"
-        )
-
-
-@dataclass(frozen=True)
-class VectorPrf:
-    method: str = "rocchio"  # "average" | "rocchio"
-    alpha: float = 1.0
-    beta: float = 0.5
-
-    def text(self) -> str:
-        """As the dialect writes it."""
-        return "average" if self.method == "average" else f"rocchio(alpha => {self.alpha}, beta => {self.beta})"
 
 
 def feedback(ranked: list[tuple[int, float]], depth: int) -> tuple[list[int], list[float]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from psycopg import pq
 
+from sparsesql.lang.statements import split
 from sparsesql.server import dialect, route, wire
 from sparsesql.server.cursors import Declare, Move
 from sparsesql.server import types as t
@@ -58,7 +59,7 @@ class ExtendedQuery:
         f.end()
         if name and name in self.statements:
             raise SessionError("42P05", f'prepared statement "{name}" already exists')
-        statements = route.split(text)
+        statements = split(text)
         if len(statements) > 1:
             raise SessionError("42601", "cannot insert multiple commands into a prepared statement")
         owner = None

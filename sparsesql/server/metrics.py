@@ -21,7 +21,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
 from sparsesql import errors
-from sparsesql.exec.trace import StageRecord
+from sparsesql.plan.trace import StageRecord
 from sparsesql.lang import ast
 from sparsesql.server.sqlstates import sqlstate
 

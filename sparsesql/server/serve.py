@@ -38,7 +38,8 @@ from sparsesql.server.auth import Keys, Verifier
 from sparsesql.server.metrics import Metrics
 from sparsesql.server.peers import Peers
 from sparsesql.server.session import Session, cancel_backend
-from sparsesql.tier.cache import Tiers, parse_bytes
+from sparsesql.sizes import parse_bytes
+from sparsesql.tier.cache import Tiers
 
 log = logging.getLogger("sparsesql.server")
 PASSWORD_FILE = "server-password"

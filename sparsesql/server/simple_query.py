@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from psycopg import pq
 
+from sparsesql.lang.statements import split
 from sparsesql.server import dialect, route, wire
 from sparsesql.server.cursors import Declare, Move
 from sparsesql.server.relay import rows_messages
@@ -27,7 +28,7 @@ class SimpleQuery:
         self.drive(self._query_steps(text))
 
     def _query_steps(self, text: str) -> Iterator[None]:
-        statements = route.split(text)
+        statements = split(text)
         if not statements:
             self.out.append(wire.EMPTY_QUERY)
         # (what runs it, offset, text): runs of PostgreSQL's statements go as one simple query

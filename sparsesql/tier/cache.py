@@ -14,8 +14,6 @@ before the log existed), is not loaded: its queries run in SQL, and EXPLAIN says
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -28,7 +26,6 @@ from psycopg import sql
 
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, SparseField
-from sparsesql.errors import CheckError
 from sparsesql.tier.changes import TierAhead, TierRefused, change_log_refusal, changes_since
 from sparsesql.tier.dense_cache import DenseTier
 from sparsesql.tier.filters import FilterTier
@@ -227,19 +224,3 @@ def _vocabulary(conn: psycopg.Connection, info: CollectionInfo, field: SparseFie
 
 def _integral(weights: np.ndarray) -> bool:
     return bool(len(weights) == 0 or (np.all(weights == np.round(weights)) and weights.min() >= 0 and weights.max() <= 65535))
-
-
-def parse_bytes(size: int | str | None) -> int | None:
-    """"2GB", "512 MB", "1.5GiB" or a number of bytes; None (or "none") for no limit; "auto": a quarter of
-    this machine's physical memory (the default budget: a collection that fits it is served from
-    memory, a larger one stays in SQL)."""
-    if size is None or isinstance(size, int):
-        return size
-    if size.strip().lower() == "auto":
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
-    if size.strip().lower() == "none":
-        return None
-    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(i?[bB])?\s*", size)
-    if match is None:
-        raise CheckError(f"sparse_tier_memory {size!r} is not a size such as '2GB' or '512MB'")
-    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
