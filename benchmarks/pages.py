@@ -44,7 +44,7 @@ from benchmarks.speed import collection_name, speed_dsn  # noqa: E402
 
 import sparsesql  # noqa: E402
 from sparsesql.analysis import analyze  # noqa: E402
-from sparsesql.exec.run import ListCache  # noqa: E402
+from sparsesql.exec.list_cache import ListCache  # noqa: E402
 
 SEARCH = "HYBRID(SPARSE(:q), DENSE(:v))"
 

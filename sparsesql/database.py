@@ -19,7 +19,8 @@ from sparsesql.exec.row import Row
 from sparsesql.graph import build as graph_build
 from sparsesql.graph import stats as graph_stats
 from sparsesql.exec import write
-from sparsesql.exec.run import ListCache, database_error, run_plan
+from sparsesql.exec.list_cache import ListCache
+from sparsesql.exec.run import database_error, run_plan
 from sparsesql.exec.snapshot import Snapshot
 from sparsesql.plan.trace import StageRecord
 from sparsesql.lang import ast

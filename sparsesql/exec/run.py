@@ -9,9 +9,7 @@ statement commits the snapshot in the same round trip.
 from __future__ import annotations
 
 import time
-import weakref
 from datetime import UTC, datetime
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -21,17 +19,17 @@ from psycopg import sql
 
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, SparseField
-from sparsesql.errors import CheckError, DatabaseError
+from sparsesql.errors import DatabaseError
+from sparsesql.exec.list_cache import ListCache, list_key
 from sparsesql.exec.row import Row
+from sparsesql.exec.row_extras import cursor_key, highlight_rows
 from sparsesql.encoders.cross import load_cross_encoder
 from sparsesql.exec.snapshot import Snapshot
 from sparsesql.plan.trace import StageRecord, short
 from sparsesql.lang import cursor_token
-from sparsesql.lang.check_page import CheckedCursor
 from sparsesql.lang.cursor_token import Cursor
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
-from sparsesql.retrieval import highlight
 from sparsesql.retrieval.boost import rerank
 from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, flatness, selective_weight
@@ -534,50 +532,6 @@ def database_error(exc: psycopg.Error, stage: str) -> DatabaseError:
     return DatabaseError(f"stage '{stage}' failed in PostgreSQL: {exc}".strip())
 
 
-class ListCache:
-    """A connection's candidate lists of its last searches, so that the statements of one results
-    page (its rows, then its facets) run the search once. A list is kept under the collection's
-    count of committed writes as the search read it, with the stage and its exact parameters: a
-    write, another query or another filter is another key. Lists made inside a caller's own
-    transaction are neither kept nor used: its writes could still roll back."""
-
-    SIZE = 16
-
-    def __init__(self) -> None:
-        self.lists: OrderedDict[tuple, list[tuple[int, float]]] = OrderedDict()
-
-    def get(self, key: tuple) -> list[tuple[int, float]] | None:
-        found = self.lists.get(key)
-        if found is not None:
-            self.lists.move_to_end(key)
-        return found
-
-    def put(self, key: tuple, ranked: list[tuple[int, float]]) -> None:
-        self.lists[key] = ranked
-        self.lists.move_to_end(key)
-        while len(self.lists) > self.SIZE:
-            self.lists.popitem(last=False)
-
-
-_CACHED = (st.Candidates, st.TierCandidates, st.TierDense)
-
-
-def _list_key(run: "_Run", plan: st.Plan, stage: st.Stage) -> tuple | None:
-    """The cache key of a stage that makes a candidate list (the search, the collection's version
-    and the list's depth: its statement and parameters follow from them), or of a fusion (by the
-    keys of the lists it fuses); None for any other stage, or a fusion of a list not kept."""
-    if not plan.search_key:
-        return None
-    if isinstance(stage, st.Fuse):
-        inputs = tuple(run.slots.get(f"key:{label}") for label in stage.labels)
-        return None if None in inputs else ("Fuse", stage.out, repr(stage.fusion), inputs)
-    if not isinstance(stage, _CACHED) or (isinstance(stage, st.TierDense) and stage.columns is not None):
-        return None
-    key = (plan.collection, plan.version, plan.search_key, type(stage).__name__, stage.label, stage.k, getattr(stage, "after", None))
-    run.slots[f"key:{stage.label}"] = key
-    return key
-
-
 def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers | None = None, *,
              server_plans: bool = False, retry_ahead: bool = False, cache: ListCache | None = None) -> tuple[list[Row], list[StageRecord]]:
     """Execute every stage in order; returns the rows and a record per stage. `server_plans`
@@ -585,12 +539,12 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
     statement, Citus' tasks included, from running it once more after the search. With
     `retry_ahead`, a tier ahead of the snapshot raises TierAhead instead of sending the stage to SQL."""
     run = _Run(snap, tracer, tiers, server_plans, bool(plan.distributed), retry_ahead, plan)
-    key = _cursor_key(snap, plan.cursor) if plan.cursor else b""
+    key = cursor_key(snap, plan.cursor) if plan.cursor else b""
     caching = cache is not None and not snap.in_callers_transaction and not server_plans
     for stage in plan.stages:
         record = StageRecord(stage.name, getattr(stage, "label", ""))
         start = time.perf_counter()
-        listed = _list_key(run, plan, stage) if caching else None
+        listed = list_key(run.slots, plan, stage) if caching else None
         kept = cache.get(listed) if listed is not None else None
         if kept is not None and isinstance(stage, st.Fuse):
             run.slots[f"fused:{stage.out}"], run.slots[f"ranked:{stage.out}"] = kept, kept[: stage.limit]
@@ -613,7 +567,7 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
     names = shown + marked + (["score"] if plan.with_score else []) + (["cursor"] if plan.cursor and plan.cursor.column else [])
     rows = [dict(zip(plan.columns, values), score=score) for _, values, score in run.slots.get("rows", [])]
     if plan.highlighting:
-        _highlight(plan.highlighting, rows, frozenset(run.slots.get("expansion", ())))
+        highlight_rows(plan.highlighting, rows, frozenset(run.slots.get("expansion", ())))
     start = run.slots.get("start", 0)
     out = []
     for i, ((doc, _, score), data) in enumerate(zip(run.slots.get("rows", []), rows)):
@@ -621,40 +575,3 @@ def run_plan(snap: Snapshot, plan: st.Plan, tracer: Tracer = None, tiers: Tiers 
             data["cursor"] = cursor_token.sign(key, Cursor(plan.cursor.fingerprint, start + i + 1, score, doc))
         out.append(Row({k: data[k] for k in names}))
     return out, run.records
-
-
-def _highlight(h: st.Highlighting, rows: list[dict], expansion: frozenset[str]) -> None:
-    """Each row's HIGHLIGHT columns: lexical when the search has terms (PRF's expansion marked
-    apart), else semantic."""
-    for item in h.items:
-        texts = [row[item.field] or "" for row in rows]
-        if h.terms or h.dense is None or h.collection.settings.dense == "none":
-            # no model to embed passages with (vectors supplied by the user): the text's beginning
-            snippets = [highlight.lexical(t, h.terms, item.style, expansion) for t in texts]
-        else:
-            from sparsesql.encoders.dense import load_dense_encoder
-            from sparsesql.retrieval.dense import query_vector
-
-            vector = query_vector(h.collection, h.dense.query)
-            snippets = highlight.semantic(texts, vector, load_dense_encoder(h.collection.settings.dense).encode, item.style)
-        for row, snippet in zip(rows, snippets):
-            row[item.column] = snippet
-
-
-_KEYS: weakref.WeakKeyDictionary[psycopg.Connection, bytes] = weakref.WeakKeyDictionary()
-
-
-def _cursor_key(snap: Snapshot, cursor: CheckedCursor) -> bytes:
-    """The database's cursor key (read once per connection: it never changes), and the page's
-    cursor checked against it; a cursor the kept key refuses is checked against a fresh read."""
-    key = _KEYS.get(snap.conn)
-    for _ in range(2):
-        if key is None:
-            row = snap.conn.execute("SELECT key FROM sparsesql.cursor_key").fetchone()
-            if row is None:
-                raise DatabaseError("sparsesql.cursor_key holds no key: run `sparsesql migrate` to make one")
-            key = _KEYS[snap.conn] = bytes(row[0])
-        if cursor.after is None or cursor_token.genuine(key, cursor.signed, cursor.mac):
-            return key
-        key = None
-    raise CheckError("the cursor was altered, or made by another database: take it from a row's cursor column")
