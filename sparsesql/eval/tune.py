@@ -28,7 +28,7 @@ from pathlib import Path
 from sparsesql.errors import CheckError, Error
 from sparsesql.eval.beir import test_queries
 from sparsesql.lang import ast
-from sparsesql.lang.check import DEFAULTS_KEY
+from sparsesql.lang.check_core import DEFAULTS_KEY
 from sparsesql.lang.parse import parse_statement
 
 DEFAULT_TEMPLATE = "HYBRID(SPARSE(:q), DENSE(:q), fusion => {fusion}, candidates => {candidates})"

@@ -26,7 +26,8 @@ from psycopg import sql
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.errors import CheckError
 from sparsesql.exec.snapshot import Snapshot
-from sparsesql.lang.check import CheckedSelect, DenseSignal
+from sparsesql.lang.check_search import DenseSignal
+from sparsesql.lang.check_select import CheckedSelect
 from sparsesql.lang.check_like import Liked
 from sparsesql.retrieval import sparse
 

@@ -20,7 +20,7 @@ from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, set_extra
 from sparsesql.errors import CheckError
 from sparsesql.graph import approx, store
-from sparsesql.lang.check import DEFAULT_GRAPH_K, MAX_GRAPH_K
+from sparsesql.lang.check_ddl import DEFAULT_GRAPH_K, MAX_GRAPH_K
 from sparsesql.tier.dense_cache import every_vector
 
 DEFAULT_K, MAX_K = DEFAULT_GRAPH_K, MAX_GRAPH_K

@@ -23,7 +23,8 @@ from dataclasses import replace
 from psycopg import sql
 
 from sparsesql.analysis import analyze, stems
-from sparsesql.lang.check import CheckedSelect, DenseSignal, Fusion, Signal, SparseSignal
+from sparsesql.lang.check_search import DenseSignal, Fusion, Signal, SparseSignal
+from sparsesql.lang.check_select import CheckedSelect
 from sparsesql.plan import facets
 from sparsesql.plan import stages as st
 from sparsesql.plan.sql import filter_ids_sql, filtered_rows_sql, ranked_rows_sql, rows_by_ids_sql, where_sql

@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 from sparsesql.db.catalog import CollectionInfo
 from sparsesql.lang import ast
-from sparsesql.lang.check import CAST_TYPES, operand_kind
+from sparsesql.lang.check_where import CAST_TYPES, operand_kind
 
 # ->> text compared with a number or boolean: values that are not one become NULL (and so match
 # nothing) instead of failing the whole query on the first document whose value is a word.

@@ -14,7 +14,7 @@ from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.lang import ast
-from sparsesql.lang.check import DenseSignal, Fusion
+from sparsesql.lang.check_search import DenseSignal, Fusion
 from sparsesql.lang.check_boost import CheckedBoost
 from sparsesql.lang.check_facets import CheckedFacets
 from sparsesql.lang.check_rerank import CheckedRerank

@@ -23,7 +23,7 @@ from pgvector import Vector
 from psycopg import sql
 
 from sparsesql.db.catalog import CollectionInfo, SparseField
-from sparsesql.lang.check import Rm3, VectorPrf
+from sparsesql.lang.check_search import Rm3, VectorPrf
 from sparsesql.retrieval import dense, sparse
 
 

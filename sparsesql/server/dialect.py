@@ -23,7 +23,7 @@ from sparsesql import errors
 from sparsesql.database import Database
 from sparsesql.db.catalog import CollectionInfo, get_collection
 from sparsesql.lang import ast
-from sparsesql.lang.check import CAST_TYPES
+from sparsesql.lang.check_where import CAST_TYPES
 from sparsesql.lang.check_facets import aggregate_column
 from sparsesql.lang.parse import parse_statement
 from sparsesql.server import types as t

@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable
 
-from sparsesql.lang.check import SETTINGS
+from sparsesql.lang.check_ddl import SETTINGS
 from sparsesql.lang.statements import WORD, Token, tokens
 
 DIALECT_SETTINGS = {name.upper() for name in SETTINGS}
