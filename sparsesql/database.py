@@ -122,7 +122,9 @@ class Database:
         try:
             return self._run_select(statement, text, params, explain, retry_ahead)
         except Error as exc:
-            raise located(exc, text) from None
+            if exc.query is None and exc.line is not None:
+                raise located(exc, text) from exc
+            raise
 
     def _run_select(self, statement: ast.Select | ast.Explain, text: str, params: dict, explain: bool | None,
                     retry_ahead: bool) -> list[Row] | str:
@@ -342,7 +344,9 @@ def run_select(conn: psycopg.Connection, text: str, params: dict, trace: Callabl
     except psycopg.Error as exc:
         raise database_error(exc, "query") from exc
     except Error as exc:
-        raise located(exc, text) from None
+        if exc.query is None and exc.line is not None:
+            raise located(exc, text) from exc
+        raise
 
 
 def connect(

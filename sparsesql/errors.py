@@ -41,10 +41,8 @@ class Error(Exception):
 
 
 def located(exc: Error, query: str) -> Error:
-    """`exc` with the query's text, so that its position shows with a caret (an error raised
-    where the text is not at hand, such as a boost's value for one document)."""
-    if exc.query is not None or exc.line is None:
-        return exc
+    """`exc` again with the query's text, so that its position shows with a caret (for an error
+    raised where the text is not at hand, such as a boost's value for one document)."""
     return type(exc)(exc.message, line=exc.line, column=exc.column, query=query)
 
 
