@@ -10,7 +10,8 @@ from psycopg import sql
 
 from sparsesql.db import access as access_roles
 from sparsesql.db import embedded
-from sparsesql.db import ingest, schema
+from sparsesql.db import schema
+from sparsesql.db.ingest_report import IngestReport
 from sparsesql.db.catalog import CollectionInfo, get_collection, list_collections
 from sparsesql.db.connect import open_connection, resolve_dsn
 from sparsesql.errors import CheckError, Error, located
@@ -283,7 +284,7 @@ class Collection:
         return self.db._guard(lambda: schema.require_collection(self.db.conn, self.name))
 
     def add(self, docs: Iterable[dict], *, batch_size: int | None = None, progress: bool = False, on_error: str = "abort",
-            total: int | None = None, numbered: bool = False, bulk: bool = False) -> ingest.IngestReport:
+            total: int | None = None, numbered: bool = False, bulk: bool = False) -> IngestReport:
         """Add or update documents: {"id", declared fields..., "metadata", "vector", "sparse"}.
         Each batch (500 documents; `bulk`: 100,000 or a minute's worth) commits on its own, so
         an interrupted load resumes by running it again: stored documents are skipped by their

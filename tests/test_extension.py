@@ -28,7 +28,7 @@ import sparsesql
 from sparsesql import extension
 from sparsesql.analysis import STOPWORDS_EN, analyze
 from sparsesql.cli.main import cli
-from sparsesql.db.ingest import document_text
+from sparsesql.db.ingest_validate import document_text
 from sparsesql.encoders.dense import load_dense_encoder
 from sparsesql.eval.beir import load_corpus, load_queries
 from sparsesql.eval.run import load_beir

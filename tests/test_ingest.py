@@ -305,7 +305,7 @@ def test_a_long_load_analyses_in_a_worker_process_with_the_same_result(db, name,
             yield doc
 
     report = other.add(killing(), batch_size=100)
-    assert workers and isinstance(workers[0], ingest._AnalysisProcess)
+    assert workers and isinstance(workers[0], ingest.AnalysisProcess)
     assert workers[0].proc is None  # it was noticed, and closed
     assert report.added == 1200 and _contents(db, name) == _contents(db, other_name)
     assert_exact_stats(db, other_name)

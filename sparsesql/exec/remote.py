@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from sparsesql import errors
 from sparsesql.db.catalog import CollectionInfo
-from sparsesql.db.ingest import IngestReport
+from sparsesql.db.ingest_report import IngestReport
 from sparsesql.exec.row import Row
 from sparsesql.lang.statements import tokens
 

@@ -14,21 +14,23 @@ from typing import Iterable
 
 import psycopg
 
-from sparsesql.db import ingest
+from sparsesql.db import ingest, ingest_remove
 from sparsesql.db.catalog import CollectionInfo
+from sparsesql.db.ingest_report import IngestReport, Upkeep
 from sparsesql.errors import IngestError
 from sparsesql.exec import remote
 from sparsesql.graph import build as graph
 from sparsesql.lang import ast
 from sparsesql.plan.sql import where_sql
 
-GRAPH_UPKEEP = ingest.Upkeep(added=graph.connect, removed=graph.forget)
+
+GRAPH_UPKEEP = Upkeep(added=graph.connect, removed=graph.forget)
 
 
 def add(
     conn: psycopg.Connection, info: CollectionInfo, docs: Iterable[dict], *, batch_size: int | None = None, progress: bool = False,
     **options
-) -> ingest.IngestReport:
+) -> IngestReport:
     """Add or update documents; each batch is its own transaction (a savepoint inside the caller's).
     On a sparsesql server's connection they travel as the dialect's INSERT, for the server to write.
     `options` are ingest.add's (on_error, total, numbered, bulk)."""
@@ -42,7 +44,7 @@ def add(
     return ingest.add(conn, info, docs, upkeep=GRAPH_UPKEEP, batch_size=batch_size, progress=progress, **options)
 
 
-def insert(conn: psycopg.Connection, info: CollectionInfo, docs: list[dict]) -> ingest.IngestReport:
+def insert(conn: psycopg.Connection, info: CollectionInfo, docs: list[dict]) -> IngestReport:
     """Add or update documents all or none: one statement's rows, one transaction around every batch."""
     with conn.transaction():
         return add(conn, info, docs)
@@ -52,11 +54,11 @@ def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -
     """Delete documents by external id in one transaction; returns how many existed."""
     if remote.is_server(conn):
         return remote.delete(conn, info, ids)
-    return ingest.delete(conn, info, ids, upkeep=GRAPH_UPKEEP)
+    return ingest_remove.delete(conn, info, ids, upkeep=GRAPH_UPKEEP)
 
 
 def delete_where(conn: psycopg.Connection, info: CollectionInfo, where: ast.Predicate | None, params: dict) -> int:
     """Delete the documents a checked WHERE matches (every document without one), compiled as
     SELECT's filter is; returns how many went."""
     condition, bound = where_sql(info, where, params)
-    return ingest.delete_where(conn, info, condition, bound, upkeep=GRAPH_UPKEEP)
+    return ingest_remove.delete_where(conn, info, condition, bound, upkeep=GRAPH_UPKEEP)

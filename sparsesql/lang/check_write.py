@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sparsesql.db import ingest
+from sparsesql.db import ingest_validate
 from sparsesql.db.catalog import CollectionInfo
 from sparsesql.errors import IngestError
 from sparsesql.lang import ast
@@ -94,11 +94,11 @@ def check_insert(c: Checker, node: ast.Insert, catalog: Catalog) -> CheckedInser
             if key == "vector" and doc[key] is None and info.settings.dense == "none":
                 raise c.error(f"collection {info.name!r} has no dense model (dense => 'none'); embedding cannot be NULL", value.pos)
             try:
-                ingest.check_value(info, key, doc[key], where, label="embedding")
+                ingest_validate.check_value(info, key, doc[key], where, label="embedding")
             except IngestError as exc:
                 raise c.error(exc.message, value.pos) from None
         try:  # what a row needs as a whole (a learned field without a model needs its vector)
-            ingest.validate(info, doc, number, where=where)
+            ingest_validate.validate(info, doc, number, where=where)
         except IngestError as exc:
             raise c.error(exc.message, row.pos) from None
         docs.append(doc)

@@ -13,7 +13,8 @@ from typing import Iterable
 import psycopg
 from sqlalchemy.orm import Session
 
-from sparsesql.db import ingest, schema
+from sparsesql.db import schema
+from sparsesql.db.ingest_report import IngestReport
 from sparsesql.errors import CheckError
 from sparsesql.exec import write
 from sparsesql.exec.run import database_error
@@ -37,7 +38,7 @@ def add(
     *,
     vectors: dict[str, list[float]] | None = None,
     sparse: dict[str, dict] | None = None,
-) -> ingest.IngestReport:
+) -> IngestReport:
     """Add or replace documents given as (transient) instances of one mapped class.
 
     `vectors` maps ids to dense vectors for collections without a model (dense => 'none');
@@ -46,7 +47,7 @@ def add(
     """
     docs = list(documents)
     if not docs:
-        return ingest.IngestReport()
+        return IngestReport()
     entity = type(docs[0])
     if any(type(d) is not entity for d in docs):
         raise CheckError("add() takes instances of one mapped class at a time")

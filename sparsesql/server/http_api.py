@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from sparsesql import errors
-from sparsesql.db import ingest
+from sparsesql.db import ingest_validate
 from sparsesql.db.catalog import get_collection
 from sparsesql.lang import ast
 from sparsesql.lang.parse import parse_statement
@@ -343,7 +343,7 @@ def _check_line(info, line: bytes, number: int) -> dict | str | None:
     except (ValueError, UnicodeDecodeError) as exc:
         return f"line {number} is not JSON: {exc}"
     try:
-        ingest.validate(info, doc, number, where=f"line {number}")
+        ingest_validate.validate(info, doc, number, where=f"line {number}")
     except errors.IngestError as exc:
         return exc.message
     return doc
