@@ -171,7 +171,7 @@ class Database:
             report = write.insert(self.conn, checked.collection, list(checked.docs))
             return [Row({"added": report.added, "updated": report.updated, "unchanged": report.unchanged})]
         if isinstance(checked, chk.CheckedDelete):
-            return [Row({"deleted": write.delete_where(self.conn, checked.collection, checked.where, checked.params)})]
+            return [Row({"deleted": write.delete_where(self.conn, checked.collection, checked.where, checked.params, checked.where_kinds)})]
         if isinstance(checked, chk.CheckedShowGraph):
             info = schema.require_collection(self.conn, checked.name)
             return [Row({"property": p, "value": v}) for p, v in graph_stats.describe(self.conn, info)]

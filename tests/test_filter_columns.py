@@ -60,7 +60,7 @@ PARAMS = {"when": dt.date(2020, 9, 1), "stamp": dt.datetime(2021, 6, 20, 8, 30),
 
 def sql_ids(db, name: str, where: str) -> np.ndarray:
     q = db.check(f"SELECT id FROM {name} WHERE {where}", **PARAMS)
-    clause, bound = where_sql(q.collection, q.where, q.params)
+    clause, bound = where_sql(q.collection, q.where, q.params, q.where_kinds)
     with db.conn.transaction():
         rows = db.conn.execute(filter_ids_sql(q.collection, clause), bound).fetchall()
     return np.array(sorted(r[0] for r in rows), dtype=np.int64)

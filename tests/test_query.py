@@ -352,3 +352,15 @@ def test_bad_values_in_search_and_metadata(db, small):
     coll.add([{"id": "odd", "body": "odd one", "vector": [1.0] * DIM, "metadata": {"pages": "n/a", "open": "maybe"}}])
     rows = db.query(f"SELECT id FROM {name} WHERE metadata->>'pages' >= 16 OR metadata->>'open' = TRUE LIMIT 20")
     assert {r.id for r in rows} == {"t6", "t7"}
+
+
+def test_the_checker_notes_each_where_operands_kind_for_the_compiler(db, name):
+    """Every operand of a checked WHERE carries its kind, so the SQL compiler reads it instead of
+    working it out again; a metadata key holding NUL is refused as any text is."""
+    db.create_collection(name, {"title": "text", "year": "int"}, dense="none", dim=2)
+    q = db.check(f"SELECT id FROM {name} WHERE year > :y AND metadata->>'venue' IN ('SIGIR', :v) AND title LIKE 'a%'", y=2000, v="ECIR")
+    kinds = {type(op).__name__ + ":" + str(getattr(op, "name", getattr(op, "value", ""))): kind for op, kind in q.where_kinds.items()}
+    assert kinds == {"Column:year": "number", "Param:y": "number", "Column:metadata": "jsonb", "JsonPath:": "jsontext",
+                     "Literal:SIGIR": "text", "Param:v": "text", "Column:title": "text", "Literal:a%": "text"}
+    with pytest.raises(sparsesql.CheckError, match="metadata key contains a NUL character"):
+        db.query(f"SELECT id FROM {name} WHERE metadata->'\x00' IS NULL")

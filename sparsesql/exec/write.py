@@ -57,8 +57,9 @@ def delete(conn: psycopg.Connection, info: CollectionInfo, ids: Iterable[str]) -
     return ingest_remove.delete(conn, info, ids, upkeep=GRAPH_UPKEEP)
 
 
-def delete_where(conn: psycopg.Connection, info: CollectionInfo, where: ast.Predicate | None, params: dict) -> int:
+def delete_where(conn: psycopg.Connection, info: CollectionInfo, where: ast.Predicate | None, params: dict,
+                 kinds: dict[ast.Operand, str]) -> int:
     """Delete the documents a checked WHERE matches (every document without one), compiled as
-    SELECT's filter is; returns how many went."""
-    condition, bound = where_sql(info, where, params)
+    SELECT's filter is (`kinds`: its operands' kinds, as the checker found them); returns how many went."""
+    condition, bound = where_sql(info, where, params, kinds)
     return ingest_remove.delete_where(conn, info, condition, bound, upkeep=GRAPH_UPKEEP)

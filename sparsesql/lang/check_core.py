@@ -41,6 +41,7 @@ class Checker:
         self.text = text
         self.params = params
         self.defaults: list[tuple[str, str, str]] = []  # (argument, value, where it came from)
+        self.kinds: dict[ast.Operand, str] = {}  # each WHERE operand's kind, for the SQL compiler
 
     def with_defaults(self, got: dict[str, ast.Arg], info: CollectionInfo, clause: str, built_in: dict[str, str], applies: set[str]) -> dict[str, ast.Arg]:
         """The arguments given, completed by the collection's stored defaults for `clause` (those

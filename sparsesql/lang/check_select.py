@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sparsesql.db.catalog import CollectionInfo
 from sparsesql.lang import ast, check_page
@@ -43,6 +43,7 @@ class CheckedSelect:
     likes: tuple[str, ...] = ()  # what each LIKE searches with, for EXPLAIN
     boost: CheckedBoost | None = None  # ORDER BY: the ranking's top reordered by an expression of score
     rerank: CheckedRerank | None = None  # RERANK: a cross-encoder orders the top candidates
+    where_kinds: dict[ast.Operand, str] = field(default_factory=dict)  # each WHERE operand's kind (check_where.py)
 
 
 def check_select(c: Checker, node: ast.Select, catalog: Catalog) -> CheckedSelect:
@@ -117,7 +118,7 @@ def check_select(c: Checker, node: ast.Select, catalog: Catalog) -> CheckedSelec
     return CheckedSelect(
         info, tuple(columns), with_score, search, node.where, limit, c.params, prf=prf, diversify=diversify, defaults=tuple(c.defaults),
         offset=offset, page_size=page_size, cursor=cursor, highlights=tuple(highlights), hidden=hidden, collapse=collapse, facets=facets,
-        fingerprint=fingerprint, seek=seek, boost=boost, rerank=rerank,
+        fingerprint=fingerprint, seek=seek, boost=boost, rerank=rerank, where_kinds=dict(c.kinds),
     )
 
 

@@ -69,6 +69,13 @@ def _compatible(a: str, b: str) -> bool:
 
 
 def operand(c: Checker, op: ast.Operand, info: CollectionInfo) -> None:
+    """Check one operand and note its kind on the checker (`c.kinds`), where the SQL compiler
+    reads it rather than working it out again."""
+    _check_operand(c, op, info)
+    c.kinds[op] = operand_kind(op, info, c.params)
+
+
+def _check_operand(c: Checker, op: ast.Operand, info: CollectionInfo) -> None:
     if isinstance(op, ast.Column):
         if info.field_type(op.name.lower()) is None:
             raise c.error(unknown_field(op.name, info), op.pos)
@@ -76,6 +83,8 @@ def operand(c: Checker, op: ast.Operand, info: CollectionInfo) -> None:
         operand(c, op.column, info)
         if info.field_type(op.column.name.lower()) != "jsonb":
             raise c.error(f"-> and ->> apply to metadata, not to {op.column.name!r}", op.pos)
+        for key in op.keys:
+            c.valid_text(key, op.pos, "metadata key")
     elif isinstance(op, ast.Cast):
         if op.type_name.lower() not in CAST_TYPES:
             raise c.error(f"cannot cast to {op.type_name!r}; known: {', '.join(sorted(CAST_TYPES))}", op.pos)
@@ -103,25 +112,25 @@ def check_predicate(c: Checker, node: ast.Predicate, info: CollectionInfo) -> No
     elif isinstance(node, ast.Compare):
         operand(c, node.left, info)
         operand(c, node.right, info)
-        left, right = operand_kind(node.left, info, c.params), operand_kind(node.right, info, c.params)
+        left, right = c.kinds[node.left], c.kinds[node.right]
         if "null" in (left, right):
             raise c.error(f"comparing with NULL is never true; write IS {'NOT ' if node.op in ('!=', '<>') else ''}NULL", node.pos)
         if not _compatible(left, right):
             raise c.error(f"cannot compare {left} with {right}", node.pos)
     elif isinstance(node, ast.InList):
         operand(c, node.expr, info)
-        left = operand_kind(node.expr, info, c.params)
+        left = c.kinds[node.expr]
         kinds = {operand_kind(item, info, c.params) for item in node.items}
         if left in ("jsontext", "jsonb") and len(kinds) > 1:
             raise c.error(f"IN list mixes {' and '.join(sorted(kinds))}; a JSON value compares with one kind", node.pos)
         for item in node.items:
             operand(c, item, info)
-            right = operand_kind(item, info, c.params)
+            right = c.kinds[item]
             if right == "null" or not _compatible(left, right):
                 raise c.error(f"IN list item of kind {right} does not match {left}", item.pos)
     elif isinstance(node, ast.Like):
         operand(c, node.expr, info)
         operand(c, node.pattern, info)
         for side in (node.expr, node.pattern):
-            if operand_kind(side, info, c.params) not in ("text", "jsontext"):
+            if c.kinds[side] not in ("text", "jsontext"):
                 raise c.error("LIKE and ILIKE compare text", side.pos)

@@ -4,7 +4,7 @@ write that follows cannot fail on a value."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sparsesql.db import ingest_validate
 from sparsesql.db.catalog import CollectionInfo
@@ -31,6 +31,7 @@ class CheckedDelete:
     collection: CollectionInfo
     where: ast.Predicate | None
     params: dict
+    where_kinds: dict[ast.Operand, str] = field(default_factory=dict)  # each WHERE operand's kind (check_where.py)
 
 
 def insert_columns(info: CollectionInfo) -> dict[str, str]:
@@ -109,4 +110,4 @@ def check_delete(c: Checker, node: ast.Delete, catalog: Catalog) -> CheckedDelet
     info = named_collection(c, node.collection, catalog)
     if node.where is not None:
         check_predicate(c, node.where, info)
-    return CheckedDelete(info, node.where, c.params)
+    return CheckedDelete(info, node.where, c.params, dict(c.kinds))

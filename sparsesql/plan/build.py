@@ -266,7 +266,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     highlighting = _highlighting(q)
     q = _with_terms(q)
     info = q.collection
-    where, bound = where_sql(info, q.where, q.params)
+    where, bound = where_sql(info, q.where, q.params, q.where_kinds)
     plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), offset=q.offset, size=q.page_size,
                    cursor=q.cursor, ordered_by_score=q.diversify is None and q.boost is None, highlighting=highlighting, hidden=q.hidden,
                    collapse=q.collapse, version=info.version, search_key=q.fingerprint, seek=q.seek,

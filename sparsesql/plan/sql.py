@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 
 from sparsesql.db.catalog import CollectionInfo
 from sparsesql.lang import ast
-from sparsesql.lang.check_where import CAST_TYPES, operand_kind
+from sparsesql.lang.check_where import CAST_TYPES
 
 # ->> text compared with a number or boolean: values that are not one become NULL (and so match
 # nothing) instead of failing the whole query on the first document whose value is a word.
@@ -24,9 +24,10 @@ _JSON_CASTS = {
 
 
 class _Compiler:
-    def __init__(self, info: CollectionInfo, params: dict) -> None:
+    def __init__(self, info: CollectionInfo, params: dict, kinds: dict[ast.Operand, str]) -> None:
         self.info = info
         self.params = params
+        self.kinds = kinds
         self.bound: dict[str, object] = {}
 
     def bind(self, value: object) -> sql.Placeholder:
@@ -53,9 +54,7 @@ class _Compiler:
         return self.bind(value)
 
     def pair(self, left: ast.Operand, right: ast.Operand) -> tuple[sql.Composable, sql.Composable]:
-        lk = operand_kind(left, self.info, self.params)
-        rk = operand_kind(right, self.info, self.params)
-        return self.operand(left, rk), self.operand(right, lk)
+        return self.operand(left, self.kinds[right]), self.operand(right, self.kinds[left])
 
     def predicate(self, node: ast.Predicate) -> sql.Composable:
         if isinstance(node, ast.And):
@@ -71,20 +70,20 @@ class _Compiler:
             op = "<>" if node.op == "!=" else node.op
             return sql.SQL("({} {} {})").format(left, sql.SQL(op), right)
         if isinstance(node, ast.InList):
-            kinds = [operand_kind(i, self.info, self.params) for i in node.items]
-            expr = self.operand(node.expr, kinds[0] if kinds else None)
-            items = sql.SQL(", ").join(self.operand(i, operand_kind(node.expr, self.info, self.params)) for i in node.items)
+            expr = self.operand(node.expr, self.kinds[node.items[0]] if node.items else None)
+            items = sql.SQL(", ").join(self.operand(i, self.kinds[node.expr]) for i in node.items)
             return sql.SQL("({} {}IN ({}))").format(expr, sql.SQL("NOT " if node.negated else ""), items)
         left, right = self.pair(node.expr, node.pattern)
         verb = ("NOT " if node.negated else "") + ("ILIKE" if node.case_insensitive else "LIKE")
         return sql.SQL("({} {} {})").format(left, sql.SQL(verb), right)
 
 
-def where_sql(info: CollectionInfo, where: ast.Predicate | None, params: dict) -> tuple[sql.Composable, dict]:
-    """The filter as SQL over alias `d` with its bound values (named w0, w1, ...)."""
+def where_sql(info: CollectionInfo, where: ast.Predicate | None, params: dict, kinds: dict[ast.Operand, str]) -> tuple[sql.Composable, dict]:
+    """The filter as SQL over alias `d` with its bound values (named w0, w1, ...); `kinds` is each
+    operand's kind as the checker found it (check_where.py)."""
     if where is None:
         return sql.SQL("TRUE"), {}
-    compiler = _Compiler(info, params)
+    compiler = _Compiler(info, params, kinds)
     return compiler.predicate(where), compiler.bound
 
 
