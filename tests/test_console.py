@@ -170,3 +170,20 @@ def test_the_console_shows_facet_counts_beside_the_results(server, db, browser, 
     marks = browser.find_elements(By.CSS_SELECTOR, "#results .snippet mark")
     assert marks and {m.text for m in marks} == {"retrieval"}
     screenshot(browser, tmp_path, "console-facets")
+    # more like this and a boost: their stages on the timeline, their lines in EXPLAIN's plan
+    from selenium.webdriver.common.keys import Keys
+
+    editor = browser.find_element(By.ID, "editor")
+    statement = f"SELECT id, score FROM {name} SEARCH SPARSE(LIKE 'd1') ORDER BY score * (1 + year - 2018) LIMIT 5"
+    for text, wanted in ((statement, "rows in"), ("EXPLAIN " + statement, "rows in")):
+        editor.clear()
+        editor.send_keys(text)
+        editor.send_keys(Keys.CONTROL, Keys.ENTER)
+        wait.until(ready.text_to_be_present_in_element((By.ID, "status"), wanted))
+        if not text.startswith("EXPLAIN"):
+            labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#timeline .stage .name")]
+            assert "boost" in labels and any(label.startswith("candidates [sparse]") for label in labels)
+            assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")] == [
+                r.id for r in db.query(statement)]
+    plan = browser.find_element(By.ID, "results").text
+    assert "like: SPARSE LIKE d1: searches with" in plan and "boost (SQL + Python): ORDER BY score * ((1 + year) - 2018)" in plan
