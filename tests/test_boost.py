@@ -133,3 +133,15 @@ def test_order_by_without_a_search_or_with_diversify_is_refused(db, papers):
         db.query("SELECT id FROM boost_papers ORDER BY cites")
     with pytest.raises(sparsesql.CheckError, match="ORDER BY does not go with DIVERSIFY"):
         db.query("SELECT id FROM boost_papers SEARCH HYBRID(SPARSE('x'), DENSE(:v)) DIVERSIFY BY MMR ORDER BY score LIMIT 3", v=[1, 0, 0, 0])
+
+
+def test_with_the_memory_tier_the_fields_come_from_the_filter_columns(dsn, papers, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    with sparsesql.connect(dsn, sparse_tier=True, dense_tier=True) as db:
+        db.query("SELECT id FROM boost_papers SEARCH SPARSE('retrieval') ORDER BY score * coalesce(cites, 1) * exp_decay(day, '2024-03-01', 30) LIMIT 5")
+        detail = next(s.detail for s in db.last_stages if s.stage == "boost")
+        assert detail == "fields from the filter columns in memory"
+        with pytest.raises(sparsesql.CheckError, match=r"ORDER BY: ln of zero or a negative number for document 'b\d{3}'"):
+            db.query("SELECT id FROM boost_papers SEARCH SPARSE('retrieval') ORDER BY ln(cites - 1000) LIMIT 5")
+        db.query("SELECT id FROM boost_papers SEARCH SPARSE('retrieval') ORDER BY score * 2 LIMIT 5")
+        assert next(s.detail for s in db.last_stages if s.stage == "boost") == "no field to read"

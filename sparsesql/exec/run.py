@@ -30,7 +30,7 @@ from sparsesql.lang import cursor_token
 from sparsesql.lang.cursor_token import Cursor
 from sparsesql.plan import stages as st
 from sparsesql.retrieval.diversify import coverage_select, mmr_select, relevance_scale, similarity
-from sparsesql.retrieval.boost import rerank
+from sparsesql.retrieval.boost import column_values, rerank
 from sparsesql.retrieval.fusion import fuse
 from sparsesql.retrieval.prf import feedback, flatness, selective_weight
 from sparsesql.retrieval.sparse import tier_stats_sql
@@ -417,15 +417,40 @@ class _Run:
         return out
 
     def boost(self, stage: st.Boost, record: StageRecord) -> None:
-        """The top of the ranking reordered by ORDER BY's expression, its fields read by id."""
+        """The top of the ranking reordered by ORDER BY's expression: its fields from the filter
+        columns in memory where they all are (a document's id read only for an error that names
+        it), else read by id in one statement."""
         ranked = self.slots[f"ranked:{stage.source}"][: stage.depth]
-        rows = self.execute(record, stage.statement, {"ids": [d for d, _ in ranked]}) if ranked else []
-        by_doc = {r[0]: r[1:] for r in rows}
-        ranked = [x for x in ranked if x[0] in by_doc]
-        columns = {name: [by_doc[d][i + 1] for d, _ in ranked] for i, name in enumerate(stage.boost.fields)}
-        self.slots[f"ranked:{stage.out}"] = rerank(ranked, columns, stage.boost, {d: v[0] for d, v in by_doc.items()},
-                                                   datetime.now(UTC))
+        docs = np.array([d for d, _ in ranked], dtype=np.int64)
+        columns, why = self._boost_columns(stage, docs)
+        if columns is None:
+            rows = self.execute(record, stage.statement, {"ids": docs.tolist()}) if ranked else []
+            by_doc = {r[0]: r[1:] for r in rows}
+            ranked = [x for x in ranked if x[0] in by_doc]
+            columns = {name: column_values([by_doc[d][i + 1] for d, _ in ranked]) for i, name in enumerate(stage.boost.fields)}
+            names = {d: v[0] for d, v in by_doc.items()}
+            name_of, record.detail = names.__getitem__, f"fields read by id in SQL: {why}"
+        else:
+            name_of, record.detail = lambda d: self._doc_id(stage.collection, d), why
+        self.slots[f"ranked:{stage.out}"] = rerank(ranked, columns, stage.boost, name_of, datetime.now(UTC))
         record.rows = len(ranked)
+
+    def _boost_columns(self, stage: st.Boost, docs: np.ndarray) -> tuple[dict | None, str]:
+        """The boost's fields for `docs` from the filter columns, and how; None and why not."""
+        if not stage.boost.fields:
+            return {}, "no field to read"
+        if self.tiers is None:
+            return None, "no memory tier on this connection"
+        try:
+            with self.tiers.lock:
+                data = self.tiers.filters.get(self.conn, stage.collection).data
+                return {f: data.numbers(f, docs) for f in stage.boost.fields}, "fields from the filter columns in memory"
+        except (NotInMemory, TierRefused) as exc:
+            return None, self._refused_by(exc) if isinstance(exc, TierRefused) else str(exc)
+
+    def _doc_id(self, info: CollectionInfo, doc: int) -> str:
+        row = self.conn.execute(sql.SQL("SELECT id FROM {} WHERE doc_id = %s").format(info.table("docs")), (doc,)).fetchone()
+        return row[0] if row else str(doc)
 
     def rerank(self, stage: st.Rerank, record: StageRecord) -> None:
         """The top candidates in the cross-encoder's order: (query, text) pairs scored in batches,

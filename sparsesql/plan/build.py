@@ -294,7 +294,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
         plan.stages.append(_diversify(q, plan, source, where, bound))
         source = "chosen"
     if q.boost:
-        plan.stages.append(st.Boost(source, q.boost, rows_by_ids_sql(info, ("id", *q.boost.fields)), q.boost.depth))
+        plan.stages.append(st.Boost(source, q.boost, rows_by_ids_sql(info, ("id", *q.boost.fields)), q.boost.depth, info))
         source = "boosted"
     if q.rerank:
         plan.stages.append(st.Rerank(source, q.rerank, rows_by_ids_sql(info, (q.rerank.field,))))

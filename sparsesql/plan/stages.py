@@ -190,13 +190,15 @@ class Diversify:
 
 @dataclass
 class Boost:
-    """ORDER BY over the top `depth` of list `source`: their fields fetched by id (`statement`,
-    binds %(ids)s), the expression computed in Python; fills list `out`."""
+    """ORDER BY over the top `depth` of list `source`: their fields from the memory tier's filter
+    columns, else fetched by id (`statement`, binds %(ids)s); the expression computed in Python;
+    fills list `out`."""
 
     source: str
     boost: CheckedBoost
     statement: sql.Composed
     depth: int
+    collection: CollectionInfo
     out: str = "boosted"
     name: str = "boost"
 

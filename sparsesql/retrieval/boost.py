@@ -17,6 +17,7 @@ a date's distance in days. A NULL field decays to NULL.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import numpy as np
 
@@ -28,23 +29,24 @@ Values = tuple[np.ndarray, np.ndarray]  # (values as float64, where NULL)
 _EPOCH = dt.date(1970, 1, 1)
 
 
-def rerank(ranked: list[tuple[int, float]], columns: dict[str, list], boost: CheckedBoost, ids: dict[int, str],
+def rerank(ranked: list[tuple[int, float]], columns: dict[str, Values], boost: CheckedBoost, name_of: Callable[[int], str],
            now: dt.datetime) -> list[tuple[int, float | None]]:
     """The candidates by their boosted value, highest first, NULL last, ties by doc id; `columns`
-    holds each field's values in the candidates' order, `ids` their document ids for errors."""
+    holds each field's values in the candidates' order (`column_values` makes them of Python
+    values; a date as days since 1970), `name_of` a document's id, for errors."""
     if not ranked:
         return []
     docs = np.array([d for d, _ in ranked], dtype=np.int64)
     score = np.array([s if s is not None else np.nan for _, s in ranked], dtype=np.float64)
-    arrays = {"score": (score, np.isnan(score))}
-    arrays.update({name: _column(values) for name, values in columns.items()})
-    values, null = _eval(boost.expr, arrays, len(docs), now, docs, ids)
+    arrays = {"score": (score, np.isnan(score)), **columns}
+    values, null = _eval(boost.expr, arrays, len(docs), now, docs, name_of)
     values = np.where(null, 0.0, values)
     order = np.lexsort((docs, -values, null))
     return [(int(docs[i]), None if null[i] else float(values[i])) for i in order]
 
 
-def _column(values: list) -> Values:
+def column_values(values: list) -> Values:
+    """A field's values (Python's: numbers, dates, None) as rerank takes them."""
     null = np.array([v is None for v in values], dtype=bool)
     return np.array([0.0 if v is None else _days(v) if isinstance(v, (dt.date, dt.datetime)) else float(v) for v in values]), null
 
@@ -58,7 +60,7 @@ def _days(value: dt.date | dt.datetime) -> float:
     return float((value - _EPOCH).days)
 
 
-def _eval(node: ast.Expr, arrays: dict[str, Values], n: int, now: dt.datetime, docs: np.ndarray, ids: dict[int, str]) -> Values:
+def _eval(node: ast.Expr, arrays: dict[str, Values], n: int, now: dt.datetime, docs: np.ndarray, name_of: Callable[[int], str]) -> Values:
     none = np.zeros(n, dtype=bool)
     if isinstance(node, ast.Literal):
         value = _days(node.value) if isinstance(node.value, (dt.date, dt.datetime)) else float(node.value)
@@ -66,20 +68,20 @@ def _eval(node: ast.Expr, arrays: dict[str, Values], n: int, now: dt.datetime, d
     if isinstance(node, ast.Column):
         return arrays[node.name]
     if isinstance(node, ast.Negate):
-        v, null = _eval(node.item, arrays, n, now, docs, ids)
+        v, null = _eval(node.item, arrays, n, now, docs, name_of)
         return -v, null
     if isinstance(node, ast.Arith):
-        (a, an), (b, bn) = _eval(node.left, arrays, n, now, docs, ids), _eval(node.right, arrays, n, now, docs, ids)
+        (a, an), (b, bn) = _eval(node.left, arrays, n, now, docs, name_of), _eval(node.right, arrays, n, now, docs, name_of)
         null = an | bn
         with np.errstate(all="ignore"):
             if node.op == "/":
-                _refuse(null, b == 0, "division by zero", node, docs, ids)
+                _refuse(null, b == 0, "division by zero", node, docs, name_of)
             out = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power}[node.op](a, np.where(null, 1.0, b))
-        _refuse(null, ~np.isfinite(out), f"{node.op} gives a result past double precision (or an imaginary one)", node, docs, ids)
+        _refuse(null, ~np.isfinite(out), f"{node.op} gives a result past double precision (or an imaginary one)", node, docs, name_of)
         return out, null
     if node.name == "now":
         return np.full(n, _days(now)), none
-    args = [_eval(a, arrays, n, now, docs, ids) for a in node.args]
+    args = [_eval(a, arrays, n, now, docs, name_of) for a in node.args]
     if node.name in ("least", "greatest", "coalesce"):
         return _choose(node.name, args, n)
     if node.name.endswith("_decay"):
@@ -89,16 +91,16 @@ def _eval(node: ast.Expr, arrays: dict[str, Values], n: int, now: dt.datetime, d
         null = null | other
     with np.errstate(all="ignore"):
         if node.name in ("ln", "log"):
-            _refuse(null, x <= 0, f"{node.name} of zero or a negative number", node, docs, ids)
+            _refuse(null, x <= 0, f"{node.name} of zero or a negative number", node, docs, name_of)
             out = np.log(x) if node.name == "ln" else np.log10(x)
         elif node.name == "sqrt":
-            _refuse(null, x < 0, "sqrt of a negative number", node, docs, ids)
+            _refuse(null, x < 0, "sqrt of a negative number", node, docs, name_of)
             out = np.sqrt(x)
         elif node.name == "power":
             out = np.power(x, rest[0][0])
         else:
             out = {"exp": np.exp, "abs": np.abs}[node.name](x)
-    _refuse(null, ~np.isfinite(out), f"{node.name} gives a result past double precision (or an imaginary one)", node, docs, ids)
+    _refuse(null, ~np.isfinite(out), f"{node.name} gives a result past double precision (or an imaginary one)", node, docs, name_of)
     return out, null
 
 
@@ -129,8 +131,8 @@ def _decay(name: str, args: list[Values], n: int) -> Values:
     return out, null | origin_null
 
 
-def _refuse(null: np.ndarray, bad: np.ndarray, what: str, node: ast.Expr, docs: np.ndarray, ids: dict[int, str]) -> None:
+def _refuse(null: np.ndarray, bad: np.ndarray, what: str, node: ast.Expr, docs: np.ndarray, name_of: Callable[[int], str]) -> None:
     hit = np.flatnonzero(bad & ~null)
     if len(hit):
-        doc = ids.get(int(docs[hit[0]]), int(docs[hit[0]]))
+        doc = name_of(int(docs[hit[0]]))
         raise CheckError(f"ORDER BY: {what} for document {doc!r}", line=node.pos.line, column=node.pos.column)

@@ -74,6 +74,20 @@ class FilterColumns:
         """The sorted doc ids of live documents for which `where` is true; raises NotInMemory."""
         return np.flatnonzero(self.kept(where, params))
 
+    def numbers(self, name: str, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A number or date column's values for `docs` as float64 (a date as days since 1970) and
+        where they are NULL: what an ORDER BY boost computes with. Raises NotInMemory for any
+        other column (a timestamp's fraction of a day is computed in SQL's way there)."""
+        if name not in self.columns:
+            raise NotInMemory(self.skipped.get(name, f"{name!r} is not a filter column"))
+        col = self.columns[name]
+        if col.has_nan or col.kind not in ("number", "date") or col.values.dtype == np.dtype("datetime64[us]"):
+            raise NotInMemory(f"{name!r} is read in SQL for a boost")
+        values = col.values[docs]
+        if col.kind == "date":
+            values = values.astype(np.int64)
+        return values.astype(np.float64), col.null[docs]
+
     def kept(self, where: ast.Predicate | None, params: dict) -> np.ndarray:
         """A flag per doc id (as long as `alive`): live and, with a `where`, true for it."""
         if where is None:
