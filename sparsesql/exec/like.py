@@ -38,14 +38,13 @@ def resolve(snap: Snapshot, q: CheckedSelect, text: str) -> CheckedSelect:
     if q.search is None or not any(isinstance(s.query, Liked) for s in q.search.signals):
         return q
     info = q.collection
+    found, vectors = _examples(snap, info, q.search.signals)
     signals, exclude, likes = [], set(q.exclude), []
     for signal in q.search.signals:
         like = signal.query
         if not isinstance(like, Liked):
             signals.append(signal)
             continue
-        found = dict(snap.execute(sql.SQL("SELECT d.id, d.doc_id FROM {} AS d WHERE d.id = ANY(%s)").format(info.table("docs")),
-                                  ([*like.ids, *like.unlike],)).fetchall())
         missing = next((i for i in (*like.ids, *like.unlike) if i not in found), None)
         if missing is not None:
             pos = like.positions[missing]
@@ -56,7 +55,7 @@ def resolve(snap: Snapshot, q: CheckedSelect, text: str) -> CheckedSelect:
         liked, unliked = [found[i] for i in like.ids], [found[i] for i in like.unlike]
         examples = f"LIKE {', '.join(like.ids)}" + (f" UNLIKE {', '.join(like.unlike)}" if like.unlike else "")
         if isinstance(signal, DenseSignal):
-            signals.append(replace(signal, query=_vector(snap, info, liked, unliked, like, text)))
+            signals.append(replace(signal, query=_vector(vectors, liked, unliked, like, text)))
             how = "the stored vector" if len(liked) == 1 and not unliked else "2 x the liked unit vectors' mean - the unliked ones'" if unliked else "the liked unit vectors' mean"
             likes.append(f"DENSE {examples}: searches with {how}")
         else:
@@ -68,9 +67,21 @@ def resolve(snap: Snapshot, q: CheckedSelect, text: str) -> CheckedSelect:
     return replace(q, search=search, limit=q.limit + more, exclude=frozenset(exclude), likes=tuple(likes))
 
 
-def _vector(snap: Snapshot, info: CollectionInfo, liked: list[int], unliked: list[int], like: Liked, text: str) -> np.ndarray:
-    rows = dict(snap.execute(sql.SQL("SELECT e.doc_id, e.embedding::float4[] FROM {} AS e WHERE e.doc_id = ANY(%s)").format(info.table("dense")),
-                             (liked + unliked,)).fetchall())
+def _examples(snap: Snapshot, info: CollectionInfo, signals: tuple) -> tuple[dict[str, int], dict[int, list[float]]]:
+    """Every example's doc id by its id, and (when a DENSE signal takes LIKE) its stored vector,
+    in one statement for all the search's LIKE queries."""
+    likes = [s.query for s in signals if isinstance(s.query, Liked)]
+    ids = list(dict.fromkeys(i for like in likes for i in (*like.ids, *like.unlike)))
+    if any(isinstance(s, DenseSignal) and isinstance(s.query, Liked) for s in signals):
+        statement = sql.SQL("SELECT d.id, d.doc_id, e.embedding::float4[] FROM {} AS d LEFT JOIN {} AS e ON e.doc_id = d.doc_id "
+                            "WHERE d.id = ANY(%s)").format(info.table("docs"), info.table("dense"))
+    else:
+        statement = sql.SQL("SELECT d.id, d.doc_id, NULL FROM {} AS d WHERE d.id = ANY(%s)").format(info.table("docs"))
+    rows = snap.execute(statement, (ids,)).fetchall()
+    return {i: d for i, d, _ in rows}, {d: v for _, d, v in rows if v is not None}
+
+
+def _vector(rows: dict[int, list[float]], liked: list[int], unliked: list[int], like: Liked, text: str) -> np.ndarray:
     units = {d: np.asarray(v, dtype=np.float64) / (np.linalg.norm(v) or 1.0) for d, v in rows.items()}
     lacking = next((d for d in liked + unliked if d not in units or not np.any(units[d])), None)
     if lacking is not None:
