@@ -30,12 +30,11 @@ import platform
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import psycopg
@@ -165,24 +164,42 @@ def _in_transaction(conn: psycopg.Connection, script: str) -> list[tuple]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+class Ground(NamedTuple):
+    """What a load run stands on: the benchmark database, the collection with its recipe table
+    and HNSW index, the role's password set for pgbench, and the queries."""
+
+    dsn: str
+    reference: sparsesql.Database  # the SQL path, memory tier off: exact answers
+    name: str
+    conn: psycopg.Connection
+    user: str
+    info: dict  # the DSN's parts
+    direct: dict  # pgbench's target straight to PostgreSQL
+    queries: list[dict]
+
+
+def load_arguments(description: str, argv: list[str] | None, *, seconds: int, out: str | None = None) -> argparse.Namespace:
+    """A load run's arguments; refuses to start without pgbench."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--vectors", default="calibrated", choices=list(synthetic.VECTOR_MODELS))
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=seconds)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--queries", type=int, default=64)
-    parser.add_argument("--out", default="load")
+    if out is not None:
+        parser.add_argument("--out", default=out)
     args = parser.parse_args(argv)
     if shutil.which("pgbench") is None:
         sys.exit("pgbench is not installed (Debian: apt-get install postgresql-client)")
     CACHE.mkdir(parents=True, exist_ok=True)
+    return args
 
+
+def prepare(args: argparse.Namespace) -> Ground:
     dsn = speed.speed_dsn()
     reference = sparsesql.connect(dsn, sparse_tier=False)
-    build = speed.build(reference, args.docs, args.vectors)
-    name = build["name"]
+    name = speed.build(reference, args.docs, args.vectors)["name"]
     conn = psycopg.connect(dsn, autocommit=True)
     from pgvector.psycopg import register_vector
 
@@ -193,9 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(psycopg.sql.Identifier(user), psycopg.sql.Literal(PASSWORD)))
     info = conninfo_to_dict(dsn)
     direct = {"host": info.get("host", "/tmp"), "port": info.get("port", 5432), "dbname": info["dbname"], "user": user, "password": PASSWORD}
-
     bands = synthetic.queries_by_band(args.docs, args.queries, model=args.vectors)
     queries = [q for qs in bands.values() for q in qs][: args.queries]
+    return Ground(dsn, reference, name, conn, user, info, direct, queries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = load_arguments(__doc__.splitlines()[0], argv, seconds=15, out="load")
+    dsn, reference, name, conn, user, info, direct, queries = prepare(args)
     recipe_sql = _RECIPE_QUERY.replace("{tsquery}", TSQUERY["all"]).replace("anchor_docs", f"{name}_recipe")
     sides: dict[str, list[str]] = {"hybrid": [], "recipe": [], "dense": [], "hnsw": [], "sparse": []}
     for q in queries:

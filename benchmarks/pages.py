@@ -67,12 +67,15 @@ def interleaved_p50(db: sparsesql.Database, runs: dict, queries: list[dict]) -> 
     return {label: statistics.median(values) for label, values in ms.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def speed_run(description: str, out: str) -> tuple[argparse.Namespace, str, sparsesql.Database, str, list[dict]]:
+    """A one-query-at-a-time benchmark's start on benchmarks/speed.py's collection: its arguments,
+    the command as run, a connection (memory tiers on), the collection's name and the queries
+    (text `q`, vector `v`)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--vectors", default="calibrated", choices=list(synthetic.VECTOR_MODELS))
     parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pages")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / out)
     args = parser.parse_args()
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     db = sparsesql.connect(speed_dsn())
@@ -80,6 +83,11 @@ def main() -> None:
     if not any(c.name == name for c in db.collections()):
         sys.exit(f"collection {name} is not built: run .venv/bin/python benchmarks/speed.py --docs {args.docs} --vectors {args.vectors} first")
     queries = [{"q": q["text"], "v": q["vector"].tolist()} for q in synthetic.queries(args.docs, args.queries, model=args.vectors)]
+    return args, command, db, name, queries
+
+
+def main() -> None:
+    args, command, db, name, queries = speed_run(__doc__, "pages")
     base = f"FROM {name} SEARCH {SEARCH}"
     for q in queries:  # each query's page-1 cursor, read before anything is timed
         q["cursor"] = db.query(f"SELECT id, cursor {base} LIMIT 10", q=q["q"], v=q["v"])[-1].cursor

@@ -17,25 +17,18 @@ Writes benchmarks/results/pages_load.{md,json}.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import sparsesql  # noqa: E402
-from benchmarks import speed, synthetic  # noqa: E402
 from benchmarks.anchors import TSQUERY, _RECIPE_QUERY  # noqa: E402
-from benchmarks.load import CACHE, PASSWORD, RESULTS, Serve, literal, pgbench, scripts, vector_text  # noqa: E402
+from benchmarks.load import CACHE, RESULTS, Serve, literal, load_arguments, pgbench, prepare, scripts, vector_text  # noqa: E402
 
 K, FACET_DEPTH = 10, 200
 
@@ -64,29 +57,8 @@ def statements(name: str, queries: list[dict]) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--vectors", default="calibrated", choices=list(synthetic.VECTOR_MODELS))
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--queries", type=int, default=64)
-    args = parser.parse_args(argv)
-    if shutil.which("pgbench") is None:
-        sys.exit("pgbench is not installed (Debian: apt-get install postgresql-client)")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    dsn = speed.speed_dsn()
-    with sparsesql.connect(dsn, sparse_tier=False) as reference:
-        name = speed.build(reference, args.docs, args.vectors)["name"]
-    conn = psycopg.connect(dsn, autocommit=True)
-    speed.hnsw(conn, name)
-    speed.recipe(conn, args.docs, args.vectors)
-    user = conn.info.user
-    conn.execute(psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(psycopg.sql.Identifier(user), psycopg.sql.Literal(PASSWORD)))
-    info = conninfo_to_dict(dsn)
-    direct = {"host": info.get("host", "/tmp"), "port": info.get("port", 5432), "dbname": info["dbname"], "user": user, "password": PASSWORD}
-    bands = synthetic.queries_by_band(args.docs, args.queries, model=args.vectors)
-    queries = [q for qs in bands.values() for q in qs][: args.queries]
+    args = load_arguments(__doc__.splitlines()[0], argv, seconds=10)
+    dsn, _, name, _, user, info, direct, queries = prepare(args)
     files = {kind: [str(p) for p in scripts(CACHE / "page_scripts", kind.replace(" ", "_"), s)] for kind, s in statements(name, queries).items()}
     cells = []
     server = Serve(dsn, args.workers)

@@ -18,10 +18,8 @@ Writes benchmarks/results/reach.{md,json}.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,26 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmarks import report, synthetic  # noqa: E402
-from benchmarks.pages import interleaved_p50  # noqa: E402
-from benchmarks.speed import collection_name, speed_dsn  # noqa: E402
+from benchmarks import report  # noqa: E402
+from benchmarks.pages import interleaved_p50, speed_run  # noqa: E402
 
-import sparsesql  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", type=int, default=100_000)
-    parser.add_argument("--vectors", default="calibrated", choices=list(synthetic.VECTOR_MODELS))
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "reach")
-    args = parser.parse_args()
-    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
-    db = sparsesql.connect(speed_dsn())
-    name = collection_name(args.docs, args.vectors)
-    if not any(c.name == name for c in db.collections()):
-        sys.exit(f"collection {name} is not built: run .venv/bin/python benchmarks/speed.py --docs {args.docs} --vectors {args.vectors} first")
-    queries = [{"q": q["text"], "v": q["vector"].tolist()} for q in synthetic.queries(args.docs, args.queries, model=args.vectors)]
+    args, command, db, name, queries = speed_run(__doc__, "reach")
     hybrid = f"FROM {name} SEARCH HYBRID(SPARSE(:q), DENSE(:v))"
     for q in queries:  # an example document per query: its bare HYBRID's top hit, found before anything is timed
         q["like"] = db.query(f"SELECT id {hybrid} LIMIT 1", q=q["q"], v=q["v"])[0].id

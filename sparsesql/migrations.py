@@ -99,12 +99,12 @@ def _drop(operations: Operations, op: DropCollectionOp) -> None:
 class BuildGraphOp(MigrateOperation):
     """Build a collection's kNN graph (as BUILD GRAPH ON name WITH (k => k)); reversed by drop_graph."""
 
-    def __init__(self, name: str, k: int = graph.DEFAULT_K) -> None:
+    def __init__(self, name: str, k: int = graph.DEFAULT_GRAPH_K) -> None:
         self.name = name
         self.k = k
 
     @classmethod
-    def build_graph(cls, operations: Operations, name: str, k: int = graph.DEFAULT_K):
+    def build_graph(cls, operations: Operations, name: str, k: int = graph.DEFAULT_GRAPH_K):
         return operations.invoke(cls(name, k))
 
     def reverse(self) -> "DropGraphOp":

@@ -38,7 +38,7 @@ from sparsesql.tier.cache import Tiers
 from sparsesql.tier.changes import TierAhead, TierRefused
 from sparsesql.tier.dense import brute_max
 from sparsesql.tier.filters import NotInMemory
-from sparsesql.tier.groups import facet_rows
+from sparsesql.tier.groups import facet_hits, facet_rows
 from sparsesql.tier.index import QueryTerm, Scoring
 
 Tracer = Callable[[str, dict], None] | None
@@ -517,16 +517,8 @@ class _Run:
         with self.tiers.lock:
             loaded = self.tiers.filters.get(self.conn, info)
             data = loaded.data
-            if ids is not None:
-                kept, how = np.unique(np.asarray(ids, dtype=np.int64)), f"the top {len(ids)} of the ranking"
-            else:
-                flags = data.kept(hits.allowed.where if hits.allowed else None, hits.allowed.params if hits.allowed else {})
-                how = "every document the filter keeps" if hits.allowed is not None else "every document"
-                if matches is not None:
-                    n = min(len(flags), len(matches))  # a doc id past either array is in neither
-                    flags = flags[:n] & matches[:n]
-                    how = f"every match from the postings in memory{', filtered' if hits.allowed else ''}"
-                kept = np.flatnonzero(flags)
+            where, values = (hits.allowed.where, hits.allowed.params) if hits.allowed else (None, {})
+            kept, how = facet_hits(data, ids, where, values, matches)
             rows = facet_rows(data, kept, hits.facets, types, codepoint_text=codepoint,
                               limit=stage.params["facet_limit"], offset=stage.params["facet_offset"])
         return rows, f"grouped in memory: {how} ({len(kept)} hits), {data.memory_bytes() / 2**20:.1f} MB of filter columns"

@@ -23,7 +23,6 @@ from sparsesql.graph import approx, store
 from sparsesql.lang.check_ddl import DEFAULT_GRAPH_K, MAX_GRAPH_K
 from sparsesql.tier.dense_cache import every_vector
 
-DEFAULT_K, MAX_K = DEFAULT_GRAPH_K, MAX_GRAPH_K
 BLOCK = 2048
 
 
@@ -109,12 +108,12 @@ def _write_arrays(conn: psycopg.Connection, info: CollectionInfo, src: np.ndarra
 
 
 def check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
-        raise CheckError(f"graph k => {k!r} must be a whole number from 1 to {MAX_K}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_GRAPH_K:
+        raise CheckError(f"graph k => {k!r} must be a whole number from 1 to {MAX_GRAPH_K}")
     return k
 
 
-def build(conn: psycopg.Connection, info: CollectionInfo, k: int = DEFAULT_K, *, block: int = BLOCK, progress: bool = False) -> int:
+def build(conn: psycopg.Connection, info: CollectionInfo, k: int = DEFAULT_GRAPH_K, *, block: int = BLOCK, progress: bool = False) -> int:
     """(Re)build the graph in one transaction: readers see the old graph until it commits, then
     the new one, never half of either. Returns the number of edges."""
     from tqdm import tqdm

@@ -134,11 +134,16 @@ def unknown_field(name: str, info: CollectionInfo) -> str:
     return f"unknown field {name!r} in collection {info.name!r} (fields: {known})"
 
 
-def named_collection(c: Checker, node: ast.Name, catalog: Catalog) -> CollectionInfo:
+def valid_name(c: Checker, node: ast.Name) -> str:
+    """A collection's name as written, checked (refused at its position)."""
     try:
-        name = check_name(node.name)
+        return check_name(node.name)
     except CheckError as exc:
         raise c.error(exc.message, node.pos) from None
+
+
+def named_collection(c: Checker, node: ast.Name, catalog: Catalog) -> CollectionInfo:
+    name = valid_name(c, node)
     info = catalog(name)
     if info is None:
         raise c.error(f"collection {node.name!r} does not exist", node.pos)

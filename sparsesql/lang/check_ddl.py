@@ -6,10 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sparsesql.db.catalog import check_name
 from sparsesql.errors import CheckError
 from sparsesql.lang import ast
-from sparsesql.lang.check_core import Catalog, Checker
+from sparsesql.lang.check_core import Catalog, Checker, valid_name
 from sparsesql.sizes import parse_bytes
 
 
@@ -109,10 +108,7 @@ def set_option(c: Checker, statement: ast.SetOption) -> CheckedSet:
 
 
 def graph_statement(c: Checker, statement: ast.BuildGraph | ast.ShowGraph, catalog: Catalog) -> CheckedBuildGraph | CheckedShowGraph:
-    try:
-        name = check_name(statement.name.name)
-    except CheckError as exc:
-        raise c.error(exc.message, statement.name.pos) from None
+    name = valid_name(c, statement.name)
     info = catalog(name)
     if info is None:
         raise c.error(f"collection {statement.name.name!r} does not exist", statement.name.pos)
@@ -128,10 +124,7 @@ def graph_statement(c: Checker, statement: ast.BuildGraph | ast.ShowGraph, catal
 def check_create(c: Checker, statement: ast.CreateCollection) -> CheckedCreate:
     from sparsesql.db.schema import make_fields, make_settings, placement
 
-    try:
-        name = check_name(statement.name.name)
-    except CheckError as exc:
-        raise c.error(exc.message, statement.name.pos) from None
+    name = valid_name(c, statement.name)
     for f in statement.fields:
         try:
             make_fields([(f.name, f.type_name)])
@@ -153,8 +146,5 @@ def check_create(c: Checker, statement: ast.CreateCollection) -> CheckedCreate:
 
 
 def check_drop(c: Checker, statement: ast.DropCollection) -> CheckedDrop:
-    try:
-        name = check_name(statement.name.name)
-    except CheckError as exc:
-        raise c.error(exc.message, statement.name.pos) from None
+    name = valid_name(c, statement.name)
     return CheckedDrop(name, statement.if_exists)

@@ -18,10 +18,27 @@ from decimal import Decimal
 
 import numpy as np
 
+from sparsesql.lang import ast
 from sparsesql.lang.check_facets import CheckedFacets
 from sparsesql.tier.filters import Column, FilterColumns, NotInMemory
 
 _INT64_SAFE = 2**62
+
+
+def facet_hits(data: FilterColumns, ids: list[int] | None, where: ast.Predicate | None, params: dict,
+               matches: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """The sorted doc ids a facet counts, and how they were found: a ranking's top (`ids`), else
+    the live documents `where` keeps (every one without it), and of those, with `matches` (a
+    flag per doc id from the postings), the ones that match. Raises NotInMemory."""
+    if ids is not None:
+        return np.unique(np.asarray(ids, dtype=np.int64)), f"the top {len(ids)} of the ranking"
+    flags = data.kept(where, params)
+    how = "every document the filter keeps" if where is not None else "every document"
+    if matches is not None:
+        n = min(len(flags), len(matches))  # a doc id past either array is in neither
+        flags = flags[:n] & matches[:n]
+        how = f"every match from the postings in memory{', filtered' if where is not None else ''}"
+    return np.flatnonzero(flags), how
 
 
 def facet_rows(data: FilterColumns, ids: np.ndarray, facets: CheckedFacets, types: dict[str, str], *,
