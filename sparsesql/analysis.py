@@ -30,7 +30,7 @@ STOPWORDS_EN: frozenset[str] = frozenset(
     """.split()
 )
 
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+TOKEN = re.compile(r"(?u)\b\w\w+\b")  # a token: a run of two or more word characters
 
 # Words seen so far -> stem. Stemming dominates analysis time and vocabularies are Zipfian, so
 # the cache hit rate is high; it is dropped wholesale if it grows past this many entries.
@@ -69,5 +69,15 @@ def stems(words: list[str]) -> list[str]:
 
 def analyze(text: str) -> list[str]:
     """Return the terms of `text` in order, repeats kept (they are term frequencies)."""
-    words = [w for w in _TOKEN.findall(text.lower()) if w not in STOPWORDS_EN]
+    words = [w for w in TOKEN.findall(text.lower()) if w not in STOPWORDS_EN]
     return _stems(words) if words else []
+
+
+def analyze_positions(text: str) -> list[tuple[str, int]]:
+    """The terms of `text` with their positions: every token counts a position, stopwords too
+    (a phrase's stopwords keep their gap, as Lucene's StopFilter keeps position increments), so
+    "war of the worlds" asks for "world" three positions after "war". Ingest stores the same
+    positions (sparsesql.batch_analysis.count_terms)."""
+    tokens = TOKEN.findall(text.lower())
+    kept = [(w, i) for i, w in enumerate(tokens) if w not in STOPWORDS_EN]
+    return list(zip(_stems([w for w, _ in kept]), (i for _, i in kept))) if kept else []

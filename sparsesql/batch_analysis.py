@@ -12,6 +12,9 @@ array gathers, and only a word not seen before becomes a str, is checked against
 and stemmed. Every token is compared code point by code point with the word its hash found, so a
 hash collision is never a wrong term: a batch that holds one is analysed token by token instead.
 
+Each text's tokens are also kept in order (stopwords as STOPWORD, a NUL between two of a
+document's text fields as FIELD_BREAK): the stream a document's positions are stored from.
+
 Term numbers are this process's own (`Counted.space` names the numbering); a writer that keeps
 its own map from them to the database's term ids can look a batch's terms up with one gather.
 """
@@ -22,12 +25,11 @@ import os
 import re
 import threading
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from sparsesql.analysis import STOPWORDS_EN, analyze, stem_words
+from sparsesql.analysis import STOPWORDS_EN, TOKEN, stem_words
 
 
 @dataclass
@@ -42,8 +44,12 @@ class Counted:
     tf: np.ndarray  # int64, each pair's frequency
     per_text: np.ndarray  # int64, each text's number of pairs
     lengths: np.ndarray  # int64, each text's length: its tokens after stopwords, as BM25 counts them
+    stream: np.ndarray  # int32, each text's tokens in order, one text after another: a term as its position in `terms`,
+    #                     STOPWORD for a stopword, FIELD_BREAK where a NUL parts two fields (the document's positions)
+    stream_lengths: np.ndarray  # int64, each text's share of `stream`
 
 
+STOPWORD, FIELD_BREAK = -1, -2
 _WORD_LIMIT = 2_000_000  # words kept before the table starts over (about 60 bytes each)
 _HORNER_MAX = 64  # longer tokens (rare) are hashed as Python strs
 _P = np.uint64(0x100000001B3)  # FNV's 64-bit prime: odd, so the Horner steps never lose bits wholesale
@@ -233,19 +239,40 @@ def count_terms(texts: list[str]) -> Counted:
             words.store.values, words.start.values[entry], points, starts, lengths)
         if exact:
             term = words.term.values[entry]
+            field = np.cumsum(np.r_[0, points == 0])  # NULs before each code point: a token's field within its text
+            field = field[starts] - field[np.r_[0, np.cumsum([len(t) + 1 for t in lowered[:-1]], dtype=np.int64)][text]]
         else:  # two words with one hash: this batch token by token
-            analysed = [Counter(analyze(t)) for t in texts]
-            numbers = [words.number(list(c)) for c in analysed]
-            term = np.concatenate([np.repeat(n, list(c.values())) for n, c in zip(numbers, analysed)] or [np.zeros(0, np.int64)])
-            text = np.repeat(np.arange(len(texts)), [c.total() for c in analysed])
+            term, text, field = _tokens(lowered, words)
         counted = term >= 0
-        term, text = term[counted], text[counted]
         present = np.zeros(len(words.terms), dtype=bool)
-        present[term] = True
+        present[term[counted]] = True
         used = np.flatnonzero(present)
         terms = list(map(words.terms.__getitem__, used.tolist()))
         space = words.space
     position = np.cumsum(present) - 1  # a term number's position in `used`
+    stream, stream_lengths = _stream(np.where(counted, position[term], STOPWORD), text, field, len(texts))
+    term, text = term[counted], text[counted]
     pairs, tf = np.unique((text.astype(np.int64) << 32) | position[term], return_counts=True)
     return Counted(terms, used, space, (pairs & 0xFFFFFFFF).astype(np.int32), tf,
-                   np.bincount(pairs >> 32, minlength=len(texts)), np.bincount(text, minlength=len(texts)))
+                   np.bincount(pairs >> 32, minlength=len(texts)), np.bincount(text, minlength=len(texts)), stream, stream_lengths)
+
+
+def _tokens(lowered: list[str], words: _Words) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each token's term number (STOPWORD for a stopword), text and field, by the regex."""
+    found = [(w, i, t.count("\x00", 0, m.start())) for i, t in enumerate(lowered) for m in TOKEN.finditer(t) for w in (m.group(),)]
+    content = [w for w, _, _ in found if w not in STOPWORDS_EN]
+    numbers = iter(words.number(stem_words(content)).tolist() if content else [])
+    term = np.fromiter((STOPWORD if w in STOPWORDS_EN else next(numbers) for w, _, _ in found), dtype=np.int64, count=len(found))
+    return term, np.array([i for _, i, _ in found], dtype=np.int64), np.array([f for _, _, f in found], dtype=np.int64)
+
+
+def _stream(values: np.ndarray, text: np.ndarray, field: np.ndarray, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' token streams, flat: a token's place is its rank in its text plus its field's
+    number, so one FIELD_BREAK stands between two fields' tokens (more where a field has none)."""
+    rank = np.arange(len(text)) - np.searchsorted(text, text)
+    place = rank + field
+    lengths = np.zeros(n_texts, dtype=np.int64)
+    np.maximum.at(lengths, text, place + 1)
+    stream = np.full(int(lengths.sum()), FIELD_BREAK, dtype=np.int32)
+    stream[(np.cumsum(lengths) - lengths)[text] + place] = values
+    return stream, lengths

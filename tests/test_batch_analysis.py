@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sparsesql import batch_analysis
-from sparsesql.analysis import analyze
+from sparsesql.analysis import STOPWORDS_EN, TOKEN, analyze
 from sparsesql.batch_analysis import Counted, count_terms
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -23,6 +23,7 @@ ODD = [
     "", "the of and", "a I x", "Index indexing indexes INDEXED index", "naïve café x 42 a",
     "ΑΣ ΣΑΣ σς_x9 İstanbul ﬁne 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 x_y __ a1 ١٢٣ 東京タワー", "x" * 300 + " " + "y" * 65 + " " + "x" * 300,
     "tab\tnew\nline\r\nend-of-line", "don't won't it's", "\u00a0nbsp\u2003em space\u200bzero width",
+    "title of it\x00the body\x00\x00last field", "\x00leading break", "war of\x00",
 ]
 
 
@@ -34,10 +35,27 @@ def as_dicts(counted: Counted, n: int) -> list[dict[str, int]]:
     ]
 
 
+def streams(counted: Counted, n: int) -> list[list[str | int]]:
+    bounds = np.r_[0, np.cumsum(counted.stream_lengths)]
+    return [[counted.terms[v] if v >= 0 else int(v) for v in counted.stream[bounds[i]:bounds[i + 1]]] for i in range(n)]
+
+
+def stream_of(text: str) -> list[str | int]:
+    """A text's positions from the definition: each token's term (STOPWORD for a stopword) at
+    its rank in the text plus the number of NULs (field breaks) before it, FIELD_BREAK between."""
+    found = [(m.group(), text.lower().count("\x00", 0, m.start())) for m in TOKEN.finditer(text.lower())]
+    out: list[str | int] = []
+    for rank, (word, field) in enumerate(found):
+        out += [batch_analysis.FIELD_BREAK] * (rank + field - len(out))
+        out.append(batch_analysis.STOPWORD if word in STOPWORDS_EN else analyze(word)[0])
+    return out
+
+
 def assert_counts_analyze(texts: list[str]) -> Counted:
     counted = count_terms(texts)
     assert as_dicts(counted, len(texts)) == [dict(Counter(analyze(t))) for t in texts]
     assert counted.lengths.tolist() == [len(analyze(t)) for t in texts]
+    assert streams(counted, len(texts)) == [stream_of(t) for t in texts]
     assert len(set(counted.terms)) == len(counted.terms) == len(counted.keys)
     assert set(counted.terms) == {term for t in texts for term in analyze(t)}
     return counted

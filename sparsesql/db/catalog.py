@@ -38,7 +38,7 @@ FIELD_TYPES = {
 NUMERIC_TYPES = {"integer", "bigint", "real", "double precision", "numeric"}
 # Columns of every collection, and the names a document's vectors go by (Collection.add's
 # "vector" and "sparse", INSERT's embedding and sparse, the ORM's `embedding`).
-RESERVED = {"id", "metadata", "score", "doc_id", "doc_len", "content_hash", "terms", "vector", "embedding", "sparse"}
+RESERVED = {"id", "metadata", "score", "doc_id", "doc_len", "content_hash", "terms", "vector", "embedding", "sparse", "positions"}
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 DENSE_MODELS = {"minilm-l6": 384}
 
@@ -94,6 +94,7 @@ class Settings:
     b: float = 0.4
     text_fields: tuple[str, ...] = ()
     sparse_fields: tuple[SparseField, ...] = ()
+    positions: bool = False  # the docs table's `positions` (BM25 terms in text order, for phrases); older collections lack it
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ def creation_options(settings: Settings) -> dict:
     into a drop_collection, to make it reversible)."""
     data = settings_json(settings)
     fields = settings.sparse_fields
-    del data["sparse_fields"]
+    del data["sparse_fields"], data["positions"]
     if fields:
         data["sparse"] = [f.name for f in fields] if len(fields) > 1 else fields[0].name
         models = [f.model for f in fields if not f.bm25]

@@ -164,13 +164,16 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
         ).fetchall()
     )
     shards = info.shard_of(doc_ids) if info.buckets else None
-    postings = {}
+    postings, positions = {}, []
     for f in fields:
         found = weights[f.slot]
-        postings[f.slot] = found.postings(terms.ids(conn, info.field_table(f, "vocab"), found), doc_ids, shards)
+        ids = terms.ids(conn, info.field_table(f, "vocab"), found)
+        postings[f.slot] = found.postings(ids, doc_ids, shards)
+        if f.bm25 and info.settings.positions:
+            positions = found.positions(ids)
     unformed.add(postings, doc_ids)
     field_names = [f.name for f in info.fields]
-    arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))]
+    arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))] + ([sql.Identifier("positions")] if positions else [])
     placed = ["shard"] if shards else []
     columns = sql.SQL(", ").join(
         [*(sql.Identifier(c) for c in ["doc_id", *placed, "id", *field_names, "metadata", "doc_len", "content_hash"]), *arrays]
@@ -180,10 +183,10 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
     per_doc = [list(zip(*postings[f.slot].by_doc())) for f in fields]
     with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
         copy.set_types(["int8", *["int4"] * len(placed), "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text",
-                        *["int4[]", "float4[]"] * len(fields)])
+                        *["int4[]", "float4[]"] * len(fields), *(["int4[]"] if positions else [])])
         placement = [[s] for s in shards] if shards else [[]] * len(changed)  # the shard column's value, when there is one
         for i, (doc_id, doc, length) in enumerate(zip(doc_ids, changed, lengths)):
-            vectors = [a for field_arrays in per_doc for a in field_arrays[i]]
+            vectors = [a for field_arrays in per_doc for a in field_arrays[i]] + ([positions[i]] if positions else [])
             copy.write_row([doc_id, *placement[i], doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
     with conn.cursor().copy(sql.SQL("COPY {} (doc_id, {}embedding) FROM STDIN (FORMAT BINARY)").format(dense_t, sql.SQL("shard, " if shards else ""))) as copy:
         copy.set_types(["int8", *["int4"] * len(placed), "vector"])

@@ -11,10 +11,10 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from sparsesql.batch_analysis import count_terms
+from sparsesql.batch_analysis import STOPWORD, count_terms
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, SparseField
-from sparsesql.db.ingest_validate import Doc, document_text
+from sparsesql.db.ingest_validate import Doc, analysed_text, document_text
 from sparsesql.db.schema import BLOCK_POSTINGS
 
 
@@ -32,6 +32,8 @@ class Weights:
     lengths: np.ndarray  # int64, each document's length (BM25: its tokens after stopwords; learned: its terms)
     keys: np.ndarray | None = None  # int64, each term's number in the analyzer's numbering `space` (BM25 only)
     space: str | None = None
+    stream: np.ndarray | None = None  # int32, BM25 only: each document's tokens in order (batch_analysis.Counted.stream)
+    stream_lengths: np.ndarray | None = None  # int64, each document's share of `stream`
 
     @classmethod
     def of(cls, vectors: list[dict[str, float]], lengths: list[int]) -> "Weights":
@@ -53,8 +55,18 @@ class Weights:
         position = np.zeros(len(self.terms), dtype=np.int32)
         position[used] = np.arange(len(used), dtype=np.int32)
         weight = self.weight[np.repeat(chosen, self.per_doc)]
+        stream = lengths = None
+        if self.stream is not None:
+            kept = self.stream[np.repeat(chosen, self.stream_lengths)]
+            stream, lengths = np.where(kept >= 0, position[np.maximum(kept, 0)], kept).astype(np.int32), self.stream_lengths[keep]
         return Weights([self.terms[i] for i in used.tolist()], position[index], weight, self.per_doc[keep], self.lengths[keep],
-                        None if self.keys is None else self.keys[used], self.space)
+                        None if self.keys is None else self.keys[used], self.space, stream, lengths)
+
+    def positions(self, term_ids: np.ndarray) -> list[bytes]:
+        """Each document's positions (its stream with `term_ids`, each of `terms`' id; 0 for a
+        stopword, -1 between fields), as binary int4[] values for its row."""
+        ids = np.where(self.stream >= 0, term_ids[np.maximum(self.stream, 0)], np.where(self.stream == STOPWORD, 0, -1))
+        return copy_binary.runs_bytes(ids.astype(np.int32), self.stream_lengths, "int4")
 
     def postings(self, term_ids: np.ndarray, doc_ids: list[int], shards: list[int] | None) -> "BatchPostings":
         """The postings with `term_ids` (each of `terms`' id) and the documents' ids (ascending),
@@ -71,7 +83,7 @@ def analyse_texts(texts: list[str]) -> Weights:
     """BM25's term counts and token count of each text: top level, so a worker process can run it."""
     counted = count_terms(texts)
     return Weights(counted.terms, counted.index, counted.tf.astype(np.float32), counted.per_text, counted.lengths,
-                    counted.keys, counted.space)
+                    counted.keys, counted.space, counted.stream, counted.stream_lengths)
 
 
 Analyser = Callable[[list[str]], Weights]
@@ -82,7 +94,7 @@ def field_weights(info: CollectionInfo, field: SparseField, docs: list[Doc], ana
     token count for BM25 (by `analyse`: in this process, or a worker's); for a learned field the
     supplied vector, else the model's encoding (batched), and its number of terms."""
     if field.bm25:
-        return analyse([document_text(info, doc.values) for doc in docs])
+        return analyse([analysed_text(info, doc.values) for doc in docs])
     vectors = [doc.sparse.get(field.name) for doc in docs]
     missing = [i for i, v in enumerate(vectors) if v is None]
     if missing:

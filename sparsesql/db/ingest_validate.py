@@ -233,6 +233,13 @@ def validate(info: CollectionInfo, doc: object, position: int, *, where: str | N
     return Doc(ident, values, metadata, vector, sparse, digest.hexdigest(), where)
 
 
+def analysed_text(info: CollectionInfo, values: dict) -> str:
+    """The text BM25 analyses: the text fields parted by NUL (no word character, so the terms
+    are document_text's, and no text PostgreSQL stores holds one): where one field ends, the
+    document's positions mark a break that no phrase spans."""
+    return "\x00".join(values[name] for name in info.settings.text_fields if values.get(name))
+
+
 def document_text(info: CollectionInfo, values: dict) -> str:
     """The text that BM25 analyses and the dense model embeds: the text fields, space-joined."""
     return " ".join(values[name] for name in info.settings.text_fields if values.get(name))

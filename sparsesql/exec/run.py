@@ -144,9 +144,17 @@ class _Run:
         info = stage.collection
         refused = self._refusal(lambda: self.tiers.why_not(self.conn, info, stage.field))
         kept, source = (None, "") if refused or stage.allowed is None else self.allowed_ids(stage, record)
+        denied = None
+        if not refused and stage.syntax is not None:
+            ids = self._sql_ids(stage.syntax.statement, None, record)
+            if stage.syntax.keeps:
+                kept, source = (ids, "") if kept is None else (np.intersect1d(kept, ids), source + "; ")
+                source += f"the search syntax {stage.syntax.text}: ids from SQL"
+            else:
+                denied = ids
         if not refused:
             served = self._with_sparse_index(info, stage.field, stage.terms, record,
-                                             lambda *index: self._score_sparse(stage, *index, kept))
+                                             lambda *index: self._score_sparse(stage, *index, kept, denied))
             refused = served if isinstance(served, str) else None
         if refused:
             self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k, absent=stage.absent), record)
@@ -155,6 +163,8 @@ class _Run:
         (loaded, docs, scores, how), from_memory = served
         if kept is not None:
             how = {"filter keeps": f"{len(kept)} documents ({source})", **how}
+        if denied is not None:
+            how = {"the search syntax drops": f"{len(denied)} documents ({stage.syntax.text}: ids from SQL)", **how}
         self.ranked(stage, [(int(d), float(s)) for d, s in zip(docs, scores)], stage.params)
         record.rows = len(docs)
         record.detail = (
@@ -185,8 +195,9 @@ class _Run:
             return use(loaded, known, n_docs, sum_len), False
 
     def _score_sparse(self, stage: st.TierCandidates, loaded, known: list[tuple[str, int, int]], n_docs: int, sum_len: int,
-                      kept: np.ndarray | None) -> tuple:
-        """(index, docs, scores, how) of the stage's top k; under the tier's lock."""
+                      kept: np.ndarray | None, denied: np.ndarray | None) -> tuple:
+        """(index, docs, scores, how) of the stage's top k, among the `kept` doc ids (None: all)
+        less the `denied` ones; under the tier's lock."""
         info = stage.collection
         terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
         scoring = Scoring(stage.field.bm25, info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
@@ -194,6 +205,9 @@ class _Run:
         if kept is not None:
             mask = np.zeros(len(loaded.index.alive), dtype=bool)
             mask[kept[kept < len(mask)]] = True
+        if denied is not None:
+            mask = loaded.index.alive.copy() if mask is None else mask
+            mask[denied[denied < len(mask)]] = False
         docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask, after=stage.after)
         return loaded, docs, scores, how
 

@@ -9,8 +9,8 @@ from typing import Union
 import numpy as np
 
 from sparsesql.db.catalog import CollectionInfo, SparseField
-from sparsesql.errors import CheckError
-from sparsesql.lang import ast, check_like
+from sparsesql.errors import CheckError, position
+from sparsesql.lang import ast, check_like, search_syntax
 from sparsesql.lang.check_core import Checker, DEFAULTS_KEY, finite
 from sparsesql.lang.check_like import Liked
 from sparsesql.lang.check_page import MAX_LIMIT
@@ -33,6 +33,7 @@ class SparseSignal:
     field: SparseField
     label: str = "sparse"
     idf: bool = False
+    syntax: search_syntax.SyntaxFilter | None = None  # the search syntax's phrases and exclusions
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ SPARSE_MODES = ("full", "inference_free")
 
 def sparse_signal(c: Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal:
     like = isinstance(node.query, ast.MoreLike)
-    got = c.args(node.args, {"field", "mode", *(("terms", "include_liked") if like else ())}, "SPARSE")
+    got = c.args(node.args, {"field", "mode", *(("terms", "include_liked") if like else ("syntax",))}, "SPARSE")
     field = info.sparse_field()
     if "field" in got:
         name = c.value(got["field"].value)
@@ -194,7 +195,52 @@ def sparse_signal(c: Checker, node: ast.Sparse, info: CollectionInfo) -> SparseS
             f"{where} stores precomputed sparse vectors (no model reads text); bind SPARSE(:q) to a {{token: weight}} mapping",
             node.query.pos,
         )
-    return SparseSignal(c.valid_text(query, node.query.pos, "query text"), node.pos, field, label, mode == "inference_free")
+    query = c.valid_text(query, node.query.pos, "query text")
+    syntax = _syntax(c, got.get("syntax"), field)
+    if syntax == "plain":
+        return SparseSignal(query, node.pos, field, label, mode == "inference_free")
+    try:
+        text = search_syntax.parse(query)
+    except search_syntax.SyntaxProblem as exc:
+        raise c.error(f"{exc.message} (character {exc.offset + 1} of the search text)", _inside(c, node.query, exc.offset)) from None
+    found = search_syntax.analysed(text)
+    if found is not None and found.positional and not info.settings.positions:
+        unit = found.positional[0].unit
+        raise c.error(
+            f"collection {info.name!r} was made before sparsesql stored word positions, so it cannot match {search_syntax.shown(unit)}; "
+            "re-create it (CREATE COLLECTION) and add its documents again, or search with syntax => 'plain'",
+            _inside(c, node.query, unit.offset))
+    return SparseSignal(text.scored, node.pos, field, label, False, found)
+
+
+SYNTAXES = ("web", "plain")
+
+
+def _syntax(c: Checker, arg: ast.Arg | None, field: SparseField) -> str:
+    """`syntax => 'web'` (quotes, -, OR: the default for the BM25 field) or 'plain' (the text as
+    words only); a learned field's model reads the text as it is."""
+    if arg is None:
+        return "web" if field.bm25 else "plain"
+    value = c.value(arg.value)
+    if not isinstance(value, str) or value.lower() not in SYNTAXES:
+        raise c.error(f"syntax => expects one of {', '.join(SYNTAXES)}, got {value!r}", arg.value.pos)
+    if value.lower() == "web" and not field.bm25:
+        raise c.error(f"syntax => 'web' needs BM25's analyzer; {field.name!r} is a learned field, whose model reads the text as it is", arg.value.pos)
+    return value.lower()
+
+
+def _inside(c: Checker, node: ast.Literal | ast.Param, offset: int) -> ast.Pos:
+    """Where character `offset` of a string literal's value is in the query text (a doubled
+    quote is one character of the value); a parameter's own place when the text was bound."""
+    lines = c.text.split("\n")
+    start = sum(len(line) + 1 for line in lines[: node.pos.line - 1]) + node.pos.column - 1
+    if not isinstance(node, ast.Literal) or c.text[start:start + 1] != "'":
+        return node.pos
+    at, seen = start + 1, 0
+    while at < len(c.text) and seen < offset:
+        at += 2 if c.text[at:at + 2] == "''" else 1
+        seen += 1
+    return ast.Pos(*position(c.text, at))
 
 
 MAX_EF_SEARCH = 1000  # pgvector's own limit for hnsw.ef_search

@@ -23,13 +23,14 @@ from dataclasses import replace
 from psycopg import sql
 
 from sparsesql.analysis import analyze, stems
+from sparsesql.db.catalog import CollectionInfo
 from sparsesql.lang.check_search import DenseSignal, Fusion, Signal, SparseSignal
 from sparsesql.lang.check_select import CheckedSelect
 from sparsesql.plan import facets
 from sparsesql.plan import stages as st
 from sparsesql.plan.sql import filter_ids_sql, filtered_rows_sql, ranked_rows_sql, rows_by_ids_sql, where_sql
 from sparsesql.graph import store as graph
-from sparsesql.retrieval import dense, prf, sparse
+from sparsesql.retrieval import dense, phrase, prf, sparse
 
 
 def _labels(signals: tuple[Signal, ...]) -> list[str]:
@@ -50,8 +51,15 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
             return st.EncodeQuery(label, signal.query, info.settings.dense), statement, {**bound, prefix + "k": k}, settings
         return None, statement, {**bound, **dense.bind(dense.query_vector(info, signal.query), k, prefix)}, settings
     after = _after(q)
-    statement = sparse.candidates_sql(info, signal.field, where, prefix, idf=signal.idf, after=after is not None)
+    statement = sparse.candidates_sql(info, signal.field, _signal_where(info, signal, where), prefix, idf=signal.idf, after=after is not None)
     return None, statement, {**bound, **sparse.bind(signal.query, k, prefix, after)}, {}
+
+
+def _signal_where(info: CollectionInfo, signal: SparseSignal, where: sql.Composable) -> sql.Composable:
+    """The search's filter, and the signal's own phrases and exclusions (the search syntax)."""
+    if signal.syntax is None:
+        return where
+    return sql.SQL("({}) AND {}").format(where, phrase.predicate(info, signal.field, signal.syntax))
 
 
 def _after(q: CheckedSelect) -> tuple[float, int] | None:
@@ -69,6 +77,19 @@ def _from_memory(q: CheckedSelect, signal: Signal, tier: frozenset[str]) -> bool
 
 def _allowed(q: CheckedSelect, where: sql.Composable) -> st.Allowed | None:
     return None if q.where is None else st.Allowed(q.where, q.params, filter_ids_sql(q.collection, where))
+
+
+def _syntax_ids(info: CollectionInfo, signal: SparseSignal) -> st.SyntaxIds | None:
+    if signal.syntax is None:
+        return None
+    statement, keeps = phrase.ids_sql(info, signal.field, signal.syntax)
+    return st.SyntaxIds(statement, keeps, signal.syntax.describe())
+
+
+def _syntax_lines(q: CheckedSelect) -> tuple[str, ...]:
+    signals = q.search.signals if q.search else ()
+    return tuple(f"[{label}] {s.syntax.describe()}; its list holds only the documents that meet that, its words scored as a bag"
+                 for s, label in zip(signals, _labels(signals)) if isinstance(s, SparseSignal) and s.syntax is not None)
 
 
 def codes_k(k: int) -> int:
@@ -101,7 +122,7 @@ def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: d
         if _from_memory(q, signal, tier) and isinstance(signal, SparseSignal):
             plan.stages.append(
                 st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params, allowed=_allowed(q, where),
-                                  after=_after(q))
+                                  after=_after(q), syntax=_syntax_ids(q.collection, signal))
             )
         elif _from_memory(q, signal, tier):
             others = tuple(x for s, x in zip(signals, labels) if isinstance(s, SparseSignal))
@@ -118,7 +139,7 @@ def _feedback(q: CheckedSelect, signal: Signal, label: str, source: str, where: 
     prefix = f"{label}_"
     if isinstance(signal, SparseSignal) and fb.sparse is not None:
         params = {**bound, **prf.rm3_bind(signal.query, fb.sparse, k, prefix)}
-        statement = prf.rm3_sql(info, signal.field, where, prefix, idf=signal.idf)
+        statement = prf.rm3_sql(info, signal.field, _signal_where(info, signal, where), prefix, idf=signal.idf)
         terms = prf.rm3_terms_sql(info, signal.field, prefix, idf=signal.idf) if q.highlights and signal.field.kind == "bm25" else None
         return st.Feedback(
             f"{label}_prf", label, fb.sparse.text(), source, fb.depth, statement, params, k, prefix, selective=fb.sparse.selective, absent=0.0,
@@ -247,9 +268,9 @@ def _facets(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: dict,
         stage = st.Facets(facets.facet_sql(info, f, where), {**bound, **page}, f.columns, memory=memory, collection=info)
     elif len(signals) == 1 and isinstance(signals[0], SparseSignal) and q.prf is None and not q.exclude:
         terms = list(signals[0].query)
-        if memory is not None:
-            memory = st.FacetHits(f, memory.allowed, signals[0].field, tuple(terms))
-        matching = facets.matching_sql(info, signals[0].field, where)
+        if memory is not None:  # phrases and exclusions are matched in SQL only
+            memory = None if signals[0].syntax else st.FacetHits(f, memory.allowed, signals[0].field, tuple(terms))
+        matching = facets.matching_sql(info, signals[0].field, _signal_where(info, signals[0], where))
         stage = st.Facets(facets.facet_sql(info, f, matching), {**bound, **page, "facet_terms": terms}, f.columns, memory=memory, collection=info)
     else:
         source = _ranked(q, plan, where, bound, q.limit, tier)
@@ -270,7 +291,7 @@ def build_plan(q: CheckedSelect, *, tier: frozenset[str] = frozenset()) -> st.Pl
     plan = st.Plan(info.name, [], q.columns, q.with_score, q.defaults, info.extra.get("distributed"), offset=q.offset, size=q.page_size,
                    cursor=q.cursor, ordered_by_score=q.diversify is None and q.boost is None, highlighting=highlighting, hidden=q.hidden,
                    collapse=q.collapse, version=info.version, search_key=q.fingerprint, seek=q.seek,
-                   exclude=q.exclude, likes=q.likes)
+                   exclude=q.exclude, likes=q.likes, syntax=_syntax_lines(q))
     if q.facets is not None:
         return _facets(q, plan, where, bound, tier)
     if q.search is None:

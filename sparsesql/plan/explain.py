@@ -71,6 +71,8 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
         lines.append(f"   page: AFTER a cursor at row {plan.cursor.after.position}: the page starts past that row, wherever it now ranks")
     for like in plan.likes:
         lines.append(f"   like: {like}")
+    for asked in plan.syntax:
+        lines.append(f"   syntax: {asked}")
     if plan.exclude:
         lines.append(f"   leave out: the {len(plan.exclude)} documents LIKE and UNLIKE name (include_liked => true keeps them); "
                      "every list keeps as many more")

@@ -33,6 +33,16 @@ class Allowed:
 
 
 @dataclass
+class SyntaxIds:
+    """A sparse signal's phrases and exclusions reaching the memory tier as doc ids, from SQL
+    (retrieval/phrase.py): the ones it keeps (`keeps`), or the ones it drops."""
+
+    statement: sql.Composed
+    keeps: bool
+    text: str  # what the syntax asks, for EXPLAIN
+
+
+@dataclass
 class EncodeQuery:
     """Embed a text query with the collection's dense model (runs in Python, no SQL)."""
 
@@ -73,6 +83,7 @@ class TierCandidates:
     absent: float | None = 0.0
     allowed: Allowed | None = None  # the filter, or None: no filter
     after: tuple[float, int] | None = None  # only documents ranking after this (score, doc id)
+    syntax: SyntaxIds | None = None  # the search syntax's phrases and exclusions
     name: str = "candidates"
 
 
@@ -273,6 +284,7 @@ class Plan:
     ordered_by_score: bool = True  # False after DIVERSIFY: rows come in the order they were chosen
     seek: bool = False  # the ranking starts after the cursor's (score, doc id): the page is its first rows
     exclude: frozenset[int] = frozenset()  # doc ids no list or page holds (LIKE's examples)
+    syntax: tuple[str, ...] = ()  # what each sparse signal's search syntax asks (for EXPLAIN)
     likes: tuple[str, ...] = ()  # what each LIKE query searches with
     highlighting: Highlighting | None = None
     hidden: tuple[str, ...] = ()  # columns fetched for the highlights or the collapse only
