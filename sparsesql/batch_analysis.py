@@ -47,6 +47,8 @@ class Counted:
     stream: np.ndarray  # int32, each text's tokens in order, one text after another: a term as its position in `terms`,
     #                     STOPWORD for a stopword, FIELD_BREAK where a NUL parts two fields (the document's positions)
     stream_lengths: np.ndarray  # int64, each text's share of `stream`
+    field_tf: np.ndarray  # int32, (pairs, fields): each pair's frequency in each NUL-parted field of its text
+    field_lengths: np.ndarray  # int64, (texts, fields): each field's length, as `lengths` counts
 
 
 STOPWORD, FIELD_BREAK = -1, -2
@@ -251,10 +253,14 @@ def count_terms(texts: list[str]) -> Counted:
         space = words.space
     position = np.cumsum(present) - 1  # a term number's position in `used`
     stream, stream_lengths = _stream(np.where(counted, position[term], STOPWORD), text, field, len(texts))
-    term, text = term[counted], text[counted]
-    pairs, tf = np.unique((text.astype(np.int64) << 32) | position[term], return_counts=True)
+    term, text, field = term[counted], text[counted], field[counted]
+    pairs, pair, tf = np.unique((text.astype(np.int64) << 32) | position[term], return_inverse=True, return_counts=True)
+    fields = int(field.max(initial=0)) + 1
+    field_tf = np.bincount(pair.reshape(-1) * fields + field, minlength=len(pairs) * fields).astype(np.int32).reshape(len(pairs), fields)
+    field_lengths = np.bincount(text * fields + field, minlength=len(texts) * fields).reshape(len(texts), fields)
     return Counted(terms, used, space, (pairs & 0xFFFFFFFF).astype(np.int32), tf,
-                   np.bincount(pairs >> 32, minlength=len(texts)), np.bincount(text, minlength=len(texts)), stream, stream_lengths)
+                   np.bincount(pairs >> 32, minlength=len(texts)), np.bincount(text, minlength=len(texts)), stream, stream_lengths,
+                   field_tf, field_lengths)
 
 
 def _tokens(lowered: list[str], words: _Words) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from psycopg import sql
 from sparsesql.errors import CheckError, ConfigError
 
 SCHEMA = "sparsesql"
-CATALOG_REVISION = "0003_cursor_key"
+CATALOG_REVISION = "0004_field_lengths"
 
 # Declared field types: the names a user may write -> the PostgreSQL type stored.
 FIELD_TYPES = {
@@ -38,7 +38,7 @@ FIELD_TYPES = {
 NUMERIC_TYPES = {"integer", "bigint", "real", "double precision", "numeric"}
 # Columns of every collection, and the names a document's vectors go by (Collection.add's
 # "vector" and "sparse", INSERT's embedding and sparse, the ORM's `embedding`).
-RESERVED = {"id", "metadata", "score", "doc_id", "doc_len", "content_hash", "terms", "vector", "embedding", "sparse", "positions"}
+RESERVED = {"id", "metadata", "score", "doc_id", "doc_len", "content_hash", "terms", "vector", "embedding", "sparse", "positions", "field_tfs", "field_lens"}
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 DENSE_MODELS = {"minilm-l6": 384}
 
@@ -95,6 +95,7 @@ class Settings:
     text_fields: tuple[str, ...] = ()
     sparse_fields: tuple[SparseField, ...] = ()
     positions: bool = False  # the docs table's `positions` (BM25 terms in text order, for phrases); older collections lack it
+    field_stats: bool = False  # the docs table's `field_tfs`/`field_lens` and the catalog's field_len (BM25F over two or more text fields)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ def creation_options(settings: Settings) -> dict:
     into a drop_collection, to make it reversible)."""
     data = settings_json(settings)
     fields = settings.sparse_fields
-    del data["sparse_fields"], data["positions"]
+    del data["sparse_fields"], data["positions"], data["field_stats"]
     if fields:
         data["sparse"] = [f.name for f in fields] if len(fields) > 1 else fields[0].name
         models = [f.model for f in fields if not f.bm25]

@@ -164,16 +164,21 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
         ).fetchall()
     )
     shards = info.shard_of(doc_ids) if info.buckets else None
-    postings, positions = {}, []
+    postings, extra, extra_names, extra_types = {}, [], [], []  # extra: the BM25 field's positions and per-text-field counts
     for f in fields:
         found = weights[f.slot]
         ids = terms.ids(conn, info.field_table(f, "vocab"), found)
         postings[f.slot] = found.postings(ids, doc_ids, shards)
         if f.bm25 and info.settings.positions:
-            positions = found.positions(ids)
+            extra, extra_names, extra_types = [found.positions(ids)], ["positions"], ["int4[]"]
+        if f.bm25 and info.settings.field_stats:
+            extra += found.field_values(ids, len(info.settings.text_fields))
+            extra_names += ["field_tfs", "field_lens"]
+            extra_types += ["float4[]", "int4[]"]
+            field_sums = found.field_lengths.sum(axis=0).tolist()
     unformed.add(postings, doc_ids)
     field_names = [f.name for f in info.fields]
-    arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))] + ([sql.Identifier("positions")] if positions else [])
+    arrays = [c for f in fields for c in (f.column("term_ids"), f.column("weights"))] + [sql.Identifier(n) for n in extra_names]
     placed = ["shard"] if shards else []
     columns = sql.SQL(", ").join(
         [*(sql.Identifier(c) for c in ["doc_id", *placed, "id", *field_names, "metadata", "doc_len", "content_hash"]), *arrays]
@@ -183,10 +188,10 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
     per_doc = [list(zip(*postings[f.slot].by_doc())) for f in fields]
     with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(docs_t, columns)) as copy:
         copy.set_types(["int8", *["int4"] * len(placed), "text", *[COPY_TYPES[f.type] for f in info.fields], "jsonb", "int4", "text",
-                        *["int4[]", "float4[]"] * len(fields), *(["int4[]"] if positions else [])])
+                        *["int4[]", "float4[]"] * len(fields), *extra_types])
         placement = [[s] for s in shards] if shards else [[]] * len(changed)  # the shard column's value, when there is one
         for i, (doc_id, doc, length) in enumerate(zip(doc_ids, changed, lengths)):
-            vectors = [a for field_arrays in per_doc for a in field_arrays[i]] + ([positions[i]] if positions else [])
+            vectors = [a for field_arrays in per_doc for a in field_arrays[i]] + [values[i] for values in extra]
             copy.write_row([doc_id, *placement[i], doc.id, *[doc.values[n] for n in field_names], Jsonb(doc.metadata), length, doc.hash, *vectors])
     with conn.cursor().copy(sql.SQL("COPY {} (doc_id, {}embedding) FROM STDIN (FORMAT BINARY)").format(dense_t, sql.SQL("shard, " if shards else ""))) as copy:
         copy.set_types(["int8", *["int4"] * len(placed), "vector"])
@@ -195,9 +200,10 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
     log_changes(conn, info, doc_ids, added=True)
     upkeep.added(conn, info, doc_ids)
     conn.execute(
-        "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1 "
+        "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1, "
+        "field_len = ARRAY(SELECT coalesce(field_len[i], 0) + x FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(x, i) ORDER BY i) "
         "WHERE name = %s",
-        (len(changed), sum(lengths), info.name),
+        (len(changed), sum(lengths), field_sums if info.settings.field_stats else [], info.name),
     )
     return report
 

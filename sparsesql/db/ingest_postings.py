@@ -34,6 +34,8 @@ class Weights:
     space: str | None = None
     stream: np.ndarray | None = None  # int32, BM25 only: each document's tokens in order (batch_analysis.Counted.stream)
     stream_lengths: np.ndarray | None = None  # int64, each document's share of `stream`
+    field_tf: np.ndarray | None = None  # int32 (postings, fields), BM25 only: each posting's count in each text field
+    field_lengths: np.ndarray | None = None  # int64 (documents, fields), BM25 only: each text field's length
 
     @classmethod
     def of(cls, vectors: list[dict[str, float]], lengths: list[int]) -> "Weights":
@@ -59,8 +61,23 @@ class Weights:
         if self.stream is not None:
             kept = self.stream[np.repeat(chosen, self.stream_lengths)]
             stream, lengths = np.where(kept >= 0, position[np.maximum(kept, 0)], kept).astype(np.int32), self.stream_lengths[keep]
+        field_tf = None if self.field_tf is None else self.field_tf[np.repeat(chosen, self.per_doc)]
+        field_lengths = None if self.field_lengths is None else self.field_lengths[keep]
         return Weights([self.terms[i] for i in used.tolist()], position[index], weight, self.per_doc[keep], self.lengths[keep],
-                        None if self.keys is None else self.keys[used], self.space, stream, lengths)
+                        None if self.keys is None else self.keys[used], self.space, stream, lengths, field_tf, field_lengths)
+
+    def field_values(self, term_ids: np.ndarray, fields: int) -> tuple[list[bytes], list[bytes]]:
+        """Each document's `field_tfs` (its terms in id order, as `postings` orders them, each
+        with its count in each of the `fields` text fields) and `field_lens`, as binary float4[]
+        and int4[] values for its row."""
+        position = np.repeat(np.arange(len(self.per_doc), dtype=np.int64), self.per_doc)
+        order = np.argsort((position << 32) | term_ids[self.index].astype(np.int64))
+        tf = np.zeros((len(order), fields), dtype=np.float32)
+        tf[:, :self.field_tf.shape[1]] = self.field_tf[order]
+        lengths = np.zeros((len(self.per_doc), fields), dtype=np.int32)
+        lengths[:, :self.field_lengths.shape[1]] = self.field_lengths
+        return (copy_binary.runs_bytes(tf.reshape(-1), self.per_doc * fields, "float4"),
+                copy_binary.runs_bytes(lengths.reshape(-1), np.full(len(self.per_doc), fields), "int4"))
 
     def positions(self, term_ids: np.ndarray) -> list[bytes]:
         """Each document's positions (its stream with `term_ids`, each of `terms`' id; 0 for a
@@ -83,7 +100,7 @@ def analyse_texts(texts: list[str]) -> Weights:
     """BM25's term counts and token count of each text: top level, so a worker process can run it."""
     counted = count_terms(texts)
     return Weights(counted.terms, counted.index, counted.tf.astype(np.float32), counted.per_text, counted.lengths,
-                    counted.keys, counted.space, counted.stream, counted.stream_lengths)
+                    counted.keys, counted.space, counted.stream, counted.stream_lengths, counted.field_tf, counted.field_lengths)
 
 
 Analyser = Callable[[list[str]], Weights]

@@ -101,20 +101,24 @@ def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], *
     docs = info.table("docs")
     for f in info.sparse_fields:
         _remove_postings(conn, info, f, doc_ids)
+    fields = info.settings.field_stats
     row = conn.execute(
         sql.SQL(
-            "WITH gone AS (DELETE FROM {d} WHERE doc_id = ANY(%(ids)s) RETURNING doc_len) "
-            "SELECT count(*), coalesce(sum(doc_len), 0) FROM gone"
-        ).format(d=docs),
+            "WITH gone AS (DELETE FROM {d} WHERE doc_id = ANY(%(ids)s) RETURNING doc_len{lens}) "
+            "SELECT count(*), coalesce(sum(doc_len), 0), {sums} FROM gone"
+        ).format(d=docs, lens=sql.SQL(", field_lens" if fields else ""),
+                 sums=sql.SQL("ARRAY(SELECT sum(g.field_lens[i]) FROM gone AS g CROSS JOIN generate_series(1, {}) AS i GROUP BY i ORDER BY i)").format(
+                     sql.Literal(len(info.settings.text_fields))) if fields else sql.SQL("ARRAY[]::bigint[]")),
         {"ids": doc_ids},
     ).fetchone()
-    count, length = row
+    count, length, field_lens = row
     log_changes(conn, info, doc_ids, added=False)
     upkeep.removed(conn, info, doc_ids)
     conn.execute(
-        "UPDATE sparsesql.collections SET n_docs = n_docs - %s, sum_len = sum_len - %s, version = version + 1 "
+        "UPDATE sparsesql.collections SET n_docs = n_docs - %s, sum_len = sum_len - %s, version = version + 1, "
+        "field_len = ARRAY(SELECT field_len[i] - coalesce((%s::bigint[])[i], 0) FROM generate_subscripts(field_len, 1) AS i ORDER BY i) "
         "WHERE name = %s",
-        (count, length, info.name),
+        (count, length, field_lens, info.name),
     )
     return count
 

@@ -236,8 +236,9 @@ def validate(info: CollectionInfo, doc: object, position: int, *, where: str | N
 def analysed_text(info: CollectionInfo, values: dict) -> str:
     """The text BM25 analyses: the text fields parted by NUL (no word character, so the terms
     are document_text's, and no text PostgreSQL stores holds one): where one field ends, the
-    document's positions mark a break that no phrase spans."""
-    return "\x00".join(values[name] for name in info.settings.text_fields if values.get(name))
+    document's positions mark a break that no phrase spans, and the i-th part is the i-th text
+    field (empty ones too), whose own counts BM25F weighs."""
+    return "\x00".join(values.get(name) or "" for name in info.settings.text_fields)
 
 
 def document_text(info: CollectionInfo, values: dict) -> str:

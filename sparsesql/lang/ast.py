@@ -80,7 +80,15 @@ class Call:
     pos: Pos
 
 
-ArgValue = Union[Literal, Param, ListValue, Name, Call]
+@dataclass(frozen=True)
+class Pairs:
+    """Named values in parentheses, `(title => 2.0, abstract => 1.0)`: per-field weights."""
+
+    args: tuple[Arg, ...]
+    pos: Pos
+
+
+ArgValue = Union[Literal, Param, ListValue, Name, Call, Pairs]
 
 
 def render(value: "ArgValue") -> str:

@@ -79,6 +79,8 @@ class Checker:
             return v.name.lower()
         if isinstance(v, ast.ListValue):
             return [self.value(i) for i in v.items]
+        if isinstance(v, ast.Pairs):
+            raise self.error("(name => value, ...) is not allowed here", v.pos)
         raise self.error(f"{v.name}(...) is not allowed here", v.pos)
 
     def valid_text(self, value: str, pos: ast.Pos, what: str) -> str:

@@ -34,6 +34,7 @@ class SparseSignal:
     label: str = "sparse"
     idf: bool = False
     syntax: search_syntax.SyntaxFilter | None = None  # the search syntax's phrases and exclusions
+    fields: tuple[float, ...] | None = None  # BM25F: a weight per text field (the collection's text_fields order)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ SPARSE_MODES = ("full", "inference_free")
 
 def sparse_signal(c: Checker, node: ast.Sparse, info: CollectionInfo) -> SparseSignal:
     like = isinstance(node.query, ast.MoreLike)
-    got = c.args(node.args, {"field", "mode", *(("terms", "include_liked") if like else ("syntax",))}, "SPARSE")
+    got = c.args(node.args, {"field", "mode", *(("terms", "include_liked") if like else ("syntax", "fields"))}, "SPARSE")
     field = info.sparse_field()
     if "field" in got:
         name = c.value(got["field"].value)
@@ -196,9 +197,10 @@ def sparse_signal(c: Checker, node: ast.Sparse, info: CollectionInfo) -> SparseS
             node.query.pos,
         )
     query = c.valid_text(query, node.query.pos, "query text")
+    weights = _field_weights(c, got["fields"], info, field) if "fields" in got else None
     syntax = _syntax(c, got.get("syntax"), field)
     if syntax == "plain":
-        return SparseSignal(query, node.pos, field, label, mode == "inference_free")
+        return SparseSignal(query, node.pos, field, label, mode == "inference_free", fields=weights)
     try:
         text = search_syntax.parse(query)
     except search_syntax.SyntaxProblem as exc:
@@ -210,7 +212,44 @@ def sparse_signal(c: Checker, node: ast.Sparse, info: CollectionInfo) -> SparseS
             f"collection {info.name!r} was made before sparsesql stored word positions, so it cannot match {search_syntax.shown(unit)}; "
             "re-create it (CREATE COLLECTION) and add its documents again, or search with syntax => 'plain'",
             _inside(c, node.query, unit.offset))
-    return SparseSignal(text.scored, node.pos, field, label, False, found)
+    return SparseSignal(text.scored, node.pos, field, label, False, found, weights)
+
+
+MAX_FIELD_WEIGHT = 1000.0
+
+
+def _field_weights(c: Checker, arg: ast.Arg, info: CollectionInfo, field: SparseField) -> tuple[float, ...]:
+    """`fields => (title => 2.0, abstract => 1.0)` (or a parameter bound to such a mapping): a
+    weight per text field, 0 for one not named. BM25F scores the BM25 field's text fields
+    one by one, so collections made before the fields' own counts were stored cannot."""
+    where = arg.value.pos
+    if not field.bm25:
+        raise c.error(f"fields => weighs the text fields BM25 analyses; {field.name!r} is a learned field", where)
+    if isinstance(arg.value, ast.Pairs):
+        named = [(a.name.lower(), c.value(a.value), a.pos) for a in arg.value.args]
+    else:
+        value = c.value(arg.value)
+        if not isinstance(value, dict):
+            raise c.error(f"fields => expects (field => weight, ...), got {value!r}", where)
+        named = [(str(k).lower(), v, where) for k, v in value.items()]
+    text_fields = info.settings.text_fields
+    weights = dict.fromkeys(text_fields, 0.0)
+    seen: set[str] = set()
+    for name, weight, pos in named:
+        if name not in weights:
+            raise c.error(f"fields => names {name!r}, which is not a text field of {info.name!r} (text fields: {', '.join(text_fields) or 'none'})", pos)
+        if name in seen:
+            raise c.error(f"fields => names {name!r} twice", pos)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not finite(weight) or not 0 <= weight <= MAX_FIELD_WEIGHT:
+            raise c.error(f"fields => gives {name!r} the weight {weight!r}; a weight is a number from 0 to {MAX_FIELD_WEIGHT:g}", pos)
+        seen.add(name)
+        weights[name] = float(weight)
+    if not any(weights.values()):
+        raise c.error("fields => needs a field with a weight above 0", where)
+    if len(text_fields) > 1 and not info.settings.field_stats:
+        raise c.error(f"collection {info.name!r} was made before sparsesql stored each text field's own term counts, so it cannot weigh "
+                      "its fields; re-create it (CREATE COLLECTION) and add its documents again", where)
+    return tuple(weights.values())
 
 
 SYNTAXES = ("web", "plain")

@@ -96,6 +96,9 @@ def check_select(c: Checker, node: ast.Select, catalog: Catalog) -> CheckedSelec
     if node.prf is not None:
         if search is None:
             raise c.error("WITH PRF needs a SEARCH clause to take feedback from", node.prf.pos)
+        weighed = next((s for s in search.signals if getattr(s, "fields", None) is not None), None)
+        if weighed is not None:
+            raise c.error("WITH PRF expands the BM25 query over whole documents; a SPARSE with fields => cannot take it", weighed.pos)
         prf = check_prf(c, node.prf, search, info)
     diversify = None
     if node.diversify is not None:

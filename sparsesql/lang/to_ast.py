@@ -312,6 +312,9 @@ class ToAst(Transformer):
     def list_value(self, meta: Meta, items: list[ast.ArgValue]) -> ast.ListValue:
         return ast.ListValue(tuple(items), _pos(meta))
 
+    def pairs(self, meta: Meta, args: list[ast.Arg]) -> ast.Pairs:
+        return ast.Pairs(tuple(args), _pos(meta))
+
     # ------------------------------------------------------------------------- WHERE
 
     def disjunction(self, meta: Meta, items: list[ast.Predicate]) -> ast.Or:

@@ -34,7 +34,7 @@ from sparsesql.db.catalog import SCHEMA, check_name
 from sparsesql.errors import CheckError
 
 # Columns every documents table has that are not declared fields.
-ENGINE_COLUMNS = ("doc_id", "id", "metadata", "doc_len", "content_hash", "term_ids", "weights", "positions")
+ENGINE_COLUMNS = ("doc_id", "id", "metadata", "doc_len", "content_hash", "term_ids", "weights", "positions", "field_tfs", "field_lens")
 
 
 class Document:

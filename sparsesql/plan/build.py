@@ -51,7 +51,8 @@ def _first_pass(q: CheckedSelect, signal: Signal, label: str, where: sql.Composa
             return st.EncodeQuery(label, signal.query, info.settings.dense), statement, {**bound, prefix + "k": k}, settings
         return None, statement, {**bound, **dense.bind(dense.query_vector(info, signal.query), k, prefix)}, settings
     after = _after(q)
-    statement = sparse.candidates_sql(info, signal.field, _signal_where(info, signal, where), prefix, idf=signal.idf, after=after is not None)
+    statement = sparse.candidates_sql(info, signal.field, _signal_where(info, signal, where), prefix, idf=signal.idf, after=after is not None,
+                                      fields=signal.fields)
     return None, statement, {**bound, **sparse.bind(signal.query, k, prefix, after)}, {}
 
 
@@ -71,7 +72,7 @@ def _from_memory(q: CheckedSelect, signal: Signal, tier: frozenset[str]) -> bool
     """The memory tier serves sparse signals ("sparse" in `tier`), and dense ones that name no
     HNSW search ("dense"); a filter reaches it as the doc ids it keeps (`_allowed`)."""
     if isinstance(signal, SparseSignal):
-        return "sparse" in tier
+        return "sparse" in tier and signal.fields is None  # the tier holds each term's count over the whole document only
     return "dense" in tier and signal.ef_search is None
 
 
@@ -88,8 +89,15 @@ def _syntax_ids(info: CollectionInfo, signal: SparseSignal) -> st.SyntaxIds | No
 
 def _syntax_lines(q: CheckedSelect) -> tuple[str, ...]:
     signals = q.search.signals if q.search else ()
-    return tuple(f"[{label}] {s.syntax.describe()}; its list holds only the documents that meet that, its words scored as a bag"
-                 for s, label in zip(signals, _labels(signals)) if isinstance(s, SparseSignal) and s.syntax is not None)
+    lines = []
+    for s, label in zip(signals, _labels(signals)):
+        if isinstance(s, SparseSignal) and s.syntax is not None:
+            lines.append(f"syntax: [{label}] {s.syntax.describe()}; its list holds only the documents that meet that, its words scored as a bag")
+        if isinstance(s, SparseSignal) and s.fields is not None:
+            weights = ", ".join(f"{name} x {w:g}" for name, w in zip(q.collection.settings.text_fields, s.fields) if w > 0)
+            lines.append(f"fields: [{label}] BM25F over {weights}, each field normalised by its own length, scored in SQL "
+                         "(the memory tier holds each term's count over the whole document only)")
+    return tuple(lines)
 
 
 def codes_k(k: int) -> int:

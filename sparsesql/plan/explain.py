@@ -72,7 +72,7 @@ def explain_text(conn: psycopg.Connection, plan: st.Plan, records: list[StageRec
     for like in plan.likes:
         lines.append(f"   like: {like}")
     for asked in plan.syntax:
-        lines.append(f"   syntax: {asked}")
+        lines.append(f"   {asked}")
     if plan.exclude:
         lines.append(f"   leave out: the {len(plan.exclude)} documents LIKE and UNLIKE name (include_liked => true keeps them); "
                      "every list keeps as many more")

@@ -284,7 +284,7 @@ class Plan:
     ordered_by_score: bool = True  # False after DIVERSIFY: rows come in the order they were chosen
     seek: bool = False  # the ranking starts after the cursor's (score, doc id): the page is its first rows
     exclude: frozenset[int] = frozenset()  # doc ids no list or page holds (LIKE's examples)
-    syntax: tuple[str, ...] = ()  # what each sparse signal's search syntax asks (for EXPLAIN)
+    syntax: tuple[str, ...] = ()  # what each sparse signal's search syntax and field weights ask (for EXPLAIN)
     likes: tuple[str, ...] = ()  # what each LIKE query searches with
     highlighting: Highlighting | None = None
     hidden: tuple[str, ...] = ()  # columns fetched for the highlights or the collapse only

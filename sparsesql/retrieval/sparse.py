@@ -55,20 +55,20 @@ def query_cte(info: CollectionInfo, field: SparseField, prefix: str) -> sql.Comp
 
 
 def candidates_sql(info: CollectionInfo, field: SparseField, where: sql.Composable, prefix: str, *, idf: bool = False,
-                   after: bool = False) -> sql.Composed:
+                   after: bool = False, fields: tuple[float, ...] | None = None) -> sql.Composed:
     """Top-k documents by sparse score; binds %(<prefix>terms)s, %(<prefix>weights)s, %(<prefix>k)s.
     With `after`, only documents ranking after a cursor's row in the order (score descending, doc
     id): after its document's score now, or while that document is no match, after the score the
     cursor carries; binds %(<prefix>after_score)s and %(<prefix>after_doc)s."""
     ctes = sql.SQL("WITH qw AS ({}), ").format(query_cte(info, field, prefix))
     if not after:
-        return score_sql(info, field, ctes, where, prefix, idf=idf)
+        return score_sql(info, field, ctes, where, prefix, idf=idf, fields=fields)
     score, doc = sql.Placeholder(prefix + "after_score"), sql.Placeholder(prefix + "after_doc")
     return sql.SQL(
         "WITH scored AS ({}), at AS (SELECT coalesce((SELECT s.score FROM scored AS s WHERE s.doc_id = {doc}), {score}) AS score) "
         "SELECT r.doc_id, r.score FROM scored AS r CROSS JOIN at WHERE r.score < at.score OR (r.score = at.score AND r.doc_id > {doc}) "
         "ORDER BY r.score DESC, r.doc_id LIMIT {k}"
-    ).format(score_sql(info, field, ctes, where, prefix, idf=idf, limit=False), score=score, doc=doc, k=sql.Placeholder(prefix + "k"))
+    ).format(score_sql(info, field, ctes, where, prefix, idf=idf, limit=False, fields=fields), score=score, doc=doc, k=sql.Placeholder(prefix + "k"))
 
 
 def idf_sql(field: SparseField, df: sql.Composable, n: sql.Composable, *, idf: bool = False) -> sql.Composable:
@@ -79,12 +79,40 @@ def idf_sql(field: SparseField, df: sql.Composable, n: sql.Composable, *, idf: b
     return sql.SQL("1.0")
 
 
+def bm25f_tf(info: CollectionInfo, fields: tuple[float, ...]) -> sql.Composable:
+    """BM25F's pseudo term frequency of posting `p` (term `q`, document `d`): each text field's
+    count of the term, weighted and normalised by that field's length over its average, summed
+    (Robertson and Zaragoza, "The Probabilistic Relevance Framework: BM25 and Beyond", 2009,
+    section 3.7, with one b for every field). One text field: the posting's tf over the
+    document's length, as BM25 normalises it."""
+    b = sql.Literal(info.settings.b)
+    if len(fields) == 1:
+        return sql.SQL("{w} * p.tf / (1 - {b} + {b} * d.doc_len / s.avgdl)").format(w=sql.Literal(fields[0]), b=b)
+    width = len(fields)
+    parts = [
+        sql.SQL("CASE WHEN d.field_tfs[k.at * {n} + {f}] = 0 THEN 0 ELSE {w} * d.field_tfs[k.at * {n} + {f}] / "
+                "(1 - {b} + {b} * d.field_lens[{f}] / (s.fl[{f}]::float8 / greatest(s.n, 1))) END").format(
+            n=sql.Literal(width), f=sql.Literal(i + 1), w=sql.Literal(w), b=b)
+        for i, w in enumerate(fields) if w > 0
+    ]
+    return sql.SQL(" + ").join(parts)
+
+
 def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, where: sql.Composable, prefix: str, *, idf: bool = False,
-              limit: bool = True) -> sql.Composed:
+              limit: bool = True, fields: tuple[float, ...] | None = None) -> sql.Composed:
     """Score documents against `qw(term_id, w)`, defined by `ctes` (which ends with a comma); the
-    top k, or (`limit` False) every document that scores, in no order."""
+    top k, or (`limit` False) every document that scores, in no order. With `fields`, BM25F:
+    the term frequency `bm25f_tf` saturated as BM25 saturates tf, tf / (k1 + tf)."""
     k = sql.Placeholder(prefix + "k")
-    if field.bm25:
+    at = sql.SQL("")
+    if fields is not None:
+        score = sql.SQL("sum(q.w * {idf} * t.tf / ({k1} + t.tf) ORDER BY q.term_id)").format(
+            idf=idf_sql(field, sql.SQL("q.df"), sql.SQL("s.n")), k1=sql.Literal(info.settings.k1))
+        at = sql.SQL(" CROSS JOIN LATERAL (SELECT {}) AS t(tf)").format(bm25f_tf(info, fields))
+        where = sql.SQL("({}) AND t.tf > 0").format(where)  # a match in unweighted fields only is no match
+        if len(fields) > 1:
+            at = sql.SQL(" CROSS JOIN LATERAL (SELECT array_position(d.{}, q.term_id) - 1) AS k(at){}").format(field.column("term_ids"), at)
+    elif field.bm25:
         score = sql.SQL(
             "sum(q.w * {idf} * p.tf / (p.tf + {k1} * (1 - {b} + {b} * d.doc_len / s.avgdl)) ORDER BY q.term_id)"
         ).format(
@@ -98,11 +126,11 @@ def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, wh
         score = sql.SQL("sum(q.w * p.tf ORDER BY q.term_id)")
     return sql.SQL(
         "{ctes}q AS (SELECT v.term_id, v.df, qw.w FROM qw JOIN {vocab} AS v ON v.term_id = qw.term_id WHERE v.df > 0), "
-        "s AS (SELECT n_docs::float8 AS n, sum_len::float8 / greatest(n_docs, 1) AS avgdl "
+        "s AS (SELECT n_docs::float8 AS n, sum_len::float8 / greatest(n_docs, 1) AS avgdl, field_len AS fl "
         "FROM sparsesql.collections WHERE name = {name}) "
         "SELECT d.doc_id, {score} AS score FROM q JOIN {postings} AS b ON b.term_id = q.term_id "
         "CROSS JOIN LATERAL unnest(b.doc_ids, b.tfs) AS p(doc_id, tf) "
-        "JOIN {docs} AS d ON d.doc_id = p.doc_id{shard} CROSS JOIN s WHERE {where} "
+        "JOIN {docs} AS d ON d.doc_id = p.doc_id{shard} CROSS JOIN s{at} WHERE {where} "
         "GROUP BY {group}d.doc_id{order}"
     ).format(
         ctes=ctes,
@@ -115,6 +143,7 @@ def score_sql(info: CollectionInfo, field: SparseField, ctes: sql.Composable, wh
         where=where,
         shard=sql.SQL(" AND d.shard = b.shard" if info.buckets else ""),
         group=sql.SQL("d.shard, " if info.buckets else ""),
+        at=at,
     )
 
 
