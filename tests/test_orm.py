@@ -236,6 +236,20 @@ def test_pages_through_offset_are_the_ranking(db, engine, papers, name):
     assert [(h.entity.id, h.score) for h in hits] == [(r.id, r.score) for r in expected] and [h.entity.id for h in hits] == ["d"]
 
 
+def test_phrases_syntax_and_field_weights_through_the_orm(db, engine, papers, name):
+    """The search syntax and BM25F reach the dialect as parameters, and answer as it does."""
+    for signal, text in [(sparse('"sparse retrieval" -bm25', syntax="web"), "SPARSE('\"sparse retrieval\" -bm25', syntax => 'web')"),
+                         (sparse('"sparse retrieval"', syntax="plain"), "SPARSE('\"sparse retrieval\"', syntax => 'plain')"),
+                         (sparse("sparse retrieval", fields={"title": 2.0}), "SPARSE('sparse retrieval', fields => (title => 2.0))")]:
+        stmt = search(papers, signal).limit(4)
+        with Session(engine) as session:
+            hits = [(p.id, s) for p, s in stmt.execute(session)]
+        assert hits == [(r.id, r.score) for r in db.query(f"SELECT id, score FROM {name} SEARCH {text} LIMIT 4")]
+        assert hits, text
+    with Session(engine) as session:
+        assert [p.id for p, _ in search(papers, sparse('"sparse retrieval" -bm25', syntax="web")).limit(4).execute(session)] == ["d"]
+
+
 def test_mmr_and_prf_off_switches_render_and_run(db, engine, papers, name):
     with Session(engine) as session:
         stmt = search(papers, hybrid(sparse("sparse"), dense([1, 0, 0]))).with_prf(dense=None).diversify(mmr(lambda_=0.5, candidates=4)).limit(2)

@@ -77,7 +77,7 @@ def connect(dsn: str, tier: bool, tmp_path, monkeypatch):
 
 
 def found(db, collection: str, text: str, limit: int = 10_000) -> dict[str, float]:
-    rows = db.query(f"SELECT id, score FROM {collection} SEARCH SPARSE(:q) LIMIT {limit}", q=text)
+    rows = db.query(f"SELECT id, score FROM {collection} SEARCH SPARSE(:q, syntax => 'web') LIMIT {limit}", q=text)
     return {r.id: r.score for r in rows}
 
 
@@ -117,7 +117,7 @@ def test_exclusions_and_or_groups(dsn, generated, tmp_path, monkeypatch, tier):
 
 
 def test_memory_tier_equals_sql_with_a_filter_and_pages(dsn, generated, tmp_path, monkeypatch):
-    statement = "SELECT id, score FROM phrase_docs SEARCH SPARSE(:q) WHERE id > 'g100' LIMIT 7 OFFSET 3"
+    statement = "SELECT id, score FROM phrase_docs SEARCH SPARSE(:q, syntax => 'web') WHERE id > 'g100' LIMIT 7 OFFSET 3"
     for text in ['"alpha beta" -"query expansion"', '-"delta war" war', '"search engine"~1 OR worlds query']:
         with connect(dsn, False, tmp_path, monkeypatch) as db:
             sql_rows = db.query(statement, q=text)
@@ -195,16 +195,17 @@ def test_syntax_errors_say_where(text, offset, message):
 def test_errors_point_inside_the_string_and_leave_the_rest_alone(dsn, generated):
     with sparsesql.connect(dsn, sparse_tier=False) as db:
         with pytest.raises(CheckError) as caught:
-            db.query("SELECT id FROM phrase_docs SEARCH SPARSE('alpha ''x'' \"beta') LIMIT 3")
+            db.query("SELECT id FROM phrase_docs SEARCH SPARSE('alpha ''x'' \"beta', syntax => 'web') LIMIT 3")
         assert caught.value.column == len("SELECT id FROM phrase_docs SEARCH SPARSE('alpha ''x'' ") + 1
         assert "never closed" in str(caught.value) and "character 11 of the search text" in str(caught.value)
         with pytest.raises(CheckError, match="character 7") as caught:
-            db.query("SELECT id FROM phrase_docs SEARCH SPARSE(:q) LIMIT 3", q='alpha "beta')
+            db.query("SELECT id FROM phrase_docs SEARCH SPARSE(:q, syntax => :s) LIMIT 3", q='alpha "beta', s="web")
         with pytest.raises(CheckError, match="syntax => expects one of web, plain"):
             db.query("SELECT id FROM phrase_docs SEARCH SPARSE('alpha', syntax => 'lucene') LIMIT 3")
         plain = found(db, "phrase_docs", "alpha beta")
-        rows = db.query("SELECT id, score FROM phrase_docs SEARCH SPARSE('\"alpha -beta', syntax => 'plain') LIMIT 10000")
-        assert {r.id: r.score for r in rows} == plain
+        for written in ("syntax => 'plain'", ""):  # plain words are the default: quotes in prose are quotations
+            rows = db.query(f"SELECT id, score FROM phrase_docs SEARCH SPARSE('\"alpha -beta'{', ' if written else ''}{written}) LIMIT 10000")
+            assert {r.id: r.score for r in rows} == plain
 
 
 def test_a_collection_made_before_positions_refuses_phrases_and_says_how(dsn):
@@ -218,10 +219,10 @@ def test_a_collection_made_before_positions_refuses_phrases_and_says_how(dsn):
     try:
         with sparsesql.connect(dsn, sparse_tier=False) as db:
             with pytest.raises(CheckError, match="re-create it") as caught:
-                db.query("SELECT id FROM phrase_old SEARCH SPARSE('works \"query expansion\"') LIMIT 3")
+                db.query("SELECT id FROM phrase_old SEARCH SPARSE('works \"query expansion\"', syntax => 'web') LIMIT 3")
             assert caught.value.column == len("SELECT id FROM phrase_old SEARCH SPARSE('works ") + 1
-            assert [r.id for r in db.query("SELECT id FROM phrase_old SEARCH SPARSE('query -works') LIMIT 3")] == ["b"]
-            assert len(db.query("SELECT id FROM phrase_old SEARCH SPARSE('\"query expansion\"', syntax => 'plain') LIMIT 3")) == 2
+            assert [r.id for r in db.query("SELECT id FROM phrase_old SEARCH SPARSE('query -works', syntax => 'web') LIMIT 3")] == ["b"]
+            assert len(db.query("SELECT id FROM phrase_old SEARCH SPARSE('\"query expansion\"') LIMIT 3")) == 2
             db.collection("phrase_old").add([{"id": "c", "title": "more query expansion", "vector": [1, 1]}])
     finally:
         with sparsesql.connect(dsn, sparse_tier=False) as db:

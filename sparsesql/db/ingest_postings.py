@@ -60,7 +60,8 @@ class Weights:
         stream = lengths = None
         if self.stream is not None:
             kept = self.stream[np.repeat(chosen, self.stream_lengths)]
-            stream, lengths = np.where(kept >= 0, position[np.maximum(kept, 0)], kept).astype(np.int32), self.stream_lengths[keep]
+            moved = np.concatenate([position, np.zeros(1, dtype=position.dtype)])  # + 1: a stream of stopwords in a batch without terms
+            stream, lengths = np.where(kept >= 0, moved[np.maximum(kept, 0)], kept).astype(np.int32), self.stream_lengths[keep]
         field_tf = None if self.field_tf is None else self.field_tf[np.repeat(chosen, self.per_doc)]
         field_lengths = None if self.field_lengths is None else self.field_lengths[keep]
         return Weights([self.terms[i] for i in used.tolist()], position[index], weight, self.per_doc[keep], self.lengths[keep],
@@ -82,8 +83,9 @@ class Weights:
     def positions(self, term_ids: np.ndarray) -> list[bytes]:
         """Each document's positions (its stream with `term_ids`, each of `terms`' id; 0 for a
         stopword, -1 between fields), as binary int4[] values for its row."""
-        ids = np.where(self.stream >= 0, term_ids[np.maximum(self.stream, 0)], np.where(self.stream == STOPWORD, 0, -1))
-        return copy_binary.runs_bytes(ids.astype(np.int32), self.stream_lengths, "int4")
+        ids = np.concatenate([term_ids.astype(np.int32), np.array([0, -1], dtype=np.int32)])  # then a stopword's 0, a break's -1
+        at = np.where(self.stream >= 0, self.stream, np.where(self.stream == STOPWORD, len(term_ids), len(term_ids) + 1))
+        return copy_binary.runs_bytes(ids[at], self.stream_lengths, "int4")
 
     def postings(self, term_ids: np.ndarray, doc_ids: list[int], shards: list[int] | None) -> "BatchPostings":
         """The postings with `term_ids` (each of `terms`' id) and the documents' ids (ascending),

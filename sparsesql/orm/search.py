@@ -65,6 +65,8 @@ class Signal:
     mode: str | None = None
     terms: int | None = None
     include_liked: bool | None = None
+    syntax: str | None = None
+    fields: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,14 @@ def like(*ids: str, unlike: Sequence[str] = ()) -> Like:
 
 
 def sparse(query: str | dict[str, float] | Like, *, field: str | None = None, mode: str | None = None,
-           terms: int | None = None, include_liked: bool | None = None) -> Signal:
+           terms: int | None = None, include_liked: bool | None = None, syntax: str | None = None,
+           fields: dict[str, float] | None = None) -> Signal:
     """SPARSE(query): the collection's first sparse field (or `field`) searched with text (BM25
-    analysed, or a learned field's model: mode "full" or "inference_free"), a dict of term
-    weights in the field's vocabulary, or `like(...)` (its `terms` top terms)."""
-    return Signal("SPARSE", query, field=field, mode=mode, terms=terms, include_liked=include_liked)
+    analysed, its quotes, -words and OR read as the search syntax unless `syntax="plain"`, and
+    with `fields={"title": 2.0, "body": 1.0}` scored by BM25F; or a learned field's model: mode
+    "full" or "inference_free"), a dict of term weights in the field's vocabulary, or
+    `like(...)` (its `terms` top terms)."""
+    return Signal("SPARSE", query, field=field, mode=mode, terms=terms, include_liked=include_liked, syntax=syntax, fields=fields)
 
 
 def dense(query: str | Sequence[float] | np.ndarray | Like, *, ef_search: int | None = None, include_liked: bool | None = None) -> Signal:
@@ -207,7 +212,8 @@ class _Renderer:
             return f"HYBRID({', '.join(parts)})"
         if not isinstance(s, Signal):
             raise CheckError(f"search() expects sparse(...), dense(...) or hybrid(...), got {s!r}")
-        named = {"ef_search": s.ef_search, "field": s.field, "mode": s.mode, "terms": s.terms, "include_liked": s.include_liked}
+        named = {"ef_search": s.ef_search, "field": s.field, "mode": s.mode, "terms": s.terms, "include_liked": s.include_liked,
+                 "syntax": s.syntax, "fields": s.fields}
         args = "".join(f", {k} => {self.value(v)}" for k, v in named.items() if v is not None)
         if isinstance(s.query, Like):
             liked = self.bind("q", list(s.query.ids))
