@@ -81,6 +81,12 @@ def test_scores_equal_the_reference(db, query, weights):
     assert list(got) == sorted(got, key=lambda i: (-got[i], i))
     bound = {r.id: r.score for r in db.query("SELECT id, score FROM bm25f_docs SEARCH SPARSE(:q, fields => :w) LIMIT 100", q=query, w=weights)}
     assert bound == got
+    terms = {}
+    for term in analyze(query):
+        terms[term] = terms.get(term, 0.0) + 1.0
+    if terms:  # the same query as a {term: weight} mapping
+        mapped = {r.id: r.score for r in db.query(f"SELECT id, score FROM bm25f_docs SEARCH SPARSE(:m, fields => {written}) LIMIT 100", m=terms)}
+        assert mapped == pytest.approx(got, rel=1e-12)
 
 
 def test_one_field_with_weight_one_is_todays_bm25(dsn, tmp_path, monkeypatch):
@@ -130,5 +136,7 @@ def test_explain_says_how_and_the_tier_leaves_it_to_sql(db):
 def test_errors(db, fields, message):
     with pytest.raises(CheckError, match=message.replace("(", r"\(").replace(")", r"\)")):
         db.query(f"SELECT id FROM bm25f_docs SEARCH SPARSE('sparse', fields => {fields}) LIMIT 3")
+    with pytest.raises(CheckError, match="syntax => applies to query text"):
+        db.query("SELECT id FROM bm25f_docs SEARCH SPARSE(:m, syntax => 'web') LIMIT 3", m={"spars": 1.0})
     with pytest.raises(CheckError, match="WITH PRF expands"):
         db.query("SELECT id FROM bm25f_docs SEARCH SPARSE('sparse', fields => (title => 1)) WITH PRF LIMIT 3")

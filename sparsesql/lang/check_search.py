@@ -180,6 +180,7 @@ def sparse_signal(c: Checker, node: ast.Sparse, info: CollectionInfo) -> SparseS
         if mode is not None:
             raise c.error("mode => applies to query text; LIKE searches with the documents' own terms", got["mode"].pos)
         return SparseSignal(check_like.liked(c, node.query, got, sparse=True), node.pos, field, label)
+    weights = _field_weights(c, got["fields"], info, field) if "fields" in got else None
     query = c.param(node.query) if isinstance(node.query, ast.Param) else node.query.value
     if isinstance(query, dict):
         bad = [t for t, w in query.items() if not isinstance(t, str) or isinstance(w, bool) or not isinstance(w, (int, float)) or not finite(w) or w < 0]
@@ -187,7 +188,9 @@ def sparse_signal(c: Checker, node: ast.Sparse, info: CollectionInfo) -> SparseS
             raise c.error("SPARSE(...) takes text or a non-empty {term: weight >= 0} mapping", node.query.pos)
         if mode is not None:
             raise c.error("mode => applies to query text; a {term: weight} mapping is used as given", got["mode"].pos)
-        return SparseSignal({t: float(w) for t, w in query.items()}, node.pos, field, label)
+        if "syntax" in got:
+            raise c.error("syntax => applies to query text; a {term: weight} mapping is used as given", got["syntax"].pos)
+        return SparseSignal({t: float(w) for t, w in query.items()}, node.pos, field, label, fields=weights)
     if not isinstance(query, str):
         raise c.error(f"SPARSE(...) takes text, got {type(query).__name__}", node.query.pos)
     if not field.bm25 and field.model == "none":
@@ -197,7 +200,6 @@ def sparse_signal(c: Checker, node: ast.Sparse, info: CollectionInfo) -> SparseS
             node.query.pos,
         )
     query = c.valid_text(query, node.query.pos, "query text")
-    weights = _field_weights(c, got["fields"], info, field) if "fields" in got else None
     syntax = _syntax(c, got.get("syntax"), field)
     if syntax == "plain":
         return SparseSignal(query, node.pos, field, label, mode == "inference_free", fields=weights)
