@@ -100,6 +100,13 @@ def test_one_field_with_weight_one_is_todays_bm25(dsn, tmp_path, monkeypatch):
                 weighed = db.query("SELECT id, score FROM bm25f_one SEARCH SPARSE(:q, fields => (body => 1)) LIMIT 100", q=query)
                 assert [r.id for r in weighed] == [r.id for r in plain]
                 assert [r.score for r in weighed] == pytest.approx([r.score for r in plain], rel=1e-12)
+            with sparsesql.connect(dsn, sparse_tier=False) as plain:  # a weight w folded into k1 (k1 / w) by the tier
+                for query in ["sparse retrieval", "graph postings", "retrieval of retrieval"]:
+                    statement = "SELECT id, score FROM bm25f_one SEARCH SPARSE(:q, fields => (body => 2.5)) LIMIT 100"
+                    got, expected = db.query(statement, q=query), plain.query(statement, q=query)
+                    assert [r.id for r in got] == [r.id for r in expected]
+                    assert [r.score for r in got] == pytest.approx([r.score for r in expected], rel=1e-12)
+                assert "memory tier not used" not in db.explain(statement, analyze=True, q="sparse")
         finally:
             db.drop_collection("bm25f_one", if_exists=True)
 
@@ -120,9 +127,28 @@ def test_field_lengths_stay_exact_under_updates_and_deletes(db, dsn):
     assert scores(db, "sparse graph", "(title => 2, body => 1)") == pytest.approx(expected, rel=1e-12)
 
 
-def test_explain_says_how_and_the_tier_leaves_it_to_sql(db):
-    text = db.explain("SELECT id FROM bm25f_docs SEARCH SPARSE('sparse', fields => (title => 2, body => 1)) LIMIT 3", analyze=True)
-    assert "fields: [sparse] BM25F over title x 2, body x 1" in text
+def test_the_memory_tier_equals_sql_and_follows_writes(db, dsn, tmp_path, monkeypatch):
+    """BM25F from the tier's field counts (two fields) and from its postings (one field's weight
+    folded into k1) equals the SQL's, before and after documents are added, changed and deleted."""
+    queries = ["sparse retrieval", "graph postings", "retrieval retrieval dense", "sparse graph with"]
+    statements = ["SELECT id, score FROM bm25f_docs SEARCH SPARSE(:q, fields => (title => 2.5, body => 1)) WHERE id <> 'zz' LIMIT 5",
+                  "SELECT id, score FROM bm25f_docs SEARCH SPARSE(:q, fields => (body => 3)) LIMIT 5",
+                  "SELECT id, score FROM bm25f_docs SEARCH HYBRID(SPARSE(:q, fields => (title => 1, body => 0.5)), DENSE(:v)) LIMIT 5"]
+    monkeypatch.setenv("SPARSESQL_HOME", str(tmp_path))
+    with sparsesql.connect(dsn, sparse_tier=True, dense_tier=False) as memory, sparsesql.connect(dsn, sparse_tier=False, dense_tier=False) as plain:
+        for round_ in range(2):
+            for statement in statements:
+                for query in queries:
+                    got = memory.query(statement, q=query, v=[1, 0])
+                    expected = plain.query(statement, q=query, v=[1, 0])
+                    assert [r.id for r in got] == [r.id for r in expected], (statement, query)
+                    assert [r.score for r in got] == pytest.approx([r.score for r in expected], rel=1e-12)
+            text = memory.explain(statements[0], analyze=True, q="sparse retrieval")
+            assert "fields: [sparse] BM25F over title x 2.5, body x 1" in text and "BM25F from field counts" in text, text
+            assert "memory tier not used" not in text, text
+            plain.collection("bm25f_docs").add([{"id": "e", "title": "sparse graph", "body": "retrieval with sparse postings", "vector": [2, 1]},
+                                                {"id": "a", "title": "dense", "body": "sparse sparse graph", "vector": [1, 0]}])
+            plain.query("DELETE FROM bm25f_docs WHERE id = 'c'")
 
 
 @pytest.mark.parametrize("fields,message", [

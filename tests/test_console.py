@@ -187,3 +187,10 @@ def test_the_console_shows_facet_counts_beside_the_results(server, db, browser, 
                 r.id for r in db.query(statement)]
     plan = browser.find_element(By.ID, "results").text
     assert "like: SPARSE LIKE d1: searches with" in plan and "boost (SQL + Python): ORDER BY score * ((1 + year) - 2018)" in plan
+    # a phrase with an exclusion, and a field's weight: what they ask, in EXPLAIN's plan
+    editor.clear()
+    editor.send_keys(f"EXPLAIN SELECT id FROM {name} SEARCH SPARSE('\"sparse retrieval\" -dense', syntax => 'web', fields => (title => 2)) LIMIT 5")
+    editor.send_keys(Keys.CONTROL, Keys.ENTER)
+    wait.until(ready.text_to_be_present_in_element((By.ID, "results"), "syntax: [sparse]"))
+    plan = browser.find_element(By.ID, "results").text
+    assert 'syntax: [sparse] requires "sparse retrieval"; excludes -dense' in plan and "fields: [sparse] BM25F over title x 2" in plan

@@ -179,6 +179,29 @@ def test_bad_requests_get_clear_errors_and_the_server_keeps_serving(server, db, 
         assert conn.execute(f"SELECT id FROM {name}").fetchall() == [("a",)]
 
 
+def test_phrases_syntax_and_field_weights_through_http_and_the_wire(server, db, name):
+    db.create_collection(name, {"title": "text", "body": "text"}, dense="none", dim=2).add([
+        {"id": "a", "title": "query expansion", "body": "with feedback", "vector": [1, 0]},
+        {"id": "b", "title": "expansion of the query", "body": "medical query expansion", "vector": [0, 1]},
+        {"id": "c", "title": "feedback", "body": "query and expansion", "vector": [1, 1]}])
+    phrase = f"SELECT id FROM {name} SEARCH SPARSE(:q, syntax => 'web', fields => :w) LIMIT 5"
+    params = {"q": '"query expansion" -medical', "w": {"title": 2.0, "body": 1.0}}
+    expected = [r.id for r in db.query(phrase, **params)]
+    assert expected == ["a"]
+    with client(server) as http:
+        assert [r["id"] for r in http.post("/query", json={"sql": phrase, "params": params}).json()["rows"]] == expected
+        unclosed = http.post("/query", json={"sql": f"SELECT id FROM {name} SEARCH SPARSE('query \"expansion', syntax => 'web') LIMIT 3"})
+        error = unclosed.json()["error"]
+        assert unclosed.status_code == 400 and "never closed" in error["message"]
+        assert error["column"] == len(f"SELECT id FROM {name} SEARCH SPARSE('query ") + 1
+        plan = http.post("/query", json={"sql": "EXPLAIN " + phrase, "params": params}).json()["rows"]
+        assert any("syntax: [sparse] requires" in str(r) for r in plan) and any("BM25F over title x 2, body x 1" in str(r) for r in plan)
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        got = conn.execute(f"SELECT id FROM {name} SEARCH SPARSE('\"query expansion\" -medical', syntax => 'web', "
+                           "fields => (title => 2, body => 1)) LIMIT 5").fetchall()
+        assert [r[0] for r in got] == expected
+
+
 def test_metrics_parse_as_prometheus_text_and_move_with_queries(server, db, name):
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -108,6 +108,7 @@ class CollectionInfo:
     version: int = 0
     extra: dict = field(default_factory=dict, compare=False)
     created: str = ""  # creation time as text: tells a re-created namesake apart
+    field_len: tuple[int, ...] = ()  # each text field's total length (BM25F's averages; two or more text fields only)
 
     def table(self, kind: str) -> sql.Identifier:
         """The schema-qualified table `sparsesql.<name>__<kind>` (docs, postings, vocab, dense)."""
@@ -202,7 +203,7 @@ def creation_options(settings: Settings) -> dict:
 
 
 def _row_to_info(row: tuple) -> CollectionInfo:
-    name, fields, settings, n_docs, sum_len, version, extra, created = row
+    name, fields, settings, n_docs, sum_len, version, extra, created, field_len = row
     return CollectionInfo(
         name=name,
         fields=tuple(Field(f["name"], f["type"]) for f in fields),
@@ -212,10 +213,11 @@ def _row_to_info(row: tuple) -> CollectionInfo:
         version=version,
         extra=extra or {},
         created=created,
+        field_len=tuple(field_len or ()),
     )
 
 
-_SELECT = "SELECT name, fields, settings, n_docs, sum_len, version, extra, created_at::text FROM sparsesql.collections"
+_SELECT = "SELECT name, fields, settings, n_docs, sum_len, version, extra, created_at::text, field_len FROM sparsesql.collections"
 
 
 def get_collection(conn: psycopg.Connection, name: str) -> CollectionInfo | None:

@@ -39,6 +39,7 @@ from sparsesql.tier.changes import TierAhead, TierRefused
 from sparsesql.tier.dense import brute_max
 from sparsesql.tier.filters import NotInMemory
 from sparsesql.tier.groups import facet_hits, facet_rows
+from sparsesql.tier.fields import FieldScoring
 from sparsesql.tier.index import QueryTerm, Scoring
 
 Tracer = Callable[[str, dict], None] | None
@@ -152,9 +153,16 @@ class _Run:
                 source += f"the search syntax {stage.syntax.text}: ids from SQL"
             else:
                 denied = ids
+        counts = None
+        if not refused and stage.fields is not None and len(stage.fields) > 1:
+            try:
+                with self.tiers.lock:
+                    counts = self.tiers.fields.get(self.conn, info)
+            except TierRefused as exc:
+                refused = self._refused_by(exc)
         if not refused:
             served = self._with_sparse_index(info, stage.field, stage.terms, record,
-                                             lambda *index: self._score_sparse(stage, *index, kept, denied))
+                                             lambda *index: self._score_sparse(stage, *index, kept, denied, counts))
             refused = served if isinstance(served, str) else None
         if refused:
             self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k, absent=stage.absent), record)
@@ -165,6 +173,8 @@ class _Run:
             how = {"filter keeps": f"{len(kept)} documents ({source})", **how}
         if denied is not None:
             how = {"the search syntax drops": f"{len(denied)} documents ({stage.syntax.text}: ids from SQL)", **how}
+        if counts is not None:
+            how = {"BM25F from field counts": f"{counts.data.memory_bytes() / 2**20:.1f} MB (from {counts.source} in {counts.load_ms:.0f} ms)", **how}
         self.ranked(stage, [(int(d), float(s)) for d, s in zip(docs, scores)], stage.params)
         record.rows = len(docs)
         record.detail = (
@@ -182,9 +192,9 @@ class _Run:
         with self.tiers.lock:
             current = self.tiers.current(info, field, terms)
             if current is not None:
-                return use(*current, info.n_docs, info.sum_len), True
+                return use(*current, info.n_docs, info.sum_len, info.field_len), True
         rows = self.execute(record, tier_stats_sql(info, field), {"name": info.name, "terms": list(terms)})
-        identity, version, n_docs, sum_len = rows[0][:4]
+        identity, version, n_docs, sum_len, field_len = rows[0][:5]
         with self.tiers.lock:
             try:
                 loaded = self.tiers.get(self.conn, info, field, identity, version)
@@ -192,15 +202,20 @@ class _Run:
                 return self._refused_by(exc)
             known = [(term, t, df) for *_, term, t, df in rows if t is not None]
             loaded.remember(terms, {term: (t, df) for term, t, df in known}, version)
-            return use(loaded, known, n_docs, sum_len), False
+            return use(loaded, known, n_docs, sum_len, tuple(field_len or ())), False
 
     def _score_sparse(self, stage: st.TierCandidates, loaded, known: list[tuple[str, int, int]], n_docs: int, sum_len: int,
-                      kept: np.ndarray | None, denied: np.ndarray | None) -> tuple:
+                      field_len: tuple[int, ...], kept: np.ndarray | None, denied: np.ndarray | None, counts) -> tuple:
         """(index, docs, scores, how) of the stage's top k, among the `kept` doc ids (None: all)
-        less the `denied` ones; under the tier's lock."""
+        less the `denied` ones; under the tier's lock. BM25F over one text field is BM25 with k1
+        over the field's weight (w tf / B / (k1 + w tf / B) = tf / (tf + k1 / w B)); over more,
+        the field counts score it (`counts`, tier/fields.py)."""
         info = stage.collection
         terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
-        scoring = Scoring(stage.field.bm25, info.settings.k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
+        k1 = info.settings.k1 / stage.fields[0] if stage.fields is not None and len(stage.fields) == 1 else info.settings.k1
+        scoring = Scoring(stage.field.bm25, k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
+        fields = None if counts is None else FieldScoring(counts.data, np.asarray(stage.fields, dtype=np.float64),
+                                                          np.asarray(field_len, dtype=np.float64) / max(float(n_docs), 1.0))
         mask = None
         if kept is not None:
             mask = np.zeros(len(loaded.index.alive), dtype=bool)
@@ -208,7 +223,7 @@ class _Run:
         if denied is not None:
             mask = loaded.index.alive.copy() if mask is None else mask
             mask[denied[denied < len(mask)]] = False
-        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask, after=stage.after)
+        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask, after=stage.after, fields=fields)
         return loaded, docs, scores, how
 
     def tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:

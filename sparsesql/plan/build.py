@@ -72,7 +72,7 @@ def _from_memory(q: CheckedSelect, signal: Signal, tier: frozenset[str]) -> bool
     """The memory tier serves sparse signals ("sparse" in `tier`), and dense ones that name no
     HNSW search ("dense"); a filter reaches it as the doc ids it keeps (`_allowed`)."""
     if isinstance(signal, SparseSignal):
-        return "sparse" in tier and signal.fields is None  # the tier holds each term's count over the whole document only
+        return "sparse" in tier
     return "dense" in tier and signal.ef_search is None
 
 
@@ -95,8 +95,7 @@ def _syntax_lines(q: CheckedSelect) -> tuple[str, ...]:
             lines.append(f"syntax: [{label}] {s.syntax.describe()}; its list holds only the documents that meet that, its words scored as a bag")
         if isinstance(s, SparseSignal) and s.fields is not None:
             weights = ", ".join(f"{name} x {w:g}" for name, w in zip(q.collection.settings.text_fields, s.fields) if w > 0)
-            lines.append(f"fields: [{label}] BM25F over {weights}, each field normalised by its own length, scored in SQL "
-                         "(the memory tier holds each term's count over the whole document only)")
+            lines.append(f"fields: [{label}] BM25F over {weights}, each field normalised by its own length")
     return tuple(lines)
 
 
@@ -130,7 +129,7 @@ def _candidates(q: CheckedSelect, plan: st.Plan, where: sql.Composable, bound: d
         if _from_memory(q, signal, tier) and isinstance(signal, SparseSignal):
             plan.stages.append(
                 st.TierCandidates(label, q.collection, signal.field, signal.idf, signal.query, k, statement, params, allowed=_allowed(q, where),
-                                  after=_after(q), syntax=_syntax_ids(q.collection, signal))
+                                  after=_after(q), syntax=_syntax_ids(q.collection, signal), fields=signal.fields)
             )
         elif _from_memory(q, signal, tier):
             others = tuple(x for s, x in zip(signals, labels) if isinstance(s, SparseSignal))

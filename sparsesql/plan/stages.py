@@ -84,6 +84,7 @@ class TierCandidates:
     allowed: Allowed | None = None  # the filter, or None: no filter
     after: tuple[float, int] | None = None  # only documents ranking after this (score, doc id)
     syntax: SyntaxIds | None = None  # the search syntax's phrases and exclusions
+    fields: tuple[float, ...] | None = None  # BM25F's weights, a text field each
     name: str = "candidates"
 
 

@@ -156,9 +156,9 @@ def bind(terms: dict[str, float], k: int, prefix: str, after: tuple[float, int] 
 
 def tier_stats_sql(info: CollectionInfo, field: SparseField) -> sql.Composed:
     """In one round trip for the memory tier: the collection's identity (creation time) and write
-    version, N, total length, and each query term's (term, id, df) (binds %(name)s, %(terms)s);
+    version, N, total length, each text field's total length, and each query term's (term, id, df) (binds %(name)s, %(terms)s);
     a collection without the terms still gives its one row."""
     return sql.SQL(
-        "SELECT c.created_at::text, c.version, c.n_docs, c.sum_len, v.term, v.term_id, v.df FROM sparsesql.collections AS c "
+        "SELECT c.created_at::text, c.version, c.n_docs, c.sum_len, c.field_len, v.term, v.term_id, v.df FROM sparsesql.collections AS c "
         "LEFT JOIN {vocab} AS v ON v.term = ANY(%(terms)s) WHERE c.name = %(name)s"
     ).format(vocab=info.field_table(field, "vocab"))

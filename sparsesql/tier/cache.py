@@ -28,6 +28,7 @@ from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, SparseField
 from sparsesql.tier.changes import TierAhead, TierRefused, change_log_refusal, changes_since
 from sparsesql.tier.dense_cache import DenseTier
+from sparsesql.tier.fields import FieldTier
 from sparsesql.tier.filters import FilterTier
 from sparsesql.tier.index import SparseIndex
 from sparsesql.tier.snapshots import read_snapshot, snapshot_folder, write_snapshot
@@ -108,6 +109,7 @@ class Tiers:
         self.loaded: dict[tuple[str, int], Loaded] = {}  # (collection, sparse field's slot)
         self.dense = DenseTier(home, dense_memory_limit) if dense else None  # the dense codes, or None: DENSE in SQL
         self.filters = FilterTier(home)  # the declared scalar fields as columns, for a search's WHERE
+        self.fields = FieldTier(home)  # each text field's own counts, for BM25F
         self.lock = threading.RLock()
 
     def why_not(self, conn: psycopg.Connection, info: CollectionInfo, field: SparseField) -> str | None:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from sparsesql.tier.fields import FieldScoring, accumulate_fields
+
 
 @numba.njit(nogil=True, cache=True)
 def _accumulate(ids, ws, scale, bm25, k1, b, avgdl, doc_len, alive, allowed, filtered, acc, seen, touched, n):  # pragma: no cover - compiled
@@ -189,12 +191,13 @@ class SparseIndex:
         return sum(a.nbytes for a in arrays) + self.delta_postings * 16
 
     def top_k(self, terms: list[QueryTerm], s: Scoring, k: int, *, allowed: np.ndarray | None = None,
-              after: tuple[float, int] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+              after: tuple[float, int] | None = None, fields: FieldScoring | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
         """Exact top k (doc ids, scores; ties to the lower doc id, as the SQL's ORDER BY score
         DESC, doc_id) and what the search did (for EXPLAIN); with `allowed` (a flag per doc id, as
         long as `alive`), among the documents a filter keeps only; with `after` (a cursor's score
         and doc id), among the documents ranking after that document's score now (the cursor's
-        own while the document is no match) only."""
+        own while the document is no match) only; with `fields`, by BM25F (tier/fields.py), the
+        postings only saying which documents hold each term."""
         terms = sorted((q for q in terms if q.weight > 0), key=lambda q: q.term_id)
         if s.bm25 and s.avgdl <= 0:  # no document has a term: nothing can match
             terms = []
@@ -214,6 +217,14 @@ class SparseIndex:
         n = 0
         for q, lo, hi, extra in spans:
             scale = q.weight * s.idf_of(q.df) if (s.bm25 or s.idf) else q.weight
+            if fields is not None:
+                c = fields.counts
+                args = (q.term_id, float(scale), s.k1, s.b, fields.weights, fields.avg, c.start, c.count, c.terms, c.tfs, c.lens,
+                        self.alive, mask, allowed is not None, acc, seen, touched)
+                n = accumulate_fields(self.docs[lo:hi], *args, n)
+                if extra:
+                    n = accumulate_fields(np.asarray(extra[0], dtype=np.int64), *args, n)
+                continue
             args = (float(scale), s.bm25, s.k1, s.b, s.avgdl, self.doc_len, self.alive, mask, allowed is not None, acc, seen, touched)
             n = _accumulate(self.docs[lo:hi], self.weights[lo:hi], *args, n)
             if extra:

@@ -1,0 +1,89 @@
+"""What phrases, exclusions and per-field weights cost beside the bare SPARSE search (issue 35).
+
+    .venv/bin/python benchmarks/phrases.py [--docs 100000] [--vectors calibrated] [--queries 100]
+
+On a copy of the speed collection's documents (benchmarks/speed.py's synthetic corpus) made as
+collections are made now, with word positions (`phrases_<docs>`, built once and reused), with the
+memory tiers on, one query at a time; each figure a p50 beside the bare `SPARSE(:q)` page (LIMIT
+10, served from the memory tier) in the same run:
+
+- `SPARSE(:q || ' "w1 w2"', syntax => 'web')`: the query with a phrase of two adjacent words of
+  its bare search's top document (so the phrase matches), matched in SQL against the positions,
+  the tier taking the ids;
+- the same phrase with slop 3;
+- `SPARSE(:q || ' -w', syntax => 'web')`: the query less the documents holding its first word;
+- `SPARSE(:q, fields => (text => 1))`: BM25F over the one text field, scored in SQL (its scores
+  are BM25's), beside the same SPARSE scored in SQL (the tier off).
+
+Writes benchmarks/results/phrases.{md,json}.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import sparsesql  # noqa: E402
+from benchmarks import report, synthetic  # noqa: E402
+from benchmarks.pages import interleaved_p50, speed_run  # noqa: E402
+
+
+def build(db: sparsesql.Database, docs: int, vectors: str) -> str:
+    """The collection with positions, reused when it holds every document."""
+    name = f"phrases_{docs}"
+    existing = next((c for c in db.collections() if c.name == name), None)
+    if existing is not None and existing.n_docs == docs and existing.settings.positions:
+        return name
+    db.drop_collection(name, if_exists=True)
+    coll = db.create_collection(name, {"text": "text"}, dense="none", dim=synthetic.DIM)
+    for batch in synthetic.generate(docs, seed=0, batch=5000, model=vectors):
+        coll.add(batch, batch_size=5000)
+    return name
+
+
+def main() -> None:
+    args, command, db, _, queries = speed_run(__doc__, "phrases")
+    name = build(db, args.docs, args.vectors)
+    rng = np.random.default_rng(0)
+    for q in queries:  # a phrase from each query's top document, and a word to exclude, chosen before anything is timed
+        top = db.query(f"SELECT id, text FROM {name} SEARCH SPARSE(:q) LIMIT 1", q=q["q"])[0].text.split()
+        at = int(rng.integers(0, len(top) - 1))
+        q["phrase"] = f'{q["q"]} "{top[at]} {top[at + 1]}"'
+        q["slop"] = f'{q["phrase"]}~3'
+        q["minus"] = f'{q["q"]} -{re.findall(r"\w+", q["q"])[0]}'
+    plain = sparsesql.connect(db.dsn, sparse_tier=False)
+    sparse = f"SELECT id, score FROM {name} SEARCH SPARSE"
+    runs = {
+        "SPARSE page 1 (the bare search)": lambda q: db.query(f"{sparse}(:q) LIMIT 10", q=q["q"]),
+        "with a phrase": lambda q: db.query(f"{sparse}(:q, syntax => 'web') LIMIT 10", q=q["phrase"]),
+        "with a phrase, slop 3": lambda q: db.query(f"{sparse}(:q, syntax => 'web') LIMIT 10", q=q["slop"]),
+        "with an excluded word": lambda q: db.query(f"{sparse}(:q, syntax => 'web') LIMIT 10", q=q["minus"]),
+        "SPARSE page 1 in SQL (the tier off)": lambda q: plain.query(f"{sparse}(:q) LIMIT 10", q=q["q"]),
+        "fields => (text => 1), BM25F in SQL": lambda q: db.query(f"{sparse}(:q, fields => (text => 1)) LIMIT 10", q=q["q"]),
+    }
+    figures = interleaved_p50(db, runs, queries)
+    anchors = {"fields => (text => 1), BM25F in SQL": "SPARSE page 1 in SQL (the tier off)"}
+    date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    lines = ["## What phrases, exclusions and per-field weights cost", "",
+             f"`{command}`, {date}, {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {name}, {len(queries)} queries, "
+             "p50 per query, one at a time, the requests in turn for each query, the memory tiers on.", "",
+             "| request | p50 ms | beside | ratio |", "|---|---|---|---|"]
+    for label, ms in figures.items():
+        anchor = anchors.get(label, "SPARSE page 1 (the bare search)")
+        lines.append(f"| {label} | {ms:.2f} | {anchor} | {ms / figures[anchor]:.2f}x |")
+    report.write(args.out, lines, {"command": command, "date": date, "p50_ms": figures})
+    plain.close()
+
+
+if __name__ == "__main__":
+    main()
