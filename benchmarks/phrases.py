@@ -60,7 +60,8 @@ def main() -> None:
         at = int(rng.integers(0, len(top) - 1))
         q["phrase"] = f'{q["q"]} "{top[at]} {top[at + 1]}"'
         q["slop"] = f'{q["phrase"]}~3'
-        q["minus"] = f'{q["q"]} -{re.findall(r"\w+", q["q"])[0]}'
+        first = re.findall(r"\w+", q["q"])[0]
+        q["minus"] = f'{q["q"]} -{first}'
     plain = sparsesql.connect(db.dsn, sparse_tier=False)
     sparse = f"SELECT id, score FROM {name} SEARCH SPARSE"
     runs = {
