@@ -170,7 +170,7 @@ def main() -> None:
     lines = [
         "# The search syntax: sparsesql's SPARSE beside PostgreSQL's websearch_to_tsquery",
         "",
-        f"`.venv/bin/python benchmarks/syntax_compare.py` on PostgreSQL {version}. sparsesql's column: the terms it "
+        f"`.venv/bin/python benchmarks/syntax_compare.py` on PostgreSQL {version}. sparsesql's column, for `SPARSE(text, syntax => 'web')` (the default, 'plain', reads every input as words): the terms it "
         "*scores* (a bag of words, BM25: a document is listed when it holds one of them), the groups it *requires* "
         "(one member of each), the units it *excludes*, with each unit's analysed terms in brackets (`_`: a stopword's "
         "place, kept in a phrase), and units it *ignores* because they have no term. PostgreSQL's column is the "
