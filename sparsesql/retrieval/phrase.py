@@ -72,6 +72,10 @@ def ids_sql(info: CollectionInfo, field: SparseField, f: SyntaxFilter) -> tuple[
     if f.required:
         return sql.SQL("SELECT d.doc_id FROM {} AS d WHERE d.doc_id IN ({}) AND {}").format(
             docs, _holders(info, field, f.required[0]), predicate(info, field, f)), True
-    held = sql.SQL(" OR ").join(_holds(info, field, t) for t in f.excluded)
-    return sql.SQL("SELECT d.doc_id FROM {} AS d WHERE d.doc_id IN ({}) AND ({})").format(
-        docs, _holders(info, field, f.excluded), held), False
+    words, phrases = [t for t in f.excluded if len(t.terms) == 1], [t for t in f.excluded if len(t.terms) > 1]
+    parts = [_holders(info, field, tuple(words))] if words else []  # a word's postings are its holders: no document to read
+    if phrases:
+        held = sql.SQL(" OR ").join(_holds(info, field, t) for t in phrases)
+        parts.append(sql.SQL("SELECT d.doc_id FROM {} AS d WHERE d.doc_id IN ({}) AND ({})").format(
+            docs, _holders(info, field, tuple(phrases)), held))
+    return sql.SQL(" UNION ").join(parts), False
