@@ -254,9 +254,13 @@ def count_terms(texts: list[str]) -> Counted:
     position = np.cumsum(present) - 1  # a term number's position in `used`
     stream, stream_lengths = _stream(np.where(counted, position[term], STOPWORD), text, field, len(texts))
     term, text, field = term[counted], text[counted], field[counted]
-    pairs, pair, tf = np.unique((text.astype(np.int64) << 32) | position[term], return_inverse=True, return_counts=True)
     fields = int(field.max(initial=0)) + 1
-    field_tf = np.bincount(pair.reshape(-1) * fields + field, minlength=len(pairs) * fields).astype(np.int32).reshape(len(pairs), fields)
+    if fields == 1:  # one field: its counts are the pairs' (np.unique without the inverse sorts instead of argsorting)
+        pairs, tf = np.unique((text.astype(np.int64) << 32) | position[term], return_counts=True)
+        field_tf = tf.astype(np.int32).reshape(-1, 1)
+    else:
+        pairs, pair, tf = np.unique((text.astype(np.int64) << 32) | position[term], return_inverse=True, return_counts=True)
+        field_tf = np.bincount(pair.reshape(-1) * fields + field, minlength=len(pairs) * fields).astype(np.int32).reshape(len(pairs), fields)
     field_lengths = np.bincount(text * fields + field, minlength=len(texts) * fields).reshape(len(texts), fields)
     return Counted(terms, used, space, (pairs & 0xFFFFFFFF).astype(np.int32), tf,
                    np.bincount(pairs >> 32, minlength=len(texts)), np.bincount(text, minlength=len(texts)), stream, stream_lengths,
@@ -275,7 +279,7 @@ def _tokens(lowered: list[str], words: _Words) -> tuple[np.ndarray, np.ndarray, 
 def _stream(values: np.ndarray, text: np.ndarray, field: np.ndarray, n_texts: int) -> tuple[np.ndarray, np.ndarray]:
     """The texts' token streams, flat: a token's place is its rank in its text plus its field's
     number, so one FIELD_BREAK stands between two fields' tokens (more where a field has none)."""
-    rank = np.arange(len(text)) - np.searchsorted(text, text)
+    rank = np.arange(len(text)) - np.searchsorted(text, np.arange(n_texts))[text]
     place = rank + field
     lengths = np.zeros(n_texts, dtype=np.int64)
     np.maximum.at(lengths, text, place + 1)
