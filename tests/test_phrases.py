@@ -227,3 +227,21 @@ def test_a_collection_made_before_positions_refuses_phrases_and_says_how(dsn):
     finally:
         with sparsesql.connect(dsn, sparse_tier=False) as db:
             db.drop_collection("phrase_old", if_exists=True)
+
+
+def test_long_sloppy_phrases_over_repetitive_text_match_as_the_brute_force_does(dsn):
+    """A phrase's work grows with its length, not with the product of its terms' places: 200
+    alternating words against a 200-word document of the same two words, slop 100."""
+    text = "alpha beta " * 100
+    with sparsesql.connect(dsn, sparse_tier=False) as db:
+        db.drop_collection("phrase_long", if_exists=True)
+        db.create_collection("phrase_long", {"title": "text"}, dense="none", dim=2).add([{"id": "a", "title": text, "vector": [1, 0]}])
+        try:
+            # (phrase, slop, whether it matches): the text itself; sixty alphas, every other word, need 59 words between them
+            for phrase, slop, match in [(text, 100, True), (text, 0, True), ("alpha " * 60, 100, True), ("alpha " * 60, 58, False),
+                                        ("alpha " * 60, 59, True), ("beta alpha alpha", 1, True), ("beta alpha alpha", 0, False)]:
+                got = db.query("SELECT id FROM phrase_long SEARCH SPARSE(:q, syntax => 'web') LIMIT 3", q=f'"{phrase}"~{slop}')
+                assert [r.id for r in got] == (["a"] if match else []), (phrase[:20], slop)
+            assert holds([text], "beta alpha alpha", 1) and not holds([text], "beta alpha alpha", 0)  # the matcher agrees where it is quick
+        finally:
+            db.drop_collection("phrase_long", if_exists=True)
