@@ -118,7 +118,7 @@ def test_exclusions_and_or_groups(dsn, generated, tmp_path, monkeypatch, tier):
 
 def test_memory_tier_equals_sql_with_a_filter_and_pages(dsn, generated, tmp_path, monkeypatch):
     statement = "SELECT id, score FROM phrase_docs SEARCH SPARSE(:q, syntax => 'web') WHERE id > 'g100' LIMIT 7 OFFSET 3"
-    for text in ['"alpha beta" -"query expansion"', '-"delta war" war', '"search engine"~1 OR worlds query']:
+    for text in ['"alpha beta" -"query expansion"', '-"delta war" war', '"search engine"~1 OR worlds query', 'war alpha -delta -gamma']:
         with connect(dsn, False, tmp_path, monkeypatch) as db:
             sql_rows = db.query(statement, q=text)
         with connect(dsn, True, tmp_path, monkeypatch) as db:
@@ -126,6 +126,7 @@ def test_memory_tier_equals_sql_with_a_filter_and_pages(dsn, generated, tmp_path
             plan = db.explain(statement, analyze=True, q=text)
         assert [r.id for r in tier_rows] == [r.id for r in sql_rows] and len(sql_rows) > 0, text
         assert "syntax: [sparse]" in plan and "memory tier not used" not in plan, plan
+        assert ("from the postings in memory" in plan) == (text == 'war alpha -delta -gamma'), plan
 
 
 @pytest.mark.skipif(not (CISI / "corpus.jsonl").exists(), reason="CISI is in ../shared/data/beir/cisi (the shared folder beside the clone)")

@@ -146,7 +146,8 @@ class _Run:
         refused = self._refusal(lambda: self.tiers.why_not(self.conn, info, stage.field))
         kept, source = (None, "") if refused or stage.allowed is None else self.allowed_ids(stage, record)
         denied = None
-        if not refused and stage.syntax is not None:
+        words = stage.syntax.words if stage.syntax is not None else ()
+        if not refused and stage.syntax is not None and not words:
             ids = self._sql_ids(stage.syntax.statement, None, record)
             if stage.syntax.keeps:
                 kept, source = (ids, "") if kept is None else (np.intersect1d(kept, ids), source + "; ")
@@ -161,7 +162,7 @@ class _Run:
             except TierRefused as exc:
                 refused = self._refused_by(exc)
         if not refused:
-            served = self._with_sparse_index(info, stage.field, stage.terms, record,
+            served = self._with_sparse_index(info, stage.field, [*stage.terms, *words], record,
                                              lambda *index: self._score_sparse(stage, *index, kept, denied, counts))
             refused = served if isinstance(served, str) else None
         if refused:
@@ -211,7 +212,7 @@ class _Run:
         over the field's weight (w tf / B / (k1 + w tf / B) = tf / (tf + k1 / w B)); over more,
         the field counts score it (`counts`, tier/fields.py)."""
         info = stage.collection
-        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0]
+        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0 and term in stage.terms]
         k1 = info.settings.k1 / stage.fields[0] if stage.fields is not None and len(stage.fields) == 1 else info.settings.k1
         scoring = Scoring(stage.field.bm25, k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
         fields = None if counts is None else FieldScoring(counts.data, np.asarray(stage.fields, dtype=np.float64),
@@ -223,7 +224,14 @@ class _Run:
         if denied is not None:
             mask = loaded.index.alive.copy() if mask is None else mask
             mask[denied[denied < len(mask)]] = False
+        dropped = None
+        if stage.syntax is not None and stage.syntax.words:  # excluded words: their holders from the postings in memory
+            held = loaded.index.holding([int(t) for term, t, _ in known if term in stage.syntax.words])
+            mask = loaded.index.alive & ~held if mask is None else mask & ~held
+            dropped = int(held.sum())
         docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask, after=stage.after, fields=fields)
+        if dropped is not None:
+            how = {"the search syntax drops": f"{dropped} documents ({stage.syntax.text}: from the postings in memory)", **how}
         return loaded, docs, scores, how
 
     def tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:

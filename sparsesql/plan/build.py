@@ -84,7 +84,8 @@ def _syntax_ids(info: CollectionInfo, signal: SparseSignal) -> st.SyntaxIds | No
     if signal.syntax is None:
         return None
     statement, keeps = phrase.ids_sql(info, signal.field, signal.syntax)
-    return st.SyntaxIds(statement, keeps, signal.syntax.describe())
+    words = () if keeps or any(len(t.terms) > 1 for t in signal.syntax.excluded) else tuple(t.terms[0] for t in signal.syntax.excluded)
+    return st.SyntaxIds(statement, keeps, signal.syntax.describe(), words)
 
 
 def _syntax_lines(q: CheckedSelect) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ class SyntaxIds:
     statement: sql.Composed
     keeps: bool
     text: str  # what the syntax asks, for EXPLAIN
+    words: tuple[str, ...] = ()  # exclusions of single terms only: the tier drops their holders from its own postings
 
 
 @dataclass
