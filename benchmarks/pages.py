@@ -86,6 +86,21 @@ def speed_run(description: str, out: str) -> tuple[argparse.Namespace, str, spar
     return args, command, db, name, queries
 
 
+def ratio_report(args: argparse.Namespace, command: str, title: str, name: str, queries: list[dict], figures: dict[str, float],
+                 first: str, anchors: dict[str, str]) -> None:
+    """A speed run's table: each request's p50 beside its anchor (`first` unless `anchors` names
+    another), as a ratio, written with the run's command and date."""
+    date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    lines = [f"## {title}", "",
+             f"`{command}`, {date}, {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {name}, {len(queries)} queries, "
+             "p50 per query, one at a time, the requests in turn for each query, the memory tiers on.", "",
+             "| request | p50 ms | beside | ratio |", "|---|---|---|---|"]
+    for label, ms in figures.items():
+        anchor = anchors.get(label, first)
+        lines.append(f"| {label} | {ms:.2f} | {anchor} | {ms / figures[anchor]:.2f}x |")
+    report.write(args.out, lines, {"command": command, "date": date, "p50_ms": figures})
+
+
 def main() -> None:
     args, command, db, name, queries = speed_run(__doc__, "pages")
     base = f"FROM {name} SEARCH {SEARCH}"

@@ -23,10 +23,8 @@ Writes benchmarks/results/phrases.{md,json}.
 from __future__ import annotations
 
 import os
-import platform
 import re
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import sparsesql  # noqa: E402
-from benchmarks import report, synthetic  # noqa: E402
-from benchmarks.pages import interleaved_p50, speed_run  # noqa: E402
+from benchmarks import synthetic  # noqa: E402
+from benchmarks.pages import interleaved_p50, ratio_report, speed_run  # noqa: E402
 
 
 def build(db: sparsesql.Database, docs: int, vectors: str) -> str:
@@ -79,15 +77,7 @@ def main() -> None:
     }
     figures = interleaved_p50(db, runs, queries)
     anchors = {"BM25F in SQL (the tier off)": "SPARSE page 1 in SQL (the tier off)", "SPARSE page 1 in SQL (the tier off)": "SPARSE page 1 in SQL (the tier off)"}
-    date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    lines = ["## What phrases, exclusions and per-field weights cost", "",
-             f"`{command}`, {date}, {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {name}, {len(queries)} queries, "
-             "p50 per query, one at a time, the requests in turn for each query, the memory tiers on.", "",
-             "| request | p50 ms | beside | ratio |", "|---|---|---|---|"]
-    for label, ms in figures.items():
-        anchor = anchors.get(label, "SPARSE page 1 (the bare search)")
-        lines.append(f"| {label} | {ms:.2f} | {anchor} | {ms / figures[anchor]:.2f}x |")
-    report.write(args.out, lines, {"command": command, "date": date, "p50_ms": figures})
+    ratio_report(args, command, "What phrases, exclusions and per-field weights cost", name, queries, figures, "SPARSE page 1 (the bare search)", anchors)
     plain.close()
 
 

@@ -19,17 +19,14 @@ Writes benchmarks/results/reach.{md,json}.
 from __future__ import annotations
 
 import os
-import platform
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmarks import report  # noqa: E402
-from benchmarks.pages import interleaved_p50, speed_run  # noqa: E402
+from benchmarks.pages import interleaved_p50, ratio_report, speed_run  # noqa: E402
 
 
 
@@ -51,15 +48,7 @@ def main() -> None:
     }
     figures = interleaved_p50(db, runs, queries)
     anchors = {"DENSE(LIKE id)": "DENSE page 1", "DENSE page 1": "DENSE page 1"}
-    date = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    lines = ["## What query reach costs", "",
-             f"`{command}`, {date}, {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {name}, {len(queries)} queries, "
-             "p50 per query, one at a time, the requests in turn for each query, the memory tiers on.", "",
-             "| request | p50 ms | beside | ratio |", "|---|---|---|---|"]
-    for label, ms in figures.items():
-        anchor = anchors.get(label, "HYBRID page 1 (the bare search)")
-        lines.append(f"| {label} | {ms:.2f} | {anchor} | {ms / figures[anchor]:.2f}x |")
-    report.write(args.out, lines, {"command": command, "date": date, "p50_ms": figures})
+    ratio_report(args, command, "What query reach costs", name, queries, figures, "HYBRID page 1 (the bare search)", anchors)
 
 
 if __name__ == "__main__":

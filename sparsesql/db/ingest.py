@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 from sparsesql.db import copy_binary
 from sparsesql.db.catalog import CollectionInfo, set_extra
 from sparsesql.db.ingest_postings import Analyser, AnalysisProcess, BatchPostings, TermCache, Weights, analyse_texts, field_weights
-from sparsesql.db.ingest_remove import lock_collection, log_changes, remove
+from sparsesql.db.ingest_remove import lock_collection, log_changes, move_statistics, remove
 from sparsesql.db.ingest_report import IngestReport, Upkeep
 from sparsesql.db.ingest_validate import Doc, checked_vector, document_text, validate
 from sparsesql.errors import IngestError
@@ -168,11 +168,12 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
     for f in fields:
         found = weights[f.slot]
         ids = terms.ids(conn, info.field_table(f, "vocab"), found)
-        postings[f.slot] = found.postings(ids, doc_ids, shards)
+        order = found.row_order(ids)
+        postings[f.slot] = found.postings(ids, doc_ids, shards, order)
         if f.bm25 and info.settings.positions:
             extra, extra_names, extra_types = [found.positions(ids)], ["positions"], ["int4[]"]
         if f.bm25 and info.settings.field_stats:
-            extra += found.field_values(ids, len(info.settings.text_fields))
+            extra += found.field_values(order, len(info.settings.text_fields))
             extra_names += ["field_tfs", "field_lens"]
             extra_types += ["float4[]", "int4[]"]
             field_sums = found.field_lengths.sum(axis=0).tolist()
@@ -199,12 +200,7 @@ def _write(conn: psycopg.Connection, info: CollectionInfo, prepared: _Prepared, 
             copy.write_row([doc_id, *shard, Vector(doc.vector)])
     log_changes(conn, info, doc_ids, added=True)
     upkeep.added(conn, info, doc_ids)
-    conn.execute(
-        "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1, "
-        "field_len = ARRAY(SELECT coalesce(field_len[i], 0) + x FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(x, i) ORDER BY i) "
-        "WHERE name = %s",
-        (len(changed), sum(lengths), field_sums if info.settings.field_stats else [], info.name),
-    )
+    move_statistics(conn, info, len(changed), sum(lengths), field_sums if info.settings.field_stats else [])
     return report
 
 

@@ -67,12 +67,15 @@ class Weights:
         return Weights([self.terms[i] for i in used.tolist()], position[index], weight, self.per_doc[keep], self.lengths[keep],
                         None if self.keys is None else self.keys[used], self.space, stream, lengths, field_tf, field_lengths)
 
-    def field_values(self, term_ids: np.ndarray, fields: int) -> tuple[list[bytes], list[bytes]]:
-        """Each document's `field_tfs` (its terms in id order, as `postings` orders them, each
-        with its count in each of the `fields` text fields) and `field_lens`, as binary float4[]
-        and int4[] values for its row."""
+    def row_order(self, term_ids: np.ndarray) -> np.ndarray:
+        """The postings' order in the documents' rows: by (document, term id), the order of each
+        row's `term_ids` (with `term_ids`, each of `terms`' id)."""
         position = np.repeat(np.arange(len(self.per_doc), dtype=np.int64), self.per_doc)
-        order = np.argsort((position << 32) | term_ids[self.index].astype(np.int64))
+        return np.argsort((position << 32) | term_ids[self.index].astype(np.int64))  # distinct keys: (document, term)
+
+    def field_values(self, order: np.ndarray, fields: int) -> tuple[list[bytes], list[bytes]]:
+        """Each document's `field_tfs` (its terms in `row_order`, each with its count in each of
+        the `fields` text fields) and `field_lens`, as binary float4[] and int4[] values for its row."""
         tf = np.zeros((len(order), fields), dtype=np.float32)
         tf[:, :self.field_tf.shape[1]] = self.field_tf[order]
         lengths = np.zeros((len(self.per_doc), fields), dtype=np.int32)
@@ -87,13 +90,11 @@ class Weights:
         at = np.where(self.stream >= 0, self.stream, np.where(self.stream == STOPWORD, len(term_ids), len(term_ids) + 1))
         return copy_binary.runs_bytes(ids[at], self.stream_lengths, "int4")
 
-    def postings(self, term_ids: np.ndarray, doc_ids: list[int], shards: list[int] | None) -> "BatchPostings":
+    def postings(self, term_ids: np.ndarray, doc_ids: list[int], shards: list[int] | None, order: np.ndarray) -> "BatchPostings":
         """The postings with `term_ids` (each of `terms`' id) and the documents' ids (ascending),
-        sorted by (doc, term): each document's row holds its terms in id order."""
+        in `row_order`: each document's row holds its terms in id order."""
         term = term_ids[self.index]
         doc = np.repeat(np.array(doc_ids, dtype=np.int64), self.per_doc)
-        position = np.repeat(np.arange(len(self.per_doc), dtype=np.int64), self.per_doc)
-        order = np.argsort((position << 32) | term.astype(np.int64))  # distinct keys: (document, term)
         shard = None if shards is None else np.repeat(np.array(shards, dtype=np.int32), self.per_doc)[order]
         return BatchPostings(term[order], doc[order], self.weight[order], self.per_doc.tolist(), shard)
 

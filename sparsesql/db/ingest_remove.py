@@ -114,13 +114,19 @@ def remove(conn: psycopg.Connection, info: CollectionInfo, doc_ids: list[int], *
     count, length, field_lens = row
     log_changes(conn, info, doc_ids, added=False)
     upkeep.removed(conn, info, doc_ids)
-    conn.execute(
-        "UPDATE sparsesql.collections SET n_docs = n_docs - %s, sum_len = sum_len - %s, version = version + 1, "
-        "field_len = ARRAY(SELECT field_len[i] - coalesce((%s::bigint[])[i], 0) FROM generate_subscripts(field_len, 1) AS i ORDER BY i) "
-        "WHERE name = %s",
-        (count, length, field_lens, info.name),
-    )
+    move_statistics(conn, info, -count, -length, [-n for n in field_lens])
     return count
+
+
+def move_statistics(conn: psycopg.Connection, info: CollectionInfo, docs: int, length: int, field_lens: list[int]) -> None:
+    """Move the catalog's exact statistics by a write (negative numbers for documents removed):
+    N, the sum of lengths, each text field's sum of lengths, and the write counter."""
+    conn.execute(
+        "UPDATE sparsesql.collections SET n_docs = n_docs + %s, sum_len = sum_len + %s, version = version + 1, "
+        "field_len = ARRAY(SELECT coalesce(field_len[i], 0) + coalesce((%s::bigint[])[i], 0) "
+        "FROM generate_series(1, greatest(cardinality(field_len), cardinality(%s::bigint[]))) AS i ORDER BY i) WHERE name = %s",
+        (docs, length, field_lens, field_lens, info.name),
+    )
 
 
 def delete_where(

@@ -25,6 +25,7 @@ from sparsesql.exec.row import Row
 from sparsesql.exec.row_extras import cursor_key, highlight_rows
 from sparsesql.encoders.cross import load_cross_encoder
 from sparsesql.exec.snapshot import Snapshot
+from sparsesql.exec.tier_sparse import score_sparse
 from sparsesql.plan.trace import StageRecord, short
 from sparsesql.lang import cursor_token
 from sparsesql.lang.cursor_token import Cursor
@@ -39,8 +40,6 @@ from sparsesql.tier.changes import TierAhead, TierRefused
 from sparsesql.tier.dense import brute_max
 from sparsesql.tier.filters import NotInMemory
 from sparsesql.tier.groups import facet_hits, facet_rows
-from sparsesql.tier.fields import FieldScoring
-from sparsesql.tier.index import QueryTerm, Scoring
 
 Tracer = Callable[[str, dict], None] | None
 
@@ -145,8 +144,7 @@ class _Run:
         info = stage.collection
         refused = self._refusal(lambda: self.tiers.why_not(self.conn, info, stage.field))
         kept, source = (None, "") if refused or stage.allowed is None else self.allowed_ids(stage, record)
-        denied = None
-        words = stage.syntax.words if stage.syntax is not None else ()
+        denied, words = None, stage.syntax.words if stage.syntax is not None else ()  # words: excluded in memory (score_sparse)
         if not refused and stage.syntax is not None and not words:
             ids = self._sql_ids(stage.syntax.statement, None, record)
             if stage.syntax.keeps:
@@ -163,7 +161,7 @@ class _Run:
                 refused = self._refused_by(exc)
         if not refused:
             served = self._with_sparse_index(info, stage.field, [*stage.terms, *words], record,
-                                             lambda *index: self._score_sparse(stage, *index, kept, denied, counts))
+                                             lambda *index: score_sparse(stage, *index, kept, denied, counts))
             refused = served if isinstance(served, str) else None
         if refused:
             self.candidates(st.Candidates(stage.label, stage.fallback, stage.params, stage.k, absent=stage.absent), record)
@@ -186,7 +184,7 @@ class _Run:
 
     def _with_sparse_index(self, info: CollectionInfo, field: SparseField, terms: Iterable[str], record: StageRecord,
                            use: Callable[..., object]) -> tuple[object, bool] | str:
-        """`use(index, known terms, n_docs, sum_len)` over the field's index brought to the search's
+        """`use(index, known terms, n_docs, sum_len, field_len)` over the field's index brought to the search's
         version, under the tier's lock; returns its result and whether the statistics came from
         memory, or why the tier refused. Statistics come from one statement when the index does
         not know the terms at that version."""
@@ -204,35 +202,6 @@ class _Run:
             known = [(term, t, df) for *_, term, t, df in rows if t is not None]
             loaded.remember(terms, {term: (t, df) for term, t, df in known}, version)
             return use(loaded, known, n_docs, sum_len, tuple(field_len or ())), False
-
-    def _score_sparse(self, stage: st.TierCandidates, loaded, known: list[tuple[str, int, int]], n_docs: int, sum_len: int,
-                      field_len: tuple[int, ...], kept: np.ndarray | None, denied: np.ndarray | None, counts) -> tuple:
-        """(index, docs, scores, how) of the stage's top k, among the `kept` doc ids (None: all)
-        less the `denied` ones; under the tier's lock. BM25F over one text field is BM25 with k1
-        over the field's weight (w tf / B / (k1 + w tf / B) = tf / (tf + k1 / w B)); over more,
-        the field counts score it (`counts`, tier/fields.py)."""
-        info = stage.collection
-        terms = [QueryTerm(int(t), stage.terms[term], int(df)) for term, t, df in known if df > 0 and term in stage.terms]
-        k1 = info.settings.k1 / stage.fields[0] if stage.fields is not None and len(stage.fields) == 1 else info.settings.k1
-        scoring = Scoring(stage.field.bm25, k1, info.settings.b, float(n_docs), sum_len / max(n_docs, 1), idf=stage.idf)
-        fields = None if counts is None else FieldScoring(counts.data, np.asarray(stage.fields, dtype=np.float64),
-                                                          np.asarray(field_len, dtype=np.float64) / max(float(n_docs), 1.0))
-        mask = None
-        if kept is not None:
-            mask = np.zeros(len(loaded.index.alive), dtype=bool)
-            mask[kept[kept < len(mask)]] = True
-        if denied is not None:
-            mask = loaded.index.alive.copy() if mask is None else mask
-            mask[denied[denied < len(mask)]] = False
-        dropped = None
-        if stage.syntax is not None and stage.syntax.words:  # excluded words: their holders from the postings in memory
-            held = loaded.index.holding([int(t) for term, t, _ in known if term in stage.syntax.words])
-            mask = loaded.index.alive & ~held if mask is None else mask & ~held
-            dropped = int(held.sum())
-        docs, scores, how = loaded.index.top_k(terms, scoring, stage.k, allowed=mask, after=stage.after, fields=fields)
-        if dropped is not None:
-            how = {"the search syntax drops": f"{dropped} documents ({stage.syntax.text}: from the postings in memory)", **how}
-        return loaded, docs, scores, how
 
     def tier_dense(self, stage: st.TierDense, record: StageRecord) -> None:
         """Candidates from the codes, and every document of the union's lists, scored exactly from
