@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import psycopg
+from psycopg import sql
 from psycopg.adapt import AdaptersMap, Dumper
 from psycopg.pq import Format
 
@@ -36,6 +38,14 @@ def encode(dtype: np.dtype, **columns: np.ndarray) -> bytes:
         rows[f"l{i}"] = dtype[name].itemsize
         rows[name] = columns[name]
     return _HEADER + rows.tobytes() + _TRAILER
+
+
+def copy_rows(conn: psycopg.Connection, query: sql.Composable, params: tuple | dict | None, dtype: np.dtype) -> np.ndarray:
+    """The rows of `query`, by a binary COPY, as a numpy record array (every row has the same fixed layout)."""
+    with conn.cursor() as cur:
+        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query), params) as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+    return decode(data, dtype)
 
 
 def decode(data: bytes, dtype: np.dtype) -> np.ndarray:

@@ -275,12 +275,10 @@ class _Run:
         if self.tracer:
             self.tracer(statement.as_string(self.conn), params)
         try:
-            with self.conn.cursor() as cur:
-                with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(statement), params) as copy:
-                    data = b"".join(bytes(chunk) for chunk in copy)
+            rows = copy_binary.copy_rows(self.conn, statement, params, copy_binary.DOC_ID)
         except psycopg.Error as exc:
             raise database_error(exc, record.stage) from exc
-        return np.sort(copy_binary.decode(data, copy_binary.DOC_ID)["doc"].astype(np.int64))
+        return np.sort(rows["doc"].astype(np.int64))
 
     def _refused_by(self, exc: TierRefused) -> str:
         """Why a tier refused; a tier ahead of this search's snapshot ends the search (it starts

@@ -60,20 +60,12 @@ class Loaded:
             self.vocab.remember(terms, found, version)
 
 
-def _copy_rows(conn: psycopg.Connection, query: sql.Composable, params: tuple, dtype: np.dtype) -> np.ndarray:
-    """Rows of a binary COPY as a numpy record array (every row has the same fixed layout)."""
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query), params) as copy:
-            data = b"".join(bytes(chunk) for chunk in copy)
-    return copy_binary.decode(data, dtype)
-
-
 def _postings(conn: psycopg.Connection, info: CollectionInfo, field: SparseField, where: sql.Composable, params: tuple) -> tuple[np.ndarray, ...]:
     """The chosen documents' postings in one field sorted by (term, doc), and their lengths, from
     the documents' own term arrays: one sequential pass, no sort on the server. A learned field
     in a further slot has no length of its own (dot products never read one): its number of terms."""
     terms_col, weights_col = field.column("term_ids"), field.column("weights")
-    rows = _copy_rows(
+    rows = copy_binary.copy_rows(
         conn,
         sql.SQL("SELECT p.term_id, d.doc_id, p.tf FROM {} AS d CROSS JOIN LATERAL unnest(d.{}, d.{}) AS p(term_id, tf) WHERE {}").format(
             info.table("docs"), terms_col, weights_col, where
@@ -82,7 +74,7 @@ def _postings(conn: psycopg.Connection, info: CollectionInfo, field: SparseField
         copy_binary.POSTING,
     )
     length = sql.SQL("doc_len") if field.slot == 0 else sql.SQL("cardinality({})").format(terms_col)
-    lengths = _copy_rows(
+    lengths = copy_binary.copy_rows(
         conn, sql.SQL("SELECT doc_id, {} FROM {} AS d WHERE {}").format(length, info.table("docs"), where), params, copy_binary.LENGTH
     )
     terms, docs = rows["term"].astype(np.int64), rows["doc"].astype(np.int64)

@@ -32,10 +32,7 @@ def _vector_rows(dim: int) -> np.dtype:
 def read_vectors(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composable, params: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(doc ids, float32 vectors) of the chosen documents, by binary COPY."""
     query = sql.SQL("SELECT doc_id, embedding FROM {} AS e WHERE {}").format(info.table("dense"), where)
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query), params) as copy:
-            data = b"".join(bytes(chunk) for chunk in copy)
-    rows = copy_binary.decode(data, _vector_rows(info.settings.dim))
+    rows = copy_binary.copy_rows(conn, query, params, _vector_rows(info.settings.dim))
     return rows["doc"].astype(np.int64), rows["v"].astype(np.float32)
 
 

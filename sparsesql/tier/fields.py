@@ -96,14 +96,11 @@ def _rows(conn: psycopg.Connection, info: CollectionInfo, where: sql.Composable,
     posting = np.dtype([("n", ">i2"), ("l1", ">i4"), ("term", ">i4"), ("l2", ">i4"), ("doc", ">i8"),
                         *((name, ">f4" if name.startswith("t") else ">i4") for f in range(width) for name in (f"lt{f}", f"t{f}"))])
     length = np.dtype([("n", ">i2"), ("l1", ">i4"), ("doc", ">i8"), *((name, ">i4") for f in range(width) for name in (f"ll{f}", f"n{f}"))])
-    with conn.cursor() as cur:
-        query = sql.SQL("SELECT t.term_id, d.doc_id, {} FROM {} AS d CROSS JOIN LATERAL unnest(d.term_ids) WITH ORDINALITY AS t(term_id, k) "
-                        "WHERE {}").format(tf, info.table("docs"), where)
-        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query), params) as copy:
-            postings = copy_binary.decode(b"".join(bytes(c) for c in copy), posting)
-        query = sql.SQL("SELECT d.doc_id, {} FROM {} AS d WHERE {}").format(lens, info.table("docs"), where)
-        with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query), params) as copy:
-            lengths = copy_binary.decode(b"".join(bytes(c) for c in copy), length)
+    postings = copy_binary.copy_rows(conn, sql.SQL(
+        "SELECT t.term_id, d.doc_id, {} FROM {} AS d CROSS JOIN LATERAL unnest(d.term_ids) WITH ORDINALITY AS t(term_id, k) WHERE {}"
+    ).format(tf, info.table("docs"), where), params, posting)
+    lengths = copy_binary.copy_rows(conn, sql.SQL("SELECT d.doc_id, {} FROM {} AS d WHERE {}").format(lens, info.table("docs"), where),
+                                    params, length)
     return postings[np.lexsort((postings["term"], postings["doc"]))], lengths
 
 
